@@ -1,0 +1,50 @@
+"""Seam 2: a Docker SDK client for the target's engine, with errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from .errors import DltError
+
+if TYPE_CHECKING:
+    import docker
+
+DEFAULT_URL = "unix:///var/run/docker.sock"
+
+
+def engine_url(configured: str = "") -> str:
+    """The engine URL we will talk to: the setting, else DOCKER_HOST, else the local socket."""
+    return configured or os.environ.get("DOCKER_HOST", "") or DEFAULT_URL
+
+
+def explain(url: str, err: BaseException) -> DltError:
+    """Turn a connection failure into one line naming the URL and the fix."""
+    text = str(err)
+    if "Permission denied" in text or "PermissionError" in text:
+        return DltError(f"permission denied on the Docker engine at {url}: add your user to the "
+                        "docker group (`sudo usermod -aG docker $USER`, then log in again) or "
+                        "run `inv setup`")
+    return DltError(f"cannot reach the Docker engine at {url}: start it (`sudo systemctl start "
+                    "docker`, or `dockerd &`) or run `inv setup`")
+
+
+def connect(url: str = "", *, timeout: int = 120) -> docker.DockerClient:
+    """A client for the engine at ``url``, pinged once so failures surface here, clearly."""
+    import docker
+    import docker.errors
+    import requests.exceptions
+
+    url = engine_url(url)
+    try:
+        client = docker.DockerClient(base_url=url, timeout=timeout)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+        raise explain(url, e) from None
+    return client
+
+
+def has_nvidia_runtime(client: docker.DockerClient) -> bool:
+    """Whether the engine can grant GPUs (an nvidia runtime, or the 20.10 GPU hook driver)."""
+    info = client.info()
+    return "nvidia" in (info.get("Runtimes") or {})

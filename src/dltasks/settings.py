@@ -1,0 +1,314 @@
+"""Settings: one typed object, resolved from five layers, each value remembering where it came from.
+
+Lowest to highest: built-in defaults, invoke/fabric config files (the ``dlt:`` section), the
+project's ``.env`` (then ``.env.<host>`` for a remote target), the process environment
+(``DLT_*``), command-line flags. Every key is declared once, as a field of :class:`Settings`
+whose metadata carries its documentation; ``env.example``, ``inv config`` and validation all
+read that one declaration.
+
+Lines of ``.env`` whose key does not start with ``DLT_`` are not settings: they are the
+environment given to the container (see :attr:`Settings.container_env`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DltError
+from .masking import is_secret_name, mask
+
+PREFIX = "DLT_"
+DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environment", "flag"
+
+_KINDS = ("str", "path", "int", "bool", "list", "size")
+
+
+def _key(default: Any, kind: str, doc: str, secret: bool = False) -> Any:
+    assert kind in _KINDS
+    return field(default=default, metadata={"doc": doc, "kind": kind, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a task needs to know about the project and how to run it."""
+
+    project: str = _key("", "str", "Project name: the image repository and the run labels. "
+                        "Default: the project folder's name.")
+    base_image: str = _key("pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime", "str",
+                           "Image that extend-image starts FROM (any local or pullable image; "
+                           "`inv base-image` makes one with no registry).")
+    image: str = _key("", "str", "Image to run. Default: the project image made by extend-image "
+                      "(<project>:latest), brought up to date before each run.")
+    dockerfile: str = _key("Dockerfile", "path", "Dockerfile for `inv build` (relative to the "
+                           "build context).")
+    requirements: str = _key("requirements.txt", "path", "pip requirements file baked into the "
+                             "project image (ignored when the default file does not exist).")
+    apt_packages: tuple[str, ...] = _key((), "list", "Debian/Ubuntu packages added to the "
+                                         "project image, comma-separated.")
+    pip_packages: tuple[str, ...] = _key((), "list", "pip packages added to the project image, "
+                                         "comma-separated (requirement specifiers).")
+    ca_bundle: str = _key("", "path", "CA bundle (PEM) that pip and apt trust during builds, for "
+                          "TLS-inspecting proxies; it stays in the image at "
+                          "/etc/dltasks/ca-bundle.crt.")
+    workdir: str = _key("/workspace", "str", "Container path of the project code (the working "
+                        "directory of every run).")
+    data_dir: str = _key("", "path", "Host folder mounted read-only at /data.")
+    output_dir: str = _key("", "path", "Host folder mounted read-write at /outputs.")
+    mounts: tuple[str, ...] = _key((), "list", "Extra mounts, host:container[:ro], "
+                                   "comma-separated.")
+    configs: tuple[str, ...] = _key(("*.yaml", "*.yml", "*.json", "*.toml", "*.ini", "*.cfg",
+                                     "configs/**/*"), "list",
+                                    "Globs (relative to the project) of config files whose host "
+                                    "paths are rewritten for the container.")
+    train_cmd: str = _key("python main.py", "str", "Command `inv train` runs in the container.")
+    gpus: str = _key("auto", "str", "GPUs for runs: auto (all when the engine has an NVIDIA "
+                     "runtime, else none), all, none, or ids like 0,1.")
+    shm_size: str = _key("", "size", "Size of /dev/shm (e.g. 16g). Default: share the host's "
+                         "IPC namespace (--ipc=host).")
+    env: tuple[str, ...] = _key((), "list", "Names of process environment variables passed to "
+                                "the container (besides the non-DLT_ lines of .env).")
+    stop_timeout: int = _key(10, "int", "Seconds a stopped run gets to exit before it is "
+                             "killed.")
+    docker_host: str = _key("", "str", "Engine URL (e.g. unix:///var/run/docker.sock). Default: "
+                            "DOCKER_HOST, else the local socket.")
+    remote_dir: str = _key("~/dltasks/{project}", "str", "Folder on a remote host that `sync` "
+                           "mirrors the project into.")
+    sudo_password: str = _key("", "str", "Password for sudo on the target host, when it asks "
+                              "for one.", secret=True)
+
+    # Not keys: where the settings were resolved, and what else came with them.
+    project_dir: Path = field(default=Path("."), metadata={})
+    sources: Mapping[str, str] = field(default_factory=dict, metadata={})
+    container_env: Mapping[str, str] = field(default_factory=dict, metadata={})
+
+    @property
+    def project_image(self) -> str:
+        """The repository extend-image tags (``<project>:<hash>`` and ``<project>:latest``)."""
+        return self.project
+
+    def path(self, value: str) -> Path:
+        """A path setting as an absolute local path (``~`` expanded, relative to the project)."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.project_dir / p)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, DEFAULT)
+
+    def is_default(self, name: str) -> bool:
+        return self.source(name) == DEFAULT
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(KEY, value as text with secrets masked, source) for every key, for `inv config`."""
+        out = []
+        for k in KEYS:
+            text = format_value(getattr(self, k.name))
+            out.append((k.env, mask(text) if k.secret and text else text, self.source(k.name)))
+        return out
+
+
+@dataclass(frozen=True)
+class Key:
+    """One setting's declaration, read off the :class:`Settings` fields."""
+
+    name: str
+    default: Any
+    kind: str
+    doc: str
+    secret: bool
+
+    @property
+    def env(self) -> str:
+        return PREFIX + self.name.upper()
+
+
+KEYS: tuple[Key, ...] = tuple(
+    Key(f.name, f.default, f.metadata["kind"], f.metadata["doc"], f.metadata["secret"])
+    for f in dataclasses.fields(Settings)
+    if f.metadata
+)
+_BY_NAME = {k.name: k for k in KEYS}
+_BY_ENV = {k.env: k for k in KEYS}
+
+
+def format_value(value: Any) -> str:
+    """A typed value as it would be written in ``.env``."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*([bkmgt]i?b?)?$", re.IGNORECASE)
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def parse_value(key: Key, raw: Any, where: str) -> Any:
+    """Turn a raw value (text from .env/environment, or YAML data from config) into its type."""
+    if key.kind == "list":
+        if isinstance(raw, (list, tuple)):
+            return tuple(str(x).strip() for x in raw if str(x).strip())
+        return tuple(x.strip() for x in str(raw).split(",") if x.strip())
+    if key.kind == "int":
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise DltError(f"{key.env}={raw!r} ({where}): expected a whole number, "
+                           f"e.g. {key.env}={key.default}") from None
+    if key.kind == "bool":
+        text = str(raw).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise DltError(f"{key.env}={raw!r} ({where}): expected true or false")
+    text = str(raw).strip()
+    if key.kind == "size" and text and not _SIZE.match(text):
+        raise DltError(f"{key.env}={raw!r} ({where}): expected a size like 512m or 16g")
+    return text
+
+
+def _unknown(name: str, where: str) -> DltError:
+    names = [k.env for k in KEYS]
+    near = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]}?" if near else f"; `inv config` lists the {len(names)} keys"
+    return DltError(f"unknown setting {name} ({where}){hint}")
+
+
+# ---------------------------------------------------------------------------------------------
+# .env files
+
+
+@dataclass(frozen=True)
+class DotEnvLine:
+    key: str
+    value: str
+    line: int
+
+
+def read_dotenv(path: Path) -> list[DotEnvLine]:
+    """Parse a .env file with python-dotenv, refusing malformed lines with ``file:line``."""
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DltError(f"{path}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
+    out = []
+    import io
+
+    for b in parse_stream(io.StringIO(text)):
+        line = b.original.line
+        if b.error:
+            first = b.original.string.strip().splitlines()[0] if b.original.string.strip() else ""
+            raise DltError(f"{path}:{line}: cannot parse {first!r}; write KEY=value")
+        if b.key is None:
+            continue
+        if b.value is None:
+            raise DltError(f"{path}:{line}: {b.key} has no value; write {b.key}=value")
+        out.append(DotEnvLine(b.key, b.value, line))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# resolution
+
+
+def default_project_name(project_dir: Path) -> str:
+    """A folder name made fit for a Docker repository name."""
+    name = re.sub(r"[^a-z0-9._-]+", "-", project_dir.resolve().name.lower()).strip("-._")
+    return name or "project"
+
+
+_REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+
+
+def resolve(
+    project_dir: Path,
+    *,
+    config: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+    host: str | None = None,
+) -> Settings:
+    """Resolve every key from its five layers. Pure apart from reading the .env files."""
+    project_dir = project_dir.resolve()
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    container_env: dict[str, str] = {}
+
+    def put(name: str, raw: Any, source: str) -> None:
+        values[name] = parse_value(_BY_NAME[name], raw, source)
+        sources[name] = source
+
+    for name, raw in (config or {}).items():
+        key = str(name).replace("-", "_").lower()
+        if key.upper().startswith(PREFIX):
+            key = key[len(PREFIX):]
+        if key not in _BY_NAME:
+            raise _unknown(PREFIX + key.upper(), "invoke/fabric config, section dlt")
+        put(key, raw, CONFIG)
+
+    envfiles = [project_dir / ".env"] + ([project_dir / f".env.{host}"] if host else [])
+    for envfile in envfiles:
+        if not envfile.is_file():
+            continue
+        for item in read_dotenv(envfile):
+            where = f"{envfile.name}:{item.line}"
+            if item.key.startswith(PREFIX):
+                if item.key not in _BY_ENV:
+                    raise _unknown(item.key, where)
+                put(_BY_ENV[item.key].name, item.value, where)
+            else:
+                container_env[item.key] = item.value
+
+    for name, raw in environ.items():
+        if name.startswith(PREFIX):
+            if name not in _BY_ENV:
+                raise _unknown(name, "process environment")
+            put(_BY_ENV[name].name, raw, ENVIRON)
+
+    for name, raw in (flags or {}).items():
+        if raw is None or raw == () or raw == []:
+            continue
+        put(name, raw, FLAG)
+
+    if not values.get("project"):
+        values["project"] = default_project_name(project_dir)
+    if not _REPO.match(values["project"]):
+        raise DltError(f"DLT_PROJECT={values['project']!r} ({sources.get('project', DEFAULT)}): "
+                       "use lowercase letters, digits and . _ - (a Docker repository name)")
+    values["remote_dir"] = str(values.get("remote_dir", _BY_NAME["remote_dir"].default)).replace(
+        "{project}", values["project"])
+    for name in values.get("env", ()):
+        if name in environ:
+            container_env[name] = environ[name]
+
+    return Settings(**values, project_dir=project_dir, sources=sources,
+                    container_env=container_env)
+
+
+def env_example() -> str:
+    """The text of ``env.example``: every key, its documentation and its default."""
+    lines = [
+        "# dltasks settings. Copy to .env and uncomment what you change.",
+        "# Precedence, lowest to highest: these defaults, invoke/fabric config (section dlt),",
+        "# .env (then .env.<host> for `fab -H <host>`), DLT_* in the environment, flags.",
+        "# Lines whose key does not start with DLT_ are passed to the container as environment.",
+        "",
+    ]
+    for k in KEYS:
+        lines.append(f"# {k.doc}")
+        lines.append(f"# {k.env}={format_value(k.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def names_of(keys: Iterable[Key]) -> list[str]:
+    return [k.env for k in keys]

@@ -1,0 +1,105 @@
+"""Seam 1: a shell on the target host. Every command dltasks runs goes through here.
+
+A :class:`Shell` wraps an ``invoke.Context`` (this machine) or a ``fabric.Connection`` (a
+remote host): both have the same ``run``/``sudo``, so one task body serves both. Local helper
+commands that always run on *this* machine (git, rsync) use :func:`local`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import DltError
+
+
+@dataclass(frozen=True)
+class CmdResult:
+    command: str
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+    def tail(self, n: int = 5) -> str:
+        """The last ``n`` lines of output, stderr first, for one-line error messages."""
+        lines = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return " | ".join(line.strip() for line in lines[-n:])
+
+
+def quote(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+class Shell:
+    """Runs shell commands on one host through an invoke Context or fabric Connection."""
+
+    def __init__(self, c: Any, *, sudo_password: str = "") -> None:
+        self.c = c
+        self.sudo_password = sudo_password
+
+    @property
+    def host(self) -> str:
+        return str(getattr(self.c, "host", "") or "local")
+
+    def run(self, cmd: str | Sequence[str], *, check: bool = False, stream: bool = False,
+            env: Mapping[str, str] | None = None, pty: bool = False,
+            timeout: float | None = None) -> CmdResult:
+        """Run ``cmd``; capture its output (``stream`` also shows it live)."""
+        text = cmd if isinstance(cmd, str) else quote(cmd)
+        r = self.c.run(text, hide=not stream, warn=True, in_stream=False, pty=pty,
+                       env=dict(env or {}), timeout=timeout)
+        res = CmdResult(text, r.exited, r.stdout, r.stderr)
+        if check and not res.ok:
+            raise DltError(f"`{text}` failed on {self.host} (exit {res.code}): {res.tail()}")
+        return res
+
+    def is_root(self) -> bool:
+        return self.run("id -u").stdout.strip() == "0"
+
+    def sudo(self, cmd: str | Sequence[str], *, check: bool = False, stream: bool = False,
+             env: Mapping[str, str] | None = None) -> CmdResult:
+        """Run ``cmd`` as root: directly when we are root, else through sudo, never hanging."""
+        text = cmd if isinstance(cmd, str) else quote(cmd)
+        if self.is_root():
+            return self.run(text, check=check, stream=stream, env=env)
+        if not self.sudo_password:
+            probe = self.run("sudo -n true")
+            if not probe.ok:
+                if "password" in (probe.stderr + probe.stdout).lower():
+                    raise DltError(f"sudo on {self.host} wants a password: set "
+                                   "DLT_SUDO_PASSWORD in .env (or the environment), or allow "
+                                   "passwordless sudo for this user")
+                raise DltError(f"no sudo rights on {self.host} ({probe.tail(1)}): run as a user "
+                               "in the sudoers, or as root")
+            return self.run(f"sudo -n sh -c {shlex.quote(text)}", check=check, stream=stream,
+                            env=env)
+        r = self.c.sudo(text, hide=not stream, warn=True, in_stream=False,
+                        password=self.sudo_password, env=dict(env or {}))
+        res = CmdResult(text, r.exited, r.stdout, r.stderr)
+        if check and not res.ok:
+            raise DltError(f"`sudo {text}` failed on {self.host} (exit {res.code}): {res.tail()}")
+        return res
+
+
+def local(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
+          env: Mapping[str, str] | None = None, input: bytes | None = None,
+          check: bool = False) -> CmdResult:
+    """Run a program on this machine (never through a shell), capturing its output."""
+    try:
+        p = subprocess.run(list(argv), cwd=cwd, env=None if env is None else dict(env),
+                           input=input, capture_output=True)
+    except FileNotFoundError:
+        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and retry")
+    res = CmdResult(quote(argv), p.returncode, p.stdout.decode(errors="replace"),
+                    p.stderr.decode(errors="replace"))
+    if check and not res.ok:
+        raise DltError(f"`{res.command}` failed (exit {res.code}): {res.tail()}")
+    return res

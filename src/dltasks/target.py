@@ -1,0 +1,60 @@
+"""Target: WHERE the work happens. A shell on that host and a Docker client for its engine.
+
+Task bodies talk only to a Target, so the same body runs on this machine (an
+``invoke.Context``) and on a remote host (a ``fabric.Connection``, see ``dltasks.remote``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+from .shell import Shell
+
+if TYPE_CHECKING:
+    import docker
+
+
+def is_remote_context(c: Any) -> bool:
+    """A fabric Connection (``fab -H``) rather than a local invoke Context."""
+    return bool(getattr(c, "host", None)) and hasattr(c, "open")
+
+
+@dataclass
+class Target:
+    """One host: its name, its shell, its engine, and where the project lives on it."""
+
+    name: str
+    shell: Shell
+    settings: Settings
+    is_remote: bool = False
+    #: The project folder as seen on the target host (the local folder for a local target).
+    host_project_dir: str = ""
+    engine_url: str = ""
+    _docker: Any = field(default=None, repr=False)
+    _closers: list[Any] = field(default_factory=list, repr=False)
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        """The engine client, connected (and checked) on first use."""
+        if self._docker is None:
+            from .engine import connect
+
+            self._docker = connect(self.engine_url)
+        return self._docker
+
+    def close(self) -> None:
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
+        while self._closers:
+            self._closers.pop()()
+
+
+def local_target(c: Any, settings: Settings) -> Target:
+    from .engine import engine_url
+
+    return Target(name="local", shell=Shell(c, sudo_password=settings.sudo_password),
+                  settings=settings, host_project_dir=str(settings.project_dir),
+                  engine_url=engine_url(settings.docker_host))

@@ -1,0 +1,69 @@
+"""What every task shares: settings from the context, a Target, and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke import Exit, task
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dlt_task(*args: Any, **kwargs: Any) -> Any:
+    """``invoke.task`` whose user errors (DltError) end as one line and an exit code."""
+
+    def wrap(fn: F) -> Any:
+        @functools.wraps(fn)
+        def body(c: Any, *a: Any, **kw: Any) -> Any:
+            from ..errors import DltError
+
+            try:
+                return fn(c, *a, **kw)
+            except DltError as e:
+                raise Exit(f"dlt: error: {e.message}", code=e.code) from None
+
+        return task(*args, **kwargs)(body)
+
+    if len(args) == 1 and callable(args[0]) and not kwargs:
+        fn, args = args[0], ()
+        return wrap(fn)
+    return wrap
+
+
+def project_dir(c: Any) -> Path:
+    """The folder holding the tasks.py/fabfile.py that was loaded, else the current folder."""
+    prefix = getattr(c.config, "_project_prefix", None)
+    return Path(prefix) if prefix else Path(os.getcwd())
+
+
+def settings_for(c: Any, **flags: Any) -> Any:
+    """Resolve Settings for this context: config section ``dlt``, .env, environment, flags."""
+    from ..settings import resolve
+    from ..target import is_remote_context
+
+    cfg = c.config.get("dlt", None) or {}
+    host = str(c.host) if is_remote_context(c) else None
+    return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
+
+
+@contextmanager
+def target_for(c: Any, **flags: Any) -> Iterator[Any]:
+    """The Target for this context (local or remote), closed when the task is done."""
+    from ..target import is_remote_context, local_target
+
+    settings = settings_for(c, **flags)
+    if is_remote_context(c):
+        from ..remote import remote_target
+
+        t = remote_target(c, settings)
+    else:
+        t = local_target(c, settings)
+    try:
+        yield t
+    finally:
+        t.close()

@@ -1,0 +1,3 @@
+"""Invoke tasks for this project: all of dltasks, nothing else."""
+
+from dltasks.tasks import ns  # noqa: F401
