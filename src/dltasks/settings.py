@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DltError
-from .masking import is_secret_name, mask
+from .masking import mask
 
 PREFIX = "DLT_"
 DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environment", "flag"
@@ -82,6 +82,9 @@ class Settings:
                            "mirrors the project into.")
     sudo_password: str = _key("", "str", "Password for sudo on the target host, when it asks "
                               "for one.", secret=True)
+    accept_new_host_key: bool = _key(False, "bool", "Accept (and add to ~/.ssh/known_hosts) the "
+                                     "key of a remote host never seen before, like ssh's "
+                                     "accept-new; a changed key is always refused.")
 
     # Not keys: where the settings were resolved, and what else came with them.
     project_dir: Path = field(default=Path("."), metadata={})
@@ -203,7 +206,8 @@ def read_dotenv(path: Path) -> list[DotEnvLine]:
     import io
 
     for b in parse_stream(io.StringIO(text)):
-        line = b.original.line
+        raw = b.original.string
+        line = b.original.line + (len(raw) - len(raw.lstrip("\n"))) if raw.strip() else 0
         if b.error:
             first = b.original.string.strip().splitlines()[0] if b.original.string.strip() else ""
             raise DltError(f"{path}:{line}: cannot parse {first!r}; write KEY=value")
@@ -221,11 +225,12 @@ def read_dotenv(path: Path) -> list[DotEnvLine]:
 
 def default_project_name(project_dir: Path) -> str:
     """A folder name made fit for a Docker repository name."""
-    name = re.sub(r"[^a-z0-9._-]+", "-", project_dir.resolve().name.lower()).strip("-._")
+    name = re.sub(r"[^a-z0-9._-]+", "-", project_dir.resolve().name.lower())
+    name = re.sub(r"[._-]{2,}", "-", name).strip("-._")
     return name or "project"
 
 
-_REPO = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_REPO = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")  # Docker's repository rule
 
 
 def resolve(
@@ -312,3 +317,7 @@ def env_example() -> str:
 
 def names_of(keys: Iterable[Key]) -> list[str]:
     return [k.env for k in keys]
+
+
+if __name__ == "__main__":  # python -m dltasks.settings > env.example
+    print(env_example(), end="")

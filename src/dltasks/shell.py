@@ -97,7 +97,8 @@ def local(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
         p = subprocess.run(list(argv), cwd=cwd, env=None if env is None else dict(env),
                            input=input, capture_output=True)
     except FileNotFoundError:
-        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and retry")
+        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
+                       "retry") from None
     res = CmdResult(quote(argv), p.returncode, p.stdout.decode(errors="replace"),
                     p.stderr.decode(errors="replace"))
     if check and not res.ok:
