@@ -1,0 +1,214 @@
+"""Read-only probes of a target for setup and doctor: engine info, short-lived containers.
+
+Every container made here is labelled ``dltasks.probe=1`` and removed again, whatever happens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .doctor import GIB, DoctorFacts, parse_df, shm_of_df
+from .engine import restart_command, start_command
+from .facts import HostFacts
+
+if TYPE_CHECKING:
+    import docker
+
+    from ..settings import Settings
+    from ..target import Target
+
+PROBE_LABEL = "dltasks.probe"
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished probe container: its exit code (None: it never started) and output."""
+
+    code: int | None
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+def connect(url: str) -> tuple[Any, str]:
+    """(client, "") when the engine answers, else (None, why). Never raises."""
+    import docker
+    import docker.errors
+    import requests.exceptions
+
+    try:
+        client = docker.DockerClient(base_url=url, timeout=30)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+        return None, str(e)
+    return client, ""
+
+
+def run_once(client: docker.DockerClient, image: str, command: list[str], *,
+             gpus: bool = False, shm_size: str = "", ipc_host: bool = False,
+             timeout: int = 120) -> Ran:
+    """Create, start, wait for, read and remove one container."""
+    import docker.errors
+    import docker.types
+
+    kwargs: dict[str, Any] = {"labels": {PROBE_LABEL: "1"}, "detach": True}
+    if gpus:
+        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1,
+                                                                capabilities=[["gpu"]])]
+    if shm_size:
+        kwargs["shm_size"] = shm_size
+    elif ipc_host:
+        kwargs["ipc_mode"] = "host"
+    try:
+        container = client.containers.create(image, command, **kwargs)
+    except docker.errors.APIError as e:
+        return Ran(None, str(e.explanation or e))
+    try:
+        container.start()
+        code = int(container.wait(timeout=timeout).get("StatusCode", -1))
+        return Ran(code, container.logs().decode(errors="replace"))
+    except docker.errors.APIError as e:
+        return Ran(None, str(e.explanation or e))
+    except Exception as e:  # noqa: BLE001 - a timeout from requests, for instance
+        return Ran(None, f"{type(e).__name__}: {e}")
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def local_image(client: docker.DockerClient, candidates: list[str]) -> str:
+    """The first of ``candidates`` the engine has, "" when none."""
+    import docker.errors
+
+    for ref in candidates:
+        if not ref:
+            continue
+        try:
+            client.images.get(ref)
+            return ref
+        except docker.errors.ImageNotFound:
+            continue
+        except docker.errors.APIError:
+            continue
+    return ""
+
+
+def probe_images(settings: Settings) -> list[str]:
+    """Where to run probes: the configured image, the project image, then the base image."""
+    return [settings.image, f"{settings.project_image}:latest", settings.base_image]
+
+
+def gpu_probe(client: docker.DockerClient, image: str) -> Ran:
+    """``nvidia-smi`` in a container with all GPUs requested (the runtime mounts it in)."""
+    return run_once(client, image, ["nvidia-smi"], gpus=True, timeout=60)
+
+
+def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
+    """Running containers that were given GPUs but whose NVML no longer initialises."""
+    import docker.errors
+
+    out = []
+    for c in client.containers.list()[:20]:
+        if not (c.attrs.get("HostConfig") or {}).get("DeviceRequests"):
+            continue
+        try:
+            code, data = c.exec_run(["nvidia-smi", "-L"])
+        except docker.errors.APIError:
+            continue
+        if "Failed to initialize NVML" in data.decode(errors="replace"):
+            out.append(c.name)
+    return tuple(out)
+
+
+def stale_reason(client: docker.DockerClient, settings: Settings) -> str | None:
+    """"" when ``<project>:<hash>`` exists for today's inputs, else why not; None: unknown.
+
+    Computes the hash exactly as extend-image does (dltasks.images / dltasks.dockerfile), without
+    building or pulling anything."""
+    try:
+        from .. import dockerfile as df
+        from ..images import extend_spec, image_id
+    except ImportError:
+        return None
+    try:
+        spec = extend_spec(settings)
+    except Exception as e:  # noqa: BLE001 - a DltError about the project's own files
+        return str(e)
+    base_id = image_id(client, spec.base_image)
+    if base_id is None:
+        return None
+    want = f"{settings.project_image}:{df.plan(spec, base_id).tag}"
+    if image_id(client, want):
+        return ""
+    if image_id(client, f"{settings.project_image}:latest"):
+        return (f"{settings.project_image}:latest was built from other inputs (requirements, "
+                f"packages or base image changed; today's inputs make {want})")
+    return f"no project image yet (today's inputs make {want})"
+
+
+def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
+                 shm_need: int = GIB) -> DoctorFacts:
+    """Everything :func:`diagnose` needs, gathered without changing the host."""
+    s = target.settings
+    base = DoctorFacts(engine_url=target.engine_url, dockerd_found=host.dockerd_found,
+                       start_command=start_command(host.init),
+                       restart_command=restart_command(host.init),
+                       user=host.user, in_docker_group=_in_group_file(target, host.user),
+                       is_root=host.is_root, daemon_json=host.daemon_json,
+                       ctk_version=host.ctk_version, gpu_checks=gpu_checks,
+                       driver=host.driver if host.nvidia_smi_found else None,
+                       smi_error="" if host.nvidia_smi_ok else host.nvidia_smi_out,
+                       shm_need=shm_need)
+    client, why = connect(target.engine_url)
+    if client is None:
+        return _replace(base, engine_error=why or "no answer")
+    try:
+        info = client.info()
+        root = str(info.get("DockerRootDir") or "")
+        df = target.shell.run(["df", "-Pk", root]) if root else None
+        disk = parse_df(df.stdout) if df is not None and df.ok else None
+        image = local_image(client, probe_images(s))
+        env: dict[str, str] = {}
+        if image:
+            for item in client.images.get(image).attrs.get("Config", {}).get("Env") or []:
+                k, _, v = item.partition("=")
+                env[k] = v
+        probe = gpu_probe(client, image) if gpu_checks and image else None
+        shm = None
+        mode = f"--shm-size={s.shm_size}" if s.shm_size else "--ipc=host"
+        if image:
+            ran = run_once(client, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
+                           ipc_host=not s.shm_size, timeout=60)
+            shm = shm_of_df(ran.output) if ran.ok else None
+        return _replace(
+            base, engine_version=str(info.get("ServerVersion") or ""),
+            runtimes=tuple(sorted((info.get("Runtimes") or {}).keys())),
+            docker_root_dir=root, disk_free=disk[1] if disk else None,
+            gpu_probe=probe.output if probe is not None else None,
+            gpu_probe_ok=bool(probe and probe.ok),
+            nvml_broken=nvml_broken_containers(client) if gpu_checks else (),
+            image=image, image_is_project=image == f"{s.project_image}:latest",
+            image_env=env, shm_bytes=shm, shm_mode=mode,
+            stale=stale_reason(client, s))
+    finally:
+        client.close()
+
+
+def _in_group_file(target: Target, user: str) -> bool:
+    """Whether /etc/group lists ``user`` in docker (their session may not have it yet)."""
+    if not user:
+        return False
+    r = target.shell.run(["getent", "group", "docker"])
+    members = r.stdout.strip().rpartition(":")[2].split(",") if r.ok else []
+    return user in members
+
+
+def _replace(f: DoctorFacts, **changes: Any) -> DoctorFacts:
+    import dataclasses
+
+    return dataclasses.replace(f, **changes)
