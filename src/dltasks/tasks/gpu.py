@@ -1,0 +1,85 @@
+"""`test-gpu`: nvidia-smi and the GPU probe in the project's image, on the GPUs asked for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Exit
+
+from ._common import dlt_task, settings_for, target_for
+
+
+def _selection(gpu: list[str] | None, default: str) -> Any:
+    """The GPUs to test: refuse bad ids and `none` before anything starts; auto means all."""
+    from ..errors import DltError
+    from ..gpus import ALL, AUTO, NONE, GpuSelection, parse_gpus
+
+    sel = parse_gpus(gpu or None, default=default)
+    if sel.mode == NONE:
+        if gpu:
+            raise DltError("test-gpu --gpu none tests nothing: use --gpu all, or ids like "
+                           "--gpu 0,1")
+        sel = GpuSelection(ALL)  # DLT_GPUS=none is for runs, not for the GPU test
+    return GpuSelection(ALL) if sel.mode == AUTO else sel
+
+
+def _probe_on_host(target: Any) -> str:
+    """The probe as a file on the target host: the package's file locally, uploaded remotely."""
+    from ..probe import script_path, script_text
+
+    if not target.is_remote:
+        return str(script_path())
+    import hashlib
+
+    from ..shell import quote
+
+    text = script_text()
+    name = f"probe-{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
+    put = ('d="$HOME/.cache/dltasks"; mkdir -p "$d" && printf %s "$2" > "$d/$1.tmp" '
+           '&& mv "$d/$1.tmp" "$d/$1" && echo "$d/$1"')
+    res = target.shell.run(quote(["sh", "-c", put, "_", name, text]), check=True)
+    return res.stdout.strip().splitlines()[-1]
+
+
+@dlt_task(iterable=["gpu"], help={
+    "gpu": "GPU ids to test (repeatable or 0,1), or all. Default: DLT_GPUS (auto/none: all).",
+    "image": "Image to test instead of the project image.",
+    "dry_run": "Print the `docker run` equivalent; start nothing.",
+})
+def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
+             dry_run: bool = False) -> None:
+    """Run nvidia-smi and the GPU probe (devices, versions, a timed matmul) in the image."""
+    from ..containers import Mount
+    from ..errors import DltError
+    from ..gpus import IDS
+    from ..launch import launch
+    from ..probe import CONTAINER_PATH, container_command, parse_probe_output
+    from ..records import LOG, list_runs, run_dir
+    from ..runplan import RunRequest
+
+    local = settings_for(c, image=image or None)
+    sel = _selection(gpu, local.gpus)
+    expect = len(sel.ids) if sel.mode == IDS else 1
+    with target_for(c, image=image or None) as target:
+        before = {r.get("run_id") for r in list_runs(local.project_dir)}
+        req = RunRequest(kind="test-gpu", command=container_command(expect), gpus=sel,
+                         image=image, extra_mounts=(Mount(_probe_on_host(target),
+                                                          CONTAINER_PATH, True),))
+        code = launch(target, local, req, dry_run=dry_run)
+        host = target.name
+    if dry_run:
+        return
+    new = [r for r in list_runs(local.project_dir)
+           if r.get("kind") == "test-gpu" and r.get("run_id") not in before]
+    log = run_dir(local.project_dir, str(new[0]["run_id"])) / LOG if new else None
+    text = log.read_text(encoding="utf-8", errors="replace") if log and log.is_file() else ""
+    if code == 130:
+        raise Exit(code=code)
+    try:
+        report = parse_probe_output(text)
+    except DltError:
+        raise DltError(f"the GPU probe on {host} ended with exit code {code} and no report: "
+                       "see its output above", code=code or 1) from None
+    if code or not report.ok:
+        raise DltError(f"GPU test failed on {host}: {report.summary()}", code=code or 1)
+    print(f"dlt: GPU test passed on {host}: {report.summary()}")
