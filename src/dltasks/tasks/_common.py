@@ -22,10 +22,36 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
         def body(c: Any, *a: Any, **kw: Any) -> Any:
             from ..errors import DltError
 
+            remote = bool(getattr(c, "host", None)) and hasattr(c, "open")
             try:
-                return fn(c, *a, **kw)
+                result = fn(c, *a, **kw)
             except DltError as e:
-                raise Exit(f"dlt: error: {e.message}", code=e.code) from None
+                if not remote:
+                    raise Exit(f"dlt: error: {e.message}", code=e.code) from None
+                # fab -H a,b: report per host; exit only after the last host had its turn.
+                from ..remote.multihost import host_failed
+
+                exit_text = host_failed(c, e.message)
+                if exit_text:
+                    raise Exit(exit_text, code=e.code) from None
+                return None
+            except Exit as e:  # e.g. a run's non-zero exit code, on one of several hosts
+                if not (remote and e.code):
+                    raise
+                from ..remote.multihost import host_failed, several_hosts
+
+                if not several_hosts():
+                    raise
+                exit_text = host_failed(c, str(e.message or f"exit code {e.code}"))
+                if exit_text:
+                    raise Exit(exit_text, code=e.code) from None
+                return None
+            if remote:
+                from ..remote.multihost import host_done, summary
+
+                if host_done(c):
+                    raise Exit(summary(), code=1)
+            return result
 
         return task(*args, **kwargs)(body)
 
@@ -47,7 +73,8 @@ def settings_for(c: Any, **flags: Any) -> Any:
     from ..target import is_remote_context
 
     cfg = c.config.get("dlt", None) or {}
-    host = str(c.host) if is_remote_context(c) else None
+    # .env.<host> is named after what the user typed (gpu1), not the HostName it resolves to.
+    host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
     return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
 
 

@@ -1,0 +1,100 @@
+"""An interactive terminal in a run's container (`inv shell`), over the engine API alone.
+
+No docker CLI is needed on this machine or the host: we attach to the container's TTY,
+put our terminal in raw mode, pump bytes both ways and pass window-size changes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import shutil
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from . import runner
+from .containers import RunSpec
+from .target import Target
+
+
+@contextlib.contextmanager
+def _raw_terminal(fd: int) -> Iterator[None]:
+    if not os.isatty(fd):
+        yield
+        return
+    import termios
+    import tty
+
+    old = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def _raw_socket(sock: Any) -> socket.socket:
+    """docker-py wraps the hijacked connection; we want the socket underneath."""
+    raw = getattr(sock, "_sock", sock)
+    return raw  # type: ignore[no-any-return]
+
+
+def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
+    """Run ``spec`` (tty + stdin) wired to this terminal; returns the exit code."""
+    api = target.docker.api
+    cid = runner.create(target, spec)
+    stdin_fd = sys.stdin.fileno()
+    try:
+        sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1,
+                                              "stream": 1})
+        raw = _raw_socket(sock)
+        runner.start(target, cid, spec)
+
+        def resize(*_: Any) -> None:
+            size = shutil.get_terminal_size()
+            with contextlib.suppress(Exception):
+                api.resize(cid, height=size.lines, width=size.columns)
+
+        if os.isatty(stdin_fd):
+            resize()
+            old = signal.signal(signal.SIGWINCH, resize)
+        else:
+            old = None
+        try:
+            with _raw_terminal(stdin_fd):
+                _pump(raw, stdin_fd)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGWINCH, old)
+        return runner.wait_exit_code(target, cid)
+    except KeyboardInterrupt:
+        runner.stop(target, cid, stop_timeout)
+        return runner.INTERRUPTED
+    finally:
+        runner.remove(target, cid)
+
+
+def _pump(raw: socket.socket, stdin_fd: int) -> None:
+    out = sys.stdout.buffer
+    stdin_open = True
+    while True:
+        watch: list[Any] = [raw] + ([stdin_fd] if stdin_open else [])
+        ready, _, _ = select.select(watch, [], [])
+        if raw in ready:
+            data = raw.recv(65536)
+            if not data:
+                return
+            out.write(data)
+            out.flush()
+        if stdin_open and stdin_fd in ready:
+            data = os.read(stdin_fd, 65536)
+            if data:
+                raw.sendall(data)
+            else:
+                stdin_open = False
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_WR)

@@ -1,0 +1,151 @@
+"""Launching a run on a Target: plan, check the host, record, run, record the end.
+
+Used by `train`, `shell` and `test-gpu`, locally and through Fabric alike.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from .containers import docker_run_cmdline
+from .errors import DltError
+from .gpus import AUTO
+from .masking import secret_values
+from .records import LOG, MANIFEST, git_state, new_run_id, utcnow, write_manifest
+from .runplan import HostFacts, RunPlan, RunRequest, mapping_table, missing_message, plan_run
+from .settings import Settings
+from .shell import quote
+from .target import Target
+
+
+def host_facts(target: Target) -> HostFacts:
+    if not target.is_remote:
+        return HostFacts(target.name, target.host_project_dir, f"{os.getuid()}:{os.getgid()}")
+    ids = target.shell.run("id -u; id -g", check=True).stdout.split()
+    return HostFacts(target.name, target.host_project_dir, f"{ids[0]}:{ids[1]}")
+
+
+def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
+    """The image to run: --image, DLT_IMAGE, or the project image brought up to date."""
+    if req.image or settings.image:
+        return req.image or settings.image
+    if dry_run:
+        return f"{settings.project}:latest"
+    from .images import ensure_project_image
+
+    return ensure_project_image(target, settings)
+
+
+def check_host(target: Target, plan: RunPlan) -> None:
+    """Paths the run mounts must exist on the host; the outputs folder is created."""
+    script = 'for p; do [ -e "$p" ] || echo "$p"; done'
+    if plan.must_exist:
+        res = target.shell.run(quote(["sh", "-c", script, "_", *plan.must_exist]), check=True)
+        missing = res.stdout.split("\n")
+        missing = [m for m in missing if m]
+        if missing:
+            raise DltError(missing_message(target.name, missing))
+    if plan.make_dirs:
+        target.shell.run(quote(["mkdir", "-p", *plan.make_dirs]), check=True)
+
+
+def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
+             image_info: dict[str, Any], detach: bool) -> dict[str, Any]:
+    git = git_state(settings.project_dir)
+    return {
+        "run_id": plan.run_id,
+        "kind": plan.spec.labels.get("dltasks.kind", ""),
+        "host": target.name,
+        "image": plan.spec.image,
+        "image_id": image_info.get("Id"),
+        "image_digests": image_info.get("RepoDigests") or [],
+        "git": {"commit": git.commit, "dirty": git.dirty, "diff": git.diff},
+        "command": list(plan.spec.command),
+        "gpus": plan.spec.gpus.describe(),
+        "settings": {k: {"value": v, "source": s} for k, v, s in settings.rows()},
+        "path_map": [dict(zip(("root", "local", "host", "container"), r, strict=False))
+                     for r in plan.pathmap.table()],
+        "configs": [{"file": rel, "replacements": [list(x) for x in m.replacements]}
+                    for rel, m in plan.configs],
+        "docker_run": docker_run_cmdline(plan.spec, detach=detach),
+        "detached": detach,
+        "started": started,
+        "ended": None,
+        "exit_code": None,
+    }
+
+
+def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
+           dry_run: bool = False) -> int:
+    """Run ``req`` on ``target``; returns the exit code to exit with."""
+    settings = target.settings
+    run_id, started = new_run_id(), utcnow()
+    gpus = req.gpus
+    if gpus.mode == AUTO and not dry_run:
+        from .engine import has_nvidia_runtime
+
+        gpus = gpus.resolve(has_nvidia_runtime(target.docker))
+    req = replace(req, gpus=gpus)
+    image = resolve_image(target, settings, req, dry_run)
+    facts = host_facts(target)
+    plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
+    secrets = secret_values({**settings.container_env})
+
+    if dry_run:
+        print(docker_run_cmdline(plan.spec, detach=detach))
+        print()
+        print(mapping_table(plan.pathmap, target.is_remote))
+        for rel, m in plan.configs:
+            for old, new in m.replacements:
+                print(f"  {rel}: {old} -> {new}")
+        for u in plan.unmapped:
+            print(f"  unmapped (allowed): {u.path} ({u.where})")
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        return 0
+
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    if target.is_remote:
+        from .remote.sync import sync_project
+
+        sync_project(target, settings)
+    check_host(target, plan)
+    info = target.docker.api.inspect_image(image)
+    record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
+    mpath = plan.run_dir / MANIFEST
+    write_manifest(mpath, record, secrets)
+
+    from . import runner
+
+    if detach:
+        cid = runner.start_detached(target, plan.spec)
+        record.update(container_id=cid, status="running")
+        write_manifest(mpath, record, secrets)
+        print(run_id)
+        print(f"dlt: started {run_id} on {target.name}; follow it with `inv logs {run_id} "
+              f"--follow`, stop it with `inv stop {run_id}`", file=sys.stderr)
+        return 0
+    try:
+        if req.interactive:
+            from .interactive import run_interactive
+
+            code = run_interactive(target, plan.spec, stop_timeout=settings.stop_timeout)
+        else:
+            code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
+                                       log_path=plan.run_dir / LOG)
+    except DltError:
+        record.update(ended=utcnow(), status="failed to start")
+        write_manifest(mpath, record, secrets)
+        raise
+    record.update(ended=utcnow(), exit_code=code,
+                  status="interrupted" if code == runner.INTERRUPTED else "exited")
+    write_manifest(mpath, record, secrets)
+    return code
+
+
+def record_path(settings: Settings, run_id: str) -> Path:
+    return settings.project_dir / "runs" / run_id / MANIFEST

@@ -1,0 +1,84 @@
+"""Run records: ``runs/<run-id>/`` with ``manifest.json``, the rewritten configs and the log.
+
+A record says exactly what ran: image ID and digest, git commit and dirty diff, the command,
+resolved settings (secrets masked), GPUs, host, times, exit code, and the equivalent
+``docker run`` line. Records live in the project on the machine that launched the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _random
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .masking import scrub
+from .shell import local
+
+RUNS_DIR = "runs"
+MANIFEST = "manifest.json"
+LOG = "output.log"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable and unique enough: ``20261126-141502-a3f9``."""
+    now = now or datetime.now(timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S-") + _random.token_hex(2)
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class GitState:
+    commit: str | None
+    dirty: bool
+    diff: str
+
+
+def git_state(project_dir: Path) -> GitState:
+    """The project's commit, and its uncommitted changes (tracked files) as a diff."""
+    head = local(["git", "-C", str(project_dir), "rev-parse", "HEAD"])
+    if not head.ok:
+        return GitState(None, False, "")
+    status = local(["git", "-C", str(project_dir), "status", "--porcelain"])
+    diff = local(["git", "-C", str(project_dir), "diff", "HEAD"])
+    return GitState(head.stdout.strip(), bool(status.stdout.strip()), diff.stdout)
+
+
+def run_dir(project_dir: Path, run_id: str) -> Path:
+    return project_dir / RUNS_DIR / run_id
+
+
+def write_manifest(path: Path, manifest: dict[str, Any], secret_values: list[str]) -> None:
+    """Write atomically, every secret value scrubbed from the text."""
+    text = scrub(json.dumps(manifest, indent=2, sort_keys=False, default=str), secret_values)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def list_runs(project_dir: Path) -> list[dict[str, Any]]:
+    """Every record under runs/, newest first (unreadable ones reported as such)."""
+    base = project_dir / RUNS_DIR
+    if not base.is_dir():
+        return []
+    out = []
+    for d in sorted(base.iterdir(), reverse=True):
+        m = d / MANIFEST
+        if not m.is_file():
+            continue
+        try:
+            out.append(read_manifest(m))
+        except (OSError, ValueError):
+            out.append({"run_id": d.name, "status": "unreadable manifest"})
+    return out

@@ -1,0 +1,281 @@
+"""The engine layer for runs: create, start, stream, wait, and ALWAYS clean up.
+
+We create and start containers ourselves (docker-py's ``containers.run`` leaves a ``created``
+container behind when start fails). Attached runs are removed when they end, however they end:
+normal exit, failure to start, Ctrl-C (stop with a grace period, then kill) or an error.
+Detached runs stay until ``stop``; ``ps``/``logs``/``stop`` find them by label, so we keep no
+state store of our own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .containers import (
+    LABEL_GPUS,
+    LABEL_HOST,
+    LABEL_KIND,
+    LABEL_PROJECT,
+    LABEL_RUN,
+    LABEL_STARTED,
+    RunSpec,
+    create_args,
+)
+from .errors import DltError
+from .target import Target
+
+INTERRUPTED = 130
+
+
+class _Terminated(Exception):
+    """SIGTERM/SIGHUP while attached: handled like Ctrl-C."""
+
+
+def explain_start_error(target: Target, err: Exception, spec: RunSpec) -> DltError:
+    """The engine's reason a container could not be created/started, as one line with the fix."""
+    text = getattr(err, "explanation", None) or str(err)
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    where = f"the engine on {target.name}"
+    if "could not select device driver" in text:
+        return DltError(f"{where} has no NVIDIA runtime, so it cannot give GPUs "
+                        f"({spec.gpus.describe()}) to containers: run `inv install-nvidia-docker` "
+                        "(or `inv setup`), or run with --gpu none")
+    if "Failed to initialize NVML" in text or "nvml error" in text.lower():
+        return DltError(f"{where} could not talk to the NVIDIA driver ({text.strip()[:120]}): "
+                        "restart the engine (`sudo systemctl restart docker`) or run `inv doctor`")
+    if "bind source path does not exist" in text:
+        path = text.rsplit(":", 1)[-1].strip()
+        return DltError(f"mount source {path} does not exist on {target.name}: create it, or fix "
+                        "DLT_DATA_DIR / DLT_OUTPUT_DIR / DLT_MOUNTS")
+    if "No such image" in text or "not found" in text and "image" in text.lower():
+        return DltError(f"image {spec.image} is not on {target.name}: run `inv extend-image` "
+                        "(or set DLT_IMAGE to an image the engine has)")
+    return DltError(f"{where} could not start the container: {text.strip().splitlines()[0]}")
+
+
+@contextlib.contextmanager
+def _signals_as_interrupt() -> Iterator[None]:
+    """Deliver SIGTERM and SIGHUP as an exception in the main thread while a run is attached."""
+
+    def raise_(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            old[sig] = signal.signal(sig, raise_)
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def create(target: Target, spec: RunSpec) -> str:
+    """Create the container (not started); a failure leaves nothing behind."""
+    import docker.errors
+
+    api = target.docker.api
+    try:
+        return str(api.create_container(**create_args(spec))["Id"])
+    except docker.errors.ImageNotFound as e:
+        raise explain_start_error(target, e, spec) from None
+    except docker.errors.APIError as e:
+        raise explain_start_error(target, e, spec) from None
+
+
+def start(target: Target, cid: str, spec: RunSpec) -> None:
+    """Start a created container; when the engine refuses, remove it and explain."""
+    import docker.errors
+
+    try:
+        target.docker.api.start(cid)
+    except docker.errors.APIError as e:
+        remove(target, cid)
+        raise explain_start_error(target, e, spec) from None
+
+
+def remove(target: Target, cid: str) -> None:
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.NotFound):
+        target.docker.api.remove_container(cid, force=True)
+
+
+def stop(target: Target, cid: str, timeout: int) -> None:
+    """Stop with a grace period (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+    import docker.errors
+
+    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+        target.docker.api.stop(cid, timeout=timeout)
+
+
+def _copy(frames: Any, log: IO[bytes] | None) -> None:
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for chunk_out, chunk_err in frames:
+        if chunk_out:
+            out.write(chunk_out)
+            out.flush()
+            if log is not None:
+                log.write(chunk_out)
+        if chunk_err:
+            err.write(chunk_err)
+            err.flush()
+            if log is not None:
+                log.write(chunk_err)
+
+
+def attach(target: Target, cid: str) -> Any:
+    """Attach to a container BEFORE it starts, so no output is lost and the stream ends with it.
+
+    (Attaching after start races a quick exit: the engine then waits for a restart forever.)
+    """
+    sys.stdout.flush()
+    return target.docker.api.attach(cid, stdout=True, stderr=True, stream=True, logs=True,
+                                    demux=True)
+
+
+def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | None = None) -> None:
+    """Copy a container's output from its start (then live, with ``follow``) to ours."""
+    api = target.docker.api
+    sys.stdout.flush()
+    params = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0}
+    res = api._get(api._url("/containers/{0}/logs", cid), params=params, stream=True)
+    api._raise_for_status(res)
+    api._disable_socket_timeout(api._get_raw_response_socket(res))
+    _copy(_log_frames(res.raw), log)
+
+
+def _log_frames(raw: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Demultiplex the logs endpoint's framed stream (8-byte header: stream id, length)."""
+    while True:
+        header = raw.read(8)
+        if len(header) < 8:
+            return
+        stream_id, length = struct.unpack(">BxxxL", header)
+        if not length:
+            continue
+        data = raw.read(length)
+        if not data:
+            return
+        yield (None, data) if stream_id == 2 else (data, None)
+
+
+def wait_exit_code(target: Target, cid: str) -> int:
+    return int(target.docker.api.wait(cid).get("StatusCode", 1))
+
+
+def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
+                 log_path: Path | None = None) -> int:
+    """Run to completion with output streamed live; returns the exit code (130 on Ctrl-C).
+
+    The container is removed however the run ends.
+    """
+    cid = create(target, spec)
+    try:
+        with _signals_as_interrupt():
+            frames = attach(target, cid)
+            start(target, cid, spec)
+            try:
+                with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
+                    _copy(frames, log)
+                return wait_exit_code(target, cid)
+            except (KeyboardInterrupt, _Terminated):
+                print(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...",
+                      file=sys.stderr)
+                stop(target, cid, stop_timeout)
+                return INTERRUPTED
+    except (KeyboardInterrupt, _Terminated):
+        return INTERRUPTED
+    finally:
+        with _block_interrupts():
+            remove(target, cid)
+
+
+@contextlib.contextmanager
+def _block_interrupts() -> Iterator[None]:
+    """Let cleanup finish even if the user presses Ctrl-C again."""
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def start_detached(target: Target, spec: RunSpec) -> str:
+    """Create and start; the container outlives us (and our SSH connection). Returns its id."""
+    cid = create(target, spec)
+    start(target, cid, spec)
+    return cid
+
+
+# --------------------------------------------------------------------------------------------
+# finding runs by label
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    container_id: str
+    project: str
+    kind: str
+    status: str          # running / exited / created ...
+    exit_code: int | None
+    started: str
+    gpus: str
+    host: str
+    image: str
+
+
+def find_runs(target: Target, *, project: str | None = None, run_id: str | None = None,
+              all_states: bool = True) -> list[RunInfo]:
+    """dltasks containers on the target's engine, newest first."""
+    filters = [LABEL_RUN]
+    if project:
+        filters.append(f"{LABEL_PROJECT}={project}")
+    if run_id:
+        filters.append(f"{LABEL_RUN}={run_id}")
+    rows = target.docker.api.containers(all=all_states, filters={"label": filters})
+    out = []
+    for r in rows:
+        labels = r.get("Labels") or {}
+        status = str(r.get("State", ""))
+        code = None
+        if status == "exited":
+            text = str(r.get("Status", ""))
+            with contextlib.suppress(ValueError, IndexError):
+                code = int(text.split("(", 1)[1].split(")", 1)[0])
+        out.append(RunInfo(labels.get(LABEL_RUN, ""), str(r["Id"]), labels.get(LABEL_PROJECT, ""),
+                           labels.get(LABEL_KIND, ""), status, code,
+                           labels.get(LABEL_STARTED, ""), labels.get(LABEL_GPUS, ""),
+                           labels.get(LABEL_HOST, target.name), str(r.get("Image", ""))))
+    return sorted(out, key=lambda i: i.started, reverse=True)
+
+
+def find_one(target: Target, run: str, project: str | None = None) -> RunInfo:
+    """The run whose id (or unique id prefix) is ``run``."""
+    runs = [r for r in find_runs(target, project=project)
+            if r.run_id == run or r.run_id.startswith(run) or r.container_id.startswith(run)]
+    if not runs:
+        raise DltError(f"no run {run!r} on {target.name}: `inv ps` lists the runs there")
+    exact = [r for r in runs if r.run_id == run]
+    if len(exact) == 1:
+        return exact[0]
+    if len(runs) > 1:
+        raise DltError(f"{run!r} matches {len(runs)} runs on {target.name} "
+                       f"({', '.join(r.run_id for r in runs[:4])}): give more of the id")
+    return runs[0]

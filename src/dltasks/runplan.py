@@ -1,0 +1,211 @@
+"""From settings and a request to a RunPlan: the path map, mapped configs/args/env, a RunSpec.
+
+This is where the path problem is solved for a run: every root (code, data, outputs, extra
+mounts) is known on three sides (the laptop, the target host, the container), and configs,
+arguments and environment values all go through the same map before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .containers import (
+    LABEL_GPUS,
+    LABEL_HOST,
+    LABEL_KIND,
+    LABEL_PROJECT,
+    LABEL_RECORD,
+    LABEL_RUN,
+    LABEL_STARTED,
+    Mount,
+    RunSpec,
+    command_argv,
+)
+from .errors import DltError
+from .gpus import GpuSelection
+from .paths import (
+    Mapped,
+    PathMap,
+    Root,
+    Unmapped,
+    find_configs,
+    map_args,
+    map_env,
+    rewrite_config,
+    unmapped_message,
+)
+from .records import RUNS_DIR
+from .settings import Settings
+
+DATA, OUTPUTS = "/data", "/outputs"
+#: HOME for runs as the invoking user (whose uid has no home in the image): always writable.
+RUN_HOME = "/tmp"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the user asked for on the command line."""
+
+    kind: str                            # train | shell | test-gpu
+    command: str                         # the command string (DLT_TRAIN_CMD, bash, ...)
+    args: tuple[str, ...] = ()
+    gpus: GpuSelection = GpuSelection("none")
+    image: str = ""
+    root: bool = False
+    allow_unmapped: bool = False
+    interactive: bool = False
+    extra_mounts: tuple[Mount, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What we learned about the target host before planning."""
+
+    name: str
+    project_dir: str                     # the project folder on the host
+    uid_gid: str                         # "1000:1000"
+
+
+@dataclass
+class RunPlan:
+    run_id: str
+    run_dir: Path                        # local record folder
+    pathmap: PathMap
+    spec: RunSpec
+    configs: list[tuple[str, Mapped]] = field(default_factory=list)
+    unmapped: list[Unmapped] = field(default_factory=list)
+    must_exist: list[str] = field(default_factory=list)   # host paths checked before start
+    make_dirs: list[str] = field(default_factory=list)    # host paths created before start
+
+
+def _host_path(value: str, host_project_dir: str) -> str:
+    """A path setting as seen on the host: ~ and relative paths resolved there."""
+    if value.startswith("~"):
+        return value  # expanded by the remote layer; local settings already expand it
+    if posixpath.isabs(value):
+        return posixpath.normpath(value)
+    return posixpath.normpath(posixpath.join(host_project_dir, value))
+
+
+def _aliases(path: str) -> tuple[str, ...]:
+    real = os.path.realpath(path)
+    return (real,) if real != path else ()
+
+
+def parse_mount(text: str) -> tuple[str, str, bool]:
+    """``host:container[:ro|:rw]`` -> (host, container, readonly)."""
+    parts = text.split(":")
+    ro = False
+    if len(parts) == 3 and parts[2] in ("ro", "rw"):
+        ro = parts[2] == "ro"
+        parts = parts[:2]
+    if len(parts) != 2 or not parts[0] or not posixpath.isabs(parts[1]):
+        raise DltError(f"DLT_MOUNTS entry {text!r}: write host:container[:ro] with an absolute "
+                       "container path, e.g. /mnt/datasets:/datasets:ro")
+    return parts[0], parts[1], ro
+
+
+def build_pathmap(local: Settings, host: Settings, host_project_dir: str) -> PathMap:
+    """Roots on three sides. ``local`` resolves without the host's .env.<host> layer."""
+    roots: list[Root] = []
+    lp = str(local.project_dir)
+    roots.append(Root("code", lp, host_project_dir, host.workdir, False, _aliases(lp)))
+    for name, cpath, ro in (("data", DATA, True), ("outputs", OUTPUTS, False)):
+        hval = host.data_dir if name == "data" else host.output_dir
+        lval = local.data_dir if name == "data" else local.output_dir
+        if not hval and not lval:
+            continue
+        lpath = str(local.path(lval or hval))
+        if host_project_dir == lp:  # local target: the host IS this machine
+            hpath = str(host.path(hval or lval))
+        else:
+            hpath = _host_path(hval or lval, host_project_dir)
+        roots.append(Root(name, lpath, hpath, cpath, ro, _aliases(lpath)))
+    local_mounts = {parse_mount(m)[1]: parse_mount(m)[0] for m in local.mounts}
+    for m in host.mounts:
+        hsrc, cpath, ro = parse_mount(m)
+        lsrc = local_mounts.get(cpath, hsrc)
+        lpath = str(local.path(lsrc))
+        hpath = str(host.path(hsrc)) if host_project_dir == lp else _host_path(
+            hsrc, host_project_dir)
+        roots.append(Root(f"mount:{cpath}", lpath, hpath, cpath, ro, _aliases(lpath)))
+    return PathMap(tuple(roots))
+
+
+def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest, *,
+             run_id: str, started: str, image: str) -> RunPlan:
+    """Everything about one run, decided before anything starts. Writes rewritten configs."""
+    pathmap = build_pathmap(local, host, facts.project_dir)
+    run_dir = local.project_dir / RUNS_DIR / run_id
+    host_run_dir = posixpath.join(facts.project_dir, RUNS_DIR, run_id)
+    mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]
+    plan = RunPlan(run_id, run_dir, pathmap, RunSpec(image=image, command=()))
+
+    exclude = [RUNS_DIR + "/**", ".git/**"]
+    out_root = next((r for r in pathmap.roots if r.name == "outputs"), None)
+    if out_root and out_root.local.startswith(str(local.project_dir) + "/"):
+        exclude.append(os.path.relpath(out_root.local, local.project_dir) + "/**")
+    for src in find_configs(local.project_dir, local.configs, exclude):
+        rel = src.relative_to(local.project_dir).as_posix()
+        dest = run_dir / "configs" / rel
+        mapped = rewrite_config(src, dest, pathmap, where=rel)
+        plan.unmapped.extend(mapped.unmapped)
+        if mapped.replacements:
+            plan.configs.append((rel, mapped))
+            mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel),
+                                posixpath.join(host.workdir, rel), True))
+        else:
+            dest.unlink(missing_ok=True)
+
+    args, bad_args = map_args(list(req.args), pathmap)
+    env, bad_env = map_env(dict(host.container_env), pathmap)
+    plan.unmapped.extend(bad_args)
+    plan.unmapped.extend(bad_env)
+    if plan.unmapped and not req.allow_unmapped:
+        raise DltError(unmapped_message(plan.unmapped))
+
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["DLT_RUN_ID"] = run_id
+    if not req.root:
+        env["HOME"] = RUN_HOME
+    mounts.extend(req.extra_mounts)
+    for r in pathmap.roots:
+        if r.name == "outputs":
+            plan.make_dirs.append(r.host)
+        elif r.name != "code":
+            plan.must_exist.append(r.host)
+
+    labels = {LABEL_RUN: run_id, LABEL_PROJECT: host.project, LABEL_KIND: req.kind,
+              LABEL_HOST: facts.name, LABEL_STARTED: started, LABEL_GPUS: req.gpus.describe(),
+              LABEL_RECORD: str(run_dir)}
+    plan.spec = RunSpec(
+        image=image, command=command_argv(req.command, tuple(args)), gpus=req.gpus,
+        mounts=tuple(mounts), env=env, workdir=host.workdir,
+        user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
+        shm_size=host.shm_size, labels=labels, name=f"dlt-{host.project}-{run_id}",
+        interactive=req.interactive)
+    return plan
+
+
+def mapping_table(pathmap: PathMap, remote: bool) -> str:
+    """The path-mapping table shown by --dry-run."""
+    head = ("ROOT", "LOCAL", "HOST", "CONTAINER") if remote else ("ROOT", "HOST", "", "CONTAINER")
+    rows = [head]
+    for name, lpath, hpath, cpath in pathmap.table():
+        rows.append((name, lpath, hpath, cpath) if remote else (name, hpath, "", cpath))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = []
+    for r in rows:
+        cells = [r[i].ljust(widths[i]) for i in range(4) if remote or i != 2]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def missing_message(host: str, missing: Sequence[str]) -> str:
+    return (f"{len(missing)} path(s) the run mounts do not exist on {host}: "
+            f"{', '.join(missing)}; create them or fix DLT_DATA_DIR / DLT_MOUNTS "
+            f"(in .env or .env.{host})")

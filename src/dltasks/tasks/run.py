@@ -1,0 +1,145 @@
+"""Runs: `train`, `shell`, and the run-finding tasks `ps`, `logs`, `stop`, `runs`.
+
+Each task parses flags into a RunRequest and hands it to ``dltasks.launch``; the same body
+serves `inv` (this machine) and `fab -H host` (a remote host).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from typing import Any
+
+from invoke import Exit
+
+from ._common import dlt_task, settings_for, target_for
+
+_RUN_HELP = {
+    "gpu": "GPU ids (repeatable or 0,1), all, none or auto. Default: DLT_GPUS.",
+    "image": "Image to run instead of the project image.",
+    "detach": "Start in the background and print the run id.",
+    "dry_run": "Print the `docker run` equivalent and the path map; start nothing.",
+    "root": "Run as root instead of your uid:gid.",
+    "allow_unmapped": "Go on although some host paths are under no mounted root.",
+    "args": "Arguments for the command, as one string (also: `inv train -- ARGS`).",
+}
+
+
+def _remainder(c: Any) -> list[str]:
+    """Arguments after `--`, quoting intact (invoke only keeps a space-joined string)."""
+    if "--" not in sys.argv:
+        return []
+    from ..target import is_remote_context
+
+    if is_remote_context(c):
+        raise Exit("dlt: error: with fab, pass arguments as --args '...' (fab would run the "
+                   "text after -- as a shell command on the host)", code=2)
+    return sys.argv[sys.argv.index("--") + 1:]
+
+
+def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
+            detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
+            interactive: bool = False) -> None:
+    from ..gpus import parse_gpus
+    from ..launch import launch
+    from ..runplan import RunRequest
+
+    local = settings_for(c, image=image or None)
+    with target_for(c, image=image or None) as target:
+        s = target.settings
+        req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
+                         gpus=parse_gpus(gpu or None, default=s.gpus), image=image,
+                         root=root, allow_unmapped=allow_unmapped, interactive=interactive)
+        code = launch(target, local, req, detach=detach, dry_run=dry_run)
+    if code:
+        raise Exit(code=code)
+
+
+@dlt_task(iterable=["gpu"], help=_RUN_HELP)
+def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = False,
+          dry_run: bool = False, root: bool = False, allow_unmapped: bool = False,
+          args: str = "") -> None:
+    """Run DLT_TRAIN_CMD (plus ARGS) in the project's image, paths mapped, output streamed."""
+    extra = shlex.split(args) + _remainder(c)
+    _launch(c, "train", "", gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
+            allow_unmapped=allow_unmapped, args=extra)
+
+
+_SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root",
+                                                          "allow_unmapped")}
+
+
+@dlt_task(iterable=["gpu"], help={**_SHELL_HELP, "cmd": "Shell to start (default: bash, else sh)."})
+def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = False,
+          allow_unmapped: bool = False, cmd: str = "") -> None:
+    """An interactive shell in the same container setup as train (mounts, user, GPUs)."""
+    command = cmd or "command -v bash >/dev/null && exec bash || exec sh"
+    _launch(c, "shell", command, gpu=gpu, image=image, detach=False, dry_run=False, root=root,
+            allow_unmapped=allow_unmapped, args=[], interactive=True)
+
+
+@dlt_task(help={"all": "Include runs of every project on this engine."})
+def ps(c: Any, all: bool = False) -> None:
+    """List this project's runs on the engine (running and finished detached runs)."""
+    from ..runner import find_runs
+
+    with target_for(c) as target:
+        runs = find_runs(target, project=None if all else target.settings.project)
+        rows = [("RUN", "KIND", "STATUS", "GPUS", "STARTED", "IMAGE")]
+        for r in runs:
+            status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
+            rows.append((r.run_id, r.kind, status, r.gpus, r.started, r.image))
+        _table(rows, title=f"{target.name}: {len(runs)} run(s)")
+
+
+@dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on)."})
+def logs(c: Any, run: str, follow: bool = False) -> None:
+    """Show a run's output (from its start); --follow streams it live."""
+    from ..runner import find_one, stream
+
+    with target_for(c) as target:
+        info = find_one(target, run, target.settings.project)
+        try:
+            stream(target, info.container_id, follow=follow and info.status == "running")
+        except KeyboardInterrupt:
+            print(f"\ndlt: detached from {info.run_id}; it is still running", file=sys.stderr)
+            raise Exit(code=130) from None
+
+
+@dlt_task
+def stop(c: Any, run: str) -> None:
+    """Stop a run (grace period DLT_STOP_TIMEOUT, then kill) and remove its container."""
+    from ..runner import find_one, remove
+    from ..runner import stop as stop_container
+
+    with target_for(c) as target:
+        info = find_one(target, run, target.settings.project)
+        stop_container(target, info.container_id, target.settings.stop_timeout)
+        remove(target, info.container_id)
+        print(f"stopped {info.run_id} on {target.name}")
+
+
+@dlt_task
+def runs(c: Any) -> None:
+    """List the run records in runs/ (newest first)."""
+    from ..records import list_runs
+
+    s = settings_for(c)
+    rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
+    for m in list_runs(s.project_dir):
+        commit = (m.get("git") or {}).get("commit") or "-"
+        dirty = "+dirty" if (m.get("git") or {}).get("dirty") else ""
+        code = m.get("exit_code")
+        rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), str(m.get("host", "")),
+                     "-" if code is None else str(code), str(m.get("gpus", "")),
+                     str(m.get("started", "")), commit[:10] + dirty))
+    _table(rows, title=f"{len(rows) - 1} run record(s) in {s.project_dir / 'runs'}")
+
+
+def _table(rows: list[tuple[str, ...]], title: str) -> None:
+    print(title)
+    if len(rows) == 1:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)).rstrip())
