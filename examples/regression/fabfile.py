@@ -1,0 +1,1 @@
+from dltasks.tasks import ns  # noqa: F401
