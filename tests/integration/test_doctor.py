@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, dlt
+from tests.conftest import dlt
+from tests.users import User, throwaway_user
 
 pytestmark = pytest.mark.docker
 
@@ -127,73 +125,35 @@ def test_stale_project_image(project: Path, engine: object, base_image: str) -> 
 # a real user outside the docker group
 
 
-def _python_tree(dest: Path) -> None:
-    """The packages dltasks needs, hard-linked into ``dest`` (the interpreter's own folder is
-    under /root, which other users cannot enter; hard links are readable where they land)."""
-    for name in ("invoke", "docker", "requests", "urllib3", "idna", "charset_normalizer",
-                 "certifi", "dotenv", "yaml"):
-        mod = importlib.import_module(name)
-        src = Path(mod.__file__ or "").parent
-        shutil.copytree(src, dest / name, copy_function=os.link,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    site = Path(importlib.import_module("charset_normalizer").__file__ or "").parent.parent
-    for compiled in site.glob("*__mypyc*.so"):  # charset_normalizer's compiled helpers
-        os.link(compiled, dest / compiled.name)
-    shutil.copytree(ROOT / "src" / "dltasks", dest / "dltasks",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    for p in [dest, *dest.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-
-
 @pytest.fixture
-def outsider() -> Iterator[tuple[str, Path]]:
-    """A throwaway system user (not in docker, no sudo) and a folder it can use."""
-    if os.geteuid() != 0 or not shutil.which("runuser") or not shutil.which("useradd"):
-        pytest.skip("needs root with runuser and useradd to make a throwaway user")
-    user = f"dltno{uuid.uuid4().hex[:6]}"
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/bin/bash", user],
-                   check=True)
-    home = Path(tempfile.mkdtemp(prefix="dlt-outsider-", dir="/tmp"))
-    try:
-        _python_tree(home / "py")
-        (home / "proj").mkdir()
-        shutil.chown(home / "proj", user)
-        home.chmod(0o755)
-        yield user, home
-    finally:
-        subprocess.run(["userdel", user], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+def outsider() -> Iterator[User]:
+    """A throwaway system user (not in docker, no sudo) with a project folder."""
+    with throwaway_user() as user:
+        (user.home / "proj").mkdir()
+        shutil.chown(user.home / "proj", user.name)
+        yield user
 
 
-def _as(user: str, home: Path, *args: str,
-        stale_session: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run dlt as ``user`` in a fresh login (runuser: groups from /etc/group), or, with
-    ``stale_session``, in one that has only the user's primary group (setpriv), as a session
-    started before `usermod -aG docker` has."""
-    env = ["env", "-i", f"HOME={home / 'proj'}", f"PYTHONPATH={home / 'py'}",
-           "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
-    who = (["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"]
-           if stale_session else ["runuser", "-u", user, "--"])
-    return subprocess.run([*who, *env, "/usr/bin/python3", "-m", "dltasks", *args],
-                          cwd=home / "proj", text=True, capture_output=True, timeout=120)
+def _as(user: User, *args: str, stale_session: bool = False) -> subprocess.CompletedProcess[str]:
+    return user.run(*args, cwd=user.home / "proj", stale_session=stale_session, timeout=120)
 
 
-def test_user_outside_docker_group(outsider: tuple[str, Path], engine: object) -> None:
-    user, home = outsider
-    groups = subprocess.run(["id", "-Gn", user], text=True, capture_output=True).stdout.split()
+def test_user_outside_docker_group(outsider: User, engine: object) -> None:
+    user = outsider
+    groups = subprocess.run(["id", "-Gn", user.name], text=True, capture_output=True).stdout.split()
     assert "docker" not in groups
-    r = _as(user, home, "doctor")
+    r = _as(user, "doctor")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "ERROR engine        permission denied on the Docker socket " \
            "(unix:///var/run/docker.sock)" in r.stdout, r.stdout + r.stderr
-    assert f"`sudo usermod -aG docker {user}`, then log out and in again" in r.stdout
+    assert f"`sudo usermod -aG docker {user.name}`, then log out and in again" in r.stdout
 
 
-def test_setup_without_sudo_rights(outsider: tuple[str, Path], engine: object) -> None:
+def test_setup_without_sudo_rights(outsider: User, engine: object) -> None:
     """setup as a user with no sudo: the group step fails with the one-line sudo error and
     nothing hangs waiting for a password."""
-    user, home = outsider
-    r = _as(user, home, "setup", "--no-gpu")
+    user = outsider
+    r = _as(user, "setup", "--no-gpu")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     fix = next(ln for ln in r.stdout.splitlines() if ln.startswith("fix docker group:"))
@@ -203,30 +163,31 @@ def test_setup_without_sudo_rights(outsider: tuple[str, Path], engine: object) -
     assert rows["docker engine"] == ["failed", "permission denied on unix:///var/run/docker.sock"]
     assert rows["docker group"][0] == "failed"
     # .env is still written (it needs no root), and the verdict says it is incomplete
-    assert (home / "proj" / ".env").is_file()
+    assert (user.home / "proj" / ".env").is_file()
     assert r.stdout.splitlines()[-1].startswith("setup incomplete")
 
 
-def test_user_in_docker_group(outsider: tuple[str, Path], engine: object) -> None:
+def test_user_in_docker_group(outsider: User, engine: object) -> None:
     """The same throwaway user once added to the docker group: doctor and setup pass the
     engine and group checks, and setup needs no sudo at all (nothing to change)."""
-    user, home = outsider
-    subprocess.run(["usermod", "-aG", "docker", user], check=True)
-    r = _as(user, home, "doctor", "--no-gpu")
+    user = outsider
+    subprocess.run(["usermod", "-aG", "docker", user.name], check=True)
+    r = _as(user, "doctor", "--no-gpu")
     assert "ok    engine        Docker engine" in r.stdout, r.stdout + r.stderr
-    s = _as(user, home, "setup", "--no-gpu", "--dry-run")
-    assert f"docker group      ok            {user} is in the docker group" in s.stdout, s.stdout
+    s = _as(user, "setup", "--no-gpu", "--dry-run")
+    ok = f"docker group      ok            {user.name} is in the docker group"
+    assert ok in s.stdout, s.stdout
 
 
-def test_group_added_but_session_predates_it(outsider: tuple[str, Path], engine: object) -> None:
-    user, home = outsider
-    subprocess.run(["usermod", "-aG", "docker", user], check=True)
-    r = _as(user, home, "doctor", "--no-gpu", stale_session=True)
+def test_group_added_but_session_predates_it(outsider: User, engine: object) -> None:
+    user = outsider
+    subprocess.run(["usermod", "-aG", "docker", user.name], check=True)
+    r = _as(user, "doctor", "--no-gpu", stale_session=True)
     assert r.returncode == 1
     assert "ERROR engine        permission denied on the Docker socket" in r.stdout, r.stdout
     assert "fix: your account is in the docker group but this login session predates it: " \
            "log out and in again (or run `newgrp docker`)" in r.stdout
-    s = _as(user, home, "setup", "--no-gpu", stale_session=True)
+    s = _as(user, "setup", "--no-gpu", stale_session=True)
     assert s.returncode == 1
-    assert f"{user} is in the docker group, but this login predates it" in s.stdout
+    assert f"{user.name} is in the docker group, but this login predates it" in s.stdout
     assert "==>" not in s.stdout  # nothing to run: no sudo attempted
