@@ -81,10 +81,13 @@ def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
 
 
 def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
-           dry_run: bool = False) -> int:
-    """Run ``req`` on ``target``; returns the exit code to exit with."""
+           dry_run: bool = False, run_id: str = "") -> int:
+    """Run ``req`` on ``target``; returns the exit code to exit with.
+
+    ``run_id`` (default: a new one) names the run and its record folder ``runs/<run_id>``.
+    """
     settings = target.settings
-    run_id, started = new_run_id(), utcnow()
+    run_id, started = run_id or new_run_id(), utcnow()
     gpus = req.gpus
     if gpus.mode == AUTO and not dry_run:
         from .engine import has_nvidia_runtime

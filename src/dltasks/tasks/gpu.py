@@ -54,25 +54,23 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
     from ..gpus import IDS
     from ..launch import launch
     from ..probe import CONTAINER_PATH, container_command, parse_probe_output
-    from ..records import LOG, list_runs, run_dir
+    from ..records import LOG, new_run_id, run_dir
     from ..runplan import RunRequest
 
     local = settings_for(c, image=image or None)
     sel = _selection(gpu, local.gpus)
     expect = len(sel.ids) if sel.mode == IDS else 1
     with target_for(c, image=image or None) as target:
-        before = {r.get("run_id") for r in list_runs(local.project_dir)}
+        run_id = new_run_id()
         req = RunRequest(kind="test-gpu", command=container_command(expect), gpus=sel,
                          image=image, extra_mounts=(Mount(_probe_on_host(target),
                                                           CONTAINER_PATH, True),))
-        code = launch(target, local, req, dry_run=dry_run)
+        code = launch(target, local, req, dry_run=dry_run, run_id=run_id)
         host = target.name
     if dry_run:
         return
-    new = [r for r in list_runs(local.project_dir)
-           if r.get("kind") == "test-gpu" and r.get("run_id") not in before]
-    log = run_dir(local.project_dir, str(new[0]["run_id"])) / LOG if new else None
-    text = log.read_text(encoding="utf-8", errors="replace") if log and log.is_file() else ""
+    log = run_dir(local.project_dir, run_id) / LOG
+    text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     if code == 130:
         raise Exit(code=code)
     try:

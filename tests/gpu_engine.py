@@ -1,0 +1,174 @@
+"""A second, private Docker engine whose GPU device driver is registered but grants nothing.
+
+dockerd 20.10 registers its "nvidia" device driver when an executable named
+``nvidia-container-runtime-hook`` is on its PATH at start. With the stand-in hook in
+``tests/data/fake-nvidia-hook`` first on PATH, a GPU DeviceRequest for devices 1,2 is accepted:
+the engine puts ``NVIDIA_VISIBLE_DEVICES=1,2`` into the container's environment and calls the
+hook as an OCI prestart hook, which only logs what it was asked. No GPU is ever granted. This
+proves what dltasks ASKS the engine for, on a machine without GPUs.
+
+The shared engine (/var/run/docker.sock) must keep refusing GPU requests, so it is never
+touched: this engine has its own data root, exec root, pid file and socket in a temporary
+folder, and runs in a network namespace of its own (``unshare --net``) with no bridge, no
+iptables rules and no addresses: its containers have no network at all. It is stopped (its
+folder removed) at the end. It needs root, dockerd and unshare; :class:`GpuEngineUnavailable`
+says which is missing.
+
+Never start it with ``--bridge=none`` in the host's network namespace: dockerd then DELETES
+the host's docker0, cutting the shared engine's containers off. In its own namespace there is
+no docker0 to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HOOK_NAME = "nvidia-container-runtime-hook"
+HOOK_SOURCE = Path(__file__).resolve().parent / "data" / "fake-nvidia-hook" / HOOK_NAME
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
+
+
+class GpuEngineUnavailable(Exception):
+    """A prerequisite (root, dockerd) is missing: the caller skips, or fails under CI."""
+
+
+@dataclass
+class GpuEngine:
+    dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    client: Any = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.dir / 'docker.sock'}"
+
+    @property
+    def hook_log(self) -> Path:
+        return self.dir / "hook.log"
+
+    @property
+    def dockerd_log(self) -> Path:
+        return self.dir / "dockerd.log"
+
+    def hook_calls(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """What the stand-in hook was asked, one dict per call (for one run, by DLT_RUN_ID)."""
+        if not self.hook_log.is_file():
+            return []
+        calls = [json.loads(line) for line in self.hook_log.read_text().splitlines() if line]
+        if run_id is None:
+            return calls
+        return [c for c in calls if (c.get("env") or {}).get("DLT_RUN_ID") == run_id]
+
+    def log_tail(self, lines: int = 15) -> str:
+        text = self.dockerd_log.read_text(errors="replace") if self.dockerd_log.is_file() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """Stop dockerd (TERM, then KILL), its containerd, unmount leftovers, remove the folder."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        _kill_own_containerd(self.dir)
+        _unmount_under(self.dir)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _kill_own_containerd(root: Path) -> None:
+    """The containerd our dockerd started, if it outlived it (only that pid, checked)."""
+    pidfile = root / "exec" / "containerd" / "containerd.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        return
+    if str(root) in cmdline:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _unmount_under(root: Path) -> None:
+    """Lazily unmount anything dockerd left mounted under ``root``, deepest first."""
+    prefix = str(root) + "/"
+    points = []
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point.startswith(prefix) or point == str(root):
+                points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def _check_prerequisites() -> None:
+    if os.geteuid() != 0:
+        raise GpuEngineUnavailable("a private dockerd for the GPU-request tests needs root")
+    for tool in (DOCKERD, UNSHARE):
+        if not os.access(tool, os.X_OK):
+            raise GpuEngineUnavailable(f"no {tool} for the GPU-request tests")
+
+
+def _wait_until_ready(eng: GpuEngine, timeout: float) -> Any:
+    import docker
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if eng.proc is not None and eng.proc.poll() is not None:
+            raise RuntimeError(f"the private dockerd exited with {eng.proc.returncode}:\n"
+                               f"{eng.log_tail()}")
+        if (eng.dir / "docker.sock").exists():
+            try:
+                client = docker.DockerClient(base_url=eng.url, timeout=60)
+                client.ping()
+                return client
+            except Exception as e:  # noqa: BLE001 - not answering yet
+                last = e
+        time.sleep(0.2)
+    raise RuntimeError(f"the private dockerd did not answer in {timeout:.0f}s ({last}):\n"
+                       f"{eng.log_tail()}")
+
+
+def start_gpu_engine(source: Any, image: str, *, timeout: float = 30) -> GpuEngine:
+    """Start the private engine and copy ``image`` into it from ``source`` (a docker client)."""
+    _check_prerequisites()
+    eng = GpuEngine(Path(tempfile.mkdtemp(prefix="dlt-gpu-engine-")))
+    try:
+        bindir = eng.dir / "bin"
+        bindir.mkdir()
+        hook = bindir / HOOK_NAME
+        shutil.copyfile(HOOK_SOURCE, hook)  # a copy: works even if a checkout lost the +x bit
+        hook.chmod(hook.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "DLT_"))}
+        env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        env["FAKE_NVIDIA_HOOK_LOG"] = str(eng.hook_log)  # the hook runs with dockerd's env
+        argv = [UNSHARE, "--net", "--", DOCKERD, "--data-root", str(eng.dir / "data"),
+                "--exec-root", str(eng.dir / "exec"), "--pidfile", str(eng.dir / "docker.pid"),
+                "-H", eng.url,
+                "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"]
+        with open(eng.dockerd_log, "wb") as log:
+            eng.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                        env=env, cwd=eng.dir, start_new_session=True)
+        eng.client = _wait_until_ready(eng, timeout)
+        eng.client.images.load(source.images.get(image).save(named=True))
+        eng.client.images.get(image)
+    except BaseException:
+        eng.stop()
+        raise
+    return eng
