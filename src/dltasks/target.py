@@ -31,6 +31,8 @@ class Target:
     is_remote: bool = False
     #: The project folder as seen on the target host (the local folder for a local target).
     host_project_dir: str = ""
+    #: The login user's home folder on the target host ("" when not asked yet).
+    host_home: str = ""
     engine_url: str = ""
     _docker: Any = field(default=None, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)

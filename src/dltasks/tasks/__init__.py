@@ -10,9 +10,9 @@ from types import ModuleType
 
 from invoke import Collection, Task
 
-from . import config
+from . import config, gpu, images, remote, run, setup
 
-_MODULES: list[ModuleType] = [config]
+_MODULES: list[ModuleType] = [config, images, run, gpu, setup, remote]
 
 
 def _collection() -> Collection:

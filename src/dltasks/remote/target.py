@@ -1,0 +1,113 @@
+"""A :class:`~dltasks.target.Target` for a remote host reached by a fabric Connection.
+
+One SSH connection carries everything: shell commands (exec channels) and the engine (a
+forwarded socket, see :mod:`.forward`). The connection is opened here, with host keys checked
+strictly (:mod:`.hostkeys`), so a refused key or login fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from ..errors import DltError
+from ..settings import Settings
+from ..shell import Shell
+from ..target import Target
+from .forward import DEFAULT_REMOTE_SOCKET, SocketForward
+from .hostkeys import harden, open_checked
+from .sshconfig import SshHost
+
+
+def remote_engine_url(settings: Settings) -> str:
+    """The engine URL as seen ON the host: DLT_DOCKER_HOST (e.g. from .env.<host>), else the
+    standard socket. The laptop's own DOCKER_HOST never applies to a remote host."""
+    return settings.docker_host or "unix://" + DEFAULT_REMOTE_SOCKET
+
+
+def expand_remote_dir(remote_dir: str, home: str) -> str:
+    """``~``/``~/x``/relative paths made absolute against the host's home; normalised."""
+    if not remote_dir.strip():
+        return ""
+    d = remote_dir.strip()
+    if d == "~" or d.startswith("~/"):
+        d = home.rstrip("/") + d[1:]
+    elif d.startswith("~"):
+        raise DltError(f"DLT_REMOTE_DIR={remote_dir!r}: ~user paths are not supported; "
+                       "write an absolute path or ~/path")
+    elif not d.startswith("/"):
+        d = posixpath.join(home, d)
+    return posixpath.normpath(d)
+
+
+def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
+    """Run a short command in an exec channel: (exit code, stdout, stderr).
+
+    For our own small probes (home folder, target folder checks): a bare paramiko channel costs
+    a round trip, where ``Connection.run`` adds tens of milliseconds of runner machinery.
+    """
+    chan = transport.open_session(timeout=timeout)
+    try:
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        chan.shutdown_write()
+        out = chan.makefile("rb").read().decode(errors="replace")
+        err = chan.makefile_stderr("rb").read().decode(errors="replace")
+        return int(chan.recv_exit_status()), out, err
+    finally:
+        chan.close()
+
+
+def remote_home(c: Any, host: SshHost) -> str:
+    code, out, err = quick_exec(c.transport, 'printf "%s" "$HOME"')
+    home = out.strip()
+    if code != 0 or not home.startswith("/"):
+        raise DltError(f"cannot read $HOME on {host.alias} (exit {code}): "
+                       f"{(err or out).strip()[:200]}; check the account's shell")
+    return home
+
+
+def remote_target(c: Any, settings: Settings) -> Target:
+    """Open ``c`` (strict host keys), forward the host's engine, and describe the host."""
+    was_open = bool(getattr(c, "is_connected", False))
+    host = harden(c, accept_new=settings.accept_new_host_key)
+    if not was_open:
+        open_checked(c, host)
+    closers: list[Any] = [] if was_open else [c.close]
+    # Keepalives, as ServerAliveInterval (default 15 s): an idle follow notices a dead link.
+    c.transport.set_keepalive(int(c.ssh_config.get("serveraliveinterval", 15) or 15))
+    try:
+        home = remote_home(c, host)
+        project_dir = expand_remote_dir(settings.remote_dir, home)
+        fwd = SocketForward(c.transport, remote_engine_url(settings))
+    except BaseException:
+        for close in closers:
+            close()
+        raise
+    closers.insert(0, fwd.close)
+    t = Target(name=host.alias, shell=Shell(c, sudo_password=settings.sudo_password),
+               settings=settings, is_remote=True, host_project_dir=project_dir, host_home=home,
+               engine_url=fwd.url, _closers=closers[::-1])
+    # Target.close pops from the end: the forward goes first, then the connection.
+    return t
+
+
+def connection_lost(target: Target) -> bool:
+    """Whether ``target`` is remote and its SSH connection has died (the forwarded engine
+    socket then ends streams with a plain EOF, which looks like a finished run)."""
+    if not target.is_remote:
+        return False
+    transport = getattr(target.shell.c, "transport", None)
+    return transport is None or not transport.active
+
+
+def check_alive(target: Target, run_id: str = "") -> None:
+    """Raise a one-line DltError when the connection to a remote target was lost.
+
+    Call it after a log stream or an attached run ends: runs outlive the connection, so the
+    message says how to reattach.
+    """
+    if connection_lost(target):
+        again = (f"; the run goes on there: reattach with `fab -H {target.name} logs {run_id} "
+                 "--follow`") if run_id else ""
+        raise DltError(f"lost the SSH connection to {target.name}{again}", code=255)

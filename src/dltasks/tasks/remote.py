@@ -1,0 +1,36 @@
+"""`sync` (the project to a remote host) and `fetch` (a run's results back), for `fab -H`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._common import dlt_task, target_for
+
+
+def _need_remote(c: Any, task: str) -> None:
+    from ..errors import DltError
+    from ..target import is_remote_context
+
+    if not is_remote_context(c):
+        raise DltError(f"`{task}` copies between this machine and a remote host: run it as "
+                       f"`fab -H HOST {task}` (hosts come from ~/.ssh/config)")
+
+
+@dlt_task
+def sync(c: Any) -> None:
+    """Mirror the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured)."""
+    from ..remote.sync import sync_project
+
+    _need_remote(c, "sync")
+    with target_for(c) as target:
+        sync_project(target, target.settings)
+
+
+@dlt_task(help={"run": "Run id (from `inv runs`)."})
+def fetch(c: Any, run: str) -> None:
+    """Copy a run's outputs and host-side files back here, incrementally; save its log."""
+    from ..remote.sync import fetch_run
+
+    _need_remote(c, "fetch RUN")
+    with target_for(c) as target:
+        fetch_run(target, target.settings, run)

@@ -1,0 +1,196 @@
+"""Remote hosts over real sshd on loopback: host keys, ProxyJump, the forwarded engine, -H a,b.
+
+gpu1/gpu2 are sshd instances on 127.0.0.2/127.0.0.3 logging in as dltgpu1/dltgpu2 (see
+tests/sshd_harness.py); their engine is the local one, reached through SSH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.sshd_harness import Lab, fab, fresh_lab
+
+pytestmark = [pytest.mark.ssh]
+
+
+@pytest.fixture
+def ssh_lab() -> Lab:
+    """gpu1/gpu2/gpu2j up (made once per process), known_hosts holding their real keys."""
+    return fresh_lab()
+
+
+@pytest.fixture
+def proj(tmp_path: Path, ssh_lab: Lab) -> Iterator[tuple[Path, str]]:
+    """A project with a unique remote folder; the remote copies are removed afterwards."""
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / "main.py").write_text("print('hi')\n")
+    name = "t-" + uuid.uuid4().hex[:8]
+    (d / ".env").write_text(f"DLT_REMOTE_DIR=~/dltasks/{name}\n")
+    yield d, name
+    for host in ssh_lab.hosts.values():
+        shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+
+
+def _fingerprint(pub: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True)
+    return out.stdout.split()[1]
+
+
+def test_config_reads_env_of_the_alias_typed(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
+    d, _ = proj
+    (d / ".env.gpu1").write_text("DLT_DATA_DIR=/mnt/ssd/data\n")
+    (d / ".env.127.0.0.2").write_text("DLT_DATA_DIR=/wrong\n")
+    r = fab("-H", "gpu1", "config", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in r.stdout.splitlines() if line.startswith("DLT_DATA_DIR"))
+    assert "/mnt/ssd/data" in row and ".env.gpu1" in row
+
+
+def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, proj: tuple[Path, str],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   base_image: str, engine: object) -> None:
+    import fabric
+
+    from dltasks.remote import remote_target
+    from dltasks.remote.forward import SocketForward
+    from dltasks.settings import resolve
+
+    d, name = proj
+    monkeypatch.setenv("HOME", str(ssh_lab.home))
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    t = remote_target(fabric.Connection("gpu1"), resolve(d, host="gpu1", environ={}))
+    try:
+        assert (t.name, t.is_remote) == ("gpu1", True)
+        assert t.host_project_dir == f"/home/dltgpu1/dltasks/{name}"
+        assert t.shell.run("whoami").stdout.strip() == "dltgpu1"
+        sock = t.engine_url.removeprefix("unix://")
+        assert Path(sock).exists() and oct(Path(sock).parent.stat().st_mode)[-3:] == "700"
+        assert t.docker.info()["ID"] == engine.info()["ID"]  # type: ignore[attr-defined]
+        out = t.docker.containers.run(base_image, ["echo", "through ssh"], remove=True,
+                                      labels={"dltasks.test": "1"})
+        assert out == b"through ssh\n"
+        # the fallback for servers with AllowStreamLocalForwarding no: docker system dial-stdio
+        fwd = SocketForward(t.shell.c.transport, mode="dial-stdio")
+        try:
+            import docker
+
+            client = docker.DockerClient(base_url=fwd.url)
+            assert client.version()["Version"] == engine.version()["Version"]  # type: ignore[attr-defined]
+            client.close()
+        finally:
+            fwd.close()
+        assert not Path(fwd.path).exists()
+    finally:
+        t.close()
+    assert not Path(sock).exists()
+
+
+def test_unknown_host_key_refused_with_fingerprint(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
+    d, name = proj
+    ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and err.startswith("dlt: error: unknown host key for gpu1")
+    assert _fingerprint(ssh_lab.hosts["gpu1"].host_pub) in err
+    assert f"ssh-keyscan -p {ssh_lab.hosts['gpu1'].port} 127.0.0.2" in err
+    assert "Traceback" not in r.stdout + r.stderr
+    assert not (ssh_lab.hosts["gpu1"].home / "dltasks" / name).exists()
+    assert "127.0.0.2" not in ssh_lab.known_hosts.read_text()  # nothing accepted silently
+
+    ok = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env(DLT_ACCEPT_NEW_HOST_KEY="true"))
+    assert ok.returncode == 0, ok.stderr
+    assert "accepted new host key for gpu1" in ok.stderr
+    key = ssh_lab.hosts["gpu1"].host_pub.read_text().split()[1]
+    assert key in ssh_lab.known_hosts.read_text()
+    again = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert again.returncode == 0 and "accepted" not in again.stderr
+
+
+def test_changed_host_key_refused(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
+    d, _ = proj
+    g1, g2 = ssh_lab.hosts["gpu1"], ssh_lab.hosts["gpu2"]
+    wrong = g2.known_hosts_line().split(" ", 1)[1]
+    ssh_lab.known_hosts.write_text(f"[{g1.addr}]:{g1.port} {wrong}")
+    for env in (ssh_lab.env(), ssh_lab.env(DLT_ACCEPT_NEW_HOST_KEY="true")):
+        r = fab("-H", "gpu1", "sync", cwd=d, env=env)
+        assert r.returncode != 0
+        assert "HOST KEY CHANGED" in r.stderr and _fingerprint(g1.host_pub) in r.stderr
+        assert _fingerprint(g2.host_pub) in r.stderr
+    assert g1.host_pub.read_text().split()[1] not in ssh_lab.known_hosts.read_text()
+
+
+def test_proxyjump_honoured(ssh_lab: Lab, proj: tuple[Path, str],
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import fabric
+
+    from dltasks.remote import remote_target
+    from dltasks.remote.sync import sync_project
+    from dltasks.settings import resolve
+
+    d, name = proj
+    log = ssh_lab.hosts["gpu1"].log
+    before = log.stat().st_size
+    r = fab("-H", "gpu2j", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (Path("/home/dltgpu2/dltasks") / name / "main.py").is_file()
+    monkeypatch.setenv("HOME", str(ssh_lab.home))
+    t = remote_target(fabric.Connection("gpu2j"), resolve(d, host="gpu2j", environ={}))
+    try:
+        assert t.shell.run("whoami").stdout.strip() == "dltgpu2"
+        assert t.docker.ping()
+        (d / "extra.txt").write_text("x")
+        # OpenSSH with the options fabric resolved (ProxyCommand for the jump, our known_hosts)
+        res = sync_project(t, t.settings, quiet=True, via="ssh")
+        assert res.stats.transferred == 1
+        assert (Path("/home/dltgpu2/dltasks") / name / "extra.txt").is_file()
+    finally:
+        t.close()
+    # the fab CLI, the in-process Target and OpenSSH all went through gpu1 to reach gpu2
+    with log.open("rb") as f:
+        f.seek(before)
+        jumped = [line for line in f.read().decode(errors="replace").splitlines()
+                  if "direct_tcpip" in line and "127.0.0.3" in line]
+    assert len(jumped) >= 3, jumped
+
+
+def test_two_hosts_one_failing_does_not_hide_the_other(ssh_lab: Lab,
+                                                      proj: tuple[Path, str]) -> None:
+    d, name = proj
+    ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())  # gpu1 unknown
+    r = fab("-H", "gpu1,gpu2", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0
+    assert "[gpu1] unknown host key" in r.stderr
+    assert "failed on 1 host(s): gpu1" in r.stderr
+    assert "-> gpu2:" in r.stderr  # gpu2 still ran, after gpu1 failed
+    assert (Path("/home/dltgpu2/dltasks") / name / "main.py").is_file()
+    ssh_lab.reset_known_hosts()
+    ok = fab("-H", "gpu1,gpu2", "sync", cwd=d, env=ssh_lab.env())
+    assert ok.returncode == 0, ok.stderr
+    assert "-> gpu1:" in ok.stderr and "-> gpu2:" in ok.stderr
+
+
+def test_sync_and_fetch_need_a_remote_host(proj: tuple[Path, str]) -> None:
+    from tests.conftest import dlt
+
+    d, _ = proj
+    r = dlt("sync", cwd=d, env={"HOME": os.environ.get("HOME", "/root")})
+    assert r.returncode != 0 and "fab -H HOST sync" in r.stderr
+
+
+def test_proxyjump_hop_key_checked_too(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
+    d, name = proj
+    ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())  # hop unknown
+    r = fab("-H", "gpu2j", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0
+    assert "unknown host key for gpu1" in r.stderr
+    assert _fingerprint(ssh_lab.hosts["gpu1"].host_pub) in r.stderr
+    assert not (Path("/home/dltgpu2/dltasks") / name).exists()
