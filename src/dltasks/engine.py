@@ -45,6 +45,6 @@ def connect(url: str = "", *, timeout: int = 120) -> docker.DockerClient:
 
 
 def has_nvidia_runtime(client: docker.DockerClient) -> bool:
-    """Whether the engine can grant GPUs (an nvidia runtime, or the 20.10 GPU hook driver)."""
+    """Whether the engine lists an "nvidia" runtime (what `nvidia-ctk runtime configure` adds)."""
     info = client.info()
     return "nvidia" in (info.get("Runtimes") or {})

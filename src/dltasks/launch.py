@@ -30,6 +30,16 @@ def host_facts(target: Target) -> HostFacts:
     return HostFacts(target.name, target.host_project_dir, f"{ids[0]}:{ids[1]}")
 
 
+def can_give_gpus(target: Target) -> bool:
+    """Whether the engine can grant GPUs: an "nvidia" runtime, or NVIDIA's hook on the host
+    (engines that use the hook driver list no runtime)."""
+    from .engine import has_nvidia_runtime
+
+    if has_nvidia_runtime(target.docker):
+        return True
+    return target.shell.run("command -v nvidia-container-runtime-hook").ok
+
+
 def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
     """The image to run: --image, DLT_IMAGE, or the project image brought up to date."""
     if req.image or settings.image:
@@ -90,9 +100,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     run_id, started = run_id or new_run_id(), utcnow()
     gpus = req.gpus
     if gpus.mode == AUTO and not dry_run:
-        from .engine import has_nvidia_runtime
-
-        gpus = gpus.resolve(has_nvidia_runtime(target.docker))
+        gpus = gpus.resolve(can_give_gpus(target))
     req = replace(req, gpus=gpus)
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
@@ -115,7 +123,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     if target.is_remote:
         from .remote.sync import sync_project
 
-        sync_project(target, settings)
+        sync_project(target, settings, runs=[plan.run_id])
     check_host(target, plan)
     info = target.docker.api.inspect_image(image)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
@@ -140,8 +148,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         else:
             code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
                                        log_path=plan.run_dir / LOG)
-    except DltError:
-        record.update(ended=utcnow(), status="failed to start")
+    except DltError as e:
+        record.update(ended=utcnow(), status=f"error: {e.message}")
         write_manifest(mpath, record, secrets)
         raise
     record.update(ended=utcnow(), exit_code=code,

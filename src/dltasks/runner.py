@@ -189,6 +189,7 @@ def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
             try:
                 with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
                     _copy(frames, log)
+                check_connection(target, spec.labels.get(LABEL_RUN, ""))
                 return wait_exit_code(target, cid)
             except (KeyboardInterrupt, _Terminated):
                 print(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...",
@@ -198,8 +199,9 @@ def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
     except (KeyboardInterrupt, _Terminated):
         return INTERRUPTED
     finally:
-        with _block_interrupts():
-            remove(target, cid)
+        if not _lost(target):  # a dropped SSH connection: the run goes on, reattach later
+            with _block_interrupts():
+                remove(target, cid)
 
 
 @contextlib.contextmanager
@@ -214,6 +216,23 @@ def _block_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old)
+
+
+def _lost(target: Target) -> bool:
+    if not target.is_remote:
+        return False
+    from .remote.target import connection_lost
+
+    return connection_lost(target)
+
+
+def check_connection(target: Target, run_id: str) -> None:
+    """After a stream ends: a remote stream that ended because SSH dropped is not a finished
+    run; say so (and how to reattach) instead of reporting an exit code."""
+    if target.is_remote:
+        from .remote.target import check_alive
+
+        check_alive(target, run_id)
 
 
 def start_detached(target: Target, spec: RunSpec) -> str:

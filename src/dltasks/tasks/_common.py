@@ -67,14 +67,19 @@ def project_dir(c: Any) -> Path:
     return Path(prefix) if prefix else Path(os.getcwd())
 
 
-def settings_for(c: Any, **flags: Any) -> Any:
-    """Resolve Settings for this context: config section ``dlt``, .env, environment, flags."""
+def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
+    """Resolve Settings for this context: config section ``dlt``, .env, environment, flags.
+
+    For a remote context ``.env.<host>`` is layered over ``.env``, unless ``host_layer`` is
+    off: that gives the laptop's side of the three-way path map.
+    """
     from ..settings import resolve
     from ..target import is_remote_context
 
     cfg = c.config.get("dlt", None) or {}
     # .env.<host> is named after what the user typed (gpu1), not the HostName it resolves to.
-    host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
+    remote = is_remote_context(c) and host_layer
+    host = str(getattr(c, "original_host", None) or c.host) if remote else None
     return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
 
 

@@ -57,7 +57,7 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
     from ..records import LOG, new_run_id, run_dir
     from ..runplan import RunRequest
 
-    local = settings_for(c, image=image or None)
+    local = settings_for(c, host_layer=False, image=image or None)
     sel = _selection(gpu, local.gpus)
     expect = len(sel.ids) if sel.mode == IDS else 1
     with target_for(c, image=image or None) as target:

@@ -44,7 +44,7 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
     from ..launch import launch
     from ..runplan import RunRequest
 
-    local = settings_for(c, image=image or None)
+    local = settings_for(c, host_layer=False, image=image or None)
     with target_for(c, image=image or None) as target:
         s = target.settings
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
@@ -95,12 +95,13 @@ def ps(c: Any, all: bool = False) -> None:
 @dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on)."})
 def logs(c: Any, run: str, follow: bool = False) -> None:
     """Show a run's output (from its start); --follow streams it live."""
-    from ..runner import find_one, stream
+    from ..runner import check_connection, find_one, stream
 
     with target_for(c) as target:
         info = find_one(target, run, target.settings.project)
         try:
             stream(target, info.container_id, follow=follow and info.status == "running")
+            check_connection(target, info.run_id)
         except KeyboardInterrupt:
             print(f"\ndlt: detached from {info.run_id}; it is still running", file=sys.stderr)
             raise Exit(code=130) from None
