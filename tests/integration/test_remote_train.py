@@ -104,6 +104,9 @@ def test_two_hosts_detached_runs(ssh_lab: Lab, proj: tuple[Path, str], engine: o
         ps = fab("-H", "gpu1,gpu2", "ps", cwd=d, env=ssh_lab.env())
         assert ps.returncode == 0, ps.stderr
         assert "gpu1:" in ps.stdout and "gpu2:" in ps.stdout
+        runs = fab("-H", "gpu1,gpu2", "runs", cwd=d, env=ssh_lab.env())
+        assert runs.returncode == 0, runs.stderr
+        assert "1 run record(s) of gpu1" in runs.stdout and "1 run record(s) of gpu2" in runs.stdout
     finally:
         _cleanup(engine, name)
 

@@ -122,19 +122,24 @@ def stop(c: Any, run: str) -> None:
 
 @dlt_task
 def runs(c: Any) -> None:
-    """List the run records in runs/ (newest first)."""
+    """List the run records in runs/ (newest first); with fab -H, each host's own."""
     from ..records import list_runs
+    from ..target import is_remote_context
 
     s = settings_for(c)
+    host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
     for m in list_runs(s.project_dir):
+        if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
+            continue
         commit = (m.get("git") or {}).get("commit") or "-"
         dirty = "+dirty" if (m.get("git") or {}).get("dirty") else ""
         code = m.get("exit_code")
         rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), str(m.get("host", "")),
                      "-" if code is None else str(code), str(m.get("gpus", "")),
                      str(m.get("started", "")), commit[:10] + dirty))
-    _table(rows, title=f"{len(rows) - 1} run record(s) in {s.project_dir / 'runs'}")
+    where = f" of {host}" if host else ""
+    _table(rows, title=f"{len(rows) - 1} run record(s){where} in {s.project_dir / 'runs'}")
 
 
 def _table(rows: list[tuple[str, ...]], title: str) -> None:
