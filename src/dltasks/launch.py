@@ -24,10 +24,9 @@ from .target import Target
 
 
 def host_facts(target: Target) -> HostFacts:
-    if not target.is_remote:
-        return HostFacts(target.name, target.host_project_dir, f"{os.getuid()}:{os.getgid()}")
-    ids = target.shell.run("id -u; id -g", check=True).stdout.split()
-    return HostFacts(target.name, target.host_project_dir, f"{ids[0]}:{ids[1]}")
+    """The target's name and project folder; the uid:gid comes with :func:`prepare_host`."""
+    uid_gid = "" if target.is_remote else f"{os.getuid()}:{os.getgid()}"
+    return HostFacts(target.name, target.host_project_dir, uid_gid)
 
 
 def can_give_gpus(target: Target) -> bool:
@@ -51,17 +50,25 @@ def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: 
     return ensure_project_image(target, settings)
 
 
-def check_host(target: Target, plan: RunPlan) -> None:
-    """Paths the run mounts must exist on the host; the outputs folder is created."""
-    script = 'for p; do [ -e "$p" ] || echo "$p"; done'
-    if plan.must_exist:
-        res = target.shell.run(quote(["sh", "-c", script, "_", *plan.must_exist]), check=True)
-        missing = res.stdout.split("\n")
-        missing = [m for m in missing if m]
+def prepare_host(target: Target, plan: RunPlan) -> str:
+    """Check on the host that the paths the run mounts exist, create the outputs folder, and
+    learn the login's uid:gid: one round trip for a remote host, none for this machine."""
+    if not target.is_remote:
+        missing = [p for p in plan.must_exist if not os.path.exists(p)]
         if missing:
             raise DltError(missing_message(target.name, missing))
-    if plan.make_dirs:
-        target.shell.run(quote(["mkdir", "-p", *plan.make_dirs]), check=True)
+        for d in plan.make_dirs:
+            os.makedirs(d, exist_ok=True)
+        return f"{os.getuid()}:{os.getgid()}"
+    script = ('id -u; id -g; for p in "$@"; do case "$p" in mkdir:*) mkdir -p "${p#mkdir:}" || '
+              'exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; done')
+    args = [*plan.must_exist, *(f"mkdir:{d}" for d in plan.make_dirs)]
+    res = target.shell.run(quote(["sh", "-c", script, "_", *args]), check=True)
+    lines = res.stdout.splitlines()
+    missing = [ln[len("missing:"):] for ln in lines[2:] if ln.startswith("missing:")]
+    if missing:
+        raise DltError(missing_message(target.name, missing))
+    return f"{lines[0].strip()}:{lines[1].strip()}"
 
 
 def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
@@ -108,6 +115,9 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
+        if target.is_remote and not req.root:
+            ids = target.shell.run("id -u; id -g", check=True).stdout.split()
+            plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
         print(docker_run_cmdline(plan.spec, detach=detach))
         print()
         print(mapping_table(plan.pathmap, target.is_remote))
@@ -124,7 +134,9 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         from .remote.sync import sync_project
 
         sync_project(target, settings, runs=[plan.run_id])
-    check_host(target, plan)
+    uid_gid = prepare_host(target, plan)
+    if not req.root:
+        plan.spec = replace(plan.spec, user=uid_gid)
     info = target.docker.api.inspect_image(image)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
     mpath = plan.run_dir / MANIFEST
