@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from .errors import DltError
@@ -29,8 +30,22 @@ def explain(url: str, err: BaseException) -> DltError:
                     "docker`, or `dockerd &`) or run `inv setup`")
 
 
+def _import_docker_sdk(url: str) -> None:
+    """Import docker-py without paramiko unless ``url`` is ssh://: docker-py imports it (and
+    the cryptography libraries) eagerly, about 100 ms of every `dlt train`'s start-up, for a
+    transport we never use (remote engines come through our own SSH tunnel)."""
+    if url.startswith("ssh://") or "docker" in sys.modules or "paramiko" in sys.modules:
+        return
+    sys.modules["paramiko"] = None  # type: ignore[assignment]  # makes `import paramiko` fail
+    try:
+        import docker  # noqa: F401
+    finally:
+        del sys.modules["paramiko"]  # fabric, when imported later, gets the real one
+
+
 def connect(url: str = "", *, timeout: int = 120) -> docker.DockerClient:
     """A client for the engine at ``url``, pinged once so failures surface here, clearly."""
+    _import_docker_sdk(engine_url(url))
     import docker
     import docker.errors
     import requests.exceptions

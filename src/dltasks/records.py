@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import DltError
 from .masking import scrub
 from .shell import local
 
@@ -41,13 +42,23 @@ class GitState:
 
 
 def git_state(project_dir: Path) -> GitState:
-    """The project's commit, and its uncommitted changes (tracked files) as a diff."""
-    head = local(["git", "-C", str(project_dir), "rev-parse", "HEAD"])
-    if not head.ok:
+    """The project's commit, and its uncommitted changes (tracked files) as a diff.
+
+    One `git status` names the commit and says whether the tree is dirty; `git diff` runs only
+    when it is (each git process is felt in the start-up time of every run).
+    """
+    git = ["git", "-C", str(project_dir)]
+    try:
+        status = local([*git, "status", "--porcelain=v2", "--branch"])
+    except DltError:  # git is not installed: no commit to record
         return GitState(None, False, "")
-    status = local(["git", "-C", str(project_dir), "status", "--porcelain"])
-    diff = local(["git", "-C", str(project_dir), "diff", "HEAD"])
-    return GitState(head.stdout.strip(), bool(status.stdout.strip()), diff.stdout)
+    lines = status.stdout.splitlines()
+    oid = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")), "(initial)")
+    if not status.ok or oid == "(initial)":  # not a repository, or no commit yet
+        return GitState(None, False, "")
+    dirty = any(not ln.startswith("#") for ln in lines)
+    diff = local([*git, "diff", "HEAD"]).stdout if dirty else ""
+    return GitState(oid, dirty, diff)
 
 
 def run_dir(project_dir: Path, run_id: str) -> Path:

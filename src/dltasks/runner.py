@@ -10,10 +10,12 @@ state store of our own.
 from __future__ import annotations
 
 import contextlib
+import io
 import signal
 import struct
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -120,29 +122,107 @@ def stop(target: Target, cid: str, timeout: int) -> None:
         target.docker.api.stop(cid, timeout=timeout)
 
 
-def _copy(frames: Any, log: IO[bytes] | None) -> None:
+#: One read of the engine's stream; many short frames (a line each) arrive together.
+_READ_SIZE = 1 << 18
+#: After a short read, wait this long before the next: a burst of short lines then costs one
+#: read and one write instead of one per line (which, CPU-bound, is slower than the docker CLI),
+#: and the first line of a burst is still shown at once.
+_SHORT_READ, _SETTLE_S = 16 << 10, 0.002
+_HEADER = struct.Struct(">BxxxL")  # stream id (1 stdout, 2 stderr), 3 pad bytes, payload length
+
+
+def _copy(frames: Iterator[tuple[int, bytes]], log: IO[bytes] | None) -> None:
+    """Write each (stream id, bytes) to our stdout or stderr as it comes, and tee it to log."""
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    for chunk_out, chunk_err in frames:
-        if chunk_out:
-            out.write(chunk_out)
-            out.flush()
-            if log is not None:
-                log.write(chunk_out)
-        if chunk_err:
-            err.write(chunk_err)
-            err.flush()
-            if log is not None:
-                log.write(chunk_err)
+    for stream_id, data in frames:
+        dest = err if stream_id == 2 else out
+        dest.write(data)
+        dest.flush()
+        if log is not None:
+            log.write(data)
 
 
-def attach(target: Target, cid: str) -> Any:
+def _frames(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
+    """Demultiplex the attach endpoint's framed stream (8-byte header, then the payload).
+
+    ``read(n)`` returns what is available (up to n bytes, b"" at the end). Consecutive frames
+    of one stream that arrive in one read are joined: a program printing short lines sends a
+    frame per line, and a write per frame would make us slower than the docker CLI. Order
+    between stdout and stderr is kept.
+    """
+    buf = bytearray()
+    need = _HEADER.size  # bytes buf must hold before the next complete frame can be cut
+    while True:
+        try:
+            chunk = read(_READ_SIZE)
+        except ConnectionError:  # the engine (or the SSH link to it) went away: stream over
+            return
+        if not chunk:
+            return
+        buf += chunk
+        if len(buf) < need:
+            continue
+        pos, end, cur = 0, len(buf), 0
+        parts: list[bytearray] = []
+        while end - pos >= _HEADER.size:
+            stream_id, length = _HEADER.unpack_from(buf, pos)
+            stop = pos + _HEADER.size + length
+            if stop > end:
+                break
+            if stream_id != cur and parts:
+                yield cur, b"".join(parts)
+                parts = []
+            cur = stream_id
+            if length:
+                parts.append(buf[pos + _HEADER.size:stop])
+            pos = stop
+        if parts:
+            yield cur, b"".join(parts)
+        del buf[:pos]
+        need = (_HEADER.size + _HEADER.unpack_from(buf)[1] if len(buf) >= _HEADER.size
+                else _HEADER.size)
+
+
+class _Response:
+    """A streamed response read as it comes, with no read timeout (a quiet run may print
+    nothing for hours). Read through this object: it holds the response, which closes its
+    socket when collected."""
+
+    def __init__(self, api: Any, res: Any) -> None:
+        self.res = res
+        self._short = False
+        fp = getattr(getattr(res.raw, "_fp", None), "fp", None)
+        if isinstance(fp, io.BufferedReader):  # unix socket or TCP: what it buffered comes first
+            api._disable_socket_timeout(fp.raw)
+            self._read: Callable[[int], bytes] = fp.read1
+        else:  # other transports: docker-py's own reads
+            from docker.utils.socket import read
+
+            sock = api._get_raw_response_socket(res)
+            api._disable_socket_timeout(sock)
+            self._read = lambda n: read(sock, n) or b""
+
+    def read(self, n: int) -> bytes:
+        if self._short:  # output trickles in as short lines: let some gather, then take them
+            time.sleep(_SETTLE_S)  # in one read (and one write), not one per line
+        data = self._read(n)
+        self._short = 0 < len(data) < _SHORT_READ
+        return data
+
+
+def attach(target: Target, cid: str) -> Iterator[tuple[int, bytes]]:
     """Attach to a container BEFORE it starts, so no output is lost and the stream ends with it.
 
     (Attaching after start races a quick exit: the engine then waits for a restart forever.)
+    Returns the container's output as (stream id, bytes); our containers have no TTY.
     """
+    api = target.docker.api
     sys.stdout.flush()
-    return target.docker.api.attach(cid, stdout=True, stderr=True, stream=True, logs=True,
-                                    demux=True)
+    params = {"logs": 1, "stdout": 1, "stderr": 1, "stream": 1}
+    res = api._post(api._url("/containers/{0}/attach", cid), params=params, stream=True,
+                    headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+    api._raise_for_status(res)
+    return _frames(_Response(api, res).read)
 
 
 def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | None = None) -> None:
@@ -156,19 +236,19 @@ def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | No
     _copy(_log_frames(res.raw), log)
 
 
-def _log_frames(raw: Any) -> Iterator[tuple[bytes | None, bytes | None]]:
+def _log_frames(raw: Any) -> Iterator[tuple[int, bytes]]:
     """Demultiplex the logs endpoint's framed stream (8-byte header: stream id, length)."""
     while True:
         header = raw.read(8)
         if len(header) < 8:
             return
-        stream_id, length = struct.unpack(">BxxxL", header)
+        stream_id, length = _HEADER.unpack(header)
         if not length:
             continue
         data = raw.read(length)
         if not data:
             return
-        yield (None, data) if stream_id == 2 else (data, None)
+        yield stream_id, data
 
 
 def wait_exit_code(target: Target, cid: str) -> int:

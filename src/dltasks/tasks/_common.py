@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,11 @@ from typing import Any, TypeVar
 from invoke import Exit, task
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Tasks run in a CLI process that ends with them: let it skip the interpreter's last garbage
+# collection at exit (70-100 ms once docker-py is loaded, a fifth of `inv train`'s start-up
+# cost). Files and streams are closed by the code that opened them, not by that collection.
+atexit.register(gc.freeze)
 
 
 def dlt_task(*args: Any, **kwargs: Any) -> Any:
