@@ -18,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
 from .errors import DltError
@@ -290,6 +290,14 @@ def make_base_image(target: Target, spec: BaseImageSpec, *, force: bool = False,
     return image
 
 
+def _made_here(info: dict[str, Any], digest: str) -> bool:
+    """``info`` is an image base-image made from these inputs: it carries the inputs hash AND
+    is a single imported layer. Images built FROM it inherit the label, not the layer count."""
+    labels = (info.get("Config") or {}).get("Labels") or {}
+    layers = (info.get("RootFS") or {}).get("Layers") or []
+    return labels.get(LABEL_HASH) == digest and len(layers) == 1
+
+
 def _existing(client: object, name: str, digest: str) -> str | None:
     """An image with these inputs: ``name`` itself, or another one (then tagged ``name``)."""
     import docker.errors
@@ -297,11 +305,13 @@ def _existing(client: object, name: str, digest: str) -> str | None:
     api = client.api  # type: ignore[attr-defined]
     try:
         info = api.inspect_image(name)
-        if (info["Config"].get("Labels") or {}).get(LABEL_HASH) == digest:
+        if _made_here(info, digest):
             return str(info["Id"])
     except docker.errors.ImageNotFound:
         pass
     for img in api.images(filters={"label": f"{LABEL_HASH}={digest}"}):
+        if not _made_here(api.inspect_image(img["Id"]), digest):
+            continue
         repo, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
         api.tag(img["Id"], repo or name, tag or "latest")
         return str(img["Id"])

@@ -26,7 +26,7 @@ from .target import Target
 def host_facts(target: Target) -> HostFacts:
     """The target's name and project folder; the uid:gid comes with :func:`prepare_host`."""
     uid_gid = "" if target.is_remote else f"{os.getuid()}:{os.getgid()}"
-    return HostFacts(target.name, target.host_project_dir, uid_gid)
+    return HostFacts(target.name, target.host_project_dir, uid_gid, target.host_home)
 
 
 def can_give_gpus(target: Target) -> bool:

@@ -67,10 +67,21 @@ def run_dir(project_dir: Path, run_id: str) -> Path:
 
 def write_manifest(path: Path, manifest: dict[str, Any], secret_values: list[str]) -> None:
     """Write atomically, every secret value scrubbed from the text."""
-    text = scrub(json.dumps(manifest, indent=2, sort_keys=False, default=str), secret_values)
+    text = json.dumps(_scrubbed(manifest, secret_values), indent=2, default=str)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _scrubbed(value: Any, secrets: list[str]) -> Any:
+    """``value`` with every secret removed from its strings (before JSON escapes them)."""
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrubbed(v, secrets) for v in value]
+    return value
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class HostFacts:
     name: str
     project_dir: str                     # the project folder on the host
     uid_gid: str                         # "1000:1000"
+    home: str = ""                       # the login's home on the host (for ~ in settings)
 
 
 @dataclass
@@ -82,10 +83,13 @@ class RunPlan:
     make_dirs: list[str] = field(default_factory=list)    # host paths created before start
 
 
-def _host_path(value: str, host_project_dir: str) -> str:
-    """A path setting as seen on the host: ~ and relative paths resolved there."""
-    if value.startswith("~"):
-        return value  # expanded by the remote layer; local settings already expand it
+def _host_path(value: str, host_project_dir: str, host_home: str = "") -> str:
+    """A path setting as seen on the host: ~ (the host login's home) and relative paths
+    resolved there."""
+    if value == "~" or value.startswith("~/"):
+        if not host_home:
+            return value
+        value = host_home + value[1:]
     if posixpath.isabs(value):
         return posixpath.normpath(value)
     return posixpath.normpath(posixpath.join(host_project_dir, value))
@@ -109,7 +113,8 @@ def parse_mount(text: str) -> tuple[str, str, bool]:
     return parts[0], parts[1], ro
 
 
-def build_pathmap(local: Settings, host: Settings, host_project_dir: str) -> PathMap:
+def build_pathmap(local: Settings, host: Settings, host_project_dir: str,
+                  host_home: str = "") -> PathMap:
     """Roots on three sides. ``local`` resolves without the host's .env.<host> layer."""
     roots: list[Root] = []
     lp = str(local.project_dir)
@@ -123,7 +128,7 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str) -> Pat
         if host_project_dir == lp:  # local target: the host IS this machine
             hpath = str(host.path(hval or lval))
         else:
-            hpath = _host_path(hval or lval, host_project_dir)
+            hpath = _host_path(hval or lval, host_project_dir, host_home)
         roots.append(Root(name, lpath, hpath, cpath, ro, _aliases(lpath)))
     local_mounts = {parse_mount(m)[1]: parse_mount(m)[0] for m in local.mounts}
     for m in host.mounts:
@@ -131,7 +136,7 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str) -> Pat
         lsrc = local_mounts.get(cpath, hsrc)
         lpath = str(local.path(lsrc))
         hpath = str(host.path(hsrc)) if host_project_dir == lp else _host_path(
-            hsrc, host_project_dir)
+            hsrc, host_project_dir, host_home)
         roots.append(Root(f"mount:{cpath}", lpath, hpath, cpath, ro, _aliases(lpath)))
     return PathMap(tuple(roots))
 
@@ -139,7 +144,7 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str) -> Pat
 def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest, *,
              run_id: str, started: str, image: str) -> RunPlan:
     """Everything about one run, decided before anything starts. Writes rewritten configs."""
-    pathmap = build_pathmap(local, host, facts.project_dir)
+    pathmap = build_pathmap(local, host, facts.project_dir, facts.home)
     run_dir = local.project_dir / RUNS_DIR / run_id
     host_run_dir = posixpath.join(facts.project_dir, RUNS_DIR, run_id)
     mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]

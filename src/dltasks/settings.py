@@ -242,7 +242,7 @@ def resolve(
     host: str | None = None,
 ) -> Settings:
     """Resolve every key from its five layers. Pure apart from reading the .env files."""
-    project_dir = project_dir.resolve()
+    project_dir = Path(os.path.abspath(project_dir))  # keep a symlink's spelling: both map
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}

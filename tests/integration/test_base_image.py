@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import glob
 import hashlib
+import io
 import subprocess
 import time
 import uuid
@@ -89,8 +90,22 @@ def test_base_image_with_a_wheel_then_nothing_to_do(project: Path, engine: Any) 
                     "dltasks.test=1", cwd=project)
         assert other.returncode == 0 and "up to date" in other.stdout, other.stderr
         assert engine.images.get(names[1]).id == img.id
+
+        # An image built FROM it inherits its labels but is not it: never reused as the base.
+        derived = f"dlt-test-bi-{value[:8]}:derived"
+        names.append(derived)
+        engine.images.build(fileobj=io.BytesIO(f"FROM {names[0]}\nRUN touch /x\n".encode()),
+                            tag=derived, rm=True, forcerm=True)
+        engine.images.remove(names[1])
+        engine.images.remove(names[0])   # the base is now only reachable through `derived`
+        rebuilt = dlt("base-image", "--name", names[0], "--wheels", "wheels", "--label",
+                      "dltasks.test=1", cwd=project)
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        assert "up to date" not in rebuilt.stdout
+        assert engine.images.get(names[0]).id != engine.images.get(derived).id
+        assert len(engine.images.get(names[0]).attrs["RootFS"]["Layers"]) == 1
     finally:
-        for name in names:
+        for name in reversed(names):
             try:
                 engine.images.remove(name, force=True)
             except Exception:  # noqa: BLE001 - not made when the test failed early

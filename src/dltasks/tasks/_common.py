@@ -71,7 +71,13 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
 def project_dir(c: Any) -> Path:
     """The folder holding the tasks.py/fabfile.py that was loaded, else the current folder."""
     prefix = getattr(c.config, "_project_prefix", None)
-    return Path(prefix) if prefix else Path(os.getcwd())
+    if prefix:
+        return Path(prefix)
+    cwd, pwd = os.getcwd(), os.environ.get("PWD", "")
+    try:  # the shell's spelling of the folder, when it went through a symlink
+        return Path(pwd if pwd and os.path.samefile(pwd, cwd) else cwd)
+    except OSError:
+        return Path(cwd)
 
 
 def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:

@@ -1,0 +1,342 @@
+"""Run planning: DLT_MOUNTS entries, the three-sided path map, and the plan of one run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dltasks.containers import (
+    LABEL_GPUS,
+    LABEL_HOST,
+    LABEL_KIND,
+    LABEL_PROJECT,
+    LABEL_RECORD,
+    LABEL_RUN,
+    LABEL_STARTED,
+    Mount,
+)
+from dltasks.errors import DltError
+from dltasks.gpus import GpuSelection
+from dltasks.paths import PathMap, Root
+from dltasks.runplan import HostFacts, RunPlan, RunRequest, build_pathmap, parse_mount, plan_run
+from dltasks.settings import Settings, resolve
+
+RUN_ID, STARTED, IMAGE = "20261126-141502-a3f9", "2026-11-26T14:15:02+00:00", "proj:latest"
+REMOTE_DIR = "/home/u/dltasks/proj"
+#: Not a system folder, and under no root: a path nothing maps.
+ELSEWHERE = "/srv/elsewhere/table.csv"
+
+
+def roots(pm: PathMap) -> dict[str, Root]:
+    return {r.name: r for r in pm.roots}
+
+
+def one_line(e: pytest.ExceptionInfo[DltError]) -> str:
+    text = str(e.value)
+    assert text and "\n" not in text
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# parse_mount
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/mnt/datasets:/datasets", ("/mnt/datasets", "/datasets", False)),
+    ("/mnt/datasets:/datasets:ro", ("/mnt/datasets", "/datasets", True)),
+    ("/mnt/datasets:/datasets:rw", ("/mnt/datasets", "/datasets", False)),
+    ("datasets:/datasets:ro", ("datasets", "/datasets", True)),      # relative host: resolved later
+    ("~/ds:/ds", ("~/ds", "/ds", False)),
+    ("/a b/c:/in container", ("/a b/c", "/in container", False)),
+])
+def test_parse_mount_good(text: str, expected: tuple[str, str, bool]) -> None:
+    assert parse_mount(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "", "/mnt/datasets", "/mnt/datasets:datasets", ":/datasets", "/mnt/datasets:",
+    "/mnt/datasets:/datasets:xx", "/mnt/datasets:/datasets:ro:ro", "/a:/b:/c",
+    "C:\\data:/data", "/mnt/datasets:/datasets:RO",
+])
+def test_parse_mount_bad(text: str) -> None:
+    with pytest.raises(DltError) as e:
+        parse_mount(text)
+    msg = one_line(e)
+    assert repr(text) in msg and "host:container" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# build_pathmap
+
+
+def project(tmp_path: Path, files: dict[str, str] | None = None) -> Path:
+    d = tmp_path / "proj"
+    d.mkdir()
+    for name, text in (files or {}).items():
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).write_text(text)
+    return d
+
+
+def test_local_target_host_is_local(tmp_path: Path) -> None:
+    proj = project(tmp_path)
+    data, ds = tmp_path / "data", tmp_path / "ds"
+    s = resolve(proj, environ={"DLT_DATA_DIR": str(data), "DLT_OUTPUT_DIR": "out",
+                               "DLT_MOUNTS": f"{ds}:/datasets:ro,cache:/cache"})
+    r = roots(build_pathmap(s, s, str(s.project_dir)))
+    assert list(r) == ["code", "data", "outputs", "mount:/datasets", "mount:/cache"]
+    for root in r.values():
+        assert root.local == root.host
+    assert (r["code"].local, r["code"].container, r["code"].readonly) == (
+        str(proj), "/workspace", False)
+    assert (r["data"].local, r["data"].container, r["data"].readonly) == (str(data), "/data", True)
+    assert (r["outputs"].local, r["outputs"].container, r["outputs"].readonly) == (
+        str(proj / "out"), "/outputs", False)
+    assert (r["mount:/datasets"].local, r["mount:/datasets"].readonly) == (str(ds), True)
+    assert (r["mount:/cache"].local, r["mount:/cache"].readonly) == (str(proj / "cache"), False)
+
+
+def test_no_data_or_outputs_only_code(tmp_path: Path) -> None:
+    s = resolve(project(tmp_path), environ={})
+    assert list(roots(build_pathmap(s, s, str(s.project_dir)))) == ["code"]
+
+
+def test_workdir_setting_is_the_code_container_path(tmp_path: Path) -> None:
+    s = resolve(project(tmp_path), environ={"DLT_WORKDIR": "/src"})
+    pm = build_pathmap(s, s, str(s.project_dir))
+    assert pm.to_container(str(s.project_dir / "train.py")) == "/src/train.py"
+
+
+def three_way(tmp_path: Path, dotenv: str, host_env: str) -> tuple[Settings, Settings, PathMap]:
+    proj = project(tmp_path, {".env": dotenv, ".env.gpu1": host_env})
+    local = resolve(proj, environ={})
+    host = resolve(proj, environ={}, host="gpu1")
+    return local, host, build_pathmap(local, host, REMOTE_DIR)
+
+
+def test_three_way_host_layer_overrides_data_dir(tmp_path: Path) -> None:
+    local, _, pm = three_way(
+        tmp_path,
+        "DLT_DATA_DIR=/home/me/data\nDLT_MOUNTS=/laptop/ds:/datasets:ro\n",
+        "DLT_DATA_DIR=/mnt/ssd/data\nDLT_OUTPUT_DIR=outputs\nDLT_MOUNTS=/mnt/ds:/datasets:ro\n")
+    r = roots(pm)
+    assert (r["code"].local, r["code"].host) == (str(local.project_dir), REMOTE_DIR)
+    assert (r["data"].local, r["data"].host) == ("/home/me/data", "/mnt/ssd/data")
+    assert (r["outputs"].local, r["outputs"].host) == (
+        str(local.project_dir / "outputs"), REMOTE_DIR + "/outputs")
+    assert (r["mount:/datasets"].local, r["mount:/datasets"].host) == ("/laptop/ds", "/mnt/ds")
+    assert pm.to_host("/home/me/data/train/x.png") == "/mnt/ssd/data/train/x.png"
+    assert pm.to_container("/home/me/data/train/x.png") == "/data/train/x.png"
+    assert pm.to_container("/mnt/ssd/data/x") == "/data/x"  # the host's spelling maps too
+    assert pm.to_host("/laptop/ds/a") == "/mnt/ds/a"
+    assert pm.to_host(str(local.project_dir / "outputs" / "m.pt")) == REMOTE_DIR + "/outputs/m.pt"
+
+
+def test_three_way_relative_dirs_resolve_against_host_project(tmp_path: Path) -> None:
+    local, _, pm = three_way(tmp_path, "",
+                             "DLT_DATA_DIR=../shared/data\nDLT_MOUNTS=cache/x:/cache\n")
+    r = roots(pm)
+    assert r["data"].host == "/home/u/dltasks/shared/data"
+    assert r["data"].local == os.path.normpath(local.project_dir / "../shared/data")
+    assert r["mount:/cache"].host == REMOTE_DIR + "/cache/x"
+    assert r["mount:/cache"].local == str(local.project_dir / "cache" / "x")
+
+
+def test_three_way_data_dir_only_on_laptop(tmp_path: Path) -> None:
+    _, _, pm = three_way(tmp_path, "DLT_DATA_DIR=data\n", "")
+    # the host resolves the same relative setting against its own project folder
+    assert roots(pm)["data"].host == REMOTE_DIR + "/data"
+
+
+def test_symlinked_data_dir_has_its_realpath_as_alias(tmp_path: Path) -> None:
+    real = tmp_path / "disk" / "data"
+    real.mkdir(parents=True)
+    link = tmp_path / "data-link"
+    link.symlink_to(real)
+    s = resolve(project(tmp_path), environ={"DLT_DATA_DIR": str(link)})
+    data = roots(build_pathmap(s, s, str(s.project_dir)))["data"]
+    assert (data.local, data.aliases) == (str(link), (str(real),))
+    pm = build_pathmap(s, s, str(s.project_dir))
+    assert pm.to_container(f"{link}/a.csv") == pm.to_container(f"{real}/a.csv") == "/data/a.csv"
+
+
+def test_plain_dirs_have_no_alias(tmp_path: Path) -> None:
+    s = resolve(project(tmp_path), environ={"DLT_DATA_DIR": str(tmp_path)})
+    assert all(r.aliases == () for r in build_pathmap(s, s, str(s.project_dir)).roots)
+
+
+def test_symlinked_project_dir_maps_both_spellings(tmp_path: Path) -> None:
+    real = project(tmp_path)
+    link = tmp_path / "proj-link"
+    link.symlink_to(real)
+    s = resolve(link, environ={})
+    pm = build_pathmap(s, s, str(s.project_dir))
+    assert pm.to_container(f"{real}/a.csv") == "/workspace/a.csv"
+    assert pm.to_container(f"{link}/a.csv") == "/workspace/a.csv"
+
+
+# --------------------------------------------------------------------------------------------
+# plan_run
+
+
+CONFIG = """\
+# train config
+train: {proj}/data/train.csv   # same path in the comment: {proj}/data/train.csv
+images: {data}/imagenet
+checkpoints: {out}/ckpt/
+system: /usr/share/dict/words
+lr: 0.1
+"""
+
+
+def plan_project(tmp_path: Path, extra_config: str = "", dotenv: str = "") -> Settings:
+    data, out = tmp_path / "data", tmp_path / "out"
+    proj = tmp_path / "proj"
+    text = CONFIG.format(proj=proj, data=data, out=out) + extra_config
+    project(tmp_path, {"config.yaml": text, "plain.yaml": "lr: 0.1\n", ".env": dotenv,
+                       "main.py": "print('hi')\n"})
+    return resolve(proj, environ={"DLT_DATA_DIR": str(data), "DLT_OUTPUT_DIR": str(out)})
+
+
+def local_facts(s: Settings) -> HostFacts:
+    return HostFacts("local", str(s.project_dir), "1234:5678")
+
+
+def plan(s: Settings, req: RunRequest, facts: HostFacts | None = None,
+         host: Settings | None = None) -> RunPlan:
+    return plan_run(s, host or s, facts or local_facts(s), req, run_id=RUN_ID, started=STARTED,
+                    image=IMAGE)
+
+
+def test_plan_rewrites_config_into_the_record(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    proj = s.project_dir
+    original = (proj / "config.yaml").read_bytes()
+    p = plan(s, RunRequest("train", "python main.py"))
+
+    assert p.run_dir == proj / "runs" / RUN_ID
+    copy = p.run_dir / "configs" / "config.yaml"
+    assert (proj / "config.yaml").read_bytes() == original
+    expected = CONFIG.format(proj="/workspace", data="/data", out="/outputs")
+    assert copy.read_text() == expected
+    assert [rel for rel, _ in p.configs] == ["config.yaml"]
+    assert Mount(str(copy), "/workspace/config.yaml", True) in p.spec.mounts
+    # a config with no paths is neither copied nor mounted
+    assert not (p.run_dir / "configs" / "plain.yaml").exists()
+    assert not any(m.target == "/workspace/plain.yaml" for m in p.spec.mounts)
+    assert p.unmapped == []
+
+
+def test_plan_spec_env_user_labels(tmp_path: Path) -> None:
+    s = plan_project(tmp_path, dotenv=f"DATA_ROOT={tmp_path / 'data'}/x\nWANDB_MODE=offline\n")
+    req = RunRequest("train", "python main.py", args=("--out", str(tmp_path / "out" / "r1")),
+                     gpus=GpuSelection("ids", ("0", "1")))
+    p = plan(s, req)
+    spec = p.spec
+    assert spec.env["DLT_RUN_ID"] == RUN_ID
+    assert spec.env["PYTHONUNBUFFERED"] == "1"
+    assert spec.env["HOME"] == "/tmp"
+    assert spec.env["DATA_ROOT"] == "/data/x"          # container env goes through the map
+    assert spec.env["WANDB_MODE"] == "offline"
+    assert spec.command == ("python", "main.py", "--out", "/outputs/r1")
+    assert spec.user == "1234:5678"
+    assert spec.workdir == "/workspace"
+    assert spec.image == IMAGE
+    assert spec.name == f"dlt-{s.project}-{RUN_ID}"
+    assert spec.labels[LABEL_RUN] == RUN_ID
+    assert spec.labels[LABEL_PROJECT] == s.project
+    assert spec.labels[LABEL_KIND] == "train"
+    assert spec.labels[LABEL_HOST] == "local"
+    assert spec.labels[LABEL_STARTED] == STARTED
+    assert spec.labels[LABEL_GPUS] == "0,1"
+    assert spec.labels[LABEL_RECORD] == str(p.run_dir)
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/workspace"] == Mount(str(s.project_dir), "/workspace", False)
+    assert mounts["/data"] == Mount(str(tmp_path / "data"), "/data", True)
+    assert mounts["/outputs"] == Mount(str(tmp_path / "out"), "/outputs", False)
+    assert p.must_exist == [str(tmp_path / "data")]
+    assert p.make_dirs == [str(tmp_path / "out")]
+
+
+def test_plan_root_has_no_user_and_no_home(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    spec = plan(s, RunRequest("shell", "bash", root=True, interactive=True)).spec
+    assert spec.user is None
+    assert "HOME" not in spec.env
+    assert spec.env["DLT_RUN_ID"] == RUN_ID and spec.interactive
+
+
+def test_plan_keeps_users_pythonunbuffered(tmp_path: Path) -> None:
+    s = plan_project(tmp_path, dotenv="PYTHONUNBUFFERED=0\n")
+    assert plan(s, RunRequest("train", "python main.py")).spec.env["PYTHONUNBUFFERED"] == "0"
+
+
+@pytest.mark.parametrize("where", ["config", "arg", "env"])
+def test_plan_unmapped_stops_with_one_line(tmp_path: Path, where: str) -> None:
+    s = plan_project(tmp_path, extra_config=f"extra: {ELSEWHERE}\n" if where == "config" else "",
+                     dotenv=f"TABLE={ELSEWHERE}\n" if where == "env" else "")
+    args = ("--table", ELSEWHERE) if where == "arg" else ()
+    with pytest.raises(DltError) as e:
+        plan(s, RunRequest("train", "python main.py", args=args))
+    msg = one_line(e)
+    assert ELSEWHERE in msg and "--allow-unmapped" in msg
+
+
+def test_plan_allow_unmapped_goes_on(tmp_path: Path) -> None:
+    s = plan_project(tmp_path, extra_config=f"extra: {ELSEWHERE}\n")
+    p = plan(s, RunRequest("train", "python main.py", args=("--t", ELSEWHERE),
+                           allow_unmapped=True))
+    assert sorted(u.path for u in p.unmapped) == [ELSEWHERE, ELSEWHERE]
+    assert p.spec.command[-1] == ELSEWHERE                 # left as it was
+    copy = (p.run_dir / "configs" / "config.yaml").read_text()
+    assert f"extra: {ELSEWHERE}" in copy and "train: /workspace/data/train.csv" in copy
+
+
+def test_plan_extra_mounts_appended(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    extra = Mount("/dev/shm", "/scratch", False)
+    assert plan(s, RunRequest("shell", "bash", extra_mounts=(extra,))).spec.mounts[-1] == extra
+
+
+def test_plan_remote_host_paths(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    proj = s.project_dir
+    (proj / ".env.gpu1").write_text("DLT_DATA_DIR=/mnt/ssd/data\nDLT_OUTPUT_DIR=outputs\n")
+    host = resolve(proj, environ={}, host="gpu1")
+    facts = HostFacts("gpu1", REMOTE_DIR, "1000:1000")
+    p = plan(s, RunRequest("train", "python main.py"), facts=facts, host=host)
+    mounts = {m.target: m for m in p.spec.mounts}
+    assert mounts["/workspace"].source == REMOTE_DIR
+    assert mounts["/data"].source == "/mnt/ssd/data"
+    assert mounts["/outputs"].source == REMOTE_DIR + "/outputs"
+    assert mounts["/workspace/config.yaml"] == Mount(
+        f"{REMOTE_DIR}/runs/{RUN_ID}/configs/config.yaml", "/workspace/config.yaml", True)
+    assert p.run_dir == proj / "runs" / RUN_ID            # the record stays on the laptop
+    assert (p.run_dir / "configs" / "config.yaml").is_file()
+    assert p.must_exist == ["/mnt/ssd/data"] and p.make_dirs == [REMOTE_DIR + "/outputs"]
+    assert p.spec.labels[LABEL_HOST] == "gpu1" and p.spec.user == "1000:1000"
+
+
+def test_plan_ignores_configs_in_runs_and_outputs(tmp_path: Path) -> None:
+    s = resolve(project(tmp_path, {"runs/old/configs/config.yaml": f"x: {ELSEWHERE}\n",
+                                   "outputs/cfg.yaml": f"x: {ELSEWHERE}\n",
+                                   "config.yaml": "lr: 1\n"}),
+                environ={"DLT_OUTPUT_DIR": "outputs"})
+    p = plan(s, RunRequest("train", "python main.py"))
+    assert p.unmapped == [] and p.configs == []
+    assert (s.project_dir / "runs/old/configs/config.yaml").read_text() == f"x: {ELSEWHERE}\n"
+
+
+def test_tilde_in_a_host_setting_is_the_host_logins_home(tmp_path: Path) -> None:
+    d = tmp_path / "proj"
+    d.mkdir()
+    (d / ".env").write_text("DLT_DATA_DIR=/home/me/data\n")
+    (d / ".env.gpu1").write_text("DLT_DATA_DIR=~/datasets\n")
+    local = resolve(d, environ={})
+    host = resolve(d, environ={}, host="gpu1")
+    pm = build_pathmap(local, host, "/home/u/dltasks/proj", "/home/u")
+    data = next(r for r in pm.roots if r.name == "data")
+    assert (data.local, data.host, data.container) == ("/home/me/data", "/home/u/datasets",
+                                                       "/data")
