@@ -161,7 +161,9 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
             code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
                                        log_path=plan.run_dir / LOG)
     except DltError as e:
-        record.update(ended=utcnow(), status=f"error: {e.message}")
+        lost = "SSH connection" in e.message
+        record.update(ended=utcnow(), status="connection lost" if lost else "failed to start",
+                      error=e.message)
         write_manifest(mpath, record, secrets)
         raise
     record.update(ended=utcnow(), exit_code=code,
