@@ -11,4 +11,4 @@ fi
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 cp "$wheels"/torch-*.whl "$tmp"/
 dlt base-image --name dlt-test-base:latest
-dlt base-image --name "${TORCH_IMAGE:-dlt-test-torch:latest}" --wheels "$tmp" --pip pyyaml --ca-bundle "$CA"
+dlt base-image --name "${TORCH_IMAGE:-dlt-test-torch:latest}" --wheels "$tmp" --pip pyyaml,numpy --ca-bundle "$CA"
