@@ -10,5 +10,5 @@ if [ -z "$wheels" ] || ! ls "$wheels"/torch-*.whl >/dev/null 2>&1; then
 fi
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 cp "$wheels"/torch-*.whl "$tmp"/
-dlt base-image --name dlt-test-base:latest
-dlt base-image --name "${TORCH_IMAGE:-dlt-test-torch:latest}" --wheels "$tmp" --pip pyyaml,numpy --ca-bundle "$CA"
+python3 -m dltasks base-image --name dlt-test-base:latest
+python3 -m dltasks base-image --name "${TORCH_IMAGE:-dlt-test-torch:latest}" --wheels "$tmp" --pip pyyaml,numpy --ca-bundle "$CA"
