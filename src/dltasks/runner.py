@@ -49,7 +49,8 @@ def explain_start_error(target: Target, err: Exception, spec: RunSpec) -> DltErr
     if "could not select device driver" in text:
         return DltError(f"{where} has no NVIDIA runtime, so it cannot give GPUs "
                         f"({spec.gpus.describe()}) to containers: run `inv install-nvidia-docker` "
-                        "(or `inv setup`), or run with --gpu none")
+                        "(or `inv setup`)" + (", or run with --gpu none"
+                                              if spec.labels.get(LABEL_KIND) != "test-gpu" else ""))
     if "Failed to initialize NVML" in text or "nvml error" in text.lower():
         return DltError(f"{where} could not talk to the NVIDIA driver ({text.strip()[:120]}): "
                         "restart the engine (`sudo systemctl restart docker`) or run `inv doctor`")

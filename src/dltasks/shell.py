@@ -47,7 +47,8 @@ class Shell:
 
     @property
     def host(self) -> str:
-        return str(getattr(self.c, "host", "") or "local")
+        c = self.c  # the name the user typed (gpu1), not the HostName it resolves to
+        return str(getattr(c, "original_host", None) or getattr(c, "host", "") or "local")
 
     def run(self, cmd: str | Sequence[str], *, check: bool = False, stream: bool = False,
             env: Mapping[str, str] | None = None, pty: bool = False,
@@ -73,7 +74,11 @@ class Shell:
         if not self.sudo_password:
             probe = self.run("sudo -n true")
             if not probe.ok:
-                if "password" in (probe.stderr + probe.stdout).lower():
+                said = (probe.stderr + probe.stdout).lower()
+                if "command not found" in said or "not found" in said and probe.code == 127:
+                    raise DltError(f"sudo is not installed on {self.host}: install it, or run "
+                                   "as root")
+                if "password" in said:
                     raise DltError(f"sudo on {self.host} wants a password: set "
                                    "DLT_SUDO_PASSWORD in .env (or the environment), or allow "
                                    "passwordless sudo for this user")
