@@ -119,3 +119,40 @@ def test_base_image_without_sudo_rights_on_the_host_is_one_line(lab: Lab,
     assert r.returncode != 0
     line = _one_error_line(r.stderr)
     assert "sudo" in line and "on gpu1" in line
+
+
+def test_shell_on_the_remote_host_is_interactive(lab: Lab, proj: tuple[Path, str],
+                                                 engine: object) -> None:
+    """`fab -H gpu1 shell` through a real pty: the host's project folder at /workspace, the
+    host login's uid, the exit code back, nothing left behind."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from tests.integration.test_shell import _read_until
+
+    d, name = proj
+    with (d / ".env").open("a") as f:
+        f.write("DLT_IMAGE=dlt-test-base:latest\n")
+    (d / "marker.txt").write_text("synced-to-gpu1")
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    code = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+    parent, child = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-c", code, "-H", "gpu1", "shell"], cwd=d,
+                         env=lab.env(), stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    try:
+        assert b"/workspace" in _read_until(parent, b"/workspace", timeout=60)
+        os.write(parent, b"echo RESULT $(id -u) $(cat marker.txt)\n")
+        out = _read_until(parent, b"synced-to-gpu1\r\n")
+        uid = subprocess.run(["id", "-u", "dltgpu1"], capture_output=True, text=True).stdout
+        assert f"RESULT {uid.strip()} synced-to-gpu1".encode() in out, out
+        os.write(parent, b"exit 4\n")
+        assert p.wait(timeout=30) == 4
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(parent)
+    assert engine.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"label": f"dltasks.project={name}"}) == []
