@@ -9,7 +9,6 @@ import os
 import shutil
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from .containers import docker_run_cmdline
@@ -170,7 +169,3 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
                   status="interrupted" if code == runner.INTERRUPTED else "exited")
     write_manifest(mpath, record, secrets)
     return code
-
-
-def record_path(settings: Settings, run_id: str) -> Path:
-    return settings.project_dir / "runs" / run_id / MANIFEST

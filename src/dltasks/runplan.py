@@ -130,7 +130,7 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str,
         else:
             hpath = _host_path(hval or lval, host_project_dir, host_home)
         roots.append(Root(name, lpath, hpath, cpath, ro, _aliases(lpath)))
-    local_mounts = {parse_mount(m)[1]: parse_mount(m)[0] for m in local.mounts}
+    local_mounts = {cpath: src for src, cpath, _ in map(parse_mount, local.mounts)}
     for m in host.mounts:
         hsrc, cpath, ro = parse_mount(m)
         lsrc = local_mounts.get(cpath, hsrc)

@@ -16,7 +16,7 @@ import dataclasses
 import difflib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,10 +313,6 @@ def env_example() -> str:
         lines.append(f"# {k.env}={format_value(k.default)}")
         lines.append("")
     return "\n".join(lines)
-
-
-def names_of(keys: Iterable[Key]) -> list[str]:
-    return [k.env for k in keys]
 
 
 if __name__ == "__main__":  # python -m dltasks.settings > env.example
