@@ -7,36 +7,14 @@ tests/sshd_harness.py); their engine is the local one, reached through SSH.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab, fresh_lab
+from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]
-
-
-@pytest.fixture
-def ssh_lab() -> Lab:
-    """gpu1/gpu2/gpu2j up (made once per process), known_hosts holding their real keys."""
-    return fresh_lab()
-
-
-@pytest.fixture
-def proj(tmp_path: Path, ssh_lab: Lab) -> Iterator[tuple[Path, str]]:
-    """A project with a unique remote folder; the remote copies are removed afterwards."""
-    d = tmp_path / "proj"
-    d.mkdir()
-    (d / "main.py").write_text("print('hi')\n")
-    name = "t-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_REMOTE_DIR=~/dltasks/{name}\n")
-    yield d, name
-    for host in ssh_lab.hosts.values():
-        shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
 
 
 def _fingerprint(pub: Path) -> str:
@@ -44,8 +22,10 @@ def _fingerprint(pub: Path) -> str:
     return out.stdout.split()[1]
 
 
-def test_config_reads_env_of_the_alias_typed(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
-    d, _ = proj
+def test_config_reads_env_of_the_alias_typed(ssh_lab: Lab,
+                                             remote_project: tuple[Path,
+                                             str]) -> None:
+    d, _ = remote_project
     (d / ".env.gpu1").write_text("DLT_DATA_DIR=/mnt/ssd/data\n")
     (d / ".env.127.0.0.2").write_text("DLT_DATA_DIR=/wrong\n")
     r = fab("-H", "gpu1", "config", cwd=d, env=ssh_lab.env())
@@ -54,7 +34,7 @@ def test_config_reads_env_of_the_alias_typed(ssh_lab: Lab, proj: tuple[Path, str
     assert "/mnt/ssd/data" in row and ".env.gpu1" in row
 
 
-def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, proj: tuple[Path, str],
+def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, remote_project: tuple[Path, str],
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    base_image: str, engine: object) -> None:
     import fabric
@@ -63,7 +43,7 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, proj: tuple[Path
     from dltasks.remote.forward import SocketForward
     from dltasks.settings import resolve
 
-    d, name = proj
+    d, name = remote_project
     monkeypatch.setenv("HOME", str(ssh_lab.home))
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     t = remote_target(fabric.Connection("gpu1"), resolve(d, host="gpu1", environ={}))
@@ -93,8 +73,10 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, proj: tuple[Path
     assert not Path(sock).exists()
 
 
-def test_unknown_host_key_refused_with_fingerprint(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
-    d, name = proj
+def test_unknown_host_key_refused_with_fingerprint(ssh_lab: Lab,
+                                                   remote_project: tuple[Path,
+                                                   str]) -> None:
+    d, name = remote_project
     ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())
     r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
     assert r.returncode != 0
@@ -115,8 +97,8 @@ def test_unknown_host_key_refused_with_fingerprint(ssh_lab: Lab, proj: tuple[Pat
     assert again.returncode == 0 and "accepted" not in again.stderr
 
 
-def test_changed_host_key_refused(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
-    d, _ = proj
+def test_changed_host_key_refused(ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, _ = remote_project
     g1, g2 = ssh_lab.hosts["gpu1"], ssh_lab.hosts["gpu2"]
     wrong = g2.known_hosts_line().split(" ", 1)[1]
     ssh_lab.known_hosts.write_text(f"[{g1.addr}]:{g1.port} {wrong}")
@@ -128,7 +110,7 @@ def test_changed_host_key_refused(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
     assert g1.host_pub.read_text().split()[1] not in ssh_lab.known_hosts.read_text()
 
 
-def test_proxyjump_honoured(ssh_lab: Lab, proj: tuple[Path, str],
+def test_proxyjump_honoured(ssh_lab: Lab, remote_project: tuple[Path, str],
                             monkeypatch: pytest.MonkeyPatch) -> None:
     import fabric
 
@@ -136,7 +118,7 @@ def test_proxyjump_honoured(ssh_lab: Lab, proj: tuple[Path, str],
     from dltasks.remote.sync import sync_project
     from dltasks.settings import resolve
 
-    d, name = proj
+    d, name = remote_project
     log = ssh_lab.hosts["gpu1"].log
     before = log.stat().st_size
     r = fab("-H", "gpu2j", "sync", cwd=d, env=ssh_lab.env())
@@ -163,8 +145,8 @@ def test_proxyjump_honoured(ssh_lab: Lab, proj: tuple[Path, str],
 
 
 def test_two_hosts_one_failing_does_not_hide_the_other(ssh_lab: Lab,
-                                                      proj: tuple[Path, str]) -> None:
-    d, name = proj
+                                                      remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
     ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())  # gpu1 unknown
     r = fab("-H", "gpu1,gpu2", "sync", cwd=d, env=ssh_lab.env())
     assert r.returncode != 0
@@ -178,16 +160,16 @@ def test_two_hosts_one_failing_does_not_hide_the_other(ssh_lab: Lab,
     assert "-> gpu1:" in ok.stderr and "-> gpu2:" in ok.stderr
 
 
-def test_sync_and_fetch_need_a_remote_host(proj: tuple[Path, str]) -> None:
+def test_sync_and_fetch_need_a_remote_host(remote_project: tuple[Path, str]) -> None:
     from tests.conftest import dlt
 
-    d, _ = proj
+    d, _ = remote_project
     r = dlt("sync", cwd=d, env={"HOME": os.environ.get("HOME", "/root")})
     assert r.returncode != 0 and "fab -H HOST sync" in r.stderr
 
 
-def test_proxyjump_hop_key_checked_too(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
-    d, name = proj
+def test_proxyjump_hop_key_checked_too(ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
     ssh_lab.known_hosts.write_text(ssh_lab.hosts["gpu2"].known_hosts_line())  # hop unknown
     r = fab("-H", "gpu2j", "sync", cwd=d, env=ssh_lab.env())
     assert r.returncode != 0

@@ -9,33 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab, fresh_lab
+from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]
-
-
-@pytest.fixture
-def ssh_lab() -> Lab:
-    """gpu1/gpu2/gpu2j up (made once per process), known_hosts holding their real keys."""
-    return fresh_lab()
-
-
-@pytest.fixture
-def proj(tmp_path: Path, ssh_lab: Lab) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    (d / "main.py").write_text("print('hi')\n")
-    name = "t-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_REMOTE_DIR=~/dltasks/{name}\n")
-    yield d, name
-    for host in ssh_lab.hosts.values():
-        shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -43,7 +23,10 @@ def _tree(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _target(ssh_lab: Lab, d: Path, monkeypatch: pytest.MonkeyPatch, alias: str = "gpu1"):  # type: ignore[no-untyped-def]
+def _target(ssh_lab: Lab,
+            d: Path,
+            monkeypatch: pytest.MonkeyPatch,
+            alias: str = "gpu1"):  # type: ignore[no-untyped-def]
     import fabric
 
     from dltasks.remote import remote_target
@@ -53,11 +36,11 @@ def _target(ssh_lab: Lab, d: Path, monkeypatch: pytest.MonkeyPatch, alias: str =
     return remote_target(fabric.Connection(alias), resolve(d, host=alias, environ={}))
 
 
-def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, proj: tuple[Path, str],
+def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tuple[Path, str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from dltasks.remote.sync import sync_project
 
-    d, name = proj
+    d, name = remote_project
     with (d / ".env").open("a") as f:
         f.write("DLT_OUTPUT_DIR=outputs\nSECRET_TOKEN=abc\n")
     for i in range(200):
@@ -118,9 +101,9 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, proj: tuple[Path, st
 
 @pytest.mark.parametrize("remote_dir", ["/", "~", "/home", "/home/dltgpu2", "~/.ssh", "/etc/x",
                                         "/data", "~/dltasks/.."])
-def test_dangerous_remote_dirs_refused(ssh_lab: Lab, proj: tuple[Path, str],
+def test_dangerous_remote_dirs_refused(ssh_lab: Lab, remote_project: tuple[Path, str],
                                        remote_dir: str) -> None:
-    d, _ = proj
+    d, _ = remote_project
     home = ssh_lab.hosts["gpu1"].home
     before = sorted(p.name for p in home.iterdir())
     r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env(DLT_REMOTE_DIR=remote_dir))
@@ -129,8 +112,8 @@ def test_dangerous_remote_dirs_refused(ssh_lab: Lab, proj: tuple[Path, str],
     assert sorted(p.name for p in home.iterdir()) == before
 
 
-def test_symlinked_remote_dir_refused(ssh_lab: Lab, proj: tuple[Path, str]) -> None:
-    d, name = proj
+def test_symlinked_remote_dir_refused(ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
     base = ssh_lab.hosts["gpu1"].home / "dltasks"
     base.mkdir(exist_ok=True)
     link = base / f"{name}-link"
@@ -162,9 +145,9 @@ def _container(engine: object, run_id: str):  # type: ignore[no-untyped-def]
     return found[0]
 
 
-def test_fetch_brings_outputs_back_identical(ssh_lab: Lab, proj: tuple[Path, str],
+def test_fetch_brings_outputs_back_identical(ssh_lab: Lab, remote_project: tuple[Path, str],
                                              engine: object, base_image: str) -> None:
-    d, name = proj
+    d, name = remote_project
     (d / ".env").open("a").write(f"DLT_IMAGE={base_image}\n")
     cmd = ("sh -c 'mkdir -p /outputs/ck && head -c 3000000 /dev/urandom > /outputs/ck/w.bin "
            "&& echo metrics > /outputs/m.txt && echo trained'")
@@ -198,8 +181,8 @@ def _reader(proc: subprocess.Popen[str], lines: list[str]) -> threading.Thread:
 
 
 def test_run_outlives_killed_connection_and_logs_reattach(
-        ssh_lab: Lab, proj: tuple[Path, str], engine: object, base_image: str) -> None:
-    d, _ = proj
+        ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
+    d, _ = remote_project
     (d / ".env").open("a").write(f"DLT_IMAGE={base_image}\n")
     cmd = "sh -c 'for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 1; done; echo finished'"
     run_id = _detached_run(ssh_lab, d, cmd)
@@ -237,11 +220,11 @@ def test_run_outlives_killed_connection_and_logs_reattach(
 
 
 def test_lost_connection_is_reported_and_closing_is_quiet(
-        ssh_lab: Lab, proj: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+        ssh_lab: Lab, remote_project: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from dltasks.errors import DltError
     from dltasks.remote.target import check_alive, connection_lost
 
-    d, _ = proj
+    d, _ = remote_project
     before = set(ssh_lab.sshd_children("gpu1"))
     t = _target(ssh_lab, d, monkeypatch)
     try:
@@ -260,9 +243,9 @@ def test_lost_connection_is_reported_and_closing_is_quiet(
         t.close()  # must not raise on a dead connection
 
 
-def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, proj: tuple[Path, str],
+def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, remote_project: tuple[Path, str],
                                            engine: object, base_image: str) -> None:
-    d, _ = proj
+    d, _ = remote_project
     other = engine.containers.run(base_image, ["sleep", "60"], detach=True,  # type: ignore[attr-defined]
                                   labels={"dltasks.test": "1"})
     with (d / ".env").open("a") as f:

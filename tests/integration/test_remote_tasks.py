@@ -13,25 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab, fresh_lab
+from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
 
 @pytest.fixture
-def lab() -> Lab:
-    return fresh_lab()
-
-
-@pytest.fixture
-def proj(tmp_path: Path, lab: Lab, base_image: str, engine: object) -> Iterator[tuple[Path, str]]:
+def proj(tmp_path: Path,
+         ssh_lab: Lab,
+         base_image: str,
+         engine: object) -> Iterator[tuple[Path, str]]:
     d = tmp_path / "proj"
     d.mkdir()
     name = "rt-" + uuid.uuid4().hex[:8]
     (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
                             f"DLT_BASE_IMAGE={base_image}\nDLT_GPUS=none\n")
     yield d, name
-    shutil.rmtree(lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
+    shutil.rmtree(ssh_lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
     for c in engine.containers.list(  # type: ignore[attr-defined]
             all=True, filters={"label": f"dltasks.project={name}"}):
         c.remove(force=True)
@@ -49,79 +47,79 @@ def _one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-def test_extend_image_and_build_on_the_remote_engine(lab: Lab, proj: tuple[Path, str],
+def test_extend_image_and_build_on_the_remote_engine(ssh_lab: Lab, proj: tuple[Path, str],
                                                      engine: object) -> None:
     d, name = proj
-    r = fab("-H", "gpu1", "extend-image", cwd=d, env=lab.env())
+    r = fab("-H", "gpu1", "extend-image", cwd=d, env=ssh_lab.env())
     assert r.returncode == 0, r.stdout + r.stderr
     img = engine.images.get(f"{name}:latest")  # type: ignore[attr-defined]
     assert img.labels["dltasks.hash"]
-    again = fab("-H", "gpu1", "extend-image", cwd=d, env=lab.env())
+    again = fab("-H", "gpu1", "extend-image", cwd=d, env=ssh_lab.env())
     assert again.returncode == 0 and "up to date" in again.stdout + again.stderr
 
     (d / "ctx").mkdir()
     (d / "ctx" / "Dockerfile").write_text("ARG WHO=nobody\nFROM dlt-test-base:latest\n"
                                           "ARG WHO\nRUN echo built-by-$WHO > /who\n")
     b = fab("-H", "gpu1", "build", "--path", "ctx", "--tag", f"{name}-build:1",
-            "--build-arg", "WHO=gpu1", cwd=d, env=lab.env())
+            "--build-arg", "WHO=gpu1", cwd=d, env=ssh_lab.env())
     assert b.returncode == 0, b.stdout + b.stderr
     out = engine.containers.run(f"{name}-build:1", ["cat", "/who"], remove=True)  # type: ignore[attr-defined]
     assert out.decode().strip() == "built-by-gpu1"
 
 
-def test_train_detached_then_stop_remotely(lab: Lab, proj: tuple[Path, str],
+def test_train_detached_then_stop_remotely(ssh_lab: Lab, proj: tuple[Path, str],
                                            engine: object) -> None:
     d, name = proj
     with (d / ".env").open("a") as f:
         f.write("DLT_IMAGE=dlt-test-base:latest\nDLT_TRAIN_CMD=sleep 300\n")
-    r = fab("-H", "gpu1", "train", "--detach", cwd=d, env=lab.env())
+    r = fab("-H", "gpu1", "train", "--detach", cwd=d, env=ssh_lab.env())
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[-1]
     running = engine.containers.list(filters={"label": f"dltasks.run={run_id}"})  # type: ignore[attr-defined]
     assert len(running) == 1 and running[0].labels["dltasks.host"] == "gpu1"
-    s = fab("-H", "gpu1", "stop", run_id, cwd=d, env=lab.env())
+    s = fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env())
     assert s.returncode == 0, s.stderr
     assert f"stopped {run_id} on gpu1" in s.stdout
     assert engine.containers.list(  # type: ignore[attr-defined]
         all=True, filters={"label": f"dltasks.run={run_id}"}) == []
 
 
-def test_gpu_tasks_on_a_host_without_gpus_say_why_in_one_line(lab: Lab,
+def test_gpu_tasks_on_a_host_without_gpus_say_why_in_one_line(ssh_lab: Lab,
                                                               proj: tuple[Path, str]) -> None:
     d, _ = proj
-    t = fab("-H", "gpu1", "test-gpu", "--image", "dlt-test-base:latest", cwd=d, env=lab.env())
+    t = fab("-H", "gpu1", "test-gpu", "--image", "dlt-test-base:latest", cwd=d, env=ssh_lab.env())
     assert t.returncode != 0
     assert "inv install-nvidia-docker" in _one_error_line(t.stderr)
-    plan = fab("-H", "gpu1", "install-nvidia-docker", "--dry-run", cwd=d, env=lab.env())
+    plan = fab("-H", "gpu1", "install-nvidia-docker", "--dry-run", cwd=d, env=ssh_lab.env())
     assert plan.returncode == 0, plan.stderr
     assert "nvidia-ctk runtime configure --runtime=docker" in plan.stdout
     assert "a real run stops before these: no working NVIDIA driver on gpu1" in plan.stdout
-    i = fab("-H", "gpu1", "install-nvidia-docker", cwd=d, env=lab.env())  # stops before changes
+    i = fab("-H", "gpu1", "install-nvidia-docker", cwd=d, env=ssh_lab.env())  # stops before changes
     assert i.returncode != 0
     assert "no working NVIDIA driver on gpu1" in _one_error_line(i.stderr)
 
 
-def test_doctor_and_setup_plan_run_through_the_host_shell(lab: Lab,
+def test_doctor_and_setup_plan_run_through_the_host_shell(ssh_lab: Lab,
                                                           proj: tuple[Path, str]) -> None:
     d, _ = proj
-    doc = fab("-H", "gpu1", "doctor", "--no-gpu", cwd=d, env=lab.env())
+    doc = fab("-H", "gpu1", "doctor", "--no-gpu", cwd=d, env=ssh_lab.env())
     assert "Traceback" not in doc.stderr
     assert "ok    engine" in doc.stdout, doc.stdout + doc.stderr
-    plan = fab("-H", "gpu1", "setup", "--no-gpu", "--dry-run", cwd=d, env=lab.env())
+    plan = fab("-H", "gpu1", "setup", "--no-gpu", "--dry-run", cwd=d, env=ssh_lab.env())
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "dltgpu1 is in the docker group" in plan.stdout
 
 
-def test_base_image_without_sudo_rights_on_the_host_is_one_line(lab: Lab,
+def test_base_image_without_sudo_rights_on_the_host_is_one_line(ssh_lab: Lab,
                                                                 proj: tuple[Path, str]) -> None:
     d, name = proj
-    r = fab("-H", "gpu1", "base-image", "--name", f"{name}-base:1", cwd=d, env=lab.env())
+    r = fab("-H", "gpu1", "base-image", "--name", f"{name}-base:1", cwd=d, env=ssh_lab.env())
     assert r.returncode != 0
     line = _one_error_line(r.stderr)
     assert "sudo" in line and "on gpu1" in line
 
 
-def test_shell_on_the_remote_host_is_interactive(lab: Lab, proj: tuple[Path, str],
+def test_shell_on_the_remote_host_is_interactive(ssh_lab: Lab, proj: tuple[Path, str],
                                                  engine: object) -> None:
     """`fab -H gpu1 shell` through a real pty: the host's project folder at /workspace, the
     host login's uid, the exit code back, nothing left behind."""
@@ -140,7 +138,7 @@ def test_shell_on_the_remote_host_is_interactive(lab: Lab, proj: tuple[Path, str
     code = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
     parent, child = pty.openpty()
     p = subprocess.Popen([sys.executable, "-c", code, "-H", "gpu1", "shell"], cwd=d,
-                         env=lab.env(), stdin=child, stdout=child, stderr=child, close_fds=True)
+                         env=ssh_lab.env(), stdin=child, stdout=child, stderr=child, close_fds=True)
     os.close(child)
     try:
         assert b"/workspace" in _read_until(parent, b"/workspace", timeout=60)

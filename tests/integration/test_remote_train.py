@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab, fresh_lab
+from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
-
-
-@pytest.fixture
-def ssh_lab() -> Lab:
-    """gpu1/gpu2/gpu2j up (made once per process), known_hosts holding their real keys."""
-    return fresh_lab()
 
 
 @pytest.fixture

@@ -22,14 +22,11 @@ listener, every channel and the folder.
 
 from __future__ import annotations
 
-import atexit
 import fcntl
-import os
 import select
 import shutil
 import socket
 import sys
-import tempfile
 import termios
 import threading
 import time
@@ -37,6 +34,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import DltError
+from .localsock import private_listener
 
 STREAMLOCAL = "direct-streamlocal@openssh.com"
 DEFAULT_REMOTE_SOCKET = "/var/run/docker.sock"
@@ -106,13 +104,7 @@ class SocketForward:
                            "host: use unix:///path/to/docker.sock or tcp://host:port")
         self.remote_url = url
         self.mode = mode or ("tcp" if url.scheme in ("tcp", "http") else "streamlocal")
-        self.dir = tempfile.mkdtemp(prefix="dlt-engine-")
-        os.chmod(self.dir, 0o700)
-        atexit.register(shutil.rmtree, self.dir, True)  # also when close() is never reached
-        self.path = os.path.join(self.dir, "docker.sock")
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        self._listener.listen(64)
+        self.dir, self.path, self._listener = private_listener("dlt-engine-", "docker.sock", 64)
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._live: set[Any] = set()

@@ -9,7 +9,6 @@ host key, same login, same ProxyJump chain, one connection for everything.
 
 from __future__ import annotations
 
-import atexit
 import os
 import select
 import shlex
@@ -17,10 +16,10 @@ import shutil
 import socket
 import struct
 import sys
-import tempfile
 import threading
 from typing import Any
 
+from .localsock import private_listener
 from .rsh_helper import HEADER
 
 _CHUNK = 256 * 1024
@@ -31,13 +30,7 @@ class ExecTunnel:
 
     def __init__(self, transport: Any) -> None:
         self.transport = transport
-        self.dir = tempfile.mkdtemp(prefix="dlt-rsh-")
-        os.chmod(self.dir, 0o700)
-        atexit.register(shutil.rmtree, self.dir, True)  # also when close() is never reached
-        self.path = os.path.join(self.dir, "rsh.sock")
-        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(self.path)
-        self._listener.listen(8)
+        self.dir, self.path, self._listener = private_listener("dlt-rsh-", "rsh.sock", 8)
         self._closed = False
         threading.Thread(target=self._accept, name="dlt-rsh", daemon=True).start()
 
