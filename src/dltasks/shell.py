@@ -44,6 +44,7 @@ class Shell:
     def __init__(self, c: Any, *, sudo_password: str = "") -> None:
         self.c = c
         self.sudo_password = sudo_password
+        self._root: bool | None = None
 
     @property
     def host(self) -> str:
@@ -63,7 +64,10 @@ class Shell:
         return res
 
     def is_root(self) -> bool:
-        return self.run("id -u").stdout.strip() == "0"
+        """Whether we log in as root (asked once: every sudo() needs it)."""
+        if self._root is None:
+            self._root = self.run("id -u").stdout.strip() == "0"
+        return self._root
 
     def sudo(self, cmd: str | Sequence[str], *, check: bool = False, stream: bool = False,
              env: Mapping[str, str] | None = None) -> CmdResult:
@@ -75,7 +79,7 @@ class Shell:
             probe = self.run("sudo -n true")
             if not probe.ok:
                 said = (probe.stderr + probe.stdout).lower()
-                if "command not found" in said or "not found" in said and probe.code == 127:
+                if probe.code == 127:  # the shell's "command not found"
                     raise DltError(f"sudo is not installed on {self.host}: install it, or run "
                                    "as root")
                 if "password" in said:
