@@ -98,13 +98,14 @@ def _target_run(the_lab: Lab, proj: Path, image: str, cmd: str) -> None:
     os.environ["HOME"] = str(the_lab.home)
     t = remote_target(fabric.Connection("gpu1"), resolve(proj, host="gpu1", environ={}))
     try:
-        api = t.docker.api
-        cid = api.create_container(image, shlex.split(cmd), labels={"dltasks.test": "1"})["Id"]
+        engine = t.engine
+        cid = engine.create_container({"Image": image, "Cmd": shlex.split(cmd),
+                                       "Labels": {"dltasks.test": "1"}})
         try:
-            api.start(cid)
-            api.wait(cid)
+            engine.start(cid)
+            engine.wait(cid)
         finally:
-            api.remove_container(cid, force=True)
+            engine.remove_container(cid, force=True)
     finally:
         t.close()
 

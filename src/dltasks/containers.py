@@ -88,19 +88,22 @@ def host_config(spec: RunSpec) -> dict[str, Any]:
     return hc
 
 
-def create_args(spec: RunSpec) -> dict[str, Any]:
-    """Keyword arguments for docker-py's ``APIClient.create_container``."""
+def create_config(spec: RunSpec) -> dict[str, Any]:
+    """The Engine API body of ``POST /containers/create`` (the name goes in the query)."""
     return {
-        "image": spec.image,
-        "command": list(spec.command),
-        "environment": [f"{k}={v}" for k, v in spec.env.items()],
-        "working_dir": spec.workdir,
-        "user": spec.user or "",
-        "labels": dict(spec.labels),
-        "name": spec.name,
-        "tty": spec.interactive,
-        "stdin_open": spec.interactive,
-        "host_config": host_config(spec),
+        "Image": spec.image,
+        "Cmd": list(spec.command),
+        "Env": [f"{k}={v}" for k, v in spec.env.items()],
+        "WorkingDir": spec.workdir,
+        "User": spec.user or "",
+        "Labels": dict(spec.labels),
+        "Tty": spec.interactive,
+        "OpenStdin": spec.interactive,
+        "StdinOnce": spec.interactive,
+        "AttachStdin": spec.interactive,
+        "AttachStdout": True,
+        "AttachStderr": True,
+        "HostConfig": host_config(spec),
     }
 
 

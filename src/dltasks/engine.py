@@ -1,4 +1,9 @@
-"""Seam 2: a Docker SDK client for the target's engine, with errors a user can act on."""
+"""Seam 2: clients of the target's engine, with connection errors a user can act on.
+
+Two clients share one URL and one way of explaining failures: :func:`open_engine` (our
+standard-library client in :mod:`dltasks.engineapi`, for runs and image checks: cheap to
+import) and :func:`connect` (docker-py, for builds, pulls and imports).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from .errors import DltError
 
 if TYPE_CHECKING:
     import docker
+
+    from .engineapi import Engine
 
 DEFAULT_URL = "unix:///var/run/docker.sock"
 
@@ -59,7 +66,19 @@ def connect(url: str = "", *, timeout: int = 120) -> docker.DockerClient:
     return client
 
 
-def has_nvidia_runtime(client: docker.DockerClient) -> bool:
+def open_engine(url: str = "", *, timeout: int = 120) -> Engine:
+    """Our light client for the engine at ``url``, connected: it asks the engine for its API
+    version first, which doubles as the reachability check."""
+    from .engineapi import Engine
+
+    url = engine_url(url)
+    try:
+        return Engine(url, timeout=timeout)
+    except (OSError, ValueError) as e:
+        raise explain(url, e) from None
+
+
+def has_nvidia_runtime(engine: Engine) -> bool:
     """Whether the engine lists an "nvidia" runtime (what `nvidia-ctk runtime configure` adds)."""
-    info = client.info()
+    info = engine.info()
     return "nvidia" in (info.get("Runtimes") or {})

@@ -35,30 +35,20 @@ def git_commit(project_dir: Path) -> str | None:
     return r.stdout.strip() if r.ok and r.stdout.strip() else None
 
 
-def image_id(client: docker.DockerClient, ref: str) -> str | None:
-    """The ID of a local image, None when the engine does not have it."""
-    import docker.errors
-
-    try:
-        return str(client.api.inspect_image(ref)["Id"])
-    except docker.errors.ImageNotFound:
-        return None
-
-
-def base_image_id(client: docker.DockerClient, ref: str, *, out: TextIO | None = None) -> str:
+def base_image_id(target: Target, ref: str, *, out: TextIO | None = None) -> str:
     """The base image's ID: local, else pulled once; else one error naming it and the fix."""
+    found = target.engine.image_id(ref)
+    if found:
+        return found
     import docker.errors
     import requests.exceptions
 
-    found = image_id(client, ref)
-    if found:
-        return found
     out = out or sys.stdout
     out.write(f"base image {ref} is not local; trying to pull it\n")
     repo, tag = _split(ref)
     why = ""
     try:
-        api = client.api
+        api = target.docker.api
         old_timeout = api.timeout
         api.timeout = PULL_TIMEOUT
         try:
@@ -70,7 +60,7 @@ def base_image_id(client: docker.DockerClient, ref: str, *, out: TextIO | None =
             api.timeout = old_timeout
     except (docker.errors.APIError, requests.exceptions.RequestException) as e:
         why = str(getattr(e, "explanation", None) or e)
-    found = image_id(client, ref)
+    found = target.engine.image_id(ref)
     if found:
         return found
     why = " ".join(why.split())[:200]
@@ -127,15 +117,15 @@ def ensure_project_image(target: Target, settings: Settings, *, force: bool = Fa
     without the layer cache.
     """
     out = out or sys.stdout
-    client = target.docker
+    engine = target.engine
     spec = extend_spec(settings)
-    base_id = base_image_id(client, spec.base_image, out=out)
+    base_id = base_image_id(target, spec.base_image, out=out)
     p = df.plan(spec, base_id)
     repo = settings.project_image
     ref = f"{repo}:{p.tag}"
-    existing = image_id(client, ref)
+    existing = engine.image_id(ref)
     if existing and not force:
-        _tag_latest(client, existing, repo)
+        _tag_latest(target, existing, repo)
         out.write(f"{ref} is up to date (base {spec.base_image}, hash {p.tag})\n")
         out.flush()
         return ref
@@ -144,18 +134,20 @@ def ensure_project_image(target: Target, settings: Settings, *, force: bool = Fa
     if commit:
         labels[df.LABEL_COMMIT] = commit
     out.write(f"building {ref} from {spec.base_image}\n")
-    new_id = build(client, fileobj=df.context_tar(p.dockerfile, p.files), custom_context=True,
-                   tag=ref, labels=labels, nocache=force, title=f"extend-image {repo}", out=out)
-    _tag_latest(client, new_id, repo)
+    new_id = build(target.docker, fileobj=df.context_tar(p.dockerfile, p.files),
+                   custom_context=True, tag=ref, labels=labels, nocache=force,
+                   title=f"extend-image {repo}", out=out)
+    _tag_latest(target, new_id, repo)
     out.write(f"built {ref} ({new_id[7:19] if new_id.startswith('sha256:') else new_id[:12]}) "
               f"and tagged {repo}:latest\n")
     out.flush()
     return ref
 
 
-def _tag_latest(client: docker.DockerClient, image: str, repo: str) -> None:
-    if image_id(client, f"{repo}:latest") != image_id(client, image):
-        client.api.tag(image, repo, "latest", force=True)
+def _tag_latest(target: Target, image: str, repo: str) -> None:
+    engine = target.engine
+    if engine.image_id(f"{repo}:latest") != engine.image_id(image):
+        engine.tag(image, repo, "latest")
 
 
 def print_dockerfile(settings: Settings) -> None:

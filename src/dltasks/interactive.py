@@ -18,6 +18,7 @@ from typing import Any
 
 from . import runner
 from .containers import RunSpec
+from .engineapi import Stream
 from .target import Target
 
 
@@ -37,27 +38,19 @@ def _raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
-def _raw_socket(sock: Any) -> socket.socket:
-    """docker-py wraps the hijacked connection; we want the socket underneath."""
-    raw = getattr(sock, "_sock", sock)
-    return raw  # type: ignore[no-any-return]
-
-
 def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
     """Run ``spec`` (tty + stdin) wired to this terminal; returns the exit code."""
-    api = target.docker.api
+    engine = target.engine
     cid = runner.create(target, spec)
     stdin_fd = sys.stdin.fileno()
     try:
-        sock = api.attach_socket(cid, params={"stdin": 1, "stdout": 1, "stderr": 1,
-                                              "stream": 1})
-        raw = _raw_socket(sock)
+        tty = engine.attach(cid, stdin=True, logs=False)
         runner.start(target, cid, spec)
 
         def resize(*_: Any) -> None:
             size = shutil.get_terminal_size()
             with contextlib.suppress(Exception):
-                api.resize(cid, height=size.lines, width=size.columns)
+                engine.resize(cid, height=size.lines, width=size.columns)
 
         if os.isatty(stdin_fd):
             resize()
@@ -66,7 +59,7 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
             old = None
         try:
             with _raw_terminal(stdin_fd):
-                _pump(raw, stdin_fd)
+                _pump(tty, stdin_fd)
         finally:
             if old is not None:
                 signal.signal(signal.SIGWINCH, old)
@@ -78,8 +71,10 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
         runner.remove(target, cid)
 
 
-def _pump(raw: socket.socket, stdin_fd: int) -> None:
+def _pump(tty: Stream, stdin_fd: int) -> None:
     out = sys.stdout.buffer
+    out.write(tty.take_buffered())  # what came with the engine's answer, before select sees it
+    raw = tty.sock
     stdin_open = True
     while True:
         watch: list[Any] = [raw] + ([stdin_fd] if stdin_open else [])

@@ -33,7 +33,7 @@ def can_give_gpus(target: Target) -> bool:
     (engines that use the hook driver list no runtime)."""
     from .engine import has_nvidia_runtime
 
-    if has_nvidia_runtime(target.docker):
+    if has_nvidia_runtime(target.engine):
         return True
     return target.shell.run("command -v nvidia-container-runtime-hook").ok
 
@@ -136,7 +136,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     uid_gid = prepare_host(target, plan)
     if not req.root:
         plan.spec = replace(plan.spec, user=uid_gid)
-    info = target.docker.api.inspect_image(image)
+    info = target.engine.inspect_image(image)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)

@@ -10,7 +10,6 @@ state store of our own.
 from __future__ import annotations
 
 import contextlib
-import io
 import signal
 import struct
 import sys
@@ -28,8 +27,9 @@ from .containers import (
     LABEL_RUN,
     LABEL_STARTED,
     RunSpec,
-    create_args,
+    create_config,
 )
+from .engineapi import EngineError, NotFound, Stream
 from .errors import DltError
 from .target import Target
 
@@ -86,41 +86,30 @@ def _signals_as_interrupt() -> Iterator[None]:
 
 def create(target: Target, spec: RunSpec) -> str:
     """Create the container (not started); a failure leaves nothing behind."""
-    import docker.errors
-
-    api = target.docker.api
     try:
-        return str(api.create_container(**create_args(spec))["Id"])
-    except docker.errors.ImageNotFound as e:
-        raise explain_start_error(target, e, spec) from None
-    except docker.errors.APIError as e:
+        return target.engine.create_container(create_config(spec), name=spec.name)
+    except EngineError as e:
         raise explain_start_error(target, e, spec) from None
 
 
 def start(target: Target, cid: str, spec: RunSpec) -> None:
     """Start a created container; when the engine refuses, remove it and explain."""
-    import docker.errors
-
     try:
-        target.docker.api.start(cid)
-    except docker.errors.APIError as e:
+        target.engine.start(cid)
+    except EngineError as e:
         remove(target, cid)
         raise explain_start_error(target, e, spec) from None
 
 
 def remove(target: Target, cid: str) -> None:
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.NotFound):
-        target.docker.api.remove_container(cid, force=True)
+    with contextlib.suppress(NotFound):
+        target.engine.remove_container(cid, force=True)
 
 
 def stop(target: Target, cid: str, timeout: int) -> None:
     """Stop with a grace period (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-    import docker.errors
-
-    with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-        target.docker.api.stop(cid, timeout=timeout)
+    with contextlib.suppress(EngineError):
+        target.engine.stop(cid, timeout=timeout)
 
 
 #: One read of the engine's stream; many short frames (a line each) arrive together.
@@ -184,29 +173,17 @@ def _frames(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
                 else _HEADER.size)
 
 
-class _Response:
-    """A streamed response read as it comes, with no read timeout (a quiet run may print
-    nothing for hours). Read through this object: it holds the response, which closes its
-    socket when collected."""
+class _Settling:
+    """Reads of a stream that let a burst of short lines gather into one read."""
 
-    def __init__(self, api: Any, res: Any) -> None:
-        self.res = res
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream  # held here: the stream owns the socket
         self._short = False
-        fp = getattr(getattr(res.raw, "_fp", None), "fp", None)
-        if isinstance(fp, io.BufferedReader):  # unix socket or TCP: what it buffered comes first
-            api._disable_socket_timeout(fp.raw)
-            self._read: Callable[[int], bytes] = fp.read1
-        else:  # other transports: docker-py's own reads
-            from docker.utils.socket import read
-
-            sock = api._get_raw_response_socket(res)
-            api._disable_socket_timeout(sock)
-            self._read = lambda n: read(sock, n) or b""
 
     def read(self, n: int) -> bytes:
         if self._short:  # output trickles in as short lines: let some gather, then take them
             time.sleep(_SETTLE_S)  # in one read (and one write), not one per line
-        data = self._read(n)
+        data = self.stream.read1(n)
         self._short = 0 < len(data) < _SHORT_READ
         return data
 
@@ -217,43 +194,41 @@ def attach(target: Target, cid: str) -> Iterator[tuple[int, bytes]]:
     (Attaching after start races a quick exit: the engine then waits for a restart forever.)
     Returns the container's output as (stream id, bytes); our containers have no TTY.
     """
-    api = target.docker.api
     sys.stdout.flush()
-    params = {"logs": 1, "stdout": 1, "stderr": 1, "stream": 1}
-    res = api._post(api._url("/containers/{0}/attach", cid), params=params, stream=True,
-                    headers={"Connection": "Upgrade", "Upgrade": "tcp"})
-    api._raise_for_status(res)
-    return _frames(_Response(api, res).read)
+    return _frames(_Settling(target.engine.attach(cid)).read)
 
 
 def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | None = None) -> None:
     """Copy a container's output from its start (then live, with ``follow``) to ours."""
-    api = target.docker.api
     sys.stdout.flush()
-    params = {"stdout": 1, "stderr": 1, "follow": int(follow), "timestamps": 0}
-    res = api._get(api._url("/containers/{0}/logs", cid), params=params, stream=True)
-    api._raise_for_status(res)
-    api._disable_socket_timeout(api._get_raw_response_socket(res))
-    _copy(_log_frames(res.raw), log)
+    _copy(_log_frames(target.engine.logs(cid, follow=follow)), log)
 
 
-def _log_frames(raw: Any) -> Iterator[tuple[int, bytes]]:
+def log_bytes(target: Target, cid: str) -> bytes:
+    """A container's whole output so far, stdout and stderr in the order written."""
+    return b"".join(data for _, data in _log_frames(target.engine.logs(cid, follow=False)))
+
+
+def _log_frames(body: Stream) -> Iterator[tuple[int, bytes]]:
     """Demultiplex the logs endpoint's framed stream (8-byte header: stream id, length)."""
-    while True:
-        header = raw.read(8)
-        if len(header) < 8:
-            return
-        stream_id, length = _HEADER.unpack(header)
-        if not length:
-            continue
-        data = raw.read(length)
-        if not data:
-            return
-        yield stream_id, data
+    try:
+        while True:
+            header = body.read(8)
+            if len(header) < 8:
+                return
+            stream_id, length = _HEADER.unpack(header)
+            if not length:
+                continue
+            data = body.read(length)
+            if not data:
+                return
+            yield stream_id, data
+    finally:
+        body.close()
 
 
 def wait_exit_code(target: Target, cid: str) -> int:
-    return int(target.docker.api.wait(cid).get("StatusCode", 1))
+    return target.engine.wait(cid)
 
 
 def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
@@ -349,7 +324,7 @@ def find_runs(target: Target, *, project: str | None = None, run_id: str | None 
         filters.append(f"{LABEL_PROJECT}={project}")
     if run_id:
         filters.append(f"{LABEL_RUN}={run_id}")
-    rows = target.docker.api.containers(all=all_states, filters={"label": filters})
+    rows = target.engine.containers(all=all_states, filters={"label": filters})
     out = []
     for r in rows:
         labels = r.get("Labels") or {}

@@ -15,6 +15,8 @@ from .shell import Shell
 if TYPE_CHECKING:
     import docker
 
+    from .engineapi import Engine
+
 
 def is_remote_context(c: Any) -> bool:
     """A fabric Connection (``fab -H``) rather than a local invoke Context."""
@@ -35,11 +37,21 @@ class Target:
     host_home: str = ""
     engine_url: str = ""
     _docker: Any = field(default=None, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @property
+    def engine(self) -> Engine:
+        """The light engine client (runs, listings, image checks), connected on first use."""
+        if self._engine is None:
+            from .engine import open_engine
+
+            self._engine = open_engine(self.engine_url)
+        return self._engine
+
+    @property
     def docker(self) -> docker.DockerClient:
-        """The engine client, connected (and checked) on first use."""
+        """docker-py's client (builds, pulls, imports), connected (and checked) on first use."""
         if self._docker is None:
             from .engine import connect
 
@@ -47,6 +59,9 @@ class Target:
         return self._docker
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         if self._docker is not None:
             self._docker.close()
             self._docker = None

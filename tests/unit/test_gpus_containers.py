@@ -8,7 +8,7 @@ from dltasks.containers import (
     Mount,
     RunSpec,
     command_argv,
-    create_args,
+    create_config,
     docker_run_cmdline,
     size_bytes,
 )
@@ -65,7 +65,7 @@ def test_device_requests_never_set_cuda_visible_devices() -> None:
     assert device_requests(parse_gpus(["all"]))[0]["Count"] == -1
     assert device_requests(parse_gpus(["none"])) == []
     spec = RunSpec(image="i", command=("x",), gpus=parse_gpus(["3"]))
-    assert "CUDA_VISIBLE_DEVICES" not in str(create_args(spec))
+    assert "CUDA_VISIBLE_DEVICES" not in str(create_config(spec))
 
 
 def test_cli_flags() -> None:
@@ -96,19 +96,20 @@ def test_size_bytes(text: str, n: int) -> None:
     assert size_bytes(text) == n
 
 
-def test_create_args_and_cmdline_agree() -> None:
+def test_create_config_and_cmdline_agree() -> None:
     spec = RunSpec(image="proj:abc", command=("python", "main.py", "--out", "/outputs/x y"),
                    gpus=parse_gpus(["0"]),
                    mounts=(Mount("/home/me/p", "/workspace"), Mount("/d", "/data", True)),
                    env={"HF_TOKEN": "secret-value", "A": "1"}, workdir="/workspace",
                    user="1000:1000", labels={"dltasks.run": "r1"}, name="dlt-proj-r1")
-    a = create_args(spec)
-    hc = a["host_config"]
+    a = create_config(spec)
+    hc = a["HostConfig"]
     assert hc["IpcMode"] == "host" and "ShmSize" not in hc and hc["Init"] is True
     assert hc["Mounts"][1] == {"Type": "bind", "Source": "/d", "Target": "/data",
                                "ReadOnly": True}
-    assert a["user"] == "1000:1000" and a["working_dir"] == "/workspace"
-    assert "HF_TOKEN=secret-value" in a["environment"]
+    assert a["User"] == "1000:1000" and a["WorkingDir"] == "/workspace"
+    assert "HF_TOKEN=secret-value" in a["Env"] and a["Image"] == "proj:abc"
+    assert a["Cmd"] == ["python", "main.py", "--out", "/outputs/x y"] and not a["Tty"]
     line = docker_run_cmdline(spec)
     assert line.startswith("docker run --rm --name dlt-proj-r1 --init --gpus \"device=0\"")
     assert "-v /d:/data:ro" in line and "--ipc=host" in line and "--user 1000:1000" in line
@@ -118,6 +119,6 @@ def test_create_args_and_cmdline_agree() -> None:
 
 def test_shm_size_replaces_ipc_host() -> None:
     spec = RunSpec(image="i", command=("x",), shm_size="8g")
-    hc = create_args(spec)["host_config"]
+    hc = create_config(spec)["HostConfig"]
     assert hc["ShmSize"] == 8 * 1024**3 and "IpcMode" not in hc
     assert "--shm-size 8g" in docker_run_cmdline(spec)

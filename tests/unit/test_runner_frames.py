@@ -1,7 +1,7 @@
 """The attach/logs stream demultiplexers: frames cut at any byte, order kept, nothing lost.
 
 The one seam is what the demultiplexer reads from: a ``read(n)`` over pre-cut chunks, a real
-socket pair behind ``_Response``, or a BytesIO standing in for the logs response's ``raw``.
+socket pair behind ``_Settling``, or a BytesIO standing in for the logs response body.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from dltasks.runner import _frames, _log_frames, _Response
+from dltasks.engineapi import Stream, _Reader
+from dltasks.runner import _frames, _log_frames, _Settling
 
 Frame = tuple[int, bytes]
 
@@ -145,23 +146,8 @@ def test_connection_error_ends_the_stream() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# _Response over a real socket: the reads the attach path really makes (read1 on a buffered
-# socket file), with the writer cutting the bytes at random places.
-
-
-class _Api:
-    """The docker-py APIClient methods _Response calls; records which socket it un-timed."""
-
-    def __init__(self) -> None:
-        self.untimed: list[object] = []
-
-    def _disable_socket_timeout(self, sock: object) -> None:
-        self.untimed.append(sock)
-
-
-class _Res:
-    def __init__(self, fp: io.BufferedReader) -> None:
-        self.raw = type("Raw", (), {"_fp": type("Fp", (), {"fp": fp})()})()
+# _Settling over a real socket: the reads the attach path really makes (an upgraded
+# connection read until close through engineapi.Stream), the writer cutting bytes at random.
 
 
 def _socket_stream(data: bytes, seed: int) -> Iterator[Frame]:
@@ -178,16 +164,10 @@ def _socket_stream(data: bytes, seed: int) -> Iterator[Frame]:
 
     t = threading.Thread(target=write, daemon=True)
     t.start()
-    fp = b.makefile("rb")
-    assert isinstance(fp, io.BufferedReader)
-    api = _Api()
     try:
-        resp = _Response(api, _Res(fp))
-        assert api.untimed == [fp.raw]
-        yield from _frames(resp.read)
+        yield from _frames(_Settling(Stream(_Reader(b), {})).read)
     finally:
         t.join(10)
-        fp.close()
         b.close()
 
 
@@ -199,7 +179,7 @@ def test_response_over_real_socket(seed: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# _log_frames: the logs endpoint, read through urllib3's raw.read(n) (n bytes unless at EOF)
+# _log_frames: the logs endpoint, read through Stream.read(n) (n bytes unless at EOF)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -125,6 +125,15 @@ def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _image_id(client: docker.DockerClient, ref: str) -> str | None:
+    import docker.errors
+
+    try:
+        return str(client.api.inspect_image(ref)["Id"])
+    except docker.errors.NotFound:
+        return None
+
+
 def stale_reason(client: docker.DockerClient, settings: Settings) -> str | None:
     """"" when ``<project>:<hash>`` exists for today's inputs, else why not; None: unknown.
 
@@ -132,20 +141,20 @@ def stale_reason(client: docker.DockerClient, settings: Settings) -> str | None:
     building or pulling anything."""
     try:
         from .. import dockerfile as df
-        from ..images import extend_spec, image_id
+        from ..images import extend_spec
     except ImportError:
         return None
     try:
         spec = extend_spec(settings)
     except Exception as e:  # noqa: BLE001 - a DltError about the project's own files
         return str(e)
-    base_id = image_id(client, spec.base_image)
+    base_id = _image_id(client, spec.base_image)
     if base_id is None:
         return None
     want = f"{settings.project_image}:{df.plan(spec, base_id).tag}"
-    if image_id(client, want):
+    if _image_id(client, want):
         return ""
-    if image_id(client, f"{settings.project_image}:latest"):
+    if _image_id(client, f"{settings.project_image}:latest"):
         return (f"{settings.project_image}:latest was built from other inputs (requirements, "
                 f"packages or base image changed; today's inputs make {want})")
     return f"no project image yet (today's inputs make {want})"

@@ -200,21 +200,21 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
 def _save_log_and_state(target: Target, settings: Settings, run_id: str, mpath: Path,
                         record: dict[str, Any]) -> None:
     """The container's log into the record folder; its end state into the manifest."""
-    import docker.errors
-
     from ..containers import LABEL_RUN
+    from ..engineapi import NotFound
     from ..masking import scrub, secret_values
     from ..records import write_manifest
+    from ..runner import log_bytes
 
-    rows = target.docker.api.containers(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
+    rows = target.engine.containers(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
     if not rows:
         return
     cid = rows[0]["Id"]
     secrets = secret_values(settings.container_env)
     try:
-        log = target.docker.api.logs(cid, stdout=True, stderr=True)
-        info = target.docker.api.inspect_container(cid)
-    except docker.errors.NotFound:
+        log = log_bytes(target, cid)
+        info = target.engine.inspect_container(cid)
+    except NotFound:
         return
     (mpath.parent / LOG).write_text(scrub(log.decode(errors="replace"), secrets),
                                     encoding="utf-8")

@@ -44,9 +44,9 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
     from ..launch import launch
     from ..runplan import RunRequest
 
-    local = settings_for(c, host_layer=False, image=image or None)
     with target_for(c, image=image or None) as target:
         s = target.settings
+        local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
                          gpus=parse_gpus(gpu or None, default=s.gpus), image=image,
                          root=root, allow_unmapped=allow_unmapped, interactive=interactive)

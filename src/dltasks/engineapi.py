@@ -1,0 +1,377 @@
+"""The Docker Engine API over the standard library: what every run pays for, kept light.
+
+docker-py pulls in requests, urllib3 and charset_normalizer: about 100 ms of start-up on
+every `dlt train`, for a handful of JSON calls over a unix socket. This client speaks
+HTTP/1.1 itself (one kept-alive connection, chunked bodies, the attach upgrade) and covers
+the calls runs, shells, run listings and the no-op image check make. Builds, pulls and image
+imports keep docker-py (:mod:`dltasks.engine`), where its tar, auth and stream handling earn
+their import time.
+
+URLs: ``unix:///path``, ``tcp://host:port`` / ``http://host:port`` (plain HTTP, as docker-py
+without TLS settings), and ``ssh://[user@]host[:port]`` (through ``ssh ... docker system
+dial-stdio``, as the docker CLI does).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+#: The newest API version we speak; older engines are spoken to in their own version.
+MAX_API = (1, 45)
+_USER_AGENT = "dltasks"
+
+
+class EngineError(Exception):
+    """The engine answered with an error status; ``explanation`` is its message."""
+
+    def __init__(self, status: int, explanation: str) -> None:
+        super().__init__(f"{status}: {explanation}")
+        self.status = status
+        self.explanation = explanation
+
+
+class NotFound(EngineError):
+    """404: no such container or image."""
+
+
+class _Reader:
+    """Buffered reads from a socket: lines for headers, exact reads, and ``read1`` (what is
+    there, one ``recv`` at most) for streams."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = bytearray()
+
+    def _fill(self, n: int = 1 << 16) -> bool:
+        data = self.sock.recv(n)
+        self.buf += data
+        return bool(data)
+
+    def readline(self) -> bytes:
+        while (i := self.buf.find(b"\n")) < 0:
+            if not self._fill():
+                i = len(self.buf) - 1
+                break
+        line = bytes(self.buf[:i + 1])
+        del self.buf[:i + 1]
+        return line
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, fewer only at the end of the stream."""
+        while len(self.buf) < n and self._fill(max(n - len(self.buf), 1 << 16)):
+            pass
+        data = bytes(self.buf[:n])
+        del self.buf[:n]
+        return data
+
+    def read1(self, n: int) -> bytes:
+        if self.buf:
+            data = bytes(self.buf[:n])
+            del self.buf[:n]
+            return data
+        return self.sock.recv(n)
+
+
+class Stream:
+    """A streamed response body (chunked, sized, or until close), read as it comes."""
+
+    def __init__(self, reader: _Reader, headers: Mapping[str, str]) -> None:
+        self._r = reader
+        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        size = headers.get("content-length")
+        self._left = int(size) if size is not None and not self._chunked else -1
+        self._chunk_left = 0
+        self._done = False
+
+    @property
+    def sock(self) -> socket.socket:
+        """The connection itself (for an upgraded, raw stream: read it after
+        :meth:`take_buffered`)."""
+        return self._r.sock
+
+    def take_buffered(self) -> bytes:
+        """Bytes already read off the socket with the headers but not yet handed out."""
+        data = bytes(self._r.buf)
+        self._r.buf.clear()
+        return data
+
+    def read1(self, n: int) -> bytes:
+        """What is available, up to ``n`` bytes; b"" at the end."""
+        if self._done:
+            return b""
+        if self._chunked:
+            if self._chunk_left == 0:
+                size_line = self._r.readline()
+                if not size_line:
+                    self._done = True
+                    return b""
+                if size_line in (b"\r\n", b"\n"):  # the CRLF closing the previous chunk
+                    size_line = self._r.readline()
+                self._chunk_left = int(size_line.split(b";")[0].strip() or b"0", 16)
+                if self._chunk_left == 0:  # the last chunk; then trailers up to a blank line
+                    while self._r.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    self._done = True
+                    return b""
+            data = self._r.read1(min(n, self._chunk_left))
+            self._chunk_left -= len(data)
+        else:
+            data = self._r.read1(n if self._left < 0 else min(n, self._left))
+            if self._left >= 0:
+                self._left -= len(data)
+                self._done = self._left == 0
+        if not data:
+            self._done = True
+        return data
+
+    def read(self, n: int) -> bytes:
+        """Exactly ``n`` bytes, fewer only at the end."""
+        parts, got = [], 0
+        while got < n and (data := self.read1(n - got)):
+            parts.append(data)
+            got += len(data)
+        return b"".join(parts)
+
+    def readall(self) -> bytes:
+        parts = []
+        while data := self.read1(1 << 16):
+            parts.append(data)
+        return b"".join(parts)
+
+    def json_lines(self) -> Iterator[Any]:
+        """A stream of JSON objects, one per line (build, pull)."""
+        buf = b""
+        while data := self.read1(1 << 16):
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+        if buf.strip():
+            yield json.loads(buf)
+
+    def close(self) -> None:
+        self._r.sock.close()
+
+
+def _dial(url: str, timeout: float | None) -> socket.socket:
+    u = urllib.parse.urlsplit(url)
+    if u.scheme == "unix":
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(u.netloc + u.path if u.netloc else u.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+    if u.scheme in ("tcp", "http"):
+        return socket.create_connection((u.hostname or "localhost", u.port or 2375), timeout)
+    if u.scheme == "ssh":
+        return _dial_ssh(u, timeout)
+    raise OSError(f"unsupported engine URL scheme {u.scheme!r}")
+
+
+def _dial_ssh(u: urllib.parse.SplitResult, timeout: float | None) -> socket.socket:
+    """One ssh process per connection, bridging its stdio to the engine (`docker system
+    dial-stdio` on the far side, as the docker CLI does)."""
+    ours, theirs = socket.socketpair()
+    argv = ["ssh", "-o", "BatchMode=yes"]
+    if u.port:
+        argv += ["-p", str(u.port)]
+    argv += [f"{u.username}@{u.hostname}" if u.username else str(u.hostname),
+             "docker", "system", "dial-stdio"]
+    subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(),
+                     stderr=subprocess.DEVNULL, start_new_session=True)
+    theirs.close()
+    ours.settimeout(timeout)
+    return ours
+
+
+class Engine:
+    """A client of one engine. Calls raise :class:`EngineError` (:class:`NotFound` for 404)
+    and ``OSError`` when the engine cannot be reached."""
+
+    def __init__(self, url: str, *, timeout: float = 120) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._idle: _Reader | None = None
+        self._prefix = ""
+        self._prefix = f"/v{self._negotiate()}"
+
+    def _negotiate(self) -> str:
+        """The API version both sides speak (the engine's /_ping says its own)."""
+        status, headers, _ = self._request("GET", "/_ping")
+        theirs = headers.get("api-version", "")
+        try:
+            major, minor = (int(x) for x in theirs.split(".")[:2])
+        except ValueError:
+            major, minor = MAX_API
+        major, minor = min((major, minor), MAX_API)
+        return f"{major}.{minor}"
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _exchange(self, raw: bytes, timeout: float | None) -> tuple[_Reader, bytes]:
+        """Send a request; the connection and the answer's status line. The kept-alive
+        connection is tried first; if the engine had closed it, a fresh one is dialled."""
+        reused, self._idle = self._idle, None
+        while True:
+            reader = reused or _Reader(_dial(self.url, timeout))
+            reader.sock.settimeout(timeout)
+            try:
+                reader.sock.sendall(raw)
+                status_line = reader.readline()
+            except (BrokenPipeError, ConnectionResetError):
+                status_line = b""
+            if status_line:
+                return reader, status_line
+            reader.sock.close()
+            if reused is None:  # a fresh connection said nothing: the engine went away
+                raise ConnectionError(f"the engine at {self.url} closed the connection")
+            reused = None
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
+              body: bytes | None, headers: Mapping[str, str] | None,
+              timeout: float | None) -> tuple[_Reader, int, dict[str, str]]:
+        target = self._prefix + urllib.parse.quote(path, safe="/:@")
+        if params:
+            target += "?" + urllib.parse.urlencode(
+                {k: _param(v) for k, v in params.items() if v is not None})
+        head = [f"{method} {target} HTTP/1.1", "Host: docker", f"User-Agent: {_USER_AGENT}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            head.append(f"Content-Length: {len(body)}")
+            if not any(k.lower() == "content-type" for k in headers or {}):
+                head.append("Content-Type: application/json")
+        elif method in ("POST", "PUT"):
+            head.append("Content-Length: 0")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
+        reader, status_line = self._exchange(raw, timeout)
+        parts = status_line.split(None, 2)
+        status = int(parts[1])
+        hdrs: dict[str, str] = {}
+        while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
+            k, _, v = line.decode("latin-1").partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        return reader, status, hdrs
+
+    def _request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                 body: bytes | None = None, headers: Mapping[str, str] | None = None,
+                 extra_time: float = 0) -> tuple[int, dict[str, str], bytes]:
+        reader, status, hdrs = self._send(method, path, params, body, headers,
+                                          self.timeout + extra_time)
+        data = Stream(reader, hdrs).readall() if status not in (204, 304) else b""
+        if hdrs.get("connection", "").lower() != "close" and (
+                "content-length" in hdrs or "chunked" in hdrs.get("transfer-encoding", "")
+                or status in (204, 304)):
+            self._idle = reader
+        else:
+            reader.sock.close()
+        return status, hdrs, data
+
+    def call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+             body: Any = None) -> Any:
+        """One JSON call; its decoded answer (None when empty)."""
+        payload = json.dumps(body).encode() if body is not None else None
+        status, _, data = self._request(method, path, params=params, body=payload)
+        if status >= 400:
+            raise _error(status, data)
+        return json.loads(data) if data.strip() else None
+
+    def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+               body: bytes | None = None, headers: Mapping[str, str] | None = None) -> Stream:
+        """A call whose answer streams for as long as it takes (no read timeout)."""
+        reader, status, hdrs = self._send(method, path, params, body, headers, None)
+        s = Stream(reader, hdrs)
+        if status >= 400:
+            data = s.readall()
+            s.close()
+            raise _error(status, data)
+        return s
+
+    def close(self) -> None:
+        if self._idle is not None:
+            self._idle.sock.close()
+            self._idle = None
+
+    # -- the calls we make --------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        return dict(self.call("GET", "/info"))
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/images/{ref}/json"))
+
+    def image_id(self, ref: str) -> str | None:
+        """The ID of a local image, None when the engine does not have it."""
+        try:
+            return str(self.inspect_image(ref)["Id"])
+        except NotFound:
+            return None
+
+    def tag(self, image: str, repo: str, tag: str) -> None:
+        self.call("POST", f"/images/{image}/tag", params={"repo": repo, "tag": tag})
+
+    def create_container(self, config: Mapping[str, Any], name: str | None = None) -> str:
+        return str(self.call("POST", "/containers/create", params={"name": name},
+                             body=config)["Id"])
+
+    def start(self, cid: str) -> None:
+        self.call("POST", f"/containers/{cid}/start")
+
+    def stop(self, cid: str, timeout: int) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; a container already gone is fine."""
+        self._request("POST", f"/containers/{cid}/stop", params={"t": timeout}, extra_time=timeout)
+
+    def remove_container(self, cid: str, *, force: bool = False) -> None:
+        self.call("DELETE", f"/containers/{cid}", params={"force": force, "v": False})
+
+    def wait(self, cid: str) -> int:
+        """Block until the container exits; its exit code."""
+        s = self.stream("POST", f"/containers/{cid}/wait")
+        answer = json.loads(s.readall() or b"{}")
+        s.close()
+        return int(answer.get("StatusCode", 1))
+
+    def inspect_container(self, cid: str) -> dict[str, Any]:
+        return dict(self.call("GET", f"/containers/{cid}/json"))
+
+    def containers(self, *, all: bool = True,
+                   filters: Mapping[str, list[str]] | None = None) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/containers/json",
+                              params={"all": all, "filters": json.dumps(filters or {})}))
+
+    def logs(self, cid: str, *, follow: bool = False) -> Stream:
+        """The container's output as framed stdout/stderr, from its start."""
+        return self.stream("GET", f"/containers/{cid}/logs",
+                           params={"stdout": 1, "stderr": 1, "follow": follow, "timestamps": 0})
+
+    def attach(self, cid: str, *, stdin: bool = False, logs: bool = True) -> Stream:
+        """Hijack a connection to the container's stdio (before start: nothing is missed)."""
+        return self.stream("POST", f"/containers/{cid}/attach",
+                           params={"stream": 1, "stdout": 1, "stderr": 1, "stdin": stdin,
+                                   "logs": logs},
+                           headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+
+    def resize(self, cid: str, *, height: int, width: int) -> None:
+        self.call("POST", f"/containers/{cid}/resize", params={"h": height, "w": width})
+
+
+def _param(v: Any) -> str:
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    return str(v)
+
+
+def _error(status: int, data: bytes) -> EngineError:
+    try:
+        message = str(json.loads(data).get("message", ""))
+    except (ValueError, AttributeError):
+        message = data.decode(errors="replace").strip()
+    return (NotFound if status == 404 else EngineError)(status, message or f"HTTP {status}")
