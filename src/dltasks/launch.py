@@ -70,6 +70,36 @@ def prepare_host(target: Target, plan: RunPlan) -> str:
     return f"{lines[0].strip()}:{lines[1].strip()}"
 
 
+def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[str, Any]]:
+    """Get the host ready for the run: (uid:gid, the image's engine record).
+
+    On a remote host the code is synced and each check is a round trip, so the sync, the
+    host check (:func:`prepare_host`) and the image lookup run at the same time; only a
+    path that must exist inside the synced folder waits for the sync. Errors come in that
+    order: sync, host, image.
+    """
+    if not target.is_remote:
+        return prepare_host(target, plan), target.engine.inspect_image(image)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .remote.sync import sync_project
+
+    code_dir = target.host_project_dir.rstrip("/") + "/"
+    needs_code = any(p == code_dir[:-1] or p.startswith(code_dir) for p in plan.must_exist)
+    with ThreadPoolExecutor(2, thread_name_prefix="dlt-ready") as pool:
+        synced = pool.submit(sync_project, target, target.settings, runs=[plan.run_id])
+        looked_up = pool.submit(lambda: target.engine.inspect_image(image))
+        if needs_code:
+            synced.result()
+        try:
+            uid_gid = prepare_host(target, plan)
+        except DltError:
+            synced.result()  # a failed sync says more than a path it would have made
+            raise
+        synced.result()
+        return uid_gid, looked_up.result()
+
+
 def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
              image_info: dict[str, Any], detach: bool) -> dict[str, Any]:
     git = git_state(settings.project_dir)
@@ -129,14 +159,9 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         return 0
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    if target.is_remote:
-        from .remote.sync import sync_project
-
-        sync_project(target, settings, runs=[plan.run_id])
-    uid_gid = prepare_host(target, plan)
+    uid_gid, info = _ready_host(target, plan, image)
     if not req.root:
         plan.spec = replace(plan.spec, user=uid_gid)
-    info = target.engine.inspect_image(image)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)

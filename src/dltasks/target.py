@@ -6,6 +6,7 @@ Task bodies talk only to a Target, so the same body runs on this machine (an
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,18 +36,26 @@ class Target:
     host_project_dir: str = ""
     #: The login user's home folder on the target host ("" when not asked yet).
     host_home: str = ""
+    #: The project folder's real path on the host when it already existed there at connect
+    #: time ("" when not, or unknown): lets a sync skip creating and checking it.
+    host_project_real: str = ""
     engine_url: str = ""
     _docker: Any = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
+    #: An engine connection already under way (remote targets start it while they connect).
+    _engine_future: Future[Engine] | None = field(default=None, repr=False)
     _closers: list[Any] = field(default_factory=list, repr=False)
 
     @property
     def engine(self) -> Engine:
         """The light engine client (runs, listings, image checks), connected on first use."""
         if self._engine is None:
-            from .engine import open_engine
+            if self._engine_future is not None:
+                self._engine = self._engine_future.result()
+            else:
+                from .engine import open_engine
 
-            self._engine = open_engine(self.engine_url)
+                self._engine = open_engine(self.engine_url)
         return self._engine
 
     @property
@@ -59,6 +68,10 @@ class Target:
         return self._docker
 
     def close(self) -> None:
+        if self._engine is None and self._engine_future is not None and \
+                self._engine_future.done() and not self._engine_future.exception():
+            self._engine = self._engine_future.result()
+        self._engine_future = None
         if self._engine is not None:
             self._engine.close()
             self._engine = None

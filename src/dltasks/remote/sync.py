@@ -86,6 +86,9 @@ def _rsync(argv: Sequence[str], host: SshHost) -> tuple[CmdResult, float]:
 def prepare_remote_dir(target: Target, path: str, home: str) -> str:
     """Create the folder on the host; refuse it when it (or what it links to) is unsafe."""
     safe = check_remote_dir(path, home, host=target.name)
+    if path == target.host_project_dir and target.host_project_real:  # seen when connecting
+        check_remote_dir(target.host_project_real, home, host=target.name)
+        return safe
     q = quote([safe])
     code, out, err = quick_exec(target.shell.c.transport,
                                 f"mkdir -p {q} && test ! -L {q} && cd {q} && pwd -P")

@@ -8,11 +8,15 @@ strictly (:mod:`.hostkeys`), so a refused key or login fails before any work sta
 from __future__ import annotations
 
 import posixpath
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
+from ..engine import open_engine
 from ..errors import DltError
 from ..settings import Settings
-from ..shell import Shell
+from ..shell import Shell, quote
 from ..target import Target
 from .forward import DEFAULT_REMOTE_SOCKET, SocketForward
 from .hostkeys import harden, open_checked
@@ -25,19 +29,24 @@ def remote_engine_url(settings: Settings) -> str:
     return settings.docker_host or "unix://" + DEFAULT_REMOTE_SOCKET
 
 
-def expand_remote_dir(remote_dir: str, home: str) -> str:
-    """``~``/``~/x``/relative paths made absolute against the host's home; normalised."""
-    if not remote_dir.strip():
-        return ""
+def from_home(remote_dir: str) -> str:
+    """DLT_REMOTE_DIR as a path to ``cd`` to from the host's home (absolute stays absolute);
+    "" when unset."""
     d = remote_dir.strip()
+    if not d:
+        return ""
     if d == "~" or d.startswith("~/"):
-        d = home.rstrip("/") + d[1:]
+        d = "." + d[1:]
     elif d.startswith("~"):
         raise DltError(f"DLT_REMOTE_DIR={remote_dir!r}: ~user paths are not supported; "
                        "write an absolute path or ~/path")
-    elif not d.startswith("/"):
-        d = posixpath.join(home, d)
     return posixpath.normpath(d)
+
+
+def expand_remote_dir(remote_dir: str, home: str) -> str:
+    """``~``/``~/x``/relative paths made absolute against the host's home; normalised."""
+    d = from_home(remote_dir)
+    return posixpath.normpath(posixpath.join(home, d)) if d else ""
 
 
 def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
@@ -58,13 +67,26 @@ def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int
         chan.close()
 
 
-def remote_home(c: Any, host: SshHost) -> str:
-    code, out, err = quick_exec(c.transport, 'printf "%s" "$HOME"')
-    home = out.strip()
+#: $HOME, then (when it exists and is no symlink) the project folder's real path.
+_DESCRIBE = ('printf "%s\\n" "$HOME"; cd "$HOME" && [ -n "$1" ] && [ -d "$1" ] && '
+             '[ ! -L "$1" ] && cd -- "$1" && pwd -P; exit 0')
+
+
+def describe_host(c: Any, host: SshHost, remote_dir: str = "") -> tuple[str, str]:
+    """One round trip: the login's home, and the real path of the project folder
+    ``remote_dir`` when it already exists there as a folder ("" when not)."""
+    rel = from_home(remote_dir)
+    code, out, err = quick_exec(c.transport, quote(["sh", "-c", _DESCRIBE, "_", rel]))
+    lines = out.splitlines()
+    home = lines[0].strip() if lines else ""
     if code != 0 or not home.startswith("/"):
         raise DltError(f"cannot read $HOME on {host.alias} (exit {code}): "
                        f"{(err or out).strip()[:200]}; check the account's shell")
-    return home
+    return home, (lines[1].strip() if len(lines) > 1 else "")
+
+
+def remote_home(c: Any, host: SshHost) -> str:
+    return describe_host(c, host)[0]
 
 
 def remote_target(c: Any, settings: Settings) -> Target:
@@ -77,9 +99,11 @@ def remote_target(c: Any, settings: Settings) -> Target:
     # Keepalives, as ServerAliveInterval (default 15 s): an idle follow notices a dead link.
     c.transport.set_keepalive(int(c.ssh_config.get("serveraliveinterval", 15) or 15))
     try:
-        home = remote_home(c, host)
-        project_dir = expand_remote_dir(settings.remote_dir, home)
         fwd = SocketForward(c.transport, remote_engine_url(settings))
+        # The engine's first answer (a channel opened through SSH) comes while we ask the host.
+        engine = _prefetch(open_engine, fwd.url)
+        home, real_dir = describe_host(c, host, settings.remote_dir)
+        project_dir = expand_remote_dir(settings.remote_dir, home)
     except BaseException:
         for close in closers:
             close()
@@ -87,9 +111,24 @@ def remote_target(c: Any, settings: Settings) -> Target:
     closers.insert(0, fwd.close)
     t = Target(name=host.alias, shell=Shell(c, sudo_password=settings.sudo_password),
                settings=settings, is_remote=True, host_project_dir=project_dir, host_home=home,
-               engine_url=fwd.url, _closers=closers[::-1])
+               host_project_real=real_dir, engine_url=fwd.url, _closers=closers[::-1],
+               _engine_future=engine)
     # Target.close pops from the end: the forward goes first, then the connection.
     return t
+
+
+def _prefetch(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+    """``fn(*args)`` in a daemon thread; its result (or exception) through a Future."""
+    future: Future[Any] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the result
+            future.set_exception(e)
+
+    threading.Thread(target=work, daemon=True, name="dlt-engine-connect").start()
+    return future
 
 
 def connection_lost(target: Target) -> bool:
