@@ -29,7 +29,7 @@ from .containers import (
     RunSpec,
     create_config,
 )
-from .engineapi import EngineError, NotFound, Stream
+from .engineapi import Engine, EngineError, NotFound, Stream
 from .errors import DltError
 from .target import Target
 
@@ -204,9 +204,9 @@ def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | No
     _copy(_log_frames(target.engine.logs(cid, follow=follow)), log)
 
 
-def log_bytes(target: Target, cid: str) -> bytes:
+def log_bytes(engine: Engine, cid: str) -> bytes:
     """A container's whole output so far, stdout and stderr in the order written."""
-    return b"".join(data for _, data in _log_frames(target.engine.logs(cid, follow=False)))
+    return b"".join(data for _, data in _log_frames(engine.logs(cid, follow=False)))
 
 
 def _log_frames(body: Stream) -> Iterator[tuple[int, bytes]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import posixpath
+
 import pytest
 
 from dltasks.errors import DltError
 from dltasks.remote.multihost import cli_hosts, is_last_host
 from dltasks.remote.sshconfig import SshHost, known_hosts_files, rsh_command, ssh_argv
 from dltasks.remote.syncrules import check_remote_dir, dockerignore_rules, filter_args, parse_stats
-from dltasks.remote.target import expand_remote_dir
+from dltasks.remote.target import expand_remote_dir, from_home
 
 HOME = "/home/me"
 
@@ -46,6 +48,20 @@ def test_safe_remote_dirs_accepted(path: str, expected: str) -> None:
 ])
 def test_expand_remote_dir_against_host_home(raw: str, expected: str) -> None:
     assert expand_remote_dir(raw, HOME) == expected
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("~/dltasks/p", "dltasks/p"),
+    ("~", "."),
+    ("~/", "."),
+    ("dltasks/./p/", "dltasks/p"),
+    ("/srv/p/", "/srv/p"),
+    ("", ""),
+])
+def test_from_home_is_what_the_host_shell_cds_to_from_home(raw: str, expected: str) -> None:
+    assert from_home(raw) == expected
+    if raw:  # and it agrees with the expansion done here
+        assert expand_remote_dir(raw, HOME) == posixpath.normpath(posixpath.join(HOME, expected))
 
 
 def test_expand_remote_dir_refuses_other_users_tilde() -> None:

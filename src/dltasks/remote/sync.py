@@ -215,7 +215,7 @@ def _save_log_and_state(target: Target, settings: Settings, run_id: str, mpath: 
     cid = rows[0]["Id"]
     secrets = secret_values(settings.container_env)
     try:
-        log = log_bytes(target, cid)
+        log = log_bytes(target.engine, cid)
         info = target.engine.inspect_container(cid)
     except NotFound:
         return

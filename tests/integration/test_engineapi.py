@@ -1,0 +1,70 @@
+"""engineapi against the real engine: the calls runs make, answered by dockerd itself."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import pytest
+
+from dltasks.engine import open_engine
+from dltasks.engineapi import Engine, NotFound
+from dltasks.runner import _frames, log_bytes
+
+pytestmark = pytest.mark.docker
+
+LABEL = "dltasks.test"
+
+
+def _container(e: Engine, image: str, script: str) -> str:
+    return e.create_container({"Image": image, "Cmd": ["sh", "-c", script],
+                               "Labels": {LABEL: "engineapi"}, "AttachStdout": True,
+                               "AttachStderr": True, "HostConfig": {}},
+                              name=f"dlt-engineapi-{uuid.uuid4().hex[:8]}")
+
+
+def test_a_run_through_the_light_client(engine: object, base_image: str) -> None:
+    e = open_engine()
+    cid = _container(e, base_image, "echo out; echo err >&2; printf '%s' tail; exit 7")
+    try:
+        stream = e.attach(cid)
+        e.start(cid)
+        got = list(_frames(stream.read1))
+        assert e.wait(cid) == 7
+        joined = {sid: b"".join(d for s, d in got if s == sid) for sid in (1, 2)}
+        assert joined == {1: b"out\ntail", 2: b"err\n"}
+        assert log_bytes(e, cid) in (b"out\nerr\ntail", b"err\nout\ntail")
+        assert e.inspect_container(cid)["State"]["ExitCode"] == 7
+        assert [r["Id"] for r in e.containers(filters={"label": [f"{LABEL}=engineapi"]})
+                if r["Id"] == cid] == [cid]
+    finally:
+        e.remove_container(cid, force=True)
+    with pytest.raises(NotFound):
+        e.remove_container(cid, force=True)
+    with pytest.raises(NotFound):
+        e.inspect_container(cid)
+
+
+def test_images_tag_and_lookup(engine: object, base_image: str) -> None:
+    e = open_engine()
+    repo = f"dlt-engineapi-{uuid.uuid4().hex[:8]}"
+    base = e.image_id(base_image)
+    assert base and base.startswith("sha256:")
+    assert e.image_id(f"{repo}:x") is None
+    e.tag(base_image, repo, "x")
+    try:
+        assert e.image_id(f"{repo}:x") == base
+    finally:
+        with contextlib.suppress(Exception):
+            engine.images.remove(f"{repo}:x")  # type: ignore[attr-defined]
+
+
+def test_stop_ends_a_running_container(engine: object, base_image: str) -> None:
+    e = open_engine()
+    cid = _container(e, base_image, "trap 'exit 5' TERM; while :; do sleep 0.1; done")
+    try:
+        e.start(cid)
+        e.stop(cid, timeout=5)
+        assert e.wait(cid) == 5
+    finally:
+        e.remove_container(cid, force=True)
