@@ -8,11 +8,9 @@ strictly (:mod:`.hostkeys`), so a refused key or login fails before any work sta
 from __future__ import annotations
 
 import posixpath
-import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
+from ..background import in_background
 from ..engine import open_engine
 from ..errors import DltError
 from ..settings import Settings
@@ -101,7 +99,7 @@ def remote_target(c: Any, settings: Settings) -> Target:
     try:
         fwd = SocketForward(c.transport, remote_engine_url(settings))
         # The engine's first answer (a channel opened through SSH) comes while we ask the host.
-        engine = _prefetch(open_engine, fwd.url)
+        engine = in_background(open_engine, fwd.url)
         home, real_dir = describe_host(c, host, settings.remote_dir)
         project_dir = expand_remote_dir(settings.remote_dir, home)
     except BaseException:
@@ -115,20 +113,6 @@ def remote_target(c: Any, settings: Settings) -> Target:
                _engine_future=engine)
     # Target.close pops from the end: the forward goes first, then the connection.
     return t
-
-
-def _prefetch(fn: Callable[..., Any], *args: Any) -> Future[Any]:
-    """``fn(*args)`` in a daemon thread; its result (or exception) through a Future."""
-    future: Future[Any] = Future()
-
-    def work() -> None:
-        try:
-            future.set_result(fn(*args))
-        except BaseException as e:  # noqa: BLE001 - handed to whoever asks for the result
-            future.set_exception(e)
-
-    threading.Thread(target=work, daemon=True, name="dlt-engine-connect").start()
-    return future
 
 
 def connection_lost(target: Target) -> bool:
