@@ -20,11 +20,12 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from .errors import DltError
+
+if TYPE_CHECKING:
+    import yaml
 from .pathmap import (
     STOP,
     Hit,
@@ -91,15 +92,15 @@ def _strings(data: Any) -> Iterator[str]:
             yield from _strings(v)
 
 
-# libyaml when PyYAML was built with it: ~20x faster on big files, same nodes and marks.
-_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def _yaml_values(text: str, where: str) -> list[str]:
     # compose, not safe_load: it checks the syntax and gives every scalar without constructing
     # objects, so custom tags (!!python/..., Hydra's) are not a reason to refuse a file.
+    import yaml  # here, not above: a run with no YAML config does not pay for PyYAML
+
+    # libyaml when PyYAML was built with it: ~20x faster on big files, same nodes and marks.
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        docs = list(yaml.compose_all(text, Loader=_YAML_LOADER))
+        docs = list(yaml.compose_all(text, Loader=loader))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         raise _bad(where, mark.line + 1 if mark else None, "yaml",

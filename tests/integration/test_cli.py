@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
@@ -47,3 +49,42 @@ def test_listing_and_help_import_no_docker_fabric_or_paramiko(tmp_path: Path) ->
 def test_repo_tasks_and_fabfile_are_the_shared_collection() -> None:
     for f in ("tasks.py", "fabfile.py"):
         assert "from dltasks.tasks import ns" in (ROOT / f).read_text()
+
+
+#: What a `dlt train` must not import: the heavy clients it does not need, and the two
+#: things invoke imports eagerly that dltasks.cli defers (see its docstring).
+_NOT_ON_THE_RUN_PATH = ("docker", "requests", "fabric", "paramiko", "unittest", "unittest.mock",
+                        "asyncio", "ssl", "invoke.vendor.yaml", "yaml")
+
+
+@pytest.mark.docker
+def test_a_real_dlt_train_imports_nothing_heavy(tmp_path: Path, base_image: str) -> None:
+    (tmp_path / ".env").write_text(f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
+                                   "DLT_TRAIN_CMD=echo ran\n")
+    probe = ("import sys\nfrom dltasks.cli import program\n"
+             "try:\n    program.run(['dlt', 'train'])\nexcept SystemExit as e:\n"
+             "    assert not e.code, e.code\n"
+             f"print('HEAVY', [m for m in {_NOT_ON_THE_RUN_PATH!r} if m in sys.modules])\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, text=True,
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ran\n" in r.stdout and "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+def test_what_dlt_defers_still_works_when_used(tmp_path: Path) -> None:
+    probe = ("import sys, dltasks.cli\n"
+             "from invoke import MockContext, Result\n"
+             "assert MockContext(run=Result('mocked')).run('x').stdout == 'mocked'\n"
+             "import unittest.mock\n"
+             "assert isinstance(unittest.mock.Mock(), unittest.mock.Mock)\n"
+             "print('OK')\n")
+    r = subprocess.run([sys.executable, "-c", probe], text=True, capture_output=True)
+    assert r.stdout.strip() == "OK", r.stderr
+    # a YAML config file given to dlt is read (invoke's YAML parser, imported on first use)
+    (tmp_path / "conf.yaml").write_text("dlt:\n  workdir: /from-yaml-file\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+    out = subprocess.run([sys.executable, "-m", "dltasks", "-f", str(tmp_path / "conf.yaml"),
+                          "config"], cwd=tmp_path, env=env, text=True, capture_output=True,
+                         check=True).stdout
+    assert re.search(r"^DLT_WORKDIR\s+/from-yaml-file\s+config$", out, re.MULTILINE), out
