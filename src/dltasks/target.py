@@ -39,6 +39,8 @@ class Target:
     #: The project folder's real path on the host when it already existed there at connect
     #: time ("" when not, or unknown): lets a sync skip creating and checking it.
     host_project_real: str = ""
+    #: For a sync: what the host said of its copy of the project (dltasks.remote.synced).
+    host_copy: Any = None
     engine_url: str = ""
     _docker: Any = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)

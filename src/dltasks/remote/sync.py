@@ -12,6 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ..settings import Settings
 from ..shell import CmdResult, local, quote
 from ..target import Target
 from .sshconfig import SshHost, from_connection, rsh_command
+from .synced import HostCopy, listing_digest, write_stamp
 from .syncrules import RUNS, SyncStats, check_remote_dir, filter_args, human, parse_stats
 from .target import quick_exec, remote_home
 
@@ -120,23 +122,51 @@ def _protected(settings: Settings) -> list[str]:
     return out
 
 
-def sync_project(target: Target, settings: Settings, *,
-                 runs: Sequence[str] = (), quiet: bool = False, via: str = "tunnel") -> SyncResult:
-    """Mirror the project to ``target.host_project_dir`` (deleting there what is gone here).
-
-    ``runs``: run ids whose local ``runs/<id>/`` folder (rewritten configs) must be on the host.
-    """
-    host = ssh_host(target)
-    dest = prepare_remote_dir(target, target.host_project_dir, _home_of(target))
+def sync_source(settings: Settings, runs: Sequence[str] = ()) -> tuple[str, list[str]]:
+    """What a sync sends: the source folder (with its trailing slash) and rsync's filters."""
     dockerignore = settings.project_dir / ".dockerignore"
     rules = filter_args(include_runs=runs, protect=_protected(settings),
                         dockerignore=dockerignore.read_text(errors="replace")
                         if dockerignore.is_file() else "")
-    src = str(settings.project_dir).rstrip("/") + "/"
+    return str(settings.project_dir).rstrip("/") + "/", rules
+
+
+def local_listing(settings: Settings) -> str:
+    """The digest a plain sync compares with the host's stamp (:mod:`.synced`); start it
+    early, it needs no connection."""
+    src, rules = sync_source(settings)
+    return listing_digest(rules, src)
+
+
+def sync_project(target: Target, settings: Settings, *,
+                 runs: Sequence[str] = (), quiet: bool = False, via: str = "tunnel",
+                 listing: Future[str] | None = None) -> SyncResult:
+    """Mirror the project to ``target.host_project_dir`` (deleting there what is gone here).
+
+    ``runs``: run ids whose local ``runs/<id>/`` folder (rewritten configs) must be on the host.
+    A plain sync (no ``runs``) to a target made with ``check_sync`` skips rsync when neither
+    side changed since the last one (:mod:`.synced`); ``listing`` is this side's digest when
+    it was started early (:func:`local_listing`).
+    """
+    host = ssh_host(target)
+    dest = prepare_remote_dir(target, target.host_project_dir, _home_of(target))
+    src, rules = sync_source(settings, runs)
+    copy: HostCopy | None = target.host_copy if not runs else None
+    digest = ""
+    if copy is not None:  # this side's listing, as it is BEFORE rsync reads anything
+        digest = listing.result() if listing is not None else listing_digest(rules, src)
+        if digest and digest == copy.digest:
+            result = SyncResult(src, f"{target.name}:{dest}", "", SyncStats(), 0.0)
+            if not quiet:
+                print(f"dlt: {target.name}:{dest} is up to date: nothing changed here or there "
+                      "since the last sync", file=sys.stderr, flush=True)
+            return result
     argv = ["rsync", "-a", "--no-owner", "--no-group", "--delete", "--stats",
             "-e", rsh_for(target, host, via), *rules,
             src, f"{host.hostname}:{dest}/"]
     res, took = _rsync(argv, host)
+    if copy is not None and digest:
+        write_stamp(target.shell.c.transport, settings.remote_dir, digest, copy.clock)
     result = SyncResult(src, f"{target.name}:{dest}", quote(argv), parse_stats(res.stdout), took)
     if not quiet:
         # stderr: under `train` stdout is the run's output (and a detached run's id)

@@ -8,7 +8,8 @@ strictly (:mod:`.hostkeys`), so a refused key or login fails before any work sta
 from __future__ import annotations
 
 import posixpath
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..background import in_background
 from ..engine import open_engine
@@ -19,6 +20,9 @@ from ..target import Target
 from .forward import DEFAULT_REMOTE_SOCKET, SocketForward
 from .hostkeys import harden, open_checked
 from .sshconfig import SshHost
+
+if TYPE_CHECKING:
+    from .synced import HostCopy
 
 
 def remote_engine_url(settings: Settings) -> str:
@@ -65,30 +69,53 @@ def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int
         chan.close()
 
 
-#: $HOME, then (when it exists and is no symlink) the project folder's real path.
-_DESCRIBE = ('printf "%s\\n" "$HOME"; cd "$HOME" && [ -n "$1" ] && [ -d "$1" ] && '
-             '[ ! -L "$1" ] && cd -- "$1" && pwd -P; exit 0')
+#: $HOME; the project folder's real path when it exists and is no symlink, else "";
+#: then, when $2 (a sync stamp) is given, :data:`.synced.CHECK_SCRIPT`'s lines.
+_DESCRIBE = ('printf "%s\\n" "$HOME"; real=; if cd "$HOME"; then [ -n "$1" ] && [ -d "$1" ] && '
+             '[ ! -L "$1" ] && real=$(cd -- "$1" && pwd -P); fi; printf "%s\\n" "$real"; '
+             '[ -n "$2" ] || exit 0; ')
 
 
-def describe_host(c: Any, host: SshHost, remote_dir: str = "") -> tuple[str, str]:
-    """One round trip: the login's home, and the real path of the project folder
-    ``remote_dir`` when it already exists there as a folder ("" when not)."""
+@dataclass(frozen=True)
+class HostView:
+    """The host as one round trip saw it."""
+
+    home: str
+    real_dir: str               # the project folder's real path when it exists there, else ""
+    copy: HostCopy | None = None  # with ``check_sync``: what the host says of its copy
+
+
+def describe_host(c: Any, host: SshHost, remote_dir: str = "", *,
+                  check_sync: bool = False) -> HostView:
+    """One round trip: the login's home, the real path of the project folder ``remote_dir``
+    when it already exists there as a folder, and (``check_sync``) the state of the last sync
+    to it (:mod:`.synced`)."""
+    from .synced import CHECK_SCRIPT, parse_check, stamp_path
+
     rel = from_home(remote_dir)
-    code, out, err = quick_exec(c.transport, quote(["sh", "-c", _DESCRIBE, "_", rel]))
-    lines = out.splitlines()
+    stamp = stamp_path(remote_dir) if check_sync and rel else ""
+    script = _DESCRIBE + CHECK_SCRIPT + "; exit 0"
+    code, out, err = quick_exec(c.transport, quote(["sh", "-c", script, "_", rel, stamp]))
+    lines = out.split("\n")
     home = lines[0].strip() if lines else ""
     if code != 0 or not home.startswith("/"):
         raise DltError(f"cannot read $HOME on {host.alias} (exit {code}): "
                        f"{(err or out).strip()[:200]}; check the account's shell")
-    return home, (lines[1].strip() if len(lines) > 1 else "")
+    real = lines[1].strip() if len(lines) > 1 else ""
+    return HostView(home, real, parse_check(lines[2:]) if stamp else None)
 
 
 def remote_home(c: Any, host: SshHost) -> str:
-    return describe_host(c, host)[0]
+    return describe_host(c, host).home
 
 
-def remote_target(c: Any, settings: Settings) -> Target:
-    """Open ``c`` (strict host keys), forward the host's engine, and describe the host."""
+def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
+                  check_sync: bool = False) -> Target:
+    """Open ``c`` (strict host keys), forward the host's engine, and describe the host.
+
+    ``engine_soon``: start talking to the engine now (the task will). ``check_sync``: ask
+    the host, in the same round trip, what a sync needs to know (:mod:`.synced`).
+    """
     was_open = bool(getattr(c, "is_connected", False))
     host = harden(c, accept_new=settings.accept_new_host_key)
     if not was_open:
@@ -99,18 +126,18 @@ def remote_target(c: Any, settings: Settings) -> Target:
     try:
         fwd = SocketForward(c.transport, remote_engine_url(settings))
         # The engine's first answer (a channel opened through SSH) comes while we ask the host.
-        engine = in_background(open_engine, fwd.url)
-        home, real_dir = describe_host(c, host, settings.remote_dir)
-        project_dir = expand_remote_dir(settings.remote_dir, home)
+        engine = in_background(open_engine, fwd.url) if engine_soon else None
+        view = describe_host(c, host, settings.remote_dir, check_sync=check_sync)
+        project_dir = expand_remote_dir(settings.remote_dir, view.home)
     except BaseException:
         for close in closers:
             close()
         raise
     closers.insert(0, fwd.close)
     t = Target(name=host.alias, shell=Shell(c, sudo_password=settings.sudo_password),
-               settings=settings, is_remote=True, host_project_dir=project_dir, host_home=home,
-               host_project_real=real_dir, engine_url=fwd.url, _closers=closers[::-1],
-               _engine_future=engine)
+               settings=settings, is_remote=True, host_project_dir=project_dir,
+               host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy,
+               engine_url=fwd.url, _closers=closers[::-1], _engine_future=engine)
     # Target.close pops from the end: the forward goes first, then the connection.
     return t
 

@@ -97,15 +97,20 @@ def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
 
 
 @contextmanager
-def target_for(c: Any, **flags: Any) -> Iterator[Any]:
-    """The Target for this context (local or remote), closed when the task is done."""
+def target_for(c: Any, *, engine_soon: bool = True, check_sync: bool = False,
+               **flags: Any) -> Iterator[Any]:
+    """The Target for this context (local or remote), closed when the task is done.
+
+    For a remote host: ``engine_soon`` starts talking to its engine while connecting;
+    ``check_sync`` asks it what a sync needs to know in the same round trip.
+    """
     from ..target import is_remote_context, local_target
 
     settings = settings_for(c, **flags)
     if is_remote_context(c):
         from ..remote import remote_target
 
-        t = remote_target(c, settings)
+        t = remote_target(c, settings, engine_soon=engine_soon, check_sync=check_sync)
     else:
         t = local_target(c, settings)
     try:

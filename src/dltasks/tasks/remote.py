@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import dlt_task, target_for
+from ._common import dlt_task, settings_for, target_for
 
 
 def _need_remote(c: Any, task: str) -> None:
@@ -19,11 +19,13 @@ def _need_remote(c: Any, task: str) -> None:
 @dlt_task
 def sync(c: Any) -> None:
     """Mirror the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured)."""
-    from ..remote.sync import sync_project
+    from ..background import in_background
+    from ..remote.sync import local_listing, sync_project
 
     _need_remote(c, "sync")
-    with target_for(c) as target:
-        sync_project(target, target.settings)
+    listing = in_background(local_listing, settings_for(c))  # while we connect
+    with target_for(c, engine_soon=False, check_sync=True) as target:
+        sync_project(target, target.settings, listing=listing)
 
 
 @dlt_task(help={"run": "Run id (from `inv runs`)."})

@@ -1,0 +1,87 @@
+"""Knowing, without running rsync, that a sync has nothing to do.
+
+rsync (as we run it) copies what its filters let through when the size or the mtime (to the
+second) differs, and deletes on the host what is gone here. So a new rsync would copy and
+delete nothing when both hold:
+
+1. here: ``rsync --list-only`` with the same filters prints what it printed before the last
+   successful sync (names, sizes, mtimes, modes): :func:`listing_digest`;
+2. there: nothing in the host's copy changed since that sync began: no file or folder under
+   it has a ctime newer than the sync's stamp (``find -cnewer``; a write, a delete, a chmod,
+   a rename all move a ctime, and nobody can set one back).
+
+The stamp is ``~/.cache/dltasks/sync/<name>`` on the host: it holds the digest of (1), and its
+mtime is the host's clock 2 seconds before that sync began (filesystems with coarse
+timestamps; changes made while rsync ran). Anything uncertain (no stamp, another digest, an
+error from find) means: run rsync. The host needs only sh, find and touch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..shell import local, quote
+from .target import from_home, quick_exec
+
+STAMP_DIR = ".cache/dltasks/sync"
+MARGIN_S = 2
+
+
+@dataclass(frozen=True)
+class HostCopy:
+    """What the host said about its copy of the project, before the sync."""
+
+    clock: int      # the host's time (seconds) when asked
+    digest: str     # the stamp's digest when the copy is unchanged since that stamp, else ""
+
+
+def stamp_name(remote_dir: str) -> str:
+    """The stamp's file name for DLT_REMOTE_DIR (as typed: one stamp per spelling)."""
+    return hashlib.sha256(from_home(remote_dir).encode()).hexdigest()[:24]
+
+
+#: A shell fragment for :func:`.target.describe_host` (cwd $HOME; $real: the copy's real path
+#: or ""; $2: the stamp's path from $HOME). Prints the host's clock, then the stamp's digest
+#: when nothing under the copy is newer than the stamp.
+CHECK_SCRIPT = ('date +%s; [ -f "$2" ] && [ -n "$real" ] && '
+                'out=$(find "$real" -cnewer "$2" -print -quit 2>&1) && [ -z "$out" ] && cat "$2"')
+
+
+def stamp_path(remote_dir: str) -> str:
+    """The stamp, relative to the host's home."""
+    return f"{STAMP_DIR}/{stamp_name(remote_dir)}"
+
+
+def parse_check(lines: Sequence[str]) -> HostCopy | None:
+    """The check's output (the lines after the host description), None when unreadable."""
+    try:
+        clock = int(lines[0].strip())
+    except (IndexError, ValueError):
+        return None
+    return HostCopy(clock, lines[1].strip() if len(lines) > 1 else "")
+
+
+def listing_digest(rules: Sequence[str], src: str) -> str:
+    """What rsync would compare, here: its listing of ``src`` through ``rules``; "" when
+    rsync cannot list (then there is no shortcut)."""
+    res = local(["rsync", "-a", "--list-only", *rules, src])
+    if not res.ok:
+        return ""
+    h = hashlib.sha256()
+    for part in (*rules, src, res.stdout):
+        h.update(part.encode(errors="surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def write_stamp(transport: Any, remote_dir: str, digest: str, host_clock: int) -> bool:
+    """After a successful sync: the stamp, dated before the sync began. False when the host
+    could not write it (the next sync then runs rsync, as without one)."""
+    path = stamp_path(remote_dir)
+    script = ('cd "$HOME" && mkdir -p "$(dirname "$1")" && printf "%s" "$2" > "$1.tmp" && '
+              'touch -d "@$3" "$1.tmp" && mv -f "$1.tmp" "$1"')
+    code, _, _ = quick_exec(transport, quote(["sh", "-c", script, "_", path, digest,
+                                              str(host_clock - MARGIN_S)]))
+    return code == 0
