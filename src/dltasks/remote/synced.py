@@ -11,9 +11,15 @@ delete nothing when both hold:
    a rename all move a ctime, and nobody can set one back).
 
 The stamp is ``~/.cache/dltasks/sync/<name>`` on the host: it holds the digest of (1), and its
-mtime is the host's clock 2 seconds before that sync began (filesystems with coarse
-timestamps; changes made while rsync ran). Anything uncertain (no stamp, another digest, an
-error from find) means: run rsync. The host needs only sh, find and touch.
+mtime is the host's clock, in whole seconds, one second before that sync began. rsync reads
+the copy only after that, so any change it did not see has a later ctime, also on filesystems
+with one-second timestamps. ctimes must come from that same clock: the shortcut is taken only
+when the copy is on a local filesystem (not NFS, CIFS, Lustre... whose server stamps ctimes
+with its own clock). Anything uncertain (no stamp, another digest, another filesystem, an
+error from find) means: run rsync. The host needs only sh, stat, find and touch.
+
+After a sync that changed the host's copy, the next one runs rsync once more (its own writes
+are newer than its stamp), and finds nothing to do; the one after that takes the shortcut.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from ..shell import local, quote
 from .target import from_home, quick_exec
 
 STAMP_DIR = ".cache/dltasks/sync"
-MARGIN_S = 2
+MARGIN_S = 1
+#: Filesystems whose ctimes come from the host's own clock (GNU `stat -f -c %T` names).
+LOCAL_FS = ("ext2/ext3", "xfs", "btrfs", "tmpfs", "zfs", "f2fs", "overlayfs")
 
 
 @dataclass(frozen=True)
@@ -46,8 +54,10 @@ def stamp_name(remote_dir: str) -> str:
 #: A shell fragment for :func:`.target.describe_host` (cwd $HOME; $real: the copy's real path
 #: or ""; $2: the stamp's path from $HOME). Prints the host's clock, then the stamp's digest
 #: when nothing under the copy is newer than the stamp.
-CHECK_SCRIPT = ('date +%s; [ -f "$2" ] && [ -n "$real" ] && '
-                'out=$(find "$real" -cnewer "$2" -print -quit 2>&1) && [ -z "$out" ] && cat "$2"')
+CHECK_SCRIPT = ('date +%s; [ -f "$2" ] && [ -n "$real" ] && case "$(stat -f -c %T "$real" '
+                f'2>/dev/null)" in {"|".join(repr(t) for t in LOCAL_FS)}) '
+                'out=$(find "$real" -cnewer "$2" -print -quit 2>&1) && [ -z "$out" ] && '
+                'cat "$2";; esac')
 
 
 def stamp_path(remote_dir: str) -> str:
