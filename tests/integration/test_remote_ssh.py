@@ -7,6 +7,7 @@ tests/sshd_harness.py); their engine is the local one, reached through SSH.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -50,6 +51,9 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, remote_project: 
     try:
         assert (t.name, t.is_remote) == ("gpu1", True)
         assert t.host_project_dir == f"/home/dltgpu1/dltasks/{name}"
+        # Nagle off (else ~40 ms per short exchange), and our socket not kept for a reconnect
+        assert t.shell.c.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert "sock" not in t.shell.c.connect_kwargs
         assert t.shell.run("whoami").stdout.strip() == "dltgpu1"
         sock = t.engine_url.removeprefix("unix://")
         assert Path(sock).exists() and oct(Path(sock).parent.stat().st_mode)[-3:] == "700"
@@ -129,6 +133,8 @@ def test_proxyjump_honoured(ssh_lab: Lab, remote_project: tuple[Path, str],
     try:
         assert t.shell.run("whoami").stdout.strip() == "dltgpu2"
         assert t.docker.ping()
+        jump = t.shell.c.gateway.transport.sock  # the TCP connection is the jump host's
+        assert jump.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         (d / "extra.txt").write_text("x")
         # OpenSSH with the options fabric resolved (ProxyCommand for the jump, our known_hosts)
         res = sync_project(t, t.settings, quiet=True, via="ssh")

@@ -81,13 +81,41 @@ def _harden(c: Any, host: SshHost, accept_new: bool) -> None:
 
 def open_checked(c: Any, host: SshHost) -> None:
     """Open ``c``; host key, auth and network failures become one-line DltErrors."""
-
+    dialled: list[tuple[Any, Any]] = []
     try:
+        _dial_without_delay(c, host, dialled)
         c.open()
     except BaseException:
         c.client.close()  # stop paramiko's transport thread before reporting
         _raise_for(host)
         raise
+    finally:  # a later reconnect dials afresh
+        for conn, sock in dialled:
+            if conn.connect_kwargs.get("sock") is sock:
+                del conn.connect_kwargs["sock"]
+
+
+def _dial_without_delay(c: Any, host: SshHost, dialled: list[tuple[Any, Any]]) -> None:
+    """Open the TCP connection ourselves, with TCP_NODELAY, and hand it to paramiko.
+
+    paramiko leaves Nagle's algorithm on; with the peer's delayed ACKs, every short SSH
+    exchange (a channel request, a command's exit status, a forwarded engine call) then
+    waits about 40 ms: measured here, an exec round trip took 48 ms, 3 ms with TCP_NODELAY,
+    and the handshake 70 ms, 27 ms. OpenSSH sets it too. ProxyJump: the jump host's TCP
+    connection gets it (the inner one is a channel); ProxyCommand: left as it is.
+    """
+    import socket
+
+    gw = c.gateway
+    if gw is None:
+        if "sock" not in c.connect_kwargs:
+            sock = socket.create_connection((host.hostname, host.port),
+                                            timeout=c.connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.connect_kwargs["sock"] = sock
+            dialled.append((c, sock))
+    elif hasattr(gw, "client") and host.jump is not None and not gw.is_connected:
+        _dial_without_delay(gw, host.jump, dialled)
 
 
 def _raise_for(host: SshHost) -> None:
