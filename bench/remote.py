@@ -9,7 +9,9 @@ the user). Prints medians and ratios:
    create/start/wait/remove), which is what the CLI adds its start-up cost to.
 2. `fab -H gpu1 sync` of an unchanged 5,000-file tree vs raw `rsync -a` of the same tree over
    the same ssh options                                                     (target <= 1.2);
-   also `sync_project` inside a running process (rsync plus one remote check).
+   `fab sync` knows "nothing changed" without running rsync (dltasks/remote/synced.py), so the
+   bench also times `sync --full` (rsync run anyway) and `sync_project` inside a running
+   process (rsync through the open connection).
 
     python bench/remote.py [--runs 7] [--image dlt-test-base:latest] [--cmd true] [--skip-train]
 """
@@ -132,6 +134,10 @@ def bench_sync(the_lab: Lab, proj: Path, runs: int) -> None:
     ours = median_of(runs, lambda: run(fab_sync, cwd=proj, env=env))
     print(f"fab -H gpu1 sync (unchanged)               {ours:6.3f} s   ratio {ours / raw:.2f}"
           "  (target <= 1.2)")
+    said = subprocess.run(fab_sync, cwd=proj, env=env, capture_output=True, text=True).stderr
+    print(f"  (it said: {said.strip()[:110]})")
+    full = median_of(runs, lambda: run([*fab_sync, "--full"], cwd=proj, env=env))
+    print(f"  the same, rsync run anyway (sync --full)  {full:6.3f} s   ratio {full / raw:.2f}")
     t = remote_target(fabric.Connection("gpu1"), resolve(proj, host="gpu1", environ={}))
     try:
         inproc = median_of(runs, lambda: sync_project(t, t.settings, quiet=True))

@@ -140,13 +140,13 @@ def local_listing(settings: Settings) -> str:
 
 def sync_project(target: Target, settings: Settings, *,
                  runs: Sequence[str] = (), quiet: bool = False, via: str = "tunnel",
-                 listing: Future[str] | None = None) -> SyncResult:
+                 listing: Future[str] | None = None, shortcut: bool = True) -> SyncResult:
     """Mirror the project to ``target.host_project_dir`` (deleting there what is gone here).
 
     ``runs``: run ids whose local ``runs/<id>/`` folder (rewritten configs) must be on the host.
     A plain sync (no ``runs``) to a target made with ``check_sync`` skips rsync when neither
     side changed since the last one (:mod:`.synced`); ``listing`` is this side's digest when
-    it was started early (:func:`local_listing`).
+    it was started early (:func:`local_listing`). ``shortcut=False`` runs rsync anyway.
     """
     host = ssh_host(target)
     dest = prepare_remote_dir(target, target.host_project_dir, _home_of(target))
@@ -155,7 +155,7 @@ def sync_project(target: Target, settings: Settings, *,
     digest = ""
     if copy is not None:  # this side's listing, as it is BEFORE rsync reads anything
         digest = listing.result() if listing is not None else listing_digest(rules, src)
-        if digest and digest == copy.digest:
+        if shortcut and digest and digest == copy.digest:
             result = SyncResult(src, f"{target.name}:{dest}", "", SyncStats(), 0.0)
             if not quiet:
                 print(f"dlt: {target.name}:{dest} is up to date: nothing changed here or there "

@@ -16,8 +16,9 @@ def _need_remote(c: Any, task: str) -> None:
                        f"`fab -H HOST {task}` (hosts come from ~/.ssh/config)")
 
 
-@dlt_task
-def sync(c: Any) -> None:
+@dlt_task(help={"full": "Run rsync even when nothing changed on either side since the last "
+                       "sync (which is otherwise known without it)."})
+def sync(c: Any, full: bool = False) -> None:
     """Mirror the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured)."""
     from ..background import in_background
     from ..remote.sync import local_listing, sync_project
@@ -25,7 +26,7 @@ def sync(c: Any) -> None:
     _need_remote(c, "sync")
     listing = in_background(local_listing, settings_for(c))  # while we connect
     with target_for(c, engine_soon=False, check_sync=True) as target:
-        sync_project(target, target.settings, listing=listing)
+        sync_project(target, target.settings, listing=listing, shortcut=not full)
 
 
 @dlt_task(help={"run": "Run id (from `inv runs`)."})
