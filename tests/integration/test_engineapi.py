@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
+import shutil
 import uuid
 
 import pytest
@@ -68,3 +71,29 @@ def test_stop_ends_a_running_container(engine: object, base_image: str) -> None:
         assert e.wait(cid) == 5
     finally:
         e.remove_container(cid, force=True)
+
+
+@pytest.mark.ssh
+def test_an_ssh_url_reaches_the_engine_through_dial_stdio(ssh_lab, base_image: str,  # type: ignore[no-untyped-def]
+                                                          tmp_path, monkeypatch) -> None:
+    """DOCKER_HOST=ssh://user@host: one `ssh ... docker system dial-stdio` per connection,
+    as the docker CLI does. ssh reads the account's ~/.ssh, not $HOME, so a wrapper first on
+    PATH hands it the lab's config, key and known_hosts (the lab's sshd is real)."""
+    real_ssh = shutil.which("ssh")
+    assert real_ssh
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir()
+    lab_opts = " ".join(shlex.quote(a) for a in ssh_lab.ssh_argv("gpu1")[1:-1])
+    wrapper.write_text(f"#!/bin/sh\nexec {real_ssh} {lab_opts} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}:{os.environ['PATH']}")
+    e = open_engine("ssh://dltgpu1@gpu1")
+    cid = _container(e, base_image, "echo over ssh")
+    try:
+        stream = e.attach(cid)
+        e.start(cid)
+        assert b"".join(d for _, d in _frames(stream.read1)) == b"over ssh\n"
+        assert e.wait(cid) == 0
+    finally:
+        e.remove_container(cid, force=True)
+    e.close()
