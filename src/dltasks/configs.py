@@ -12,7 +12,7 @@ is scanned token by token (see :mod:`dltasks.pathmap`). Finding the files: paths
 from __future__ import annotations
 
 import bisect
-import configparser
+import functools
 import io
 import json
 import os
@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from .errors import DltError
 
 if TYPE_CHECKING:
+    import configparser
+
     import yaml
 from .pathmap import (
     STOP,
@@ -41,13 +43,21 @@ from .pathmap import (
     suggestion,
 )
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 reads TOML with tomli when it is installed
-    try:
-        import tomli as tomllib
-    except ImportError:
-        tomllib = None
+
+@functools.cache
+def _toml() -> Any:
+    """tomllib (tomli on Python 3.10, when installed; else None), imported on first use: a run
+    with no TOML config does not pay for it (nor for configparser, nor for PyYAML)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib
+    try:  # pragma: no cover - Python 3.10
+        import tomli
+
+        return tomli
+    except ImportError:  # pragma: no cover
+        return None
 
 FORMATS = ("yaml", "json", "toml", "ini", "env", "text")
 
@@ -61,7 +71,7 @@ def format_for(path: str) -> str:
     if suffix == ".json":
         return "json"
     if suffix == ".toml":
-        return "toml" if tomllib is not None else "text"
+        return "toml" if _toml() is not None else "text"
     if suffix in (".ini", ".cfg"):
         return "ini"
     if name == ".env" or name.startswith(".env.") or suffix == ".env":
@@ -139,6 +149,7 @@ _TOML_AT = re.compile(r"\s*\(at line (\d+), column \d+\)")
 
 
 def _toml_values(text: str, where: str) -> list[str]:
+    tomllib = _toml()
     assert tomllib is not None
     try:
         return list(_strings(tomllib.loads(text.lstrip("\ufeff"))))
@@ -149,6 +160,8 @@ def _toml_values(text: str, where: str) -> list[str]:
 
 
 def _ini_values(text: str, where: str) -> list[str]:
+    import configparser
+
     def parse(body: str) -> configparser.ConfigParser:
         cp = configparser.ConfigParser(interpolation=None, strict=False)
         cp.read_string(body)
@@ -320,7 +333,7 @@ def map_text(text: str, pathmap: PathMap, *, fmt: str, where: str) -> Mapped:
     if fmt not in FORMATS:
         raise ValueError(f"unknown config format {fmt!r}; expected one of {FORMATS}")
     resolved: dict[str, Resolution] = {}
-    if fmt == "text" or (fmt == "toml" and tomllib is None):
+    if fmt == "text" or (fmt == "toml" and _toml() is None):
         occurrences = []
         for hit in scan(text):
             res = pathmap.resolve(hit.path)

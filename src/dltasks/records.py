@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets as _random
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +26,7 @@ LOG = "output.log"
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique enough: ``20261126-141502-a3f9``."""
     now = now or datetime.now(timezone.utc)
-    return now.strftime("%Y%m%d-%H%M%S-") + _random.token_hex(2)
+    return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 
 
 def utcnow() -> str:
