@@ -15,7 +15,15 @@ from .containers import docker_run_cmdline
 from .errors import DltError
 from .gpus import AUTO
 from .masking import secret_values
-from .records import LOG, MANIFEST, git_state, new_run_id, utcnow, write_manifest
+from .records import (
+    LOG,
+    MANIFEST,
+    GitState,
+    git_state_later,
+    new_run_id,
+    utcnow,
+    write_manifest,
+)
 from .runplan import HostFacts, RunPlan, RunRequest, mapping_table, missing_message, plan_run
 from .settings import Settings
 from .shell import quote
@@ -101,8 +109,7 @@ def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[st
 
 
 def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
-             image_info: dict[str, Any], detach: bool) -> dict[str, Any]:
-    git = git_state(settings.project_dir)
+             image_info: dict[str, Any], detach: bool, git: GitState) -> dict[str, Any]:
     return {
         "run_id": plan.run_id,
         "kind": plan.spec.labels.get("dltasks.kind", ""),
@@ -134,6 +141,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     """
     settings = target.settings
     run_id, started = run_id or new_run_id(), utcnow()
+    git = git_state_later(settings.project_dir)  # for the record; git works while we plan
     gpus = req.gpus
     if gpus.mode == AUTO and not dry_run:
         gpus = gpus.resolve(can_give_gpus(target))
@@ -156,13 +164,15 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         for u in plan.unmapped:
             print(f"  unmapped (allowed): {u.path} ({u.where})")
         shutil.rmtree(plan.run_dir, ignore_errors=True)
+        git()  # reap it
         return 0
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     uid_gid, info = _ready_host(target, plan, image)
     if not req.root:
         plan.spec = replace(plan.spec, user=uid_gid)
-    record = manifest(plan, settings, target, started=started, image_info=info, detach=detach)
+    record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
+                      git=git())
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)
 

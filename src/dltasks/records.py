@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from .errors import DltError
 from .masking import scrub
-from .shell import local
+from .shell import local, local_start
 
 RUNS_DIR = "runs"
 MANIFEST = "manifest.json"
@@ -40,24 +41,37 @@ class GitState:
     diff: str
 
 
-def git_state(project_dir: Path) -> GitState:
-    """The project's commit, and its uncommitted changes (tracked files) as a diff.
+def git_state_later(project_dir: Path) -> Callable[[], GitState]:
+    """Start asking git now; call the result for the project's commit and its uncommitted
+    changes (tracked files) as a diff.
 
     One `git status` names the commit and says whether the tree is dirty; `git diff` runs only
-    when it is (each git process is felt in the start-up time of every run).
+    when it is (each git process is felt in the start-up time of every run, so the first one
+    runs while the run is being planned).
     """
     git = ["git", "-C", str(project_dir)]
     try:
-        status = local([*git, "status", "--porcelain=v2", "--branch"])
+        status = local_start([*git, "status", "--porcelain=v2", "--branch"])
     except DltError:  # git is not installed: no commit to record
-        return GitState(None, False, "")
-    lines = status.stdout.splitlines()
-    oid = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")), "(initial)")
-    if not status.ok or oid == "(initial)":  # not a repository, or no commit yet
-        return GitState(None, False, "")
-    dirty = any(not ln.startswith("#") for ln in lines)
-    diff = local([*git, "diff", "HEAD"]).stdout if dirty else ""
-    return GitState(oid, dirty, diff)
+        return lambda: GitState(None, False, "")
+
+    def finish() -> GitState:
+        res = status.result()
+        lines = res.stdout.splitlines()
+        oid = next((ln.split()[2] for ln in lines if ln.startswith("# branch.oid ")),
+                   "(initial)")
+        if not res.ok or oid == "(initial)":  # not a repository, or no commit yet
+            return GitState(None, False, "")
+        dirty = any(not ln.startswith("#") for ln in lines)
+        diff = local([*git, "diff", "HEAD"]).stdout if dirty else ""
+        return GitState(oid, dirty, diff)
+
+    return finish
+
+
+def git_state(project_dir: Path) -> GitState:
+    """The project's commit and uncommitted changes (see :func:`git_state_later`)."""
+    return git_state_later(project_dir)()
 
 
 def run_dir(project_dir: Path, run_id: str) -> Path:

@@ -13,7 +13,6 @@ environment given to the container (see :attr:`Settings.container_env`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -178,6 +177,8 @@ def parse_value(key: Key, raw: Any, where: str) -> Any:
 
 def _unknown(name: str, where: str) -> DltError:
     names = [k.env for k in KEYS]
+    import difflib
+
     near = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]}?" if near else f"; `inv config` lists the {len(names)} keys"
     return DltError(f"unknown setting {name} ({where}){hint}")

@@ -98,18 +98,37 @@ class Shell:
         return res
 
 
+class Pending:
+    """A program started here by :func:`local_start`; :meth:`result` waits for it."""
+
+    def __init__(self, argv: Sequence[str], proc: subprocess.Popen[bytes]) -> None:
+        self.argv, self.proc = list(argv), proc
+
+    def result(self, input: bytes | None = None) -> CmdResult:
+        out, err = self.proc.communicate(input)
+        return CmdResult(quote(self.argv), self.proc.returncode, out.decode(errors="replace"),
+                         err.decode(errors="replace"))
+
+
+def local_start(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None, stdin: bool = False) -> Pending:
+    """Start a program on this machine (never through a shell), capturing its output; it runs
+    while we go on. ``stdin``: we will give it input (else it inherits ours)."""
+    try:
+        proc = subprocess.Popen(list(argv), cwd=cwd, env=None if env is None else dict(env),
+                                stdin=subprocess.PIPE if stdin else None,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except FileNotFoundError:
+        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
+                       "retry") from None
+    return Pending(argv, proc)
+
+
 def local(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
           env: Mapping[str, str] | None = None, input: bytes | None = None,
           check: bool = False) -> CmdResult:
     """Run a program on this machine (never through a shell), capturing its output."""
-    try:
-        p = subprocess.run(list(argv), cwd=cwd, env=None if env is None else dict(env),
-                           input=input, capture_output=True)
-    except FileNotFoundError:
-        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
-                       "retry") from None
-    res = CmdResult(quote(argv), p.returncode, p.stdout.decode(errors="replace"),
-                    p.stderr.decode(errors="replace"))
+    res = local_start(argv, cwd=cwd, env=env, stdin=input is not None).result(input)
     if check and not res.ok:
         raise DltError(f"`{res.command}` failed (exit {res.code}): {res.tail()}")
     return res
