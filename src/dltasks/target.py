@@ -10,6 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import DltError
 from .settings import Settings
 from .shell import Shell
 
@@ -51,13 +52,16 @@ class Target:
     @property
     def engine(self) -> Engine:
         """The light engine client (runs, listings, image checks), connected on first use."""
+        if self._engine is None and self._engine_future is not None:
+            future, self._engine_future = self._engine_future, None
+            try:
+                self._engine = future.result()
+            except DltError:  # not there when we connected (setup may have started it since)
+                pass
         if self._engine is None:
-            if self._engine_future is not None:
-                self._engine = self._engine_future.result()
-            else:
-                from .engine import open_engine
+            from .engine import open_engine
 
-                self._engine = open_engine(self.engine_url)
+            self._engine = open_engine(self.engine_url)
         return self._engine
 
     @property

@@ -7,12 +7,15 @@ tests/sshd_harness.py); their engine is the local one, reached through SSH.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from dltasks.errors import DltError
 from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]
@@ -182,3 +185,30 @@ def test_proxyjump_hop_key_checked_too(ssh_lab: Lab, remote_project: tuple[Path,
     assert "unknown host key for gpu1" in r.stderr
     assert _fingerprint(ssh_lab.hosts["gpu1"].host_pub) in r.stderr
     assert not (Path("/home/dltgpu2/dltasks") / name).exists()
+
+
+def test_an_engine_started_after_connecting_is_found(
+        ssh_lab: Lab, remote_project: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine is first asked for while connecting; `setup` may start it only later, so a
+    failed first attempt is not the last word."""
+    import fabric
+
+    from dltasks.remote import remote_target
+    from dltasks.settings import resolve
+
+    d, _ = remote_project
+    later = Path(tempfile.mkdtemp(prefix="dlt-later-", dir="/tmp"))  # gpu1's user can reach it
+    later.chmod(0o755)
+    sock = later / "docker.sock"
+    (d / ".env.gpu1").write_text(f"DLT_DOCKER_HOST=unix://{sock}\n")
+    monkeypatch.setenv("HOME", str(ssh_lab.home))
+    t = remote_target(fabric.Connection("gpu1"), resolve(d, host="gpu1", environ={}))
+    try:
+        assert t._engine_future is not None
+        with pytest.raises(DltError, match="cannot reach the Docker engine"):
+            t._engine_future.result(timeout=30)  # the first attempt found nothing
+        sock.symlink_to("/var/run/docker.sock")  # the engine appears
+        assert t.engine.info()["ID"]
+    finally:
+        t.close()
+        shutil.rmtree(later)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import select
+import shlex
 import shutil
 import socket
 import sys
@@ -87,9 +88,15 @@ def open_streamlocal(transport: Any, path: str, timeout: float = 30.0) -> Any:
     return opened
 
 
-def _dial_stdio(transport: Any) -> Any:
+#: OpenSSH's channel-open failure for a socket it could not connect to (RFC 4254
+#: SSH_OPEN_CONNECT_FAILED): the engine is not there, which is not a reason to stop forwarding.
+_CONNECT_FAILED = 2
+
+
+def _dial_stdio(transport: Any, url: str) -> Any:
+    """An exec channel bridged to the engine at ``url`` by the host's docker CLI."""
     chan = transport.open_session()
-    chan.exec_command("docker system dial-stdio")
+    chan.exec_command(f"docker -H {shlex.quote(url)} system dial-stdio")
     return chan
 
 
@@ -98,7 +105,8 @@ class SocketForward:
 
     def __init__(self, transport: Any, remote_url: str = "", *, mode: str = "") -> None:
         self.transport = transport
-        url = urlparse(remote_url or "unix://" + DEFAULT_REMOTE_SOCKET)
+        self.remote = remote_url or "unix://" + DEFAULT_REMOTE_SOCKET
+        url = urlparse(self.remote)
         if url.scheme not in ("unix", "tcp", "http"):
             raise DltError(f"DLT_DOCKER_HOST={remote_url!r} cannot be forwarded from a remote "
                            "host: use unix:///path/to/docker.sock or tcp://host:port")
@@ -127,11 +135,11 @@ class SocketForward:
             try:
                 return open_streamlocal(self.transport, self.remote_url.path)
             except (ChannelException, SSHException) as e:
-                if not self.transport.active:
+                if not self.transport.active or getattr(e, "code", None) == _CONNECT_FAILED:
                     raise
                 self.errors.append(f"stream-local forwarding refused ({e}); using dial-stdio")
                 self.mode = "dial-stdio"
-        return _dial_stdio(self.transport)
+        return _dial_stdio(self.transport, self.remote)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
