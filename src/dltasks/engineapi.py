@@ -201,7 +201,7 @@ class Engine:
         self.url = url
         self.timeout = timeout
         self._idle: _Reader | None = None
-        self._prefix = ""
+        self._prefix = ""  # /_ping is asked unversioned; every later path gets /v<version>
         self._prefix = f"/v{self._negotiate()}"
 
     def _negotiate(self) -> str:
@@ -253,8 +253,12 @@ class Engine:
             head.append("Content-Length: 0")
         raw = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
         reader, status_line = self._exchange(raw, timeout)
-        parts = status_line.split(None, 2)
-        status = int(parts[1])
+        try:
+            status = int(status_line.split(None, 2)[1])
+        except (IndexError, ValueError):
+            reader.sock.close()
+            raise ConnectionError(f"{self.url} does not answer like a Docker engine "
+                                  f"({status_line[:60]!r})") from None
         hdrs: dict[str, str] = {}
         while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
             k, _, v = line.decode("latin-1").partition(":")

@@ -205,3 +205,9 @@ def test_an_engine_that_is_not_there_is_one_line_naming_the_url(tmp_path: Path) 
     url = f"unix://{tmp_path}/no-engine.sock"
     with pytest.raises(DltError, match=f"cannot reach the Docker engine at {url}: start it"):
         open_engine(url)
+
+
+def test_something_that_is_not_an_engine_is_one_line(serve) -> None:
+    _, url = serve(lambda method, target, body: b"SSH-2.0-OpenSSH_9.2\r\n\r\n", close_after=1)
+    with pytest.raises(DltError, match=f"cannot reach the Docker engine at {url}"):
+        open_engine(url)
