@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import docker
 
     from .engineapi import Engine
+    from .remote.synced import HostCopy
 
 
 def is_remote_context(c: Any) -> bool:
@@ -41,7 +42,7 @@ class Target:
     #: time ("" when not, or unknown): lets a sync skip creating and checking it.
     host_project_real: str = ""
     #: For a sync: what the host said of its copy of the project (dltasks.remote.synced).
-    host_copy: Any = None
+    host_copy: HostCopy | None = None
     engine_url: str = ""
     _docker: Any = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)

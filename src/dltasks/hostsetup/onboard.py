@@ -255,13 +255,10 @@ def _image(st: _State) -> cl.StepResult:
     if not st.engine_ok:
         return cl.skipped(name, "needs the engine first")
     s = st.target.settings
-    client, why = connect(st.target.engine_url)
-    if client is None:
-        return cl.failed(name, why)
     try:
-        stale = stale_reason(client, s)
-    finally:
-        client.close()
+        stale = stale_reason(st.target.engine, s)
+    except DltError as e:
+        return cl.failed(name, str(e))
     if stale == "":
         return cl.ok(name, f"{s.project_image}:latest is up to date")
     if st.opts.dry_run:

@@ -15,6 +15,7 @@ from .facts import HostFacts
 if TYPE_CHECKING:
     import docker
 
+    from ..engineapi import Engine
     from ..settings import Settings
     from ..target import Target
 
@@ -125,16 +126,7 @@ def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _image_id(client: docker.DockerClient, ref: str) -> str | None:
-    import docker.errors
-
-    try:
-        return str(client.api.inspect_image(ref)["Id"])
-    except docker.errors.NotFound:
-        return None
-
-
-def stale_reason(client: docker.DockerClient, settings: Settings) -> str | None:
+def stale_reason(engine: Engine, settings: Settings) -> str | None:
     """"" when ``<project>:<hash>`` exists for today's inputs, else why not; None: unknown.
 
     Computes the hash exactly as extend-image does (dltasks.images / dltasks.dockerfile), without
@@ -148,13 +140,13 @@ def stale_reason(client: docker.DockerClient, settings: Settings) -> str | None:
         spec = extend_spec(settings)
     except Exception as e:  # noqa: BLE001 - a DltError about the project's own files
         return str(e)
-    base_id = _image_id(client, spec.base_image)
+    base_id = engine.image_id(spec.base_image)
     if base_id is None:
         return None
     want = f"{settings.project_image}:{df.plan(spec, base_id).tag}"
-    if _image_id(client, want):
+    if engine.image_id(want):
         return ""
-    if _image_id(client, f"{settings.project_image}:latest"):
+    if engine.image_id(f"{settings.project_image}:latest"):
         return (f"{settings.project_image}:latest was built from other inputs (requirements, "
                 f"packages or base image changed; today's inputs make {want})")
     return f"no project image yet (today's inputs make {want})"
@@ -203,7 +195,7 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             nvml_broken=nvml_broken_containers(client) if gpu_checks else (),
             image=image, image_is_project=image == f"{s.project_image}:latest",
             image_env=env, shm_bytes=shm, shm_mode=mode,
-            stale=stale_reason(client, s))
+            stale=stale_reason(target.engine, s))
     finally:
         client.close()
 
