@@ -111,6 +111,19 @@ class Lab:
             todo.extend(kids.get(pid, []))
         return found
 
+    def drop_connections(self, alias: str, before: set[int]) -> list[int]:
+        """SIGKILL the processes serving connections to ``alias`` that were not in ``before``,
+        as a dead network would end them. A process that ended by itself between the listing
+        and the kill (a short exec's session, a privsep child) is simply not there any more."""
+        killed = []
+        for pid in set(self.sshd_children(alias)) - before:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+        return killed
+
 
 def _unavailable(why: str) -> None:
     if IN_CI:

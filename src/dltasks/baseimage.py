@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from . import __version__
+from .engine import EngineAddr
 from .errors import DltError
 from .progress import Steps
 
@@ -280,8 +281,9 @@ def make_base_image(target: Target, spec: BaseImageSpec, *, force: bool = False,
         with steps.step(f"docker import as {spec.name}"):
             changes = " ".join(f"--change {_q(c)}" for c in
                                import_changes(spec, digest, bool(spec.ca_bundle)))
-            url = target.engine_url
-            r = sh.sudo(f"tar --numeric-owner -C {_q(root)} -c . | DOCKER_HOST={_q(url)} "
+            addr = EngineAddr.of(target.endpoint) if target.is_remote else target.engine_addr
+            env = " ".join(f"{k}={_q(v)}" for k, v in addr.cli_env().items())
+            r = sh.sudo(f"tar --numeric-owner -C {_q(root)} -c . | {env} "
                         f"docker import {changes} - {_q(spec.name)}", check=True)
             image = r.stdout.strip().splitlines()[-1]
     finally:

@@ -1,16 +1,21 @@
-"""Seam 2: clients of the target's engine, with connection errors a user can act on.
+"""Seam 2: clients of the target's engine, with failures a user can act on.
 
-Two clients share one URL and one way of explaining failures: :func:`open_engine` (our
-standard-library client in :mod:`dltasks.engineapi`, for runs and image checks: cheap to
-import) and :func:`connect` (docker-py, for builds, pulls and imports).
+Two clients share one :class:`EngineAddr` (where to dial, with what TLS, and how to name the
+engine in messages) and one way of explaining failures (:mod:`dltasks.engineerrors`):
+:func:`open_engine` (our standard-library client in :mod:`dltasks.engineapi`, for runs and
+image checks: cheap to import) and :func:`connect` (docker-py, for builds, pulls and imports).
+Which engine the address points at is decided by :mod:`dltasks.dockerhost`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from .dockerhost import DEFAULT_URL, Endpoint, Tls
 from .errors import DltError
 
 if TYPE_CHECKING:
@@ -18,29 +23,48 @@ if TYPE_CHECKING:
 
     from .engineapi import Engine
 
-DEFAULT_URL = "unix:///var/run/docker.sock"
+__all__ = ["DEFAULT_URL", "EngineAddr", "connect", "open_engine", "try_connect"]
 
 
-def engine_url(configured: str = "") -> str:
-    """The engine URL we will talk to: the setting, else DOCKER_HOST, else the local socket."""
-    return configured or os.environ.get("DOCKER_HOST", "") or DEFAULT_URL
+@dataclass(frozen=True)
+class EngineAddr:
+    """How our clients reach one engine."""
+
+    url: str                    # what we dial (for a remote host: the local end of a forward)
+    tls: Tls | None = None
+    where: str = ""             # the engine as the user knows it, for messages
+    #: What a forward saw on the far side when a dial fails ("" when nothing).
+    note: Callable[[], str] | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(cls, endpoint: Endpoint) -> EngineAddr:
+        return cls(endpoint.url, endpoint.tls,
+                   f"the Docker engine at {endpoint.url} ({endpoint.source})")
+
+    @property
+    def label(self) -> str:
+        return self.where or f"the Docker engine at {self.url}"
+
+    def cli_env(self) -> dict[str, str]:
+        """The docker CLI's variables for this engine (for `docker import` in a shell)."""
+        env = {"DOCKER_HOST": self.url}
+        if self.tls is not None:
+            certs = os.path.dirname(self.tls.ca or self.tls.cert)
+            env["DOCKER_TLS_VERIFY" if self.tls.verify else "DOCKER_TLS"] = "1"
+            if certs:
+                env["DOCKER_CERT_PATH"] = certs
+        return env
 
 
-def explain(url: str, err: BaseException) -> DltError:
-    """Turn a connection failure into one line naming the URL and the fix."""
-    text = str(err)
-    if "Permission denied" in text or "PermissionError" in text:
-        return DltError(f"permission denied on the Docker engine at {url}: add your user to the "
-                        "docker group (`sudo usermod -aG docker $USER`, then log in again) or "
-                        "run `inv setup`")
-    return DltError(f"cannot reach the Docker engine at {url}: start it (`sudo systemctl start "
-                    "docker`, or `dockerd &`) or run `inv setup`")
+def _addr(addr: EngineAddr | str) -> EngineAddr:
+    return addr if isinstance(addr, EngineAddr) else EngineAddr(addr or DEFAULT_URL)
 
 
 def _import_docker_sdk(url: str) -> None:
     """Import docker-py without paramiko unless ``url`` is ssh://: docker-py imports it (and
     the cryptography libraries) eagerly, about 100 ms of every `dlt train`'s start-up, for a
-    transport we never use (remote engines come through our own SSH tunnel)."""
+    transport we rarely use (remote engines come through our own SSH tunnel).
+    :func:`_ssh_transport` brings the transport back when an ssh:// URL comes later."""
     if url.startswith("ssh://") or "docker" in sys.modules or "paramiko" in sys.modules:
         return
     sys.modules["paramiko"] = None  # type: ignore[assignment]  # makes `import paramiko` fail
@@ -50,32 +74,79 @@ def _import_docker_sdk(url: str) -> None:
         del sys.modules["paramiko"]  # fabric, when imported later, gets the real one
 
 
-def connect(url: str = "", *, timeout: int = 120) -> docker.DockerClient:
-    """A client for the engine at ``url``; failures surface here, clearly (the client asks the
-    engine for its API version on creation, which doubles as the reachability check)."""
-    _import_docker_sdk(engine_url(url))
+def _ssh_transport() -> None:
+    """docker-py's ssh:// adapter, when it was imported without paramiko (above): import it
+    now, with the real paramiko, where docker-py looks for it."""
+    import docker.api.client
+    import docker.transport
+
+    if hasattr(docker.api.client, "SSHHTTPAdapter"):
+        return
+    from docker.transport.sshconn import SSHHTTPAdapter
+
+    docker.transport.SSHHTTPAdapter = SSHHTTPAdapter
+    docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter
+
+
+def explain(addr: EngineAddr | str, err: BaseException) -> DltError:
+    """A failure of docker-py to reach the engine, as one line naming it and the fix."""
+    from .engineerrors import unreachable
+
+    a = _addr(addr)
+    cause: BaseException = err
+    while cause.__context__ is not None and not isinstance(cause, OSError):
+        cause = cause.__context__  # requests wraps the socket's own error
+    if not isinstance(cause, OSError):
+        cause = err
+    return unreachable(cause, url=a.url, where=a.label, tls=a.tls is not None,
+                       note=a.note() if a.note else "")
+
+
+def connect(addr: EngineAddr | str = "", *, timeout: int = 120) -> docker.DockerClient:
+    """A docker-py client for the engine; failures surface here, clearly (the client asks
+    the engine for its API version on creation, which doubles as the reachability check)."""
+    a = _addr(addr)
+    _import_docker_sdk(a.url)
     import docker
     import docker.errors
     import requests.exceptions
 
-    url = engine_url(url)
+    if a.url.startswith("ssh://"):
+        _ssh_transport()
+    kwargs: dict[str, Any] = {}
+    url = a.url
+    if a.tls is not None:
+        import docker.tls
+
+        cert = (a.tls.cert, a.tls.key) if a.tls.cert else None
+        verify: bool | str = (a.tls.ca or True) if a.tls.verify else False
+        kwargs["tls"] = docker.tls.TLSConfig(client_cert=cert, ca_cert=a.tls.ca or None,
+                                             verify=verify)
+        url = url.replace("tcp://", "https://", 1)
     try:
-        client = docker.DockerClient(base_url=url, timeout=timeout)
+        client = docker.DockerClient(base_url=url, timeout=timeout, **kwargs)
+    except docker.errors.APIError as e:
+        raise DltError(f"{a.label} answered {e.status_code}: {e.explanation}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
-        raise explain(url, e) from None
+        raise explain(a, e) from None
     return client
 
 
-def open_engine(url: str = "", *, timeout: int = 120) -> Engine:
-    """Our light client for the engine at ``url``, connected: it asks the engine for its API
-    version first, which doubles as the reachability check."""
+def try_connect(addr: EngineAddr | str, *, timeout: int = 30) -> tuple[Any, str]:
+    """(docker-py client, "") when the engine answers, else (None, why). Never raises."""
+    try:
+        return connect(addr, timeout=timeout), ""
+    except DltError as e:
+        return None, e.message
+
+
+def open_engine(addr: EngineAddr | str = "", *, timeout: int = 120) -> Engine:
+    """Our light client for the engine, connected: it asks the engine for its API version
+    first, which doubles as the reachability check."""
     from .engineapi import Engine
 
-    url = engine_url(url)
-    try:
-        return Engine(url, timeout=timeout)
-    except (OSError, ValueError) as e:
-        raise explain(url, e) from None
+    a = _addr(addr)
+    return Engine(a.url, timeout=timeout, tls=a.tls, where=a.label, note=a.note)
 
 
 def has_nvidia_runtime(engine: Engine) -> bool:

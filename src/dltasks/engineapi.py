@@ -7,9 +7,15 @@ the calls runs, shells, run listings and the no-op image check make. Builds, pul
 imports keep docker-py (:mod:`dltasks.engine`), where its tar, auth and stream handling earn
 their import time.
 
-URLs: ``unix:///path``, ``tcp://host:port`` / ``http://host:port`` (plain HTTP, as docker-py
-without TLS settings), and ``ssh://[user@]host[:port]`` (through ``ssh ... docker system
-dial-stdio``, as the docker CLI does).
+URLs: ``unix:///path``, ``tcp://host:port`` / ``http://host:port`` (plain HTTP unless TLS is
+given), ``https://host:port``, and ``ssh://[user@]host[:port]`` (through ``ssh ... docker
+system dial-stdio``, as the docker CLI does). TLS uses the ``ssl`` module (imported only then):
+the engine's certificate is verified (its CA, else the system's) unless told otherwise, and
+ours is shown when given (:class:`dltasks.dockerhost.Tls`).
+
+Every failure is a :class:`~dltasks.errors.DltError`: :class:`EngineError` when the engine
+answered with an error status, :class:`~dltasks.engineerrors.EngineUnreachable` when it could
+not be reached or is not an engine; both name the engine as the user knows it.
 """
 
 from __future__ import annotations
@@ -18,19 +24,28 @@ import json
 import socket
 import subprocess
 import urllib.parse
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import DltError
+
+if TYPE_CHECKING:
+    from .dockerhost import Tls
 
 #: The newest API version we speak; older engines are spoken to in their own version.
 MAX_API = (1, 45)
 _USER_AGENT = "dltasks"
 
 
-class EngineError(Exception):
-    """The engine answered with an error status; ``explanation`` is its message."""
+class EngineError(DltError):
+    """The engine answered with an error status; ``explanation`` is its message.
 
-    def __init__(self, status: int, explanation: str) -> None:
-        super().__init__(f"{status}: {explanation}")
+    Its one line names the engine, the call and what to do; callers that know better (a
+    missing image, a refused GPU request) catch it and say more."""
+
+    def __init__(self, status: int, explanation: str, *, where: str = "the Docker engine",
+                 call: str = "") -> None:
+        super().__init__(_error_line(status, explanation, where, call))
         self.status = status
         self.explanation = explanation
 
@@ -159,8 +174,21 @@ class Stream:
         self._r.sock.close()
 
 
-def _dial(url: str, timeout: float | None) -> socket.socket:
+def _error_line(status: int, explanation: str, where: str, call: str) -> str:
+    what = f" to {call}" if call else ""
+    if status == 403 and "authorization" in explanation.lower():
+        return (f"{where} refused{what}: {explanation} (an authorization plugin said no: ask "
+                "the engine's administrator)")
+    if status >= 500:
+        return (f"{where} failed{what} ({status}: {explanation}): see the engine's log "
+                "(`journalctl -u docker`)")
+    return f"{where} answered {status}{what}: {explanation}"
+
+
+def _dial(url: str, timeout: float | None, tls: Tls | None = None) -> socket.socket:
     u = urllib.parse.urlsplit(url)
+    if tls is not None or u.scheme == "https":
+        return _dial_tls(u, timeout, tls)
     if u.scheme == "unix":
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
@@ -175,6 +203,28 @@ def _dial(url: str, timeout: float | None) -> socket.socket:
     if u.scheme == "ssh":
         return _dial_ssh(u, timeout)
     raise OSError(f"unsupported engine URL scheme {u.scheme!r}")
+
+
+def _dial_tls(u: urllib.parse.SplitResult, timeout: float | None,
+              tls: Tls | None) -> socket.socket:
+    import ssl
+
+    if tls is None or tls.verify:
+        ctx = ssl.create_default_context(cafile=tls.ca or None if tls else None)
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls is not None and tls.cert:
+        ctx.load_cert_chain(tls.cert, tls.key or None)
+    host = u.hostname or "localhost"
+    raw = socket.create_connection((host, u.port or 2376), timeout)
+    try:
+        sock = ctx.wrap_socket(raw, server_hostname=host)
+    except BaseException:
+        raw.close()
+        raise
+    return sock
 
 
 def _dial_ssh(u: urllib.parse.SplitResult, timeout: float | None) -> socket.socket:
@@ -195,18 +245,29 @@ def _dial_ssh(u: urllib.parse.SplitResult, timeout: float | None) -> socket.sock
 
 class Engine:
     """A client of one engine. Calls raise :class:`EngineError` (:class:`NotFound` for 404)
-    and ``OSError`` when the engine cannot be reached."""
+    and :class:`~dltasks.engineerrors.EngineUnreachable` when it cannot be reached."""
 
-    def __init__(self, url: str, *, timeout: float = 120) -> None:
+    def __init__(self, url: str, *, timeout: float = 120, tls: Tls | None = None,
+                 where: str = "", note: Callable[[], str] | None = None) -> None:
         self.url = url
         self.timeout = timeout
+        self.tls = tls
+        #: The engine as the user knows it, for messages ("the Docker engine on gpu1").
+        self.where = where or f"the Docker engine at {url}"
+        self._note = note  # what a forward saw on the far side, asked when a dial fails
         self._idle: _Reader | None = None
         self._prefix = ""  # /_ping is asked unversioned; every later path gets /v<version>
         self._prefix = f"/v{self._negotiate()}"
 
     def _negotiate(self) -> str:
         """The API version both sides speak (the engine's /_ping says its own)."""
-        status, headers, _ = self._request("GET", "/_ping")
+        status, headers, body = self._request("GET", "/_ping")
+        if status != 200:
+            if b"HTTPS server" in body:
+                raise self._unreachable(ConnectionError("client sent an HTTP request to an "
+                                                        "HTTPS server"))
+            if status not in (401, 403, 404) and not headers.get("api-version"):
+                raise _error(status, body, self.where, "answer /_ping")
         theirs = headers.get("api-version", "")
         try:
             major, minor = (int(x) for x in theirs.split(".")[:2])
@@ -222,7 +283,7 @@ class Engine:
         connection is tried first; if the engine had closed it, a fresh one is dialled."""
         reused, self._idle = self._idle, None
         while True:
-            reader = reused or _Reader(_dial(self.url, timeout))
+            reader = reused or _Reader(self._dial(timeout))
             reader.sock.settimeout(timeout)
             try:
                 reader.sock.sendall(raw)
@@ -233,8 +294,21 @@ class Engine:
                 return reader, status_line
             reader.sock.close()
             if reused is None:  # a fresh connection said nothing: the engine went away
-                raise ConnectionError(f"the engine at {self.url} closed the connection")
+                raise self._unreachable(ConnectionError("closed the connection"))
             reused = None
+
+    def _dial(self, timeout: float | None) -> socket.socket:
+        try:
+            return _dial(self.url, timeout, self.tls)
+        except OSError as e:  # ssl.SSLError is one too
+            raise self._unreachable(e) from None
+
+    def _unreachable(self, err: BaseException) -> DltError:
+        from .engineerrors import unreachable
+
+        note = self._note() if self._note else ""
+        return unreachable(err, url=self.url, where=self.where, tls=self.tls is not None,
+                           note=note, timeout=self.timeout)
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None,
               body: bytes | None, headers: Mapping[str, str] | None,
@@ -252,13 +326,19 @@ class Engine:
         elif method in ("POST", "PUT"):
             head.append("Content-Length: 0")
         raw = ("\r\n".join(head) + "\r\n\r\n").encode() + (body or b"")
-        reader, status_line = self._exchange(raw, timeout)
         try:
+            reader, status_line = self._exchange(raw, timeout)
+        except OSError as e:  # a timeout, a reset, TLS refused mid-way
+            raise self._unreachable(e) from None
+        try:
+            if not status_line.startswith(b"HTTP/"):
+                raise ValueError
             status = int(status_line.split(None, 2)[1])
         except (IndexError, ValueError):
             reader.sock.close()
-            raise ConnectionError(f"{self.url} does not answer like a Docker engine "
-                                  f"({status_line[:60]!r})") from None
+            raise self._unreachable(ConnectionError(
+                f"it does not answer like a Docker engine (it sent {status_line[:40]!r})")) \
+                from None
         hdrs: dict[str, str] = {}
         while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
             k, _, v = line.decode("latin-1").partition(":")
@@ -270,7 +350,11 @@ class Engine:
                  extra_time: float = 0) -> tuple[int, dict[str, str], bytes]:
         reader, status, hdrs = self._send(method, path, params, body, headers,
                                           self.timeout + extra_time)
-        data = Stream(reader, hdrs).readall() if status not in (204, 304) else b""
+        try:
+            data = Stream(reader, hdrs).readall() if status not in (204, 304) else b""
+        except OSError as e:
+            reader.sock.close()
+            raise self._unreachable(e) from None
         if hdrs.get("connection", "").lower() != "close" and (
                 "content-length" in hdrs or "chunked" in hdrs.get("transfer-encoding", "")
                 or status in (204, 304)):
@@ -285,7 +369,7 @@ class Engine:
         payload = json.dumps(body).encode() if body is not None else None
         status, _, data = self._request(method, path, params=params, body=payload)
         if status >= 400:
-            raise _error(status, data)
+            raise _error(status, data, self.where, f"{method} {path}")
         return json.loads(data) if data.strip() else None
 
     def stream(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
@@ -296,7 +380,7 @@ class Engine:
         if status >= 400:
             data = s.readall()
             s.close()
-            raise _error(status, data)
+            raise _error(status, data, self.where, f"{method} {path}")
         return s
 
     def close(self) -> None:
@@ -373,9 +457,12 @@ def _param(v: Any) -> str:
     return str(v)
 
 
-def _error(status: int, data: bytes) -> EngineError:
+def _error(status: int, data: bytes, where: str = "the Docker engine",
+           call: str = "") -> EngineError:
     try:
         message = str(json.loads(data).get("message", ""))
     except (ValueError, AttributeError):
         message = data.decode(errors="replace").strip()
-    return (NotFound if status == 404 else EngineError)(status, message or f"HTTP {status}")
+    first = (message.splitlines() or [""])[0][:300]
+    return (NotFound if status == 404 else EngineError)(status, first or f"HTTP {status}",
+                                                        where=where, call=call)

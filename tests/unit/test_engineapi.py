@@ -203,7 +203,8 @@ def test_attach_upgrade_then_raw_bytes_until_close(serve) -> None:
 
 def test_an_engine_that_is_not_there_is_one_line_naming_the_url(tmp_path: Path) -> None:
     url = f"unix://{tmp_path}/no-engine.sock"
-    with pytest.raises(DltError, match=f"cannot reach the Docker engine at {url}: start it"):
+    with pytest.raises(DltError, match=f"cannot reach the Docker engine at {url}: no socket "
+                       "there: start it"):
         open_engine(url)
 
 

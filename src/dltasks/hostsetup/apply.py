@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from ..engine import EngineAddr
+from ..engine import try_connect as connect
 from ..errors import DltError
 from . import engine as eng
 from . import toolkit as tk
 from .facts import HostFacts, driver_hint, gather
 from .osrelease import OsInfo, check_toolkit_support
-from .probes import connect
 
 if TYPE_CHECKING:
     from ..shell import Shell
@@ -40,7 +41,7 @@ def run_plan(shell: Shell, plan: Sequence[tk.Command], os: OsInfo | None = None,
                        f"{r.tail(2)}")
 
 
-def wait_for_engine(url: str, seconds: float = 60) -> str:
+def wait_for_engine(url: EngineAddr | str, seconds: float = 60) -> str:
     """Poll the engine until it answers; "" then, else the last reason it did not."""
     deadline = time.monotonic() + seconds
     why = ""
@@ -54,7 +55,7 @@ def wait_for_engine(url: str, seconds: float = 60) -> str:
         time.sleep(1)
 
 
-def engine_state(url: str) -> tuple[str, tuple[str, ...]]:
+def engine_state(url: EngineAddr | str) -> tuple[str, tuple[str, ...]]:
     """(server version, runtimes) of the engine; ("", ()) when it does not answer."""
     client, _ = connect(url)
     if client is None:
@@ -92,7 +93,7 @@ def toolkit_plan_for(target: Target, host: HostFacts, req: ToolkitRequest, *,
     if not host.dockerd_found and not host.docker_cli_found:
         raise DltError(f"no Docker engine on {target.name}: run `inv setup` (it installs one "
                        "from your distribution), then rerun")
-    version, runtimes = engine_state(target.engine_url)
+    version, runtimes = engine_state(target.engine_addr)
     files: list[str] | None = None
     if req.offline:
         listing = target.shell.run(["ls", "-1", req.offline])
@@ -108,13 +109,13 @@ def install_toolkit(target: Target, plan: Sequence[tk.Command], host: HostFacts,
                     out: TextIO | None = None) -> None:
     """Apply the plan, then check the engine came back with the nvidia runtime."""
     run_plan(target.shell, plan, host.os, out=out)
-    why = wait_for_engine(target.engine_url, 60)
+    why = wait_for_engine(target.engine_addr, 60)
     if why:
         raise DltError(f"the Docker engine did not come back after the restart ({why}): "
                        f"start it (`sudo {eng.start_command(host.init)}`) and rerun")
-    _, runtimes = engine_state(target.engine_url)
+    _, runtimes = engine_state(target.engine_addr)
     if "nvidia" not in runtimes:
-        raise DltError(f"the engine at {target.engine_url} still has no nvidia runtime after "
+        raise DltError(f"the engine at {target.endpoint.url} still has no nvidia runtime after "
                        "`nvidia-ctk runtime configure`: check /etc/docker/daemon.json and "
                        "restart the engine")
 

@@ -28,6 +28,7 @@ class Finding:
 @dataclass(frozen=True)
 class DoctorFacts:
     engine_url: str
+    engine_source: str = ""  # why that engine (dltasks.dockerhost): "context gpu-box from ..."
     engine_error: str = ""  # why the engine could not be reached; "" when it answered
     dockerd_found: bool = True
     start_command: str = "systemctl start docker"
@@ -150,9 +151,9 @@ def shm_of_df(output: str) -> int | None:
 
 def _engine(f: DoctorFacts) -> Finding:
     err = f.engine_error
+    at = f"{f.engine_url} ({f.engine_source})" if f.engine_source else f.engine_url
     if not err:
-        return Finding("engine", OK, f"Docker engine {f.engine_version} answers at "
-                       f"{f.engine_url}")
+        return Finding("engine", OK, f"Docker engine {f.engine_version} answers at {at}")
     if "permission denied" in err.lower():
         if f.in_docker_group:
             fix = ("your account is in the docker group but this login session predates it: "
@@ -160,12 +161,11 @@ def _engine(f: DoctorFacts) -> Finding:
         else:
             fix = (f"add {f.user or 'your user'} to the docker group: `sudo usermod -aG docker "
                    f"{f.user or '$USER'}`, then log out and in again (or run `inv setup`)")
-        return Finding("engine", ERROR, f"permission denied on the Docker socket "
-                       f"({f.engine_url})", fix)
+        return Finding("engine", ERROR, f"permission denied on the Docker socket ({at})", fix)
     if not f.dockerd_found and f.engine_url.startswith("unix://"):
         return Finding("engine", ERROR, f"no Docker engine installed (nothing at "
                        f"{f.engine_url})", "run `inv setup` to install it from your distribution")
-    return Finding("engine", ERROR, f"cannot reach the Docker engine at {f.engine_url}: "
+    return Finding("engine", ERROR, f"cannot reach the Docker engine at {at}: "
                    f"{why_unreachable(err)}",
                    f"start it (`sudo {f.start_command}`), or point DLT_DOCKER_HOST/DOCKER_HOST "
                    "at a running engine")
@@ -173,9 +173,9 @@ def _engine(f: DoctorFacts) -> Finding:
 
 def why_unreachable(err: str) -> str:
     """A connection failure of docker-py, said in a few words."""
-    if "FileNotFoundError" in err or "No such file" in err:
+    if "FileNotFoundError" in err or "No such file" in err or "no engine socket" in err:
         return "no socket there (the engine is not running)"
-    if "Connection refused" in err or "ConnectionRefused" in err:
+    if "Connection refused" in err or "ConnectionRefused" in err or "nothing listens" in err:
         return "connection refused (nothing listens there)"
     return _first_line(err)
 

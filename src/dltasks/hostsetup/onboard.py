@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ..engine import try_connect as connect
 from ..errors import DltError
 from . import apply
 from . import checklist as cl
 from . import engine as eng
 from .doctor import why_unreachable
 from .facts import HostFacts, driver_hint
-from .probes import connect, gpu_probe, local_image, probe_images, stale_reason
+from .probes import gpu_probe, local_image, probe_images, stale_reason
 from .toolkit import Command
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _cmds(plan: Sequence[Command]) -> list[str]:
 
 
 def _engine(st: _State) -> cl.StepResult:
-    name, url = "docker engine", st.target.engine_url
+    name, url, addr = "docker engine", st.target.endpoint.url, st.target.engine_addr
     from ..engine import DEFAULT_URL
 
     # the host's own engine (locally the default socket; remotely the forwarded one) is ours to
@@ -66,7 +67,7 @@ def _engine(st: _State) -> cl.StepResult:
         # (installing docker.io adds /etc/init.d/docker on hosts without systemd)
         st.host = apply.refresh(st.target)
         ran = _cmds(install)
-        why = apply.wait_for_engine(url, 5)
+        why = apply.wait_for_engine(addr, 5)
         if why:
             why, started = _start(st)
             ran += started
@@ -75,7 +76,7 @@ def _engine(st: _State) -> cl.StepResult:
                              f"see {eng.DOCKERD_LOG} or `journalctl -u docker`")
         st.engine_ok = True
         return cl.changed(name, f"installed from the distribution and started ({url})", ran)
-    client, why = connect(url)
+    client, why = connect(addr)
     if client is not None:
         version = str(client.version().get("Version", ""))
         client.close()
@@ -101,12 +102,12 @@ def _start(st: _State) -> tuple[str, list[str]]:
     """Start the engine the host's way; where that fails without systemd (an init script
     that cannot raise ulimits in a container, say), run dockerd itself in the background.
     Returns (why it still does not answer or "", the commands run)."""
-    url = st.target.engine_url
+    addr = st.target.engine_addr
     plan = apply.engine_start_plan(st.host)
     ran = _cmds(plan)
     try:
         apply.run_plan(st.target.shell, plan, out=st.out)
-        why = apply.wait_for_engine(url, 30)
+        why = apply.wait_for_engine(addr, 30)
     except DltError as e:
         why = e.message
     if why and st.host.init == eng.SYSV:
@@ -114,7 +115,7 @@ def _start(st: _State) -> tuple[str, list[str]]:
                          eng.start_command(eng.NONE))
         apply.run_plan(st.target.shell, [direct], out=st.out)
         ran.append(direct.cmd)
-        why = apply.wait_for_engine(url, 60)
+        why = apply.wait_for_engine(addr, 60)
     return why, ran
 
 
@@ -188,7 +189,7 @@ def _gpu_container(st: _State) -> cl.StepResult:
         return cl.skipped(name, "needs the NVIDIA driver first")
     if not st.engine_ok:
         return cl.skipped(name, "needs the engine first")
-    client, why = connect(st.target.engine_url)
+    client, why = connect(st.target.engine_addr)
     if client is None:
         return cl.failed(name, why)
     try:
@@ -210,7 +211,7 @@ def _load(st: _State) -> cl.StepResult:
     name = "load images"
     if not st.engine_ok:
         return cl.skipped(name, "needs the engine first")
-    client, why = connect(st.target.engine_url)
+    client, why = connect(st.target.engine_addr)
     if client is None:
         return cl.failed(name, why)
     loaded: list[str] = []

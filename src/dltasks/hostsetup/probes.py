@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..engine import try_connect as connect
 from .doctor import GIB, DoctorFacts, parse_df, shm_of_df
 from .engine import restart_command, start_command
 from .facts import HostFacts
@@ -32,20 +33,6 @@ class Ran:
     @property
     def ok(self) -> bool:
         return self.code == 0
-
-
-def connect(url: str) -> tuple[Any, str]:
-    """(client, "") when the engine answers, else (None, why). Never raises."""
-    import docker
-    import docker.errors
-    import requests.exceptions
-
-    try:
-        client = docker.DockerClient(base_url=url, timeout=30)
-        client.ping()
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
-        return None, str(e)
-    return client, ""
 
 
 def run_once(client: docker.DockerClient, image: str, command: list[str], *,
@@ -156,7 +143,8 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
                  shm_need: int = GIB) -> DoctorFacts:
     """Everything :func:`diagnose` needs, gathered without changing the host."""
     s = target.settings
-    base = DoctorFacts(engine_url=target.engine_url, dockerd_found=host.dockerd_found,
+    base = DoctorFacts(engine_url=target.endpoint.url, engine_source=_source(target),
+                       dockerd_found=host.dockerd_found,
                        start_command=start_command(host.init),
                        restart_command=restart_command(host.init),
                        user=host.user, in_docker_group=_in_group_file(target, host.user),
@@ -165,7 +153,7 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
                        driver=host.driver if host.nvidia_smi_found else None,
                        smi_error="" if host.nvidia_smi_ok else host.nvidia_smi_out,
                        shm_need=shm_need)
-    client, why = connect(target.engine_url)
+    client, why = connect(target.engine_addr)
     if client is None:
         return _replace(base, engine_error=why or "no answer")
     try:
@@ -198,6 +186,12 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             stale=stale_reason(target.engine, s))
     finally:
         client.close()
+
+
+def _source(target: Target) -> str:
+    """Why that engine, as `doctor` and `config` say it."""
+    where = f" on {target.name}" if target.is_remote else ""
+    return target.endpoint.source + where
 
 
 def _in_group_file(target: Target, user: str) -> bool:

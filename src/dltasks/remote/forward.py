@@ -93,32 +93,47 @@ def open_streamlocal(transport: Any, path: str, timeout: float = 30.0) -> Any:
 _CONNECT_FAILED = 2
 
 
-def _dial_stdio(transport: Any, url: str) -> Any:
-    """An exec channel bridged to the engine at ``url`` by the host's docker CLI."""
+def _dial_stdio(transport: Any, command: str) -> Any:
+    """An exec channel bridged to the engine by the host's docker CLI (``command``)."""
     chan = transport.open_session()
-    chan.exec_command(f"docker -H {shlex.quote(url)} system dial-stdio")
+    chan.exec_command(command)
     return chan
 
 
 class SocketForward:
     """A local unix socket whose connections reach the remote engine through ``transport``."""
 
-    def __init__(self, transport: Any, remote_url: str = "", *, mode: str = "") -> None:
+    def __init__(self, transport: Any, remote_url: str = "", *, mode: str = "",
+                 pending: bool = False) -> None:
         self.transport = transport
+        self.dir, self.path, self._listener = private_listener("dlt-engine-", "docker.sock", 64)
+        self._closed = threading.Event()
+        self._pointed = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
+        self.errors: list[str] = []
+        #: Why the latest channel could not be opened ("" once one opens again).
+        self.last_failure = ""
+        self.dial_command = ""
+        if not pending:
+            self.point_at(remote_url, mode=mode)
+        self._thread = threading.Thread(target=self._accept, name="dlt-forward", daemon=True)
+        self._thread.start()
+
+    def point_at(self, remote_url: str, *, mode: str = "", dial_command: str = "") -> None:
+        """Where connections go on the host (a forward made ``pending`` waits for this: the
+        engine is known once the host has been described). ``dial_command``: the host's
+        command bridging stdio to its engine, for ``dial-stdio``."""
         self.remote = remote_url or "unix://" + DEFAULT_REMOTE_SOCKET
         url = urlparse(self.remote)
-        if url.scheme not in ("unix", "tcp", "http"):
+        if url.scheme not in ("unix", "tcp", "http") and mode != "dial-stdio":
             raise DltError(f"DLT_DOCKER_HOST={remote_url!r} cannot be forwarded from a remote "
                            "host: use unix:///path/to/docker.sock or tcp://host:port")
         self.remote_url = url
         self.mode = mode or ("tcp" if url.scheme in ("tcp", "http") else "streamlocal")
-        self.dir, self.path, self._listener = private_listener("dlt-engine-", "docker.sock", 64)
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._live: set[Any] = set()
-        self.errors: list[str] = []
-        self._thread = threading.Thread(target=self._accept, name="dlt-forward", daemon=True)
-        self._thread.start()
+        self.dial_command = dial_command or f"docker -H {shlex.quote(self.remote)} system " \
+                                            "dial-stdio"
+        self._pointed.set()
 
     @property
     def url(self) -> str:
@@ -128,6 +143,8 @@ class SocketForward:
         """A channel to the remote engine, by the best way this server allows."""
         from paramiko.ssh_exception import ChannelException, SSHException
 
+        if not self._pointed.wait(60) or self._closed.is_set():
+            raise SSHException("the forward was closed before the host was described")
         if self.mode == "tcp":
             addr = (self.remote_url.hostname or "127.0.0.1", self.remote_url.port or 2375)
             return self.transport.open_channel("direct-tcpip", addr, ("127.0.0.1", 0))
@@ -139,7 +156,7 @@ class SocketForward:
                     raise
                 self.errors.append(f"stream-local forwarding refused ({e}); using dial-stdio")
                 self.mode = "dial-stdio"
-        return _dial_stdio(self.transport, self.remote)
+        return _dial_stdio(self.transport, self.dial_command)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -154,9 +171,11 @@ class SocketForward:
         try:
             chan = self.open_channel()
         except Exception as e:  # noqa: BLE001 - reported to the client as a closed socket
+            self.last_failure = _channel_failure(self, e)
             self.errors.append(f"cannot open a channel to the remote engine: {e}")
             conn.close()
             return
+        self.last_failure = ""
         with self._lock:
             self._live.update((conn, chan))
         try:
@@ -177,6 +196,7 @@ class SocketForward:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._pointed.set()  # a connection waiting to learn where to go gives up
         try:
             self._listener.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -187,6 +207,16 @@ class SocketForward:
         for item in live:
             _quietly_close(item)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _channel_failure(fwd: SocketForward, err: Exception) -> str:
+    """Why a channel to the engine could not be opened, for the user."""
+    if not fwd.transport.active:
+        return "the SSH connection was lost"
+    if getattr(err, "code", None) == _CONNECT_FAILED:
+        what = ("no socket" if fwd.mode == "streamlocal" else "nothing listening")
+        return f"{what} at {fwd.remote} there"
+    return f"cannot open an SSH channel to it ({err})"
 
 
 def _quietly_close(item: Any) -> None:

@@ -20,9 +20,9 @@ from typing import Any
 from ..errors import DltError
 from ..settings import Settings
 from ..shell import CmdResult, local, quote
-from ..target import Target
+from ..target import HostCopy, Target
 from .sshconfig import SshHost, from_connection, rsh_command
-from .synced import HostCopy, listing_digest, write_stamp
+from .synced import listing_digest, write_stamp
 from .syncrules import RUNS, SyncStats, check_remote_dir, filter_args, human, parse_stats
 from .target import quick_exec, remote_home
 
@@ -59,13 +59,10 @@ def rsh_for(target: Target, host: SshHost, via: str = "tunnel") -> str:
     transport = getattr(target.shell.c, "transport", None)
     if via == "ssh" or transport is None or not transport.active:
         return rsh_command(host)
-    tunnel = getattr(target, "_rsh_tunnel", None)
-    if tunnel is None:
-        from .tunnel import ExecTunnel
+    from .tunnel import ExecTunnel
 
-        tunnel = ExecTunnel(transport)
-        target._rsh_tunnel = tunnel  # type: ignore[attr-defined]
-        target._closers.append(tunnel.close)
+    tunnel = target.resources.keep("rsh-tunnel", lambda: ExecTunnel(transport),
+                                   ExecTunnel.close)
     return str(tunnel.rsh())
 
 
@@ -103,9 +100,7 @@ def prepare_remote_dir(target: Target, path: str, home: str) -> str:
 
 
 def _home_of(target: Target) -> str:
-    if not target.host_home:
-        target.host_home = remote_home(target.shell.c, ssh_host(target))
-    return target.host_home
+    return target.host_home or remote_home(target.shell.c, ssh_host(target))
 
 
 def _protected(settings: Settings) -> list[str]:

@@ -26,24 +26,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..shell import local, quote
+from ..target import HostCopy
 from .target import from_home, quick_exec
 
 STAMP_DIR = ".cache/dltasks/sync"
 MARGIN_S = 1
 #: Filesystems whose ctimes come from the host's own clock (GNU `stat -f -c %T` names).
 LOCAL_FS = ("ext2/ext3", "xfs", "btrfs", "tmpfs", "zfs", "f2fs", "overlayfs")
-
-
-@dataclass(frozen=True)
-class HostCopy:
-    """What the host said about its copy of the project, before the sync."""
-
-    clock: int      # the host's time (seconds) when asked
-    digest: str     # the stamp's digest when the copy is unchanged since that stamp, else ""
 
 
 def stamp_name(remote_dir: str) -> str:

@@ -9,26 +9,32 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..background import in_background
-from ..engine import open_engine
+from ..dockerhost import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve
+from ..engine import EngineAddr, open_engine
 from ..errors import DltError
 from ..settings import Settings
 from ..shell import Shell, quote
-from ..target import Target
-from .forward import DEFAULT_REMOTE_SOCKET, SocketForward
+from ..target import REMOTE, HostCopy, Resources, Target
+from .forward import SocketForward
 from .hostkeys import harden, open_checked
 from .sshconfig import SshHost
 
-if TYPE_CHECKING:
-    from .synced import HostCopy
 
-
-def remote_engine_url(settings: Settings) -> str:
-    """The engine URL as seen ON the host: DLT_DOCKER_HOST (e.g. from .env.<host>), else the
-    standard socket. The laptop's own DOCKER_HOST never applies to a remote host."""
-    return settings.docker_host or "unix://" + DEFAULT_REMOTE_SOCKET
+def point_forward(fwd: SocketForward, endpoint: Endpoint) -> None:
+    """Send the forward's connections to ``endpoint`` (resolved on the host): a unix socket
+    by stream-local forwarding, a plain tcp:// engine by direct-tcpip, anything else (TLS,
+    ssh://) through the host's own docker CLI, which applies the same settings there."""
+    if endpoint.url.startswith("unix://") or (endpoint.url.startswith(("tcp://", "http://"))
+                                              and endpoint.tls is None):
+        fwd.point_at(endpoint.url)
+        return
+    if endpoint.source.startswith("DLT_DOCKER_HOST"):
+        fwd.point_at(endpoint.url, mode="dial-stdio")
+    else:  # DOCKER_HOST or a context of the host's user: its CLI resolves it as we did
+        fwd.point_at(endpoint.url, mode="dial-stdio", dial_command="docker system dial-stdio")
 
 
 def from_home(remote_dir: str) -> str:
@@ -69,11 +75,12 @@ def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int
         chan.close()
 
 
-#: $HOME; the project folder's real path when it exists and is no symlink, else "";
-#: then, when $2 (a sync stamp) is given, :data:`.synced.CHECK_SCRIPT`'s lines.
+#: $HOME; the project folder's real path when it exists and is no symlink, else ""; the
+#: docker view's lines (:data:`dltasks.dockerhost.VIEW_SCRIPT`, each starting "dv<TAB>"); then,
+#: when $2 (a sync stamp) is given, :data:`.synced.CHECK_SCRIPT`'s lines.
 _DESCRIBE = ('printf "%s\\n" "$HOME"; real=; if cd "$HOME"; then [ -n "$1" ] && [ -d "$1" ] && '
              '[ ! -L "$1" ] && real=$(cd -- "$1" && pwd -P); fi; printf "%s\\n" "$real"; '
-             '[ -n "$2" ] || exit 0; ')
+             f'{VIEW_SCRIPT}; [ -n "$2" ] || exit 0; ')
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ class HostView:
 
     home: str
     real_dir: str               # the project folder's real path when it exists there, else ""
+    docker: DockerView | None = None  # what the host's docker CLI would read
     copy: HostCopy | None = None  # with ``check_sync``: what the host says of its copy
 
 
@@ -102,7 +110,9 @@ def describe_host(c: Any, host: SshHost, remote_dir: str = "", *,
         raise DltError(f"cannot read $HOME on {host.alias} (exit {code}): "
                        f"{(err or out).strip()[:200]}; check the account's shell")
     real = lines[1].strip() if len(lines) > 1 else ""
-    return HostView(home, real, parse_check(lines[2:]) if stamp else None)
+    view = [ln for ln in lines[2:] if ln.startswith("dv\t")]
+    rest = [ln for ln in lines[2:] if not ln.startswith("dv\t")]
+    return HostView(home, real, parse_view(view, home), parse_check(rest) if stamp else None)
 
 
 def remote_home(c: Any, host: SshHost) -> str:
@@ -120,26 +130,32 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
     host = harden(c, accept_new=settings.accept_new_host_key)
     if not was_open:
         open_checked(c, host)
-    closers: list[Any] = [] if was_open else [c.close]
     # Keepalives, as ServerAliveInterval (default 15 s): an idle follow notices a dead link.
     c.transport.set_keepalive(int(c.ssh_config.get("serveraliveinterval", 15) or 15))
+    fwd = SocketForward(c.transport, pending=True)
+    addr = EngineAddr(fwd.url, where=f"the Docker engine on {host.alias}",
+                      note=lambda: fwd.last_failure)
+    resources = Resources(addr)
+    if not was_open:
+        resources.stack.callback(c.close)
+    resources.stack.callback(fwd.close)  # closed before the connection (newest first)
     try:
-        fwd = SocketForward(c.transport, remote_engine_url(settings))
-        # The engine's first answer (a channel opened through SSH) comes while we ask the host.
-        engine = in_background(open_engine, fwd.url) if engine_soon else None
+        # The engine's first answer (a channel opened through SSH) comes as soon as the host
+        # has said which engine its user's docker CLI would use.
+        engine = in_background(open_engine, addr) if engine_soon else None
         view = describe_host(c, host, settings.remote_dir, check_sync=check_sync)
+        endpoint = resolve(settings.docker_host, settings.source("docker_host"),
+                           view.docker or parse_view([], view.home))
+        point_forward(fwd, endpoint)
         project_dir = expand_remote_dir(settings.remote_dir, view.home)
     except BaseException:
-        for close in closers:
-            close()
+        resources.close()
         raise
-    closers.insert(0, fwd.close)
-    t = Target(name=host.alias, shell=Shell(c, sudo_password=settings.sudo_password),
-               settings=settings, is_remote=True, host_project_dir=project_dir,
-               host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy,
-               engine_url=fwd.url, _closers=closers[::-1], _engine_future=engine)
-    # Target.close pops from the end: the forward goes first, then the connection.
-    return t
+    resources.engine_under_way(engine)
+    return Target(name=host.alias, kind=REMOTE,
+                  shell=Shell(c, sudo_password=settings.sudo_password), settings=settings,
+                  endpoint=endpoint, resources=resources, host_project_dir=project_dir,
+                  host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy)
 
 
 def connection_lost(target: Target) -> bool:
