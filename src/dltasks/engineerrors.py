@@ -57,30 +57,34 @@ def _reason(err: BaseException, url: str, where: str, tls: bool, note: str,
         return (f"cannot reach {where}: its host name does not resolve: check DOCKER_HOST / "
                 "the docker context")
     if "https server" in low:
-        return (f"cannot reach {where}: it requires TLS: set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (or use a "
-                "docker context made with --docker host=...,ca=...,cert=...,key=...)")
+        return (f"cannot reach {where}: it requires TLS: set DOCKER_TLS_VERIFY=1 and "
+                "DOCKER_CERT_PATH (or use a docker context made with --docker "
+                "host=...,ca=...,cert=...,key=...)")
     if "does not answer like a docker engine" in low:
         return f"cannot reach {where}: {err}: check the port in DOCKER_HOST / the docker context"
     if tls and ("eof" in low or "reset" in low or "closed the connection" in low):
-        return (f"cannot reach {where}: it closed the TLS connection: it may not speak TLS on that port, or it "
-                "refused our client certificate (DOCKER_CERT_PATH)")
+        return (f"cannot reach {where}: it closed the TLS connection: it may not speak TLS "
+                "on that port, or it refused our client certificate (DOCKER_CERT_PATH)")
     if "closed the connection" in low or isinstance(err, ConnectionError):
-        return (f"cannot reach {where}: it closed the connection before answering: check that a Docker engine "
-                "listens there (see its log)")
+        return (f"cannot reach {where}: it closed the connection before answering: check "
+                "that a Docker engine listens there (see its log)")
     return f"cannot reach {where}: {text}"
 
 
 def _tls_reason(err: BaseException, where: str, low: str) -> str:
     if "certificate verify failed" in low or type(err).__name__ == "SSLCertVerificationError":
         detail = getattr(err, "verify_message", "") or "certificate verify failed"
-        return (f"cannot reach {where}: its certificate is not trusted ({detail}): give its CA as ca.pem "
-                "in DOCKER_CERT_PATH (or the context's ca=), or fix the engine's certificate")
+        return (f"cannot reach {where}: its certificate is not trusted ({detail}): give its "
+                "CA as ca.pem in DOCKER_CERT_PATH (or the context's ca=), or fix the engine's "
+                "certificate")
     if "certificate required" in low or "bad certificate" in low or \
             "unknown ca" in low or "certificate unknown" in low:
-        return (f"cannot reach {where}: it refused our client certificate: put a cert.pem and key.pem signed by "
-                "the engine's CA in DOCKER_CERT_PATH (or the context's cert=/key=)")
+        return (f"cannot reach {where}: it refused our client certificate: put a cert.pem and "
+                "key.pem signed by the engine's CA in DOCKER_CERT_PATH (or the context's "
+                "cert=/key=)")
     if "wrong version number" in low or "record layer" in low or "packet length" in low or \
             "unknown protocol" in low or "http request" in low:
-        return (f"cannot reach {where}: it does not speak TLS: unset DOCKER_TLS_VERIFY / use tcp:// without TLS, "
-                "or the engine's TLS port (usually 2376)")
-    return f"cannot reach {where}: TLS failed ({err}): check DOCKER_CERT_PATH and the engine's TLS setup"
+        return (f"cannot reach {where}: it does not speak TLS: unset DOCKER_TLS_VERIFY / use "
+                "tcp:// without TLS, or the engine's TLS port (usually 2376)")
+    return (f"cannot reach {where}: TLS failed ({err}): check DOCKER_CERT_PATH and the "
+            "engine's TLS setup")

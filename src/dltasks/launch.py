@@ -21,6 +21,7 @@ from .records import (
     GitState,
     git_state_later,
     new_run_id,
+    run_dir,
     utcnow,
     write_manifest,
 )
@@ -57,6 +58,20 @@ def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: 
     return ensure_project_image(target, settings)
 
 
+def image_record(target: Target, image: str) -> dict[str, Any]:
+    """The engine's record of ``image``; a one-line error with the fixes when it has none."""
+    from .engineapi import NotFound
+
+    try:
+        return target.engine.inspect_image(image)
+    except NotFound:
+        where = target.name if target.is_remote else \
+            f"this machine's engine ({target.endpoint.url})"
+        raise DltError(f"image {image} is not on {where}: build it with `inv extend-image`, pull "
+                       f"it (`docker pull {image}`), or set DLT_IMAGE to an image it has") \
+            from None
+
+
 def prepare_host(target: Target, plan: RunPlan) -> str:
     """Check on the host that the paths the run mounts exist, create the outputs folder, and
     learn the login's uid:gid: one round trip for a remote host, none for this machine."""
@@ -87,7 +102,7 @@ def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[st
     order: sync, host, image.
     """
     if not target.is_remote:
-        return prepare_host(target, plan), target.engine.inspect_image(image)
+        return prepare_host(target, plan), image_record(target, image)
     from concurrent.futures import ThreadPoolExecutor
 
     from .remote.sync import sync_project
@@ -96,7 +111,7 @@ def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[st
     needs_code = any(p == code_dir[:-1] or p.startswith(code_dir) for p in plan.must_exist)
     with ThreadPoolExecutor(2, thread_name_prefix="dlt-ready") as pool:
         synced = pool.submit(sync_project, target, target.settings, runs=[plan.run_id])
-        looked_up = pool.submit(lambda: target.engine.inspect_image(image))
+        looked_up = pool.submit(image_record, target, image)
         if needs_code:
             synced.result()
         try:
@@ -148,7 +163,12 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     req = replace(req, gpus=gpus)
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
-    plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
+    try:
+        plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
+    except BaseException:
+        shutil.rmtree(run_dir(local.project_dir, run_id), ignore_errors=True)
+        git()  # reap it
+        raise
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
@@ -168,7 +188,12 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         return 0
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    uid_gid, info = _ready_host(target, plan, image)
+    try:  # nothing is left behind by a run that never reached the engine
+        uid_gid, info = _ready_host(target, plan, image)
+    except BaseException:
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        git()
+        raise
     if not req.root:
         plan.spec = replace(plan.spec, user=uid_gid)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,

@@ -37,8 +37,9 @@ def test_engine_stopped_no_socket(project: Path) -> None:
     r = dlt("doctor", cwd=project, env={"DLT_DOCKER_HOST": f"unix://{sock}"})
     assert time.monotonic() - t0 < 15
     assert r.returncode == 1, r.stdout + r.stderr
-    assert f"ERROR engine        cannot reach the Docker engine at unix://{sock}: no socket " \
-           "there (the engine is not running)" in r.stdout
+    assert f"ERROR engine        cannot reach the Docker engine at unix://{sock} " \
+           "(DLT_DOCKER_HOST from environment): no socket there (the engine is not running)" \
+           in r.stdout
     assert "fix: start it (`sudo " in r.stdout
     assert "Traceback" not in r.stderr
     # nothing else is checked against an engine that is not there

@@ -201,8 +201,8 @@ def test_setup_on_a_machine_without_an_engine(box: Any, base_image: str) -> None
             "[ -e /var/run/docker.pid ] || break; sleep 1; done")
     code, doc = sh(box, "dlt doctor --no-gpu", env=env, workdir="/root/proj")
     assert code == 1
-    assert "ERROR engine        cannot reach the Docker engine at unix:///var/run/docker.sock: " \
-           in doc, doc
+    assert "ERROR engine        cannot reach the Docker engine at unix:///var/run/docker.sock " \
+           "(the default socket): " in doc, doc
     assert "fix: start it (`sudo service docker start`)" in doc
     code, third = sh(box, SETUP, env=env, workdir="/root/proj")
     print(third)

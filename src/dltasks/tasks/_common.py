@@ -31,7 +31,14 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
 
             remote = bool(getattr(c, "host", None)) and hasattr(c, "open")
             try:
-                result = fn(c, *a, **kw)
+                try:
+                    result = fn(c, *a, **kw)
+                except (DltError, Exit, KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as e:  # noqa: BLE001 - not foreseen: one line, the rest logged
+                    from ..errorlog import unexpected
+
+                    raise unexpected(e) from None
             except DltError as e:
                 if not remote:
                     raise Exit(f"dlt: error: {e.message}", code=e.code) from None
