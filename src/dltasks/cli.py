@@ -60,4 +60,16 @@ from invoke.program import Program  # noqa: E402
 from . import __version__  # noqa: E402
 from .tasks import ns  # noqa: E402
 
-program = Program(namespace=ns, name="dlt", binary="dlt", version=__version__)
+
+class DltProgram(Program):
+    """invoke's Program, remembering the argv it was given (``program.run([...])`` from
+    Python gives one that is not ``sys.argv``): `train -- ARGS` reads its arguments there."""
+
+    def normalize_argv(self, argv: list[str] | None) -> None:
+        super().normalize_argv(argv)
+        from .tasks import _common
+
+        _common.PROGRAM_ARGV[:] = list(self.argv)
+
+
+program = DltProgram(namespace=ns, name="dlt", binary="dlt", version=__version__)

@@ -39,18 +39,19 @@ def _raw_terminal(fd: int) -> Iterator[None]:
 
 
 def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
-    """Run ``spec`` (tty + stdin) wired to this terminal; returns the exit code."""
+    """Run ``spec`` (tty + stdin) wired to this terminal; returns the exit code.
+
+    The lifecycle is :func:`dltasks.runner.container`'s: Ctrl-C goes to the container (raw
+    mode), SIGTERM/SIGHUP stop it with the grace period, and it is always removed."""
     engine = target.engine
-    cid = runner.create(target, spec)
     stdin_fd = sys.stdin.fileno()
-    try:
-        tty = engine.attach(cid, stdin=True, logs=False)
-        runner.start(target, cid, spec)
+    with runner.container(target, spec, stop_timeout=stop_timeout, stdin=True,
+                          logs=False) as run:
 
         def resize(*_: Any) -> None:
             size = shutil.get_terminal_size()
             with contextlib.suppress(Exception):
-                engine.resize(cid, height=size.lines, width=size.columns)
+                engine.resize(run.cid, height=size.lines, width=size.columns)
 
         if os.isatty(stdin_fd):
             resize()
@@ -59,16 +60,12 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
             old = None
         try:
             with _raw_terminal(stdin_fd):
-                _pump(tty, stdin_fd)
+                _pump(run.stream, stdin_fd)
         finally:
             if old is not None:
                 signal.signal(signal.SIGWINCH, old)
-        return runner.wait_exit_code(target, cid)
-    except KeyboardInterrupt:
-        runner.stop(target, cid, stop_timeout)
-        return runner.INTERRUPTED
-    finally:
-        runner.remove(target, cid)
+        run.code = runner.wait_exit_code(target, run.cid)
+    return runner.INTERRUPTED if run.code is None else run.code
 
 
 def _pump(tty: Stream, stdin_fd: int) -> None:

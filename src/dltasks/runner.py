@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .containers import (
-    LABEL_GPUS,
-    LABEL_HOST,
     LABEL_KIND,
-    LABEL_PROJECT,
     LABEL_RUN,
-    LABEL_STARTED,
     RunSpec,
     create_config,
 )
@@ -40,28 +36,51 @@ class _Terminated(Exception):
     """SIGTERM/SIGHUP while attached: handled like Ctrl-C."""
 
 
-def explain_start_error(target: Target, err: Exception, spec: RunSpec) -> DltError:
+class StartRefused(DltError):
+    """The engine would not create or start the container; ``engine_text`` is its reason."""
+
+    def __init__(self, message: str, engine_text: str) -> None:
+        super().__init__(message)
+        self.engine_text = engine_text
+
+
+class Interrupted(DltError):
+    """Ctrl-C, SIGTERM or SIGHUP before the container had started: nothing was left behind."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted before the run started; its container was removed",
+                         code=INTERRUPTED)
+
+
+def explain_start_error(target: Target, err: Exception, spec: RunSpec) -> StartRefused:
     """The engine's reason a container could not be created/started, as one line with the fix."""
     text = getattr(err, "explanation", None) or str(err)
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
-    where = f"the engine on {target.name}"
+    return StartRefused(_start_message(target.name, text, spec), text)
+
+
+def _start_message(host: str, text: str, spec: RunSpec) -> str:
+    where = f"the engine on {host}"
     if "could not select device driver" in text:
-        return DltError(f"{where} has no NVIDIA runtime, so it cannot give GPUs "
-                        f"({spec.gpus.describe()}) to containers: run `inv install-nvidia-docker` "
-                        "(or `inv setup`)" + (", or run with --gpu none"
-                                              if spec.labels.get(LABEL_KIND) != "test-gpu" else ""))
+        other = ", or run with --gpu none" if spec.labels.get(LABEL_KIND) != "test-gpu" else ""
+        return (f"{where} has no NVIDIA runtime, so it cannot give GPUs "
+                f"({spec.gpus.describe()}) to containers: run `inv install-nvidia-docker` "
+                f"(or `inv setup`){other}")
     if "Failed to initialize NVML" in text or "nvml error" in text.lower():
-        return DltError(f"{where} could not talk to the NVIDIA driver ({text.strip()[:120]}): "
-                        "restart the engine (`sudo systemctl restart docker`) or run `inv doctor`")
+        return (f"{where} could not talk to the NVIDIA driver ({text.strip()[:120]}): restart "
+                "the engine (`sudo systemctl restart docker`) or run `inv doctor`")
     if "bind source path does not exist" in text:
         path = text.rsplit(":", 1)[-1].strip()
-        return DltError(f"mount source {path} does not exist on {target.name}: create it, or fix "
-                        "DLT_DATA_DIR / DLT_OUTPUT_DIR / DLT_MOUNTS")
+        return (f"mount source {path} does not exist on {host}: create it, or fix "
+                "DLT_DATA_DIR / DLT_OUTPUT_DIR / DLT_MOUNTS")
     if "No such image" in text or "not found" in text and "image" in text.lower():
-        return DltError(f"image {spec.image} is not on {target.name}: run `inv extend-image` "
-                        "(or set DLT_IMAGE to an image the engine has)")
-    return DltError(f"{where} could not start the container: {text.strip().splitlines()[0]}")
+        return (f"image {spec.image} is not on {host}: run `inv extend-image` (or set "
+                "DLT_IMAGE to an image the engine has)")
+    if "authorization" in text.lower():
+        return (f"{where} refused the container: {text.strip()[:200]} (an authorization plugin "
+                "said no: ask the engine's administrator)")
+    return f"{where} could not start the container: {text.strip().splitlines()[0]}"
 
 
 @contextlib.contextmanager
@@ -188,16 +207,6 @@ class _Settling:
         return data
 
 
-def attach(target: Target, cid: str) -> Iterator[tuple[int, bytes]]:
-    """Attach to a container BEFORE it starts, so no output is lost and the stream ends with it.
-
-    (Attaching after start races a quick exit: the engine then waits for a restart forever.)
-    Returns the container's output as (stream id, bytes); our containers have no TTY.
-    """
-    sys.stdout.flush()
-    return _frames(_Settling(target.engine.attach(cid)).read)
-
-
 def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | None = None) -> None:
     """Copy a container's output from its start (then live, with ``follow``) to ours."""
     sys.stdout.flush()
@@ -231,33 +240,81 @@ def wait_exit_code(target: Target, cid: str) -> int:
     return target.engine.wait(cid)
 
 
+@dataclass
+class Running:
+    """A container started by :func:`container`: its id, its attached stdio, its exit code."""
+
+    cid: str
+    stream: Stream
+    code: int | None = None
+
+
+@contextlib.contextmanager
+def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool = False,
+              logs: bool = True, say: bool = True) -> Iterator[Running]:
+    """THE container lifecycle, for runs, shells, GPU tests and setup's probes.
+
+    Create, attach (before start: nothing is missed), start, hand the running container to the
+    body (which streams and sets ``code``), and remove it however the body ends. Ctrl-C,
+    SIGTERM and SIGHUP (a closed terminal) while it runs stop it with the grace period
+    ``stop_timeout``, then kill it; ``code`` is then 130. One exception to removal: a remote
+    host whose SSH connection was lost keeps the container running (reattach with `logs`).
+    Interrupted before the start: :class:`Interrupted`, with nothing left behind.
+    """
+    cid = create(target, spec)
+    try:
+        with _signals_as_interrupt():
+            try:
+                run = Running(cid, target.engine.attach(cid, stdin=stdin, logs=logs))
+                start(target, cid, spec)
+            except (KeyboardInterrupt, _Terminated):
+                raise Interrupted() from None
+            try:
+                yield run
+            except (KeyboardInterrupt, _Terminated):
+                if say:
+                    print(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...",
+                          file=sys.stderr)
+                with _block_interrupts():
+                    stop(target, cid, stop_timeout)
+                run.code = INTERRUPTED
+    finally:
+        if not _lost(target):  # a dropped SSH connection: the run goes on, reattach later
+            with _block_interrupts():
+                remove(target, cid)
+
+
 def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
                  log_path: Path | None = None) -> int:
     """Run to completion with output streamed live; returns the exit code (130 on Ctrl-C).
 
     The container is removed however the run ends.
     """
-    cid = create(target, spec)
-    try:
-        with _signals_as_interrupt():
-            frames = attach(target, cid)
-            start(target, cid, spec)
-            try:
-                with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
-                    _copy(frames, log)
-                check_connection(target, spec.labels.get(LABEL_RUN, ""))
-                return wait_exit_code(target, cid)
-            except (KeyboardInterrupt, _Terminated):
-                print(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...",
-                      file=sys.stderr)
-                stop(target, cid, stop_timeout)
-                return INTERRUPTED
-    except (KeyboardInterrupt, _Terminated):
-        return INTERRUPTED
-    finally:
-        if not _lost(target):  # a dropped SSH connection: the run goes on, reattach later
-            with _block_interrupts():
-                remove(target, cid)
+    sys.stdout.flush()
+    with container(target, spec, stop_timeout=stop_timeout) as run:
+        frames = _frames(_Settling(run.stream).read)
+        with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
+            _copy(frames, log)
+        check_connection(target, spec.labels.get(LABEL_RUN, ""))
+        run.code = wait_exit_code(target, run.cid)
+    return INTERRUPTED if run.code is None else run.code
+
+
+def run_captured(target: Target, spec: RunSpec, *, timeout: float) -> tuple[int | None, str]:
+    """Run to completion with the output collected (setup's and doctor's probes): (exit code,
+    output); the code is None when it did not end within ``timeout`` seconds (it is stopped)."""
+    with container(target, spec, stop_timeout=2, say=False) as run:
+        run.stream.sock.settimeout(timeout)
+        chunks: list[bytes] = []
+        try:
+            for _, data in _frames(run.stream.read1):
+                chunks.append(data)
+            run.code = wait_exit_code(target, run.cid)
+        except TimeoutError:
+            stop(target, run.cid, 2)
+            return None, f"no end within {timeout:.0f}s: " + b"".join(chunks).decode(
+                errors="replace")
+    return run.code, b"".join(chunks).decode(errors="replace")
 
 
 @contextlib.contextmanager
@@ -296,61 +353,3 @@ def start_detached(target: Target, spec: RunSpec) -> str:
     cid = create(target, spec)
     start(target, cid, spec)
     return cid
-
-
-# --------------------------------------------------------------------------------------------
-# finding runs by label
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    run_id: str
-    container_id: str
-    project: str
-    kind: str
-    status: str          # running / exited / created ...
-    exit_code: int | None
-    started: str
-    gpus: str
-    host: str
-    image: str
-
-
-def find_runs(target: Target, *, project: str | None = None, run_id: str | None = None,
-              all_states: bool = True) -> list[RunInfo]:
-    """dltasks containers on the target's engine, newest first."""
-    filters = [LABEL_RUN]
-    if project:
-        filters.append(f"{LABEL_PROJECT}={project}")
-    if run_id:
-        filters.append(f"{LABEL_RUN}={run_id}")
-    rows = target.engine.containers(all=all_states, filters={"label": filters})
-    out = []
-    for r in rows:
-        labels = r.get("Labels") or {}
-        status = str(r.get("State", ""))
-        code = None
-        if status == "exited":
-            text = str(r.get("Status", ""))
-            with contextlib.suppress(ValueError, IndexError):
-                code = int(text.split("(", 1)[1].split(")", 1)[0])
-        out.append(RunInfo(labels.get(LABEL_RUN, ""), str(r["Id"]), labels.get(LABEL_PROJECT, ""),
-                           labels.get(LABEL_KIND, ""), status, code,
-                           labels.get(LABEL_STARTED, ""), labels.get(LABEL_GPUS, ""),
-                           labels.get(LABEL_HOST, target.name), str(r.get("Image", ""))))
-    return sorted(out, key=lambda i: i.started, reverse=True)
-
-
-def find_one(target: Target, run: str, project: str | None = None) -> RunInfo:
-    """The run whose id (or unique id prefix) is ``run``."""
-    runs = [r for r in find_runs(target, project=project)
-            if r.run_id == run or r.run_id.startswith(run) or r.container_id.startswith(run)]
-    if not runs:
-        raise DltError(f"no run {run!r} on {target.name}: `inv ps` lists the runs there")
-    exact = [r for r in runs if r.run_id == run]
-    if len(exact) == 1:
-        return exact[0]
-    if len(runs) > 1:
-        raise DltError(f"{run!r} matches {len(runs)} runs on {target.name} "
-                       f"({', '.join(r.run_id for r in runs[:4])}): give more of the id")
-    return runs[0]

@@ -174,7 +174,7 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
         raise DltError(unmapped_message(plan.unmapped))
 
     env.setdefault("PYTHONUNBUFFERED", "1")
-    env["DLT_RUN_ID"] = run_id
+    env["DLT_RUN_ID"] = run_id  # one of settings.RUNTIME_VARS
     if not req.root:
         env["HOME"] = RUN_HOME
     mounts.extend(req.extra_mounts)

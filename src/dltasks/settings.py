@@ -24,6 +24,9 @@ from .errors import DltError
 from .masking import mask
 
 PREFIX = "DLT_"
+#: Variables dltasks itself gives every container (not settings): a `dlt` run inside a
+#: container sees them in its environment and must not take them for mistyped keys.
+RUNTIME_VARS = frozenset({"DLT_RUN_ID"})
 DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environment", "flag"
 
 _KINDS = ("str", "path", "int", "bool", "list", "size")
@@ -275,7 +278,7 @@ def resolve(
                 container_env[item.key] = item.value
 
     for name, raw in environ.items():
-        if name.startswith(PREFIX):
+        if name.startswith(PREFIX) and name not in RUNTIME_VARS:
             if name not in _BY_ENV:
                 raise _unknown(name, "process environment")
             put(_BY_ENV[name].name, raw, ENVIRON)

@@ -198,7 +198,7 @@ def _gpu_container(st: _State) -> cl.StepResult:
             return cl.skipped(name, "no image yet to test in (rerun after the image step)")
         if st.opts.dry_run and "nvidia" not in client.info().get("Runtimes", {}):
             return cl.planned(name, "would run nvidia-smi in a container after the toolkit")
-        ran = gpu_probe(client, image)
+        ran = gpu_probe(st.target, image)
     finally:
         client.close()
     if ran.ok:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..engine import try_connect as connect
+from ..errors import DltError
 from .doctor import GIB, DoctorFacts, parse_df, shm_of_df
 from .engine import restart_command, start_command
 from .facts import HostFacts
@@ -35,38 +36,22 @@ class Ran:
         return self.code == 0
 
 
-def run_once(client: docker.DockerClient, image: str, command: list[str], *,
-             gpus: bool = False, shm_size: str = "", ipc_host: bool = False,
-             timeout: int = 120) -> Ran:
-    """Create, start, wait for, read and remove one container."""
-    import docker.errors
-    import docker.types
+def run_once(target: Target, image: str, command: list[str], *, gpus: bool = False,
+             shm_size: str = "", ipc_host: bool = False, timeout: int = 120) -> Ran:
+    """One short-lived container through the one lifecycle (dltasks.runner.container):
+    created, started, read, waited for and removed, whatever happens."""
+    from ..containers import RunSpec
+    from ..gpus import ALL, NONE, GpuSelection
+    from ..runner import run_captured
 
-    kwargs: dict[str, Any] = {"labels": {PROBE_LABEL: "1"}, "detach": True}
-    if gpus:
-        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1,
-                                                                capabilities=[["gpu"]])]
-    if shm_size:
-        kwargs["shm_size"] = shm_size
-    elif ipc_host:
-        kwargs["ipc_mode"] = "host"
+    spec = RunSpec(image=image, command=tuple(command), gpus=GpuSelection(ALL if gpus else NONE),
+                   workdir="/", ipc_host=ipc_host, shm_size=shm_size, init=False,
+                   labels={PROBE_LABEL: "1"})
     try:
-        container = client.containers.create(image, command, **kwargs)
-    except docker.errors.APIError as e:
-        return Ran(None, str(e.explanation or e))
-    try:
-        container.start()
-        code = int(container.wait(timeout=timeout).get("StatusCode", -1))
-        return Ran(code, container.logs().decode(errors="replace"))
-    except docker.errors.APIError as e:
-        return Ran(None, str(e.explanation or e))
-    except Exception as e:  # noqa: BLE001 - a timeout from requests, for instance
-        return Ran(None, f"{type(e).__name__}: {e}")
-    finally:
-        try:
-            container.remove(force=True)
-        except docker.errors.APIError:
-            pass
+        code, output = run_captured(target, spec, timeout=timeout)
+    except DltError as e:  # the engine's own words, where it refused: doctor reads them
+        return Ran(None, getattr(e, "engine_text", "") or e.message)
+    return Ran(code, output)
 
 
 def local_image(client: docker.DockerClient, candidates: list[str]) -> str:
@@ -91,9 +76,9 @@ def probe_images(settings: Settings) -> list[str]:
     return [settings.image, f"{settings.project_image}:latest", settings.base_image]
 
 
-def gpu_probe(client: docker.DockerClient, image: str) -> Ran:
+def gpu_probe(target: Target, image: str) -> Ran:
     """``nvidia-smi`` in a container with all GPUs requested (the runtime mounts it in)."""
-    return run_once(client, image, ["nvidia-smi"], gpus=True, timeout=60)
+    return run_once(target, image, ["nvidia-smi"], gpus=True, timeout=60)
 
 
 def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
@@ -167,11 +152,11 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             for item in client.images.get(image).attrs.get("Config", {}).get("Env") or []:
                 k, _, v = item.partition("=")
                 env[k] = v
-        probe = gpu_probe(client, image) if gpu_checks and image else None
+        probe = gpu_probe(target, image) if gpu_checks and image else None
         shm = None
         mode = f"--shm-size={s.shm_size}" if s.shm_size else "--ipc=host"
         if image:
-            ran = run_once(client, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
+            ran = run_once(target, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
                            ipc_host=not s.shm_size, timeout=60)
             shm = shm_of_df(ran.output) if ran.ok else None
         return _replace(

@@ -6,6 +6,7 @@ import atexit
 import functools
 import gc
 import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,14 @@ from typing import Any, TypeVar
 from invoke import Exit, task
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The argv of the running program when it is ours (`dlt`, see dltasks.cli), else empty:
+#: `inv` and `fab` parse sys.argv itself.
+PROGRAM_ARGV: list[str] = []
+
+
+def program_argv() -> list[str]:
+    return PROGRAM_ARGV or sys.argv
 
 # Tasks run in a CLI process that ends with them: let it skip the interpreter's last garbage
 # collection at exit (70-100 ms once docker-py is loaded, a fifth of `inv train`'s start-up

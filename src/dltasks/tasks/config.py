@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import dlt_task, settings_for
+from ._common import dlt_task, settings_for, target_for
 
 
 @dlt_task
@@ -22,3 +22,16 @@ def config(c: Any) -> None:
         print(f"\ncontainer environment (from .env and DLT_ENV), project {s.project_dir}:")
         for k, v in mask_env(s.container_env).items():
             print(f"  {k}={v}")
+    print(f"\nengine: {_engine_line(c)}")
+
+
+def _engine_line(c: Any) -> str:
+    """Which engine runs would use, and why (the docker CLI's rules, dltasks.dockerhost)."""
+    from ..errors import DltError
+
+    try:
+        with target_for(c, engine_soon=False) as target:
+            where = f" on {target.name}" if target.is_remote else ""
+            return target.endpoint.describe() + where
+    except DltError as e:
+        return f"none ({e.message})"

@@ -12,7 +12,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import dlt_task, settings_for, target_for
+from ._common import dlt_task, program_argv, settings_for, target_for
 
 _RUN_HELP = {
     "gpu": "GPU ids (repeatable or 0,1), all, none or auto. Default: DLT_GPUS.",
@@ -27,14 +27,15 @@ _RUN_HELP = {
 
 def _remainder(c: Any) -> list[str]:
     """Arguments after `--`, quoting intact (invoke only keeps a space-joined string)."""
-    if "--" not in sys.argv:
+    argv = program_argv()
+    if "--" not in argv:
         return []
     from ..target import is_remote_context
 
     if is_remote_context(c):
         raise Exit("dlt: error: with fab, pass arguments as --args '...' (fab would run the "
                    "text after -- as a shell command on the host)", code=2)
-    return sys.argv[sys.argv.index("--") + 1:]
+    return argv[argv.index("--") + 1:]
 
 
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
@@ -81,10 +82,11 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
 @dlt_task(help={"all": "Include runs of every project on this engine."})
 def ps(c: Any, all: bool = False) -> None:
     """List this project's runs on the engine (running and finished detached runs)."""
-    from ..runner import find_runs
+    from ..runlist import find_runs, settle
 
     with target_for(c) as target:
         runs = find_runs(target, project=None if all else target.settings.project)
+        settle(target, target.settings.project_dir, runs)
         rows = [("RUN", "KIND", "STATUS", "GPUS", "STARTED", "IMAGE")]
         for r in runs:
             status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
@@ -95,13 +97,16 @@ def ps(c: Any, all: bool = False) -> None:
 @dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on)."})
 def logs(c: Any, run: str, follow: bool = False) -> None:
     """Show a run's output (from its start); --follow streams it live."""
-    from ..runner import check_connection, find_one, stream
+    from ..runlist import find_one, settle
+    from ..runner import check_connection, stream
 
     with target_for(c) as target:
         info = find_one(target, run, target.settings.project)
         try:
             stream(target, info.container_id, follow=follow and info.status == "running")
             check_connection(target, info.run_id)
+            settle(target, target.settings.project_dir,
+                   [find_one(target, info.run_id, target.settings.project)])
         except KeyboardInterrupt:
             print(f"\ndlt: detached from {info.run_id}; it is still running", file=sys.stderr)
             raise Exit(code=130) from None
@@ -110,12 +115,17 @@ def logs(c: Any, run: str, follow: bool = False) -> None:
 @dlt_task
 def stop(c: Any, run: str) -> None:
     """Stop a run (grace period DLT_STOP_TIMEOUT, then kill) and remove its container."""
-    from ..runner import find_one, remove
+    from ..runlist import find_one, settle
+    from ..runner import remove
     from ..runner import stop as stop_container
 
     with target_for(c) as target:
         info = find_one(target, run, target.settings.project)
+        was = info.status
         stop_container(target, info.container_id, target.settings.stop_timeout)
+        settle(target, target.settings.project_dir,
+               [find_one(target, info.run_id, target.settings.project)],
+               status="stopped" if was == "running" else "exited")
         remove(target, info.container_id)
         print(f"stopped {info.run_id} on {target.name}")
 
@@ -124,10 +134,14 @@ def stop(c: Any, run: str) -> None:
 def runs(c: Any) -> None:
     """List the run records in runs/ (newest first); with fab -H, each host's own."""
     from ..records import list_runs
+    from ..runlist import find_runs, settle, unsettled
     from ..target import is_remote_context
 
     s = settings_for(c)
     host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
+    if unsettled(s.project_dir, host or "local"):  # detached runs that may have ended since
+        with target_for(c) as target:
+            settle(target, s.project_dir, find_runs(target, project=s.project))
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
     for m in list_runs(s.project_dir):
         if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
