@@ -17,6 +17,12 @@ says which is missing.
 Never start it with ``--bridge=none`` in the host's network namespace: dockerd then DELETES
 the host's docker0, cutting the shared engine's containers off. In its own namespace there is
 no docker0 to delete.
+
+With ``tls=True`` it also listens on a TCP port of the host's loopback, TLS only (client
+certificates required, made by :func:`make_certs` with openssl): the listening socket is made
+here, in the host's network namespace, and handed to dockerd as ``-H fd://`` (systemd's
+socket activation: LISTEN_FDS/LISTEN_PID), so the port is reachable from the host although
+dockerd lives in a namespace of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -48,6 +55,16 @@ class GpuEngine:
     dir: Path
     proc: subprocess.Popen[bytes] | None = None
     client: Any = field(default=None, repr=False)
+    #: With TLS: the port on 127.0.0.1 and the folder of ca.pem, cert.pem, key.pem (a client's).
+    tls_port: int = 0
+
+    @property
+    def certs(self) -> Path:
+        return self.dir / "certs"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"tcp://127.0.0.1:{self.tls_port}"
 
     @property
     def url(self) -> str:
@@ -145,10 +162,33 @@ def _wait_until_ready(eng: GpuEngine, timeout: float) -> Any:
                        f"{eng.log_tail()}")
 
 
-def start_gpu_engine(source: Any, image: str, *, timeout: float = 30) -> GpuEngine:
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certs(d: Path, *, name: str = "dlt-test") -> None:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, in ``d``:
+    ca.pem, server-cert.pem, server-key.pem, cert.pem, key.pem (the docker CLI's names)."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem",
+             "-out", "ca.pem", "-days", "2", "-subj", f"/CN={name}-ca", cwd=d)
+    for who, key, cert, ext in (
+            ("server", "server-key.pem", "server-cert.pem",
+             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+            ("client", "key.pem", "cert.pem", "extendedKeyUsage=clientAuth\n")):
+        (d / f"{who}.ext").write_text(ext)
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", f"{who}.csr",
+                 "-subj", f"/CN={name}-{who}", cwd=d)
+        _openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                 "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", f"{who}.ext", cwd=d)
+
+
+def start_gpu_engine(source: Any, image: str, *, timeout: float = 30,
+                     tls: bool = False) -> GpuEngine:
     """Start the private engine and copy ``image`` into it from ``source`` (a docker client)."""
     _check_prerequisites()
     eng = GpuEngine(Path(tempfile.mkdtemp(prefix="dlt-gpu-engine-")))
+    listener: socket.socket | None = None
     try:
         bindir = eng.dir / "bin"
         bindir.mkdir()
@@ -162,9 +202,25 @@ def start_gpu_engine(source: Any, image: str, *, timeout: float = 30) -> GpuEngi
                 "--exec-root", str(eng.dir / "exec"), "--pidfile", str(eng.dir / "docker.pid"),
                 "-H", eng.url,
                 "--bridge=none", "--iptables=false", "--ip-forward=false", "--ip-masq=false"]
+        stdin: Any = subprocess.DEVNULL
+        if tls:
+            make_certs(eng.certs)
+            c = eng.certs
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(64)
+            eng.tls_port = listener.getsockname()[1]
+            argv += ["-H", "fd://", "--tlsverify", f"--tlscacert={c / 'ca.pem'}",
+                     f"--tlscert={c / 'server-cert.pem'}", f"--tlskey={c / 'server-key.pem'}"]
+            # the listener becomes fd 3 of dockerd, LISTEN_PID its pid (exec keeps the sh's)
+            argv = ["sh", "-c", 'export LISTEN_PID=$$; exec "$@" 3<&0 0</dev/null', "_", *argv]
+            env["LISTEN_FDS"] = "1"
+            stdin = listener.fileno()
         with open(eng.dockerd_log, "wb") as log:
-            eng.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            eng.proc = subprocess.Popen(argv, stdin=stdin, stdout=log, stderr=log,
                                         env=env, cwd=eng.dir, start_new_session=True)
+        if listener is not None:
+            listener.close()  # dockerd holds it now
         eng.client = _wait_until_ready(eng, timeout)
         eng.client.images.load(source.images.get(image).save(named=True))
         eng.client.images.get(image)

@@ -33,13 +33,14 @@ class EngineAddr:
     url: str                    # what we dial (for a remote host: the local end of a forward)
     tls: Tls | None = None
     where: str = ""             # the engine as the user knows it, for messages
+    timeout: int = 120          # seconds for one answer (DLT_ENGINE_TIMEOUT)
     #: What a forward saw on the far side when a dial fails ("" when nothing).
     note: Callable[[], str] | None = field(default=None, compare=False)
 
     @classmethod
-    def of(cls, endpoint: Endpoint) -> EngineAddr:
+    def of(cls, endpoint: Endpoint, timeout: int = 120) -> EngineAddr:
         return cls(endpoint.url, endpoint.tls,
-                   f"the Docker engine at {endpoint.url} ({endpoint.source})")
+                   f"the Docker engine at {endpoint.url} ({endpoint.source})", timeout)
 
     @property
     def label(self) -> str:
@@ -102,7 +103,7 @@ def explain(addr: EngineAddr | str, err: BaseException) -> DltError:
                        note=a.note() if a.note else "")
 
 
-def connect(addr: EngineAddr | str = "", *, timeout: int = 120) -> docker.DockerClient:
+def connect(addr: EngineAddr | str = "", *, timeout: int = 0) -> docker.DockerClient:
     """A docker-py client for the engine; failures surface here, clearly (the client asks
     the engine for its API version on creation, which doubles as the reachability check)."""
     a = _addr(addr)
@@ -124,7 +125,17 @@ def connect(addr: EngineAddr | str = "", *, timeout: int = 120) -> docker.Docker
                                              verify=verify)
         url = url.replace("tcp://", "https://", 1)
     try:
-        client = docker.DockerClient(base_url=url, timeout=timeout, **kwargs)
+        if a.tls is None:
+            client = docker.DockerClient(base_url=url, timeout=timeout or a.timeout, **kwargs)
+        else:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set by many proxies' setups)
+            # override the engine's CA for every call: the engine's TLS is not the web's, so
+            # the client must not take such settings from the environment. The version is
+            # asked once that is off (docker-py would ask in the constructor).
+            client = docker.DockerClient(base_url=url, timeout=timeout or a.timeout,
+                                         version="1.24", **kwargs)
+            client.api.trust_env = False
+            client.api._version = client.api._retrieve_server_version()
     except docker.errors.APIError as e:
         raise DltError(f"{a.label} answered {e.status_code}: {e.explanation}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
@@ -140,13 +151,13 @@ def try_connect(addr: EngineAddr | str, *, timeout: int = 30) -> tuple[Any, str]
         return None, e.message
 
 
-def open_engine(addr: EngineAddr | str = "", *, timeout: int = 120) -> Engine:
+def open_engine(addr: EngineAddr | str = "", *, timeout: int = 0) -> Engine:
     """Our light client for the engine, connected: it asks the engine for its API version
     first, which doubles as the reachability check."""
     from .engineapi import Engine
 
     a = _addr(addr)
-    return Engine(a.url, timeout=timeout, tls=a.tls, where=a.label, note=a.note)
+    return Engine(a.url, timeout=timeout or a.timeout, tls=a.tls, where=a.label, note=a.note)
 
 
 def has_nvidia_runtime(engine: Engine) -> bool:

@@ -78,8 +78,13 @@ class Settings:
                                 "the container (besides the non-DLT_ lines of .env).")
     stop_timeout: int = _key(10, "int", "Seconds a stopped run gets to exit before it is "
                              "killed.")
-    docker_host: str = _key("", "str", "Engine URL (e.g. unix:///var/run/docker.sock). Default: "
-                            "DOCKER_HOST, else the local socket.")
+    docker_host: str = _key("", "str", "Engine URL (e.g. unix:///var/run/docker.sock, "
+                            "tcp://host:2376). Default: as the docker CLI chooses: DOCKER_HOST "
+                            "(with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH), DOCKER_CONTEXT, the "
+                            "current context of ~/.docker/config.json, the local socket; on a "
+                            "remote host, its user's.")
+    engine_timeout: int = _key(120, "int", "Seconds to wait for the engine's answer to one "
+                               "call (not for a run's output).")
     remote_dir: str = _key("~/dltasks/{project}", "str", "Folder on a remote host that `sync` "
                            "mirrors the project into.")
     sudo_password: str = _key("", "str", "Password for sudo on the target host, when it asks "

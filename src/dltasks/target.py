@@ -169,5 +169,5 @@ def local_target(c: Any, settings: Settings) -> Target:
     endpoint = local_endpoint(settings)
     return Target(name="local", kind=LOCAL, shell=Shell(c, sudo_password=settings.sudo_password),
                   settings=settings, endpoint=endpoint,
-                  resources=Resources(EngineAddr.of(endpoint)),
+                  resources=Resources(EngineAddr.of(endpoint, settings.engine_timeout)),
                   host_project_dir=str(settings.project_dir))

@@ -145,8 +145,8 @@ def test_user_outside_docker_group(outsider: User, engine: object) -> None:
     assert "docker" not in groups
     r = _as(user, "doctor")
     assert r.returncode == 1, r.stdout + r.stderr
-    assert "ERROR engine        permission denied on the Docker socket " \
-           "(unix:///var/run/docker.sock)" in r.stdout, r.stdout + r.stderr
+    assert "ERROR engine        permission denied on the Docker socket at " \
+           "unix:///var/run/docker.sock (the default socket)" in r.stdout, r.stdout + r.stderr
     assert f"`sudo usermod -aG docker {user.name}`, then log out and in again" in r.stdout
 
 

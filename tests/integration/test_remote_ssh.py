@@ -204,9 +204,11 @@ def test_an_engine_started_after_connecting_is_found(
     monkeypatch.setenv("HOME", str(ssh_lab.home))
     t = remote_target(fabric.Connection("gpu1"), resolve(d, host="gpu1", environ={}))
     try:
-        assert t._engine_future is not None
-        with pytest.raises(DltError, match="cannot reach the Docker engine"):
-            t._engine_future.result(timeout=30)  # the first attempt found nothing
+        future = t.resources._future
+        assert future is not None
+        with pytest.raises(DltError, match=f"cannot reach the Docker engine on gpu1: no socket "
+                                           f"at unix://{sock} there"):
+            future.result(timeout=30)  # the first attempt found nothing
         sock.symlink_to("/var/run/docker.sock")  # the engine appears
         assert t.engine.info()["ID"]
     finally:

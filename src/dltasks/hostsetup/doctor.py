@@ -161,7 +161,7 @@ def _engine(f: DoctorFacts) -> Finding:
         else:
             fix = (f"add {f.user or 'your user'} to the docker group: `sudo usermod -aG docker "
                    f"{f.user or '$USER'}`, then log out and in again (or run `inv setup`)")
-        return Finding("engine", ERROR, f"permission denied on the Docker socket ({at})", fix)
+        return Finding("engine", ERROR, f"permission denied on the Docker socket at {at}", fix)
     if not f.dockerd_found and f.engine_url.startswith("unix://"):
         return Finding("engine", ERROR, f"no Docker engine installed (nothing at "
                        f"{f.engine_url})", "run `inv setup` to install it from your distribution")
@@ -173,10 +173,12 @@ def _engine(f: DoctorFacts) -> Finding:
 
 def why_unreachable(err: str) -> str:
     """A connection failure of docker-py, said in a few words."""
-    if "FileNotFoundError" in err or "No such file" in err or "no engine socket" in err:
+    if "FileNotFoundError" in err or "No such file" in err or "no socket there" in err:
         return "no socket there (the engine is not running)"
     if "Connection refused" in err or "ConnectionRefused" in err or "nothing listens" in err:
         return "connection refused (nothing listens there)"
+    if err.startswith("cannot reach ") and ": " in err:  # our own line: what follows the name
+        return _first_line(err.split(": ", 1)[1])
     return _first_line(err)
 
 

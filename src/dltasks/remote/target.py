@@ -134,7 +134,7 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
     c.transport.set_keepalive(int(c.ssh_config.get("serveraliveinterval", 15) or 15))
     fwd = SocketForward(c.transport, pending=True)
     addr = EngineAddr(fwd.url, where=f"the Docker engine on {host.alias}",
-                      note=lambda: fwd.last_failure)
+                      timeout=settings.engine_timeout, note=lambda: fwd.last_failure)
     resources = Resources(addr)
     if not was_open:
         resources.stack.callback(c.close)
