@@ -207,7 +207,7 @@ def test_an_engine_started_after_connecting_is_found(
         future = t.resources._future
         assert future is not None
         with pytest.raises(DltError, match=f"cannot reach the Docker engine on gpu1: no socket "
-                                           f"at unix://{sock} there"):
+                                           f"at unix://{sock} there: start the engine there"):
             future.result(timeout=30)  # the first attempt found nothing
         sock.symlink_to("/var/run/docker.sock")  # the engine appears
         assert t.engine.info()["ID"]

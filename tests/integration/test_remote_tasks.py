@@ -154,3 +154,49 @@ def test_shell_on_the_remote_host_is_interactive(ssh_lab: Lab, proj: tuple[Path,
         os.close(parent)
     assert engine.containers.list(  # type: ignore[attr-defined]
         all=True, filters={"label": f"dltasks.project={name}"}) == []
+
+
+def test_the_remote_users_docker_context_chooses_the_engine(proj: tuple[Path, str],
+                                                            ssh_lab: Lab) -> None:
+    """gpu1's own ~/.docker/config.json names a context: the run's engine is that one, as for
+    `docker ps` run there; .env.gpu1 overrides it."""
+    import json
+    import os
+    import tempfile
+
+    from dltasks.dockerhost import context_id
+
+    d, _ = proj
+    home = ssh_lab.hosts["gpu1"].home
+    uid, gid = os.stat(home).st_uid, os.stat(home).st_gid
+    via = Path(tempfile.mkdtemp(prefix="dlt-ctx-", dir="/tmp"))
+    via.chmod(0o755)
+    (via / "docker.sock").symlink_to("/var/run/docker.sock")
+    meta = home / ".docker" / "contexts" / "meta" / context_id("labbox")
+    meta.mkdir(parents=True)
+    (meta / "meta.json").write_text(json.dumps(
+        {"Name": "labbox", "Metadata": {},
+         "Endpoints": {"docker": {"Host": f"unix://{via}/docker.sock"}}}))
+    (home / ".docker" / "config.json").write_text(json.dumps({"currentContext": "labbox"}))
+    for p in [home / ".docker", *(home / ".docker").rglob("*")]:
+        os.chown(p, uid, gid)
+    try:
+        cfg = fab("-H", "gpu1", "config", cwd=d, env=ssh_lab.env())
+        assert f"engine: unix://{via}/docker.sock (context labbox from currentContext of " \
+               "~/.docker/config.json) on gpu1" in cfg.stdout, cfg.stdout + cfg.stderr
+        assert fab("-H", "gpu1", "ps", cwd=d, env=ssh_lab.env()).returncode == 0
+        (via / "docker.sock").unlink()  # the context's engine goes away: said so, by name
+        r = fab("-H", "gpu1", "ps", cwd=d, env=ssh_lab.env())
+        assert r.returncode == 1
+        assert _one_error_line(r.stderr) == (
+            f"dlt: error: cannot reach the Docker engine on gpu1: no socket at "
+            f"unix://{via}/docker.sock there: start the engine there (`fab -H gpu1 setup`), "
+            "or point DLT_DOCKER_HOST in .env.gpu1 at it")
+        (d / ".env.gpu1").write_text("DLT_DOCKER_HOST=unix:///var/run/docker.sock\n")
+        cfg = fab("-H", "gpu1", "config", cwd=d, env=ssh_lab.env())
+        assert "engine: unix:///var/run/docker.sock (DLT_DOCKER_HOST from .env.gpu1:1) on " \
+               "gpu1" in cfg.stdout, cfg.stdout
+        assert fab("-H", "gpu1", "ps", cwd=d, env=ssh_lab.env()).returncode == 0
+    finally:
+        shutil.rmtree(home / ".docker", ignore_errors=True)
+        shutil.rmtree(via, ignore_errors=True)

@@ -134,7 +134,7 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
     c.transport.set_keepalive(int(c.ssh_config.get("serveraliveinterval", 15) or 15))
     fwd = SocketForward(c.transport, pending=True)
     addr = EngineAddr(fwd.url, where=f"the Docker engine on {host.alias}",
-                      timeout=settings.engine_timeout, note=lambda: fwd.last_failure)
+                      timeout=settings.engine_timeout, note=lambda: _fix(fwd, host.alias))
     resources = Resources(addr)
     if not was_open:
         resources.stack.callback(c.close)
@@ -156,6 +156,17 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
                   shell=Shell(c, sudo_password=settings.sudo_password), settings=settings,
                   endpoint=endpoint, resources=resources, host_project_dir=project_dir,
                   host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy)
+
+
+def _fix(fwd: SocketForward, alias: str) -> str:
+    """What the forward saw, with what to do about it."""
+    seen = fwd.last_failure
+    if seen.startswith(("no socket", "nothing listening")):
+        return (f"{seen}: start the engine there (`fab -H {alias} setup`), or point "
+                f"DLT_DOCKER_HOST in .env.{alias} at it")
+    if "SSH connection was lost" in seen:
+        return f"{seen}: check the network, then rerun"
+    return seen
 
 
 def connection_lost(target: Target) -> bool:
