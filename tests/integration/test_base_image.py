@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import dlt
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 
 def make_wheel(folder: Path, value: str) -> Path:

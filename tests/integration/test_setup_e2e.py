@@ -31,7 +31,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 CA = Path("/etc/ssl/certs/ca-certificates.crt")
 LABELS = {"dltasks.test": "1"}
