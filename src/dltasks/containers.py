@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DltError
+from .gpudriver import Node
 from .gpus import GpuSelection, cli_flags, device_requests
 from .masking import mask_env
 
@@ -47,6 +48,11 @@ class RunSpec:
     name: str | None = None
     interactive: bool = False           # stdin open + tty (shell)
     init: bool = True                   # tini as PID 1: signals reach the code, zombies reaped
+    #: How the GPUs get in (dltasks.gpumode): "runtime" (a device request), "cdi" or "direct"
+    #: (device nodes and driver mounts, or CDI requests), "none".
+    gpu_mode: str = "runtime"
+    devices: tuple[Node, ...] = ()      # device nodes given to the container
+    cdi_devices: tuple[str, ...] = ()   # CDI names (nvidia.com/gpu=0) for an engine with CDI
 
 
 def command_argv(cmd: str, args: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
@@ -82,9 +88,16 @@ def host_config(spec: RunSpec) -> dict[str, Any]:
         hc["ShmSize"] = size_bytes(spec.shm_size)
     elif spec.ipc_host:
         hc["IpcMode"] = "host"
-    reqs = device_requests(spec.gpus)
-    if reqs:
-        hc["DeviceRequests"] = reqs
+    if spec.gpu_mode == "runtime":
+        reqs = device_requests(spec.gpus)
+        if reqs:
+            hc["DeviceRequests"] = reqs
+    if spec.cdi_devices:
+        hc["DeviceRequests"] = [{"Driver": "cdi", "Count": 0, "DeviceIDs": list(spec.cdi_devices),
+                                 "Capabilities": None, "Options": {}}]
+    if spec.devices:
+        hc["Devices"] = [{"PathOnHost": n.host, "PathInContainer": n.path,
+                          "CgroupPermissions": "rwm"} for n in spec.devices]
     return hc
 
 
@@ -116,7 +129,12 @@ def docker_run_cmdline(spec: RunSpec, *, detach: bool = False) -> str:
         argv += ["--name", spec.name]
     if spec.init:
         argv.append("--init")
-    argv += cli_flags(spec.gpus)
+    if spec.gpu_mode == "runtime":
+        argv += cli_flags(spec.gpus)
+    for name in spec.cdi_devices:
+        argv += ["--device", name]
+    for n in spec.devices:
+        argv += ["--device", n.host if n.host == n.path else f"{n.host}:{n.path}"]
     if spec.shm_size:
         argv += ["--shm-size", spec.shm_size]
     elif spec.ipc_host:

@@ -11,9 +11,9 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from . import gpumode
 from .containers import docker_run_cmdline
 from .errors import DltError
-from .gpus import AUTO
 from .masking import secret_values
 from .records import (
     LOG,
@@ -37,16 +37,6 @@ def host_facts(target: Target) -> HostFacts:
     return HostFacts(target.name, target.host_project_dir, uid_gid, target.host_home)
 
 
-def can_give_gpus(target: Target) -> bool:
-    """Whether the engine can grant GPUs: an "nvidia" runtime, or NVIDIA's hook on the host
-    (engines that use the hook driver list no runtime)."""
-    from .engine import has_nvidia_runtime
-
-    if has_nvidia_runtime(target.engine):
-        return True
-    return target.shell.run("command -v nvidia-container-runtime-hook").ok
-
-
 def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
     """The image to run: --image, DLT_IMAGE, or the project image brought up to date."""
     if req.image or settings.image:
@@ -56,6 +46,14 @@ def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: 
     from .images import ensure_project_image
 
     return ensure_project_image(target, settings)
+
+
+def _image_env_if_any(target: Target, image: str) -> dict[str, str]:
+    """The image's environment for --dry-run, {} when the engine cannot say."""
+    try:
+        return gpumode.image_env(target.engine.inspect_image(image))
+    except DltError:
+        return {}
 
 
 def image_record(target: Target, image: str) -> dict[str, Any]:
@@ -157,10 +155,10 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     settings = target.settings
     run_id, started = run_id or new_run_id(), utcnow()
     git = git_state_later(settings.project_dir)  # for the record; git works while we plan
-    gpus = req.gpus
-    if gpus.mode == AUTO and not dry_run:
-        gpus = gpus.resolve(can_give_gpus(target))
-    req = replace(req, gpus=gpus)
+    access = gpumode.access_for(target, req.gpus, tolerant=dry_run)
+    if access.warning:
+        print(access.warning, file=sys.stderr)
+    req = replace(req, gpus=access.selection)
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
     try:
@@ -172,6 +170,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
+        plan.spec = gpumode.apply(plan.spec, access, _image_env_if_any(target, image))
         if target.is_remote and not req.root:
             ids = target.shell.run("id -u; id -g", check=True).stdout.split()
             plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
@@ -194,10 +193,12 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         shutil.rmtree(plan.run_dir, ignore_errors=True)
         git()
         raise
+    plan.spec = gpumode.apply(plan.spec, access, gpumode.image_env(info))
     if not req.root:
         plan.spec = replace(plan.spec, user=uid_gid)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
                       git=git())
+    record.update(gpu_mode=access.mode, gpu_mode_why=access.why)
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)
 

@@ -32,9 +32,11 @@ DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environme
 _KINDS = ("str", "path", "int", "bool", "list", "size")
 
 
-def _key(default: Any, kind: str, doc: str, secret: bool = False) -> Any:
+def _key(default: Any, kind: str, doc: str, secret: bool = False,
+         choices: tuple[str, ...] = ()) -> Any:
     assert kind in _KINDS
-    return field(default=default, metadata={"doc": doc, "kind": kind, "secret": secret})
+    return field(default=default, metadata={"doc": doc, "kind": kind, "secret": secret,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,16 @@ class Settings:
     train_cmd: str = _key("python main.py", "str", "Command `inv train` runs in the container.")
     gpus: str = _key("auto", "str", "GPUs for runs: auto (all when the engine has an NVIDIA "
                      "runtime, else none), all, none, or ids like 0,1.")
+    gpu_mode: str = _key("auto", "str", "How GPUs get into containers: runtime (the NVIDIA "
+                         "Container Toolkit's runtime), cdi (a CDI spec), direct (the host's "
+                         "driver, found by dltasks: no toolkit needed), or auto (runtime if the "
+                         "engine has it, else a CDI spec, else the driver).",
+                         choices=("auto", "runtime", "cdi", "direct"))
+    cdi_spec_dirs: tuple[str, ...] = _key((), "list", "Folders of CDI specs on the target host, "
+                                          "comma-separated. Default: /etc/cdi,/var/run/cdi.")
+    driver_root: str = _key("/", "str", "Where the NVIDIA driver's files are on the target host "
+                            "(e.g. /run/nvidia/driver); they are mounted at their paths under "
+                            "it.")
     shm_size: str = _key("", "size", "Size of /dev/shm (e.g. 16g). Default: share the host's "
                          "IPC namespace (--ipc=host).")
     env: tuple[str, ...] = _key((), "list", "Names of process environment variables passed to "
@@ -132,6 +144,7 @@ class Key:
     kind: str
     doc: str
     secret: bool
+    choices: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
@@ -139,7 +152,8 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = tuple(
-    Key(f.name, f.default, f.metadata["kind"], f.metadata["doc"], f.metadata["secret"])
+    Key(f.name, f.default, f.metadata["kind"], f.metadata["doc"], f.metadata["secret"],
+        f.metadata["choices"])
     for f in dataclasses.fields(Settings)
     if f.metadata
 )
@@ -178,6 +192,10 @@ def parse_value(key: Key, raw: Any, where: str) -> Any:
             return text in _TRUE
         raise DltError(f"{key.env}={raw!r} ({where}): expected true or false")
     text = str(raw).strip()
+    if key.choices and text.lower() not in key.choices:
+        raise DltError(f"{key.env}={raw!r} ({where}): expected one of {', '.join(key.choices)}")
+    if key.choices:
+        return text.lower()
     if key.kind == "size" and text and not _SIZE.match(text):
         raise DltError(f"{key.env}={raw!r} ({where}): expected a size like 512m or 16g")
     return text

@@ -81,3 +81,38 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
     if code or not report.ok:
         raise DltError(f"GPU test failed on {host}: {report.summary()}", code=code or 1)
     print(f"dlt: GPU test passed on {host}: {report.summary()}")
+
+
+@dlt_task(help={
+    "print": "Print the spec instead of writing it.",
+    "output": "Where to write it on the target host (default /etc/cdi/dltasks-nvidia.yaml).",
+})
+def gpu_spec(c: Any, print: bool = False, output: str = "") -> None:  # noqa: A002
+    """Write the CDI spec of the NVIDIA driver found on the host (for Podman, Docker 25+...)."""
+    import builtins
+
+    from ..cdi import dump, spec_for
+    from ..gpumode import gather
+    from ..shell import quote
+
+    with target_for(c, engine_soon=False) as target:
+        host = target.name
+        driver = gather(target, target.settings).driver
+        text = dump(spec_for(driver, host), driver, host)
+        if print:
+            builtins.print(text, end="")
+            return
+        path = output or "/etc/cdi/dltasks-nvidia.yaml"
+        put = 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1.tmp" && mv -f "$1.tmp" "$1"'
+        argv = quote(["sh", "-c", put, "_", path, text])
+        r = target.shell.run(argv)
+        if not r.ok:
+            r = target.shell.sudo(argv)
+        if not r.ok:
+            from ..errors import DltError
+
+            raise DltError(f"cannot write {path} on {host} ({r.tail(1)}): pass --output, or "
+                           "rerun with sudo rights")
+        n = len(driver.gpus)
+        builtins.print(f"dlt: wrote {path} on {host}: {n} GPU(s) and 'all' as "
+                       f"nvidia.com/gpu=0..{n - 1}, driver {driver.version or '?'}")

@@ -1,0 +1,162 @@
+"""How GPUs get into a run's container: the NVIDIA runtime, a CDI spec, or the driver itself.
+
+``DLT_GPU_MODE``:
+
+- ``runtime``: a device request to the engine's NVIDIA runtime (the toolkit installed);
+- ``cdi``: a CDI spec from ``DLT_CDI_SPEC_DIRS``; an engine that knows CDI gets CDI device
+  requests, an older one gets the spec's edits applied by dltasks;
+- ``direct``: no toolkit, no spec: the driver found on the target host (:mod:`.gpudriver`);
+- ``auto``: runtime if the engine has one, else CDI if a spec exists, else direct if the host
+  has a driver, else the runtime path's own clear error.
+
+:func:`decide` is the pure choice; :func:`access_for` gathers its facts from a Target (one
+engine call, one shell round trip); :func:`apply` puts the result into a RunSpec. Every mode
+has the same semantics: only the selected GPUs are visible, numbered from 0 inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from . import cdi
+from .containers import Mount, RunSpec
+from .errors import DltError
+from .gpudriver import DISCOVER_SCRIPT, Driver, Edits, edits_for, no_driver_message, parse
+from .gpus import AUTO, NONE, GpuSelection
+
+if TYPE_CHECKING:
+    from .settings import Settings
+    from .target import Target
+
+RUNTIME, CDI, DIRECT = "runtime", "cdi", "direct"
+MODES = (AUTO, RUNTIME, CDI, DIRECT)
+
+
+@dataclass(frozen=True)
+class GpuAccess:
+    """The GPUs a run gets and how."""
+
+    selection: GpuSelection
+    mode: str = NONE             # runtime | cdi | direct | none
+    why: str = ""
+    edits: Edits = Edits()
+    cdi_names: tuple[str, ...] = ()   # CDI device names, when the engine takes CDI requests
+    warning: str = ""
+
+
+@dataclass(frozen=True)
+class HostGpus:
+    """What the target host says about its GPUs (one round trip)."""
+
+    driver: Driver
+    spec: cdi.Spec | None
+
+
+def gather(target: Target, settings: Settings) -> HostGpus:
+    """Discover the driver and read the CDI specs on the target host, in one round trip."""
+    from .shell import quote
+
+    dirs = settings.cdi_spec_dirs or cdi.DEFAULT_DIRS
+    script = f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; {cdi.READ_SCRIPT}'
+    root = settings.driver_root.rstrip("/")
+    res = target.shell.run(quote(["sh", "-c", script, "_", root]))
+    lines = res.stdout
+    driver = parse("\n".join(ln for ln in lines.splitlines() if not ln.startswith("cdi\t")),
+                   root)
+    return HostGpus(driver, cdi.load(cdi.files_of(lines)))
+
+
+def decide(mode: str, sel: GpuSelection, *, has_runtime: bool, engine_cdi: bool,
+           host: HostGpus | None, where: str) -> GpuAccess:
+    """The access for ``sel`` under ``mode``, from the facts (``host``: None when not asked)."""
+    if sel.mode == NONE:
+        return GpuAccess(sel, NONE, "no GPUs asked for")
+    if mode == RUNTIME or (mode == AUTO and has_runtime):
+        why = "DLT_GPU_MODE=runtime" if mode == RUNTIME else "the engine has the NVIDIA runtime"
+        return GpuAccess(sel.resolve(True), RUNTIME, why)
+    assert host is not None
+    spec, driver = host.spec, host.driver
+    if mode == CDI or (mode == AUTO and spec is not None):
+        if spec is None:
+            raise DltError(f"DLT_GPU_MODE=cdi but {where} has no CDI spec of kind {cdi.KIND} "
+                           "(in DLT_CDI_SPEC_DIRS, default /etc/cdi, /var/run/cdi): write one "
+                           "with `inv gpu-spec` (or `nvidia-ctk cdi generate`)")
+        chosen = sel.resolve(True)
+        names, edits = spec.edits_for(chosen, where)
+        why = ("DLT_GPU_MODE=cdi" if mode == CDI else "no NVIDIA runtime; a CDI spec exists") + \
+            f" ({', '.join(spec.files)})"
+        if engine_cdi:
+            return GpuAccess(chosen, CDI, why + "; the engine applies it", cdi_names=tuple(names))
+        return GpuAccess(chosen, CDI, why + "; applied by dltasks", edits,
+                         warning=cdi.hook_warning(edits, spec.files))
+    if mode == DIRECT or (mode == AUTO and driver.found):
+        if not driver.found:
+            raise DltError(no_driver_message(where, driver))
+        chosen = sel.resolve(True)
+        why = "DLT_GPU_MODE=direct" if mode == DIRECT else \
+            "no NVIDIA runtime and no CDI spec; the host's driver is there"
+        version = f" {driver.version}" if driver.version else ""
+        return GpuAccess(chosen, DIRECT, f"{why} (driver{version})",
+                         edits_for(driver, chosen, where))
+    if sel.mode == AUTO:
+        return GpuAccess(GpuSelection(NONE), NONE, "no NVIDIA runtime, CDI spec or driver")
+    # asked for GPUs with nothing to give them: the runtime path's error says what to install
+    return GpuAccess(sel, RUNTIME, "no NVIDIA runtime, CDI spec or driver found")
+
+
+def access_for(target: Target, sel: GpuSelection, *, tolerant: bool = False) -> GpuAccess:
+    """Decide for a run on ``target`` (``tolerant``: an engine that does not answer counts as
+    one without a runtime, for --dry-run)."""
+    s = target.settings
+    if sel.mode == NONE:
+        return decide(s.gpu_mode, sel, has_runtime=False, engine_cdi=False, host=None,
+                      where=target.name)
+    has_runtime, engine_cdi = False, False
+    if s.gpu_mode in (AUTO, CDI):
+        try:
+            info = target.engine.info()
+            engine_cdi = bool(info.get("CDISpecDirs"))
+            has_runtime = s.gpu_mode == AUTO and can_give_gpus(target, info)
+        except DltError:
+            if not tolerant:
+                raise
+    host = None if s.gpu_mode == RUNTIME or (s.gpu_mode == AUTO and has_runtime) else \
+        gather(target, s)
+    return decide(s.gpu_mode, sel, has_runtime=has_runtime, engine_cdi=engine_cdi, host=host,
+                  where=target.name)
+
+
+def can_give_gpus(target: Target, info: Mapping[str, Any]) -> bool:
+    """Whether the engine (``info``: its /info) can grant GPUs: an "nvidia" runtime, or
+    NVIDIA's hook on the host (engines that use the hook driver list no runtime)."""
+    if "nvidia" in (info.get("Runtimes") or {}):
+        return True
+    return target.shell.run("command -v nvidia-container-runtime-hook").ok
+
+
+def apply(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> RunSpec:
+    """``spec`` with its GPUs given the way ``access`` says."""
+    if access.mode not in (DIRECT, CDI):
+        return replace(spec, gpus=access.selection, gpu_mode=RUNTIME if access.mode == RUNTIME
+                       else NONE)
+    e = access.edits
+    env = dict(spec.env)
+    env.update(dict(e.env))
+    if e.library_path:
+        theirs = env.get("LD_LIBRARY_PATH") or image_env.get("LD_LIBRARY_PATH", "")
+        env["LD_LIBRARY_PATH"] = ":".join([*e.library_path, *([theirs] if theirs else [])])
+    have = {m.target for m in spec.mounts}
+    mounts = spec.mounts + tuple(Mount(m.host, m.path, True) for m in e.mounts
+                                 if m.path not in have)
+    return replace(spec, gpus=access.selection, gpu_mode=access.mode, devices=e.nodes,
+                   cdi_devices=tuple(f"{cdi.KIND}={n}" for n in access.cdi_names),
+                   mounts=mounts, env=env)
+
+
+def image_env(info: Mapping[str, object]) -> dict[str, str]:
+    """An image's environment (its inspect record's Config.Env)."""
+    config = info.get("Config") or {}
+    items = config.get("Env") if isinstance(config, dict) else None
+    return dict(str(x).split("=", 1) for x in items or [] if "=" in str(x))
