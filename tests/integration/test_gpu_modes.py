@@ -140,3 +140,43 @@ def test_no_driver_in_direct_mode_is_one_line(base_image: str, project: Path,
     assert r.stderr.strip() == ("dlt: error: no NVIDIA driver on local (no /dev/nvidiactl): "
                                 "install the NVIDIA driver there, or run with --gpu none")
     assert not (project / "runs").exists()
+
+
+def test_setup_goes_on_without_the_toolkit_when_the_driver_can_give_gpus(
+        driver_root: Path, project: Path, tmp_path: Path) -> None:
+    """The toolkit step of `setup` when NVIDIA's repository cannot be reached: the host's
+    driver (found for real under the driver root) gives the GPUs, so the step is not a
+    failure; with no driver at all it still is."""
+    import io
+
+    from invoke import Context
+
+    from dltasks.hostsetup import onboard
+    from dltasks.settings import resolve
+    from dltasks.target import local_target
+
+    why = "cannot reach NVIDIA's package repository from local (timeout): use --offline DIR"
+    for root, want in ((driver_root, "skipped"), (tmp_path / "none", "failed")):
+        s = resolve(project, environ={"DLT_DRIVER_ROOT": str(root),
+                                      "DLT_CDI_SPEC_DIRS": str(tmp_path / "no-cdi")})
+        t = local_target(Context(), s)
+        try:
+            st = onboard._State(t, onboard.SetupOptions(), io.StringIO(), None)  # type: ignore[arg-type]
+            step = onboard._without_toolkit(st, "nvidia toolkit", "install failed", why)
+        finally:
+            t.close()
+        assert step.status == want, step
+        if want == "skipped":
+            assert step.detail == ("not installed (cannot reach NVIDIA's package repository "
+                                   "from local (timeout)); runs use the host's driver directly "
+                                   "(2 GPU(s), driver 580.159.04; `inv gpu-spec` writes a CDI "
+                                   "spec of it)")
+
+
+def test_doctor_says_which_mode_a_run_would_use(base_image: str, driver_root: Path,
+                                                project: Path) -> None:
+    _project(project, base_image, driver_root)
+    r = dlt("doctor", "--min-free", "1m", cwd=project, timeout=120)
+    assert ("ok    gpu mode      runs get GPUs by direct: no NVIDIA runtime and no CDI spec; "
+            f"the host's driver is there (driver {VERSION})") in r.stdout, r.stdout
+    assert "info  toolkit       no NVIDIA runtime, none needed: runs use direct mode" in r.stdout

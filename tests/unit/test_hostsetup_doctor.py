@@ -90,7 +90,7 @@ HEALTHY = dr.DoctorFacts(
     disk_free=200 * dr.GIB, driver=DriverInfo("550.54.15", "12.4"), gpu_probe="| NVIDIA-SMI",
     gpu_probe_ok=True, image="proj:latest", image_is_project=True,
     image_env={"CUDA_VERSION": "12.4.1"}, shm_bytes=32 * dr.GIB, shm_mode="--ipc=host",
-    stale="")
+    stale="", gpu_mode="runtime", gpu_mode_why="the engine has the NVIDIA runtime")
 
 
 def by_check(findings: list[dr.Finding]) -> dict[str, dr.Finding]:
@@ -99,9 +99,9 @@ def by_check(findings: list[dr.Finding]) -> dict[str, dr.Finding]:
 
 def test_healthy_host_has_only_ok_findings() -> None:
     findings = dr.diagnose(HEALTHY)
-    assert [f.level for f in findings] == [dr.OK] * 8
-    assert [f.check for f in findings] == ["engine", "driver", "toolkit", "gpu-container",
-                                           "cuda", "shm", "disk", "image"]
+    assert [f.level for f in findings] == [dr.OK] * 9
+    assert [f.check for f in findings] == ["engine", "driver", "gpu mode", "toolkit",
+                                           "gpu-container", "cuda", "shm", "disk", "image"]
     assert dr.exit_code(findings) == 0
     assert dr.render(findings).splitlines()[-1] == "no problems found"
 
@@ -228,3 +228,14 @@ def test_render_shows_fixes_under_problems_only() -> None:
     text = dr.render(dr.diagnose(f))
     assert text.count("fix:") == 1
     assert text.splitlines()[-1] == "0 error(s), 1 warning(s)"
+
+
+def test_direct_mode_needs_no_toolkit() -> None:
+    f = dataclasses.replace(HEALTHY, runtimes=("runc",), ctk_version="", gpu_mode="direct",
+                            gpu_mode_why="no NVIDIA runtime and no CDI spec; the host's driver "
+                            "is there (driver 550.54.15)")
+    found = by_check(dr.diagnose(f))
+    assert found["gpu mode"].level == dr.OK
+    assert found["gpu mode"].message.startswith("runs get GPUs by direct: no NVIDIA runtime")
+    assert found["toolkit"].level == dr.INFO
+    assert found["toolkit"].message == "no NVIDIA runtime, none needed: runs use direct mode"

@@ -55,6 +55,8 @@ class DoctorFacts:
     shm_mode: str = ""  # "--ipc=host" or "--shm-size=16g"
     shm_need: int = GIB
     stale: str | None = None  # None: not checked; "": up to date; else why it is stale
+    gpu_mode: str = ""  # how a run would get GPUs (dltasks.gpumode): runtime, cdi, direct, none
+    gpu_mode_why: str = ""
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -203,8 +205,17 @@ def _driver(f: DoctorFacts) -> Finding:
                    f"(CUDA {f.driver.cuda_version})")
 
 
+def _mode(f: DoctorFacts) -> Finding:
+    if f.gpu_mode in ("", "none"):
+        return Finding("gpu mode", INFO, f"runs would get no GPU ({f.gpu_mode_why or 'unknown'})")
+    return Finding("gpu mode", OK, f"runs get GPUs by {f.gpu_mode}: {f.gpu_mode_why}")
+
+
 def _runtime(f: DoctorFacts) -> list[Finding]:
     probe = f.gpu_probe or ""
+    if f.gpu_mode in ("cdi", "direct") and "nvidia" not in f.runtimes:
+        return [Finding("toolkit", INFO, f"no NVIDIA runtime, none needed: runs use "
+                        f"{f.gpu_mode} mode")]
     no_select = "could not select device driver" in probe
     if "nvidia" in f.runtimes and not no_select:
         return [Finding("toolkit", OK, "the engine has the nvidia runtime")]
@@ -303,6 +314,7 @@ def diagnose(f: DoctorFacts, *, min_free: int = 20 * GIB) -> list[Finding]:
         return out
     if f.gpu_checks:
         out.append(_driver(f))
+        out.append(_mode(f))
         out += _runtime(f)
         out += _gpu_container(f)
         cuda = _cuda(f)

@@ -164,10 +164,13 @@ def _toolkit(st: _State) -> cl.StepResult:
         return cl.skipped(name, "--no-gpu")
     if not st.driver_ok:
         return cl.skipped(name, "needs the NVIDIA driver first")
+    mode = st.target.settings.gpu_mode
+    if mode in ("cdi", "direct"):
+        return cl.skipped(name, f"DLT_GPU_MODE={mode}: runs get GPUs without the toolkit")
     try:
         plan = apply.toolkit_plan_for(st.target, st.host, st.opts.toolkit)
     except DltError as e:
-        return cl.failed(name, "cannot plan the install", e.message)
+        return _without_toolkit(st, name, "cannot plan the install", e.message)
     if not plan:
         return cl.ok(name, f"{st.host.ctk_version} installed, docker runtime configured")
     if st.opts.dry_run:
@@ -175,10 +178,31 @@ def _toolkit(st: _State) -> cl.StepResult:
     try:
         apply.install_toolkit(st.target, plan, st.host, out=st.out)
     except DltError as e:
-        return cl.failed(name, "install failed", e.message)
+        return _without_toolkit(st, name, "install failed", e.message)
     st.host = apply.refresh(st.target)
     return cl.changed(name, f"installed {st.host.ctk_version} and configured Docker",
                       _cmds(plan))
+
+
+def _without_toolkit(st: _State, name: str, what: str, why: str) -> cl.StepResult:
+    """The toolkit cannot be had here (no network to NVIDIA's repository, an unsupported
+    system): where the host's driver or a CDI spec can give GPUs instead, say so and go on."""
+    from ..gpumode import gather
+
+    if st.target.settings.gpu_mode != "auto":
+        return cl.failed(name, what, why)
+    try:
+        found = gather(st.target, st.target.settings)
+    except DltError:
+        return cl.failed(name, what, why)
+    if found.spec is not None:
+        how = f"runs use the CDI spec ({', '.join(found.spec.files)})"
+    elif found.driver.found:
+        how = (f"runs use the host's driver directly ({len(found.driver.gpus)} GPU(s), driver "
+               f"{found.driver.version or '?'}; `inv gpu-spec` writes a CDI spec of it)")
+    else:
+        return cl.failed(name, what, why)
+    return cl.skipped(name, f"not installed ({why.split(':')[0]}); {how}")
 
 
 def _gpu_container(st: _State) -> cl.StepResult:

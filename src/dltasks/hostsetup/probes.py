@@ -48,6 +48,10 @@ def run_once(target: Target, image: str, command: list[str], *, gpus: bool = Fal
                    workdir="/", ipc_host=ipc_host, shm_size=shm_size, init=False,
                    labels={PROBE_LABEL: "1"})
     try:
+        if gpus:  # the GPUs come the way a run's would (runtime, CDI or the driver itself)
+            from ..gpumode import access_for, apply
+
+            spec = apply(spec, access_for(target, spec.gpus, tolerant=True), {})
         code, output = run_captured(target, spec, timeout=timeout)
     except DltError as e:  # the engine's own words, where it refused: doctor reads them
         return Ran(None, getattr(e, "engine_text", "") or e.message)
@@ -159,8 +163,10 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             ran = run_once(target, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
                            ipc_host=not s.shm_size, timeout=60)
             shm = shm_of_df(ran.output) if ran.ok else None
+        mode, why = _gpu_mode(target) if gpu_checks else ("", "")
         return _replace(
-            base, engine_version=str(info.get("ServerVersion") or ""),
+            base, gpu_mode=mode, gpu_mode_why=why,
+            engine_version=str(info.get("ServerVersion") or ""),
             runtimes=tuple(sorted((info.get("Runtimes") or {}).keys())),
             docker_root_dir=root, disk_free=disk[1] if disk else None,
             gpu_probe=probe.output if probe is not None else None,
@@ -171,6 +177,18 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             stale=stale_reason(target.engine, s))
     finally:
         client.close()
+
+
+def _gpu_mode(target: Target) -> tuple[str, str]:
+    """How a run with every GPU would get them, and why."""
+    from ..gpumode import access_for
+    from ..gpus import ALL, GpuSelection
+
+    try:
+        access = access_for(target, GpuSelection(ALL), tolerant=True)
+    except DltError as e:
+        return "none", e.message
+    return access.mode, access.why
 
 
 def _source(target: Target) -> str:
