@@ -109,11 +109,12 @@ class Edits:
     env: tuple[tuple[str, str], ...] = ()
     library_path: tuple[str, ...] = ()     # container folders to put first on LD_LIBRARY_PATH
     hooks: tuple[str, ...] = ()            # hooks of a spec that dltasks did not run
+    bin_path: tuple[str, ...] = ()         # container folders of the driver's programs (PATH)
 
     def __add__(self, other: Edits) -> Edits:
         return Edits(_uniq(self.nodes + other.nodes), _uniq(self.mounts + other.mounts),
                      _uniq(self.env + other.env), _uniq(self.library_path + other.library_path),
-                     _uniq(self.hooks + other.hooks))
+                     _uniq(self.hooks + other.hooks), _uniq(self.bin_path + other.bin_path))
 
 
 def _uniq(items: tuple) -> tuple:  # type: ignore[type-arg]
@@ -142,7 +143,8 @@ class Driver:
         """What every GPU container gets, whichever GPUs it has."""
         files = self.libraries + self.binaries + self.firmware + self.sockets
         folders = tuple(dict.fromkeys(posixpath.dirname(f.path) for f in self.libraries))
-        return Edits(nodes=self.control, mounts=files, library_path=folders)
+        bins = tuple(dict.fromkeys(posixpath.dirname(f.path) for f in self.binaries))
+        return Edits(nodes=self.control, mounts=files, library_path=folders, bin_path=bins)
 
 
 def _bus(text: str) -> tuple[int, int, int, int] | None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .target import Target
 
 RUNTIME, CDI, DIRECT = "runtime", "cdi", "direct"
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MODES = (AUTO, RUNTIME, CDI, DIRECT)
 
 
@@ -147,6 +148,10 @@ def apply(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> Run
     if e.library_path:
         theirs = env.get("LD_LIBRARY_PATH") or image_env.get("LD_LIBRARY_PATH", "")
         env["LD_LIBRARY_PATH"] = ":".join([*e.library_path, *([theirs] if theirs else [])])
+    path = (env.get("PATH") or image_env.get("PATH") or _DEFAULT_PATH).split(":")
+    extra = [d for d in e.bin_path if d not in path]
+    if extra:  # the driver's programs (nvidia-smi) where the image does not look
+        env["PATH"] = ":".join(path + extra)
     have = {m.target for m in spec.mounts}
     mounts = spec.mounts + tuple(Mount(m.host, m.path, True) for m in e.mounts
                                  if m.path not in have)

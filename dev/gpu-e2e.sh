@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# End to end on a real GPU host WITHOUT the NVIDIA Container Toolkit (the borrowed H200
+# machine: no Docker, no network, no toolkit). dltasks installed from its wheel there finds the
+# driver itself (DLT_GPU_MODE=auto -> direct) and runs, as a non-root user:
+#   dlt doctor; dlt test-gpu; dlt train --gpu 0 of examples/regression (on cuda, outputs owned
+#   by the user); a GPU check with --gpu 0 and --gpu none; dlt gpu-spec --print; bench/gpu.py.
+#
+#   here (reaches Debian and PyPI):  dev/gpu-e2e.sh pack        -> .gpu-host/ and .whl/
+#   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
+# Output goes to stdout and, when $OUT is set, to $OUT/gpu-e2e.log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pack() {
+  grep -qx '/.gpu-host/' .git/info/exclude 2>/dev/null || echo /.gpu-host/ >> .git/info/exclude
+  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
+  shared=${DLT_SHARED:-../shared}
+  [ -f .gpu-host/engine.tar.xz ] || "$shared/gpu-host/pack-engine.sh" .gpu-host
+  rm -rf .whl && mkdir .whl
+  # dltasks' own dependencies for that machine's Python 3.12 (pure Python, or manylinux)
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+    --platform manylinux2014_x86_64 -d .whl \
+    'invoke>=2.2.1,<3' 'docker>=7.1' python-dotenv requests urllib3 idna certifi \
+    charset_normalizer PyYAML
+  python3 -m pip wheel -q --no-deps -w .whl .
+  du -sh .gpu-host .whl
+}
+
+say() { printf '\n=== %s\n' "$*"; }
+
+run() {
+  [ "$(id -u)" = 0 ] || { echo "run it as root (it starts dockerd and makes a user)"; exit 2; }
+  say "host"
+  nvidia-smi -L
+  ls -l /dev/nvidia* | sed 's/^/  /'
+  command -v nvidia-ctk nvidia-container-runtime-hook || echo "no NVIDIA Container Toolkit here"
+  groupadd -f docker                       # the engine's socket is then group docker
+  bash .gpu-host/start-engine.sh
+  export PATH=/opt/dlt-engine/usr/bin:$PATH
+  say "image from the machine's own root filesystem"
+  bash .gpu-host/host-image.sh gpu-host/torch
+  say "dltasks from its wheel"
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl
+  chmod -R a+rX /tmp/site
+  id dltuser >/dev/null 2>&1 || useradd -m -G docker -s /bin/bash dltuser
+  home=/home/dltuser
+  rm -rf "$home/proj" "$home/check" "$home/dltasks-example"
+  cp -r examples/regression "$home/proj"
+  mkdir -p "$home/check"
+  cat > "$home/check/gpucheck.py" <<'PY'
+import glob, torch
+n = torch.cuda.device_count()
+print("cuda available:", torch.cuda.is_available(), "devices:", n)
+for i in range(n):
+    p = torch.cuda.get_device_properties(i)
+    print(f"  cuda:{i} {p.name} uuid GPU-{p.uuid}")
+print("device nodes:", sorted(glob.glob("/dev/nvidia*")))
+PY
+  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=python3 gpucheck.py\n' > "$home/check/.env"
+  chown -R dltuser: "$home"
+  failed=0
+  as_user() {  # dlt as the non-root user, with dltasks from the wheel; a failure is counted
+    runuser -u dltuser -- env HOME="$home" PATH="$PATH" PYTHONPATH=/tmp/site \
+      PYTHONUNBUFFERED=1 sh -c "$1" || { echo "STEP FAILED (exit $?)"; failed=$((failed + 1)); }
+  }
+  py=$(command -v python3)
+  say "dlt doctor"
+  as_user "cd ~/check && $py -m dltasks doctor --min-free 1g"
+  say "dlt test-gpu"
+  as_user "cd ~/check && $py -m dltasks test-gpu"
+  say "dlt train --gpu 0: the bundled example"
+  as_user "cd ~/proj && $py prepare.py && echo DLT_IMAGE=gpu-host/torch >> .env && \
+           $py -m dltasks train --gpu 0"
+  cat "$home/dltasks-example/outputs/regression/metrics.json" || true; echo
+  stat -c '%U:%G %n' "$home/dltasks-example/outputs/regression/"* || true
+  grep -h '"gpu_mode' "$home"/proj/runs/*/manifest.json || true
+  say "dlt train --gpu 0 (GPU check) vs the host's nvidia-smi -L"
+  as_user "cd ~/check && $py -m dltasks train --gpu 0"
+  say "dlt train --gpu none (GPU check)"
+  as_user "cd ~/check && $py -m dltasks train --gpu none"
+  say "dlt train --gpu 0 --dry-run"
+  as_user "cd ~/check && $py -m dltasks train --gpu 0 --dry-run" | head -1
+  say "dlt gpu-spec --print"
+  as_user "cd ~/check && $py -m dltasks gpu-spec --print"
+  say "bench/gpu.py"
+  mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  chown -R dltuser: "$home/bench"
+  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2}"
+  say "$failed step(s) failed"
+  return "$failed"
+}
+
+case "${1:-run}" in
+  pack) pack ;;
+  run) if [ -n "${OUT:-}" ]; then run 2>&1 | tee "$OUT/gpu-e2e.log"; else run; fi ;;
+  *) echo "usage: $0 pack|run"; exit 2 ;;
+esac
