@@ -16,6 +16,12 @@ pack() {
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
   shared=${DLT_SHARED:-../shared}
   [ -f .gpu-host/engine.tar.xz ] || "$shared/gpu-host/pack-engine.sh" .gpu-host
+  # the packed engine's docker-init is a link to tini-static, which it does not carry: every
+  # container started with --init (dltasks' default) needs it
+  if [ ! -f .gpu-host/tini-static ]; then
+    t=$(mktemp -d); (cd "$t" && apt-get download tini >/dev/null && dpkg -x tini_*.deb x)
+    cp "$t/x/usr/bin/tini-static" .gpu-host/tini-static; rm -rf "$t"
+  fi
   rm -rf .whl && mkdir .whl
   # dltasks' own dependencies for that machine's Python 3.12 (pure Python, or manylinux)
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
@@ -38,10 +44,11 @@ run() {
   groupadd -f docker                       # the engine's socket is then group docker
   bash .gpu-host/start-engine.sh
   export PATH=/opt/dlt-engine/usr/bin:$PATH
+  install -m 0755 .gpu-host/tini-static /opt/dlt-engine/usr/bin/tini-static  # docker-init
   say "image from the machine's own root filesystem"
   bash .gpu-host/host-image.sh gpu-host/torch
   say "dltasks from its wheel"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  python3 -m pip install -q --no-index --no-deps --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl
   chmod -R a+rX /tmp/site
   id dltuser >/dev/null 2>&1 || useradd -m -G docker -s /bin/bash dltuser

@@ -64,9 +64,8 @@ DISCOVER_SCRIPT = (
     'for f in "$r"/proc/driver/nvidia/gpus/*/information; do [ -f "$f" ] || continue; '
     'b=${f%/information}; b=${b##*/}; m=$(sed -n "s/^Device Minor:[[:space:]]*//p" "$f"); '
     'printf "gpu\\t%s\\t%s\\n" "$b" "$m"; done; '
-    '[ -r "$r/proc/driver/nvidia/version" ] && printf "version\\t%s\\n" "$(sed -n '
-    '"s/.*Kernel Module[^0-9]*\\([0-9][0-9.]*\\).*/\\1/p" "$r/proc/driver/nvidia/version" | '
-    'head -n 1)"; '
+    '[ -r "$r/proc/driver/nvidia/version" ] && printf "version\\t%s\\n" '
+    '"$(head -n 1 "$r/proc/driver/nvidia/version")"; '
     f'smi=; for d in {_sh_words(BIN_DIRS)}; do [ -x "$r$d/nvidia-smi" ] && smi="$r$d/nvidia-smi" '
     '&& break; done; '
     '[ -n "$smi" ] && [ -z "$r" ] && "$smi" --query-gpu=index,pci.bus_id '
@@ -187,8 +186,10 @@ def parse(output: str, root: str = "") -> Driver:
             index, _, bus = rest.partition(",")
             if index.strip().isdigit():
                 smi.append((int(index), _bus(bus)))
-        elif kind == "version":
-            version = rest.strip()
+        elif kind == "version":  # "NVRM version: NVIDIA UNIX [Open] Kernel Module [for
+            # x86_64]  580.159.04  Release Build ...", or a bare version
+            found_v = re.search(r"(?:^|\s)(\d+\.\d+(?:\.\d+)*)(?:\s|$)", rest)
+            version = found_v.group(1) if found_v else version
         elif kind == "lib" and _LIB_RE.match(posixpath.basename(rest)):
             libs.setdefault(inside(rest), FileMount(rest, inside(rest)))
         elif kind == "bin":
@@ -208,8 +209,35 @@ def parse(output: str, root: str = "") -> Driver:
         gpus = dict(enumerate(nodes[m] for m in sorted(nodes)))
     order = [n for n in CONTROL_NODES if n in control]
     return Driver(root, version, tuple(control[n] for n in order), gpus,
-                  tuple(libs.values()), tuple(bins.values()), tuple(fw.values()),
-                  tuple(ipc.values()))
+                  _driver_folder_first(list(libs.values())), tuple(bins.values()),
+                  tuple(fw.values()), tuple(ipc.values()))
+
+
+def _family(name: str) -> str:
+    return name.split(".so", 1)[0]
+
+
+def _driver_folder_first(libs: list[FileMount]) -> tuple[FileMount, ...]:
+    """The libraries of the driver's own folder (where the loader finds libcuda first: the
+    loader cache comes first in the list), and of other folders only the families that
+    folder lacks: one copy of each library, not one per folder that links to it (a host whose
+    /usr/lib links into /usr/local/nvidia would otherwise mount everything twice or more)."""
+    cuda = [m for m in libs if _family(posixpath.basename(m.path)) == "libcuda"]
+    if not cuda:
+        return tuple(libs)
+    home = posixpath.dirname(cuda[0].path)
+    ours = {_family(posixpath.basename(m.path)) for m in libs
+            if posixpath.dirname(m.path) == home}
+    taken: dict[str, str] = {}  # family -> the folder it is taken from
+    out = []
+    for m in libs:
+        folder, fam = posixpath.dirname(m.path), _family(posixpath.basename(m.path))
+        if fam in ours and folder != home:
+            continue
+        if taken.setdefault(fam, folder) != folder:
+            continue
+        out.append(m)
+    return tuple(out)
 
 
 def gpu_indices(driver: Driver, sel: GpuSelection, host: str) -> list[int]:

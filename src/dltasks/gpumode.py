@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import cdi
 from .containers import Mount, RunSpec
@@ -53,6 +53,7 @@ class HostGpus:
 
     driver: Driver
     spec: cdi.Spec | None
+    hook: bool = False   # NVIDIA's runtime hook is installed (engines using it list no runtime)
 
 
 def gather(target: Target, settings: Settings) -> HostGpus:
@@ -60,13 +61,14 @@ def gather(target: Target, settings: Settings) -> HostGpus:
     from .shell import quote
 
     dirs = settings.cdi_spec_dirs or cdi.DEFAULT_DIRS
-    script = f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; {cdi.READ_SCRIPT}'
+    script = ('command -v nvidia-container-runtime-hook >/dev/null 2>&1 && echo hook; '
+              f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; '
+              f'{cdi.READ_SCRIPT}')
     root = settings.driver_root.rstrip("/")
     res = target.shell.run(quote(["sh", "-c", script, "_", root]))
-    lines = res.stdout
-    driver = parse("\n".join(ln for ln in lines.splitlines() if not ln.startswith("cdi\t")),
-                   root)
-    return HostGpus(driver, cdi.load(cdi.files_of(lines)))
+    lines = res.stdout.splitlines()
+    driver = parse("\n".join(ln for ln in lines if not ln.startswith("cdi\t")), root)
+    return HostGpus(driver, cdi.load(cdi.files_of(res.stdout)), hook="hook" in lines)
 
 
 def decide(mode: str, sel: GpuSelection, *, has_runtime: bool, engine_cdi: bool,
@@ -119,22 +121,15 @@ def access_for(target: Target, sel: GpuSelection, *, tolerant: bool = False) -> 
         try:
             info = target.engine.info()
             engine_cdi = bool(info.get("CDISpecDirs"))
-            has_runtime = s.gpu_mode == AUTO and can_give_gpus(target, info)
+            has_runtime = s.gpu_mode == AUTO and "nvidia" in (info.get("Runtimes") or {})
         except DltError:
             if not tolerant:
                 raise
-    host = None if s.gpu_mode == RUNTIME or (s.gpu_mode == AUTO and has_runtime) else \
-        gather(target, s)
+    host = None if s.gpu_mode == RUNTIME or has_runtime else gather(target, s)
+    if host is not None and host.hook and s.gpu_mode == AUTO:
+        has_runtime = True  # the hook driver: the engine grants GPU requests without a runtime
     return decide(s.gpu_mode, sel, has_runtime=has_runtime, engine_cdi=engine_cdi, host=host,
                   where=target.name)
-
-
-def can_give_gpus(target: Target, info: Mapping[str, Any]) -> bool:
-    """Whether the engine (``info``: its /info) can grant GPUs: an "nvidia" runtime, or
-    NVIDIA's hook on the host (engines that use the hook driver list no runtime)."""
-    if "nvidia" in (info.get("Runtimes") or {}):
-        return True
-    return target.shell.run("command -v nvidia-container-runtime-hook").ok
 
 
 def apply(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> RunSpec:

@@ -70,29 +70,34 @@ def image_record(target: Target, image: str) -> dict[str, Any]:
             from None
 
 
-def prepare_host(target: Target, plan: RunPlan) -> str:
+def prepare_host(target: Target, plan: RunPlan) -> tuple[str, str]:
     """Check on the host that the paths the run mounts exist, create the outputs folder, and
-    learn the login's uid:gid: one round trip for a remote host, none for this machine."""
+    learn the login's uid:gid and name: one round trip for a remote host, none for this
+    machine."""
     if not target.is_remote:
         missing = [p for p in plan.must_exist if not os.path.exists(p)]
         if missing:
             raise DltError(missing_message(target.name, missing))
         for d in plan.make_dirs:
             os.makedirs(d, exist_ok=True)
-        return f"{os.getuid()}:{os.getgid()}"
-    script = ('id -u; id -g; for p in "$@"; do case "$p" in mkdir:*) mkdir -p "${p#mkdir:}" || '
-              'exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; done')
+        import getpass
+
+        return f"{os.getuid()}:{os.getgid()}", getpass.getuser()
+    script = ('id -u; id -g; id -un; for p in "$@"; do case "$p" in mkdir:*) '
+              'mkdir -p "${p#mkdir:}" || exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; '
+              'done')
     args = [*plan.must_exist, *(f"mkdir:{d}" for d in plan.make_dirs)]
     res = target.shell.run(quote(["sh", "-c", script, "_", *args]), check=True)
     lines = res.stdout.splitlines()
-    missing = [ln[len("missing:"):] for ln in lines[2:] if ln.startswith("missing:")]
+    missing = [ln[len("missing:"):] for ln in lines[3:] if ln.startswith("missing:")]
     if missing:
         raise DltError(missing_message(target.name, missing))
-    return f"{lines[0].strip()}:{lines[1].strip()}"
+    return f"{lines[0].strip()}:{lines[1].strip()}", lines[2].strip()
 
 
-def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[str, Any]]:
-    """Get the host ready for the run: (uid:gid, the image's engine record).
+def _ready_host(target: Target, plan: RunPlan,
+                image: str) -> tuple[tuple[str, str], dict[str, Any]]:
+    """Get the host ready for the run: ((uid:gid, user name), the image's engine record).
 
     On a remote host the code is synced and each check is a round trip, so the sync, the
     host check (:func:`prepare_host`) and the image lookup run at the same time; only a
@@ -113,12 +118,12 @@ def _ready_host(target: Target, plan: RunPlan, image: str) -> tuple[str, dict[st
         if needs_code:
             synced.result()
         try:
-            uid_gid = prepare_host(target, plan)
+            who = prepare_host(target, plan)
         except DltError:
             synced.result()  # a failed sync says more than a path it would have made
             raise
         synced.result()
-        return uid_gid, looked_up.result()
+        return who, looked_up.result()
 
 
 def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
@@ -188,14 +193,17 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     try:  # nothing is left behind by a run that never reached the engine
-        uid_gid, info = _ready_host(target, plan, image)
+        (uid_gid, user), info = _ready_host(target, plan, image)
     except BaseException:
         shutil.rmtree(plan.run_dir, ignore_errors=True)
         git()
         raise
     plan.spec = gpumode.apply(plan.spec, access, gpumode.image_env(info))
     if not req.root:
-        plan.spec = replace(plan.spec, user=uid_gid)
+        # the uid may be in no passwd file of the image: USER and LOGNAME name it for tools
+        # that ask who they are (getpass.getuser(), used by torch's compile caches)
+        env = {"USER": user, "LOGNAME": user, **plan.spec.env} if user else dict(plan.spec.env)
+        plan.spec = replace(plan.spec, user=uid_gid, env=env)
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
                       git=git())
     record.update(gpu_mode=access.mode, gpu_mode_why=access.why)

@@ -278,3 +278,24 @@ def test_runtime_access_keeps_the_device_request() -> None:
     spec = apply(RunSpec("img", ("true",), gpus=parse_gpus("0")), a, {})
     assert create_config(spec)["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0"]
     assert "--gpus" in docker_run_cmdline(spec)
+
+
+def test_version_line_of_the_open_kernel_module() -> None:
+    line = ("version\tNVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  "
+            "Release Build  (dvs-builder@U22-I3-AF03-09-1)  Thu Oct 30 2025")
+    assert parse(line).version == "580.159.04"
+    assert parse("version\tNVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue "
+                 "Mar  5 22:23:56 UTC 2024").version == "550.54.15"
+
+
+def test_one_copy_of_each_library_from_the_driver_folder() -> None:
+    """A host whose /lib and /usr/lib link into /usr/local/nvidia/lib64 (the H200 machine)."""
+    names = ("libcuda.so.1", "libcuda.so", "libnvidia-ml.so.1")
+    lines = [f"lib\t/usr/local/nvidia/lib64/{n}" for n in names]
+    lines += [f"lib\t/lib/{n}" for n in names] + [f"lib\t/usr/lib/{n}" for n in names]
+    lines += ["lib\t/usr/lib/libnvidia-gpucomp.so", "lib\t/lib/libnvidia-gpucomp.so"]
+    d = parse("\n".join(lines))
+    assert [m.path for m in d.libraries] == [
+        "/usr/local/nvidia/lib64/libcuda.so.1", "/usr/local/nvidia/lib64/libcuda.so",
+        "/usr/local/nvidia/lib64/libnvidia-ml.so.1", "/usr/lib/libnvidia-gpucomp.so"]
+    assert d.common().library_path == ("/usr/local/nvidia/lib64", "/usr/lib")
