@@ -86,15 +86,21 @@ def main() -> int:
         line = dry.stdout.splitlines()[0]
         docker = shlex.split(line)
         mode = "direct" if "--device" in docker else "runtime"
-        ours, theirs = [], []
+        ours, theirs, no_gpu, bare, version = [], [], [], [], []
         argv = [sys.executable, "-m", "dltasks", "train", "--gpu", "0"]
         timed(argv, proj)  # warm-up: byte code, page cache
         for _ in range(a.start_runs):
             ours.append(timed(argv, proj))
             theirs.append(timed(docker, proj))
+            no_gpu.append(timed(argv[:-1] + ["none"], proj))
+            bare.append(timed([sys.executable, "-c", "pass"], proj))
+            version.append(timed([sys.executable, "-m", "dltasks", "--version"], proj))
     finally:
         env_file.write_text(saved)
     o, t = statistics.median(ours), statistics.median(theirs)
+    print(f"  where the time goes (medians): python3 -c pass {statistics.median(bare) * 1000:.0f}"
+          f" ms; dlt --version {statistics.median(version) * 1000:.0f} ms; dlt train --gpu "
+          f"none {statistics.median(no_gpu) * 1000:.0f} ms")
     print(f"start ({mode}): dlt train --gpu 0 {o * 1000:.0f} ms vs docker run {t * 1000:.0f} ms "
           f"(+{(o - t) * 1000:.0f} ms): ratio {o / t:.2f} (target <= 1.5) "
           f"{'PASS' if o / t <= 1.5 else 'MISS'}")

@@ -10,7 +10,9 @@ GPUs needs. What is taken, and why (as nvidia-ctk's driver discoverers do):
   ``/dev/nvidia-modeset`` for every container, and ``/dev/nvidiaN`` for each selected GPU
   only: CUDA and NVML enumerate the GPUs whose nodes they can open, so inside the container
   the selected GPUs are the only ones and are numbered from 0. GPU index -> minor number
-  comes from ``nvidia-smi`` (PCI bus id) and ``/proc/driver/nvidia/gpus/<bus>/information``;
+  comes from ``/proc/driver/nvidia/gpus/<bus>/information``: nvidia-smi numbers the GPUs in
+  PCI bus order, and the file names each one's device minor (asking nvidia-smi itself would
+  cost every run the NVML start-up, a tenth of a second or more);
 - the compute and utility libraries (libcuda, libnvidia-ml, libnvidia-ptxjitcompiler,
   libnvidia-nvvm, libcudadebugger, ...): every name the loader cache (``ldconfig -p``) or the
   known driver folders hold, SONAME links included (a bind mount of a link mounts its target,
@@ -56,7 +58,7 @@ def _sh_words(words: Iterable[str]) -> str:
 
 
 #: Prints the driver of the host (``$1``: the driver root, "" for /), a fact a line:
-#: ``dev<TAB>path``, ``gpu<TAB>bus<TAB>minor``, ``smi<TAB>index, bus id``, ``version<TAB>v``,
+#: ``dev<TAB>path``, ``gpu<TAB>bus<TAB>minor``, ``version<TAB>line``,
 #: ``lib<TAB>path``, ``bin<TAB>path``, ``fw<TAB>path``, ``ipc<TAB>path``.
 DISCOVER_SCRIPT = (
     'r=${1%/}; '
@@ -66,11 +68,6 @@ DISCOVER_SCRIPT = (
     'printf "gpu\\t%s\\t%s\\n" "$b" "$m"; done; '
     '[ -r "$r/proc/driver/nvidia/version" ] && printf "version\\t%s\\n" '
     '"$(head -n 1 "$r/proc/driver/nvidia/version")"; '
-    f'smi=; for d in {_sh_words(BIN_DIRS)}; do [ -x "$r$d/nvidia-smi" ] && smi="$r$d/nvidia-smi" '
-    '&& break; done; '
-    '[ -n "$smi" ] && [ -z "$r" ] && "$smi" --query-gpu=index,pci.bus_id '
-    '--format=csv,noheader 2>/dev/null | while IFS= read -r l; do printf "smi\\t%s\\n" "$l"; '
-    'done; '
     '[ -z "$r" ] && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | '
     'sed -n "s/.*=> \\(.*\\)$/\\1/p" | grep -E "/lib(cuda|cudadebugger|nvidia-[a-z0-9-]+)\\.so" '
     '| while IFS= read -r f; do printf "lib\\t%s\\n" "$f"; done; '
@@ -162,7 +159,6 @@ def parse(output: str, root: str = "") -> Driver:
     control: dict[str, Node] = {}
     nodes: dict[int, Node] = {}   # minor -> node
     minors: dict[tuple[int, int, int, int], int] = {}
-    smi: list[tuple[int, tuple[int, int, int, int] | None]] = []
     libs: dict[str, FileMount] = {}
     bins: dict[str, FileMount] = {}
     fw: dict[str, FileMount] = {}
@@ -182,10 +178,6 @@ def parse(output: str, root: str = "") -> Driver:
             key = _bus(bus)
             if key is not None and minor.strip().isdigit():
                 minors[key] = int(minor)
-        elif kind == "smi":
-            index, _, bus = rest.partition(",")
-            if index.strip().isdigit():
-                smi.append((int(index), _bus(bus)))
         elif kind == "version":  # "NVRM version: NVIDIA UNIX [Open] Kernel Module [for
             # x86_64]  580.159.04  Release Build ...", or a bare version
             found_v = re.search(r"(?:^|\s)(\d+\.\d+(?:\.\d+)*)(?:\s|$)", rest)
@@ -198,14 +190,11 @@ def parse(output: str, root: str = "") -> Driver:
             fw.setdefault(inside(rest), FileMount(rest, inside(rest)))
         elif kind == "ipc":
             ipc.setdefault(inside(rest), FileMount(rest, inside(rest)))
-    gpus: dict[int, Node] = {}
-    if smi:  # nvidia-smi's index (PCI order), through the bus id, to the node's minor
-        for idx, pci in smi:
-            m = minors.get(pci) if pci is not None else None
-            found = nodes.get(m if m is not None else idx)
-            if found is not None:
-                gpus[idx] = found
-    else:  # no nvidia-smi to ask: the nodes in minor order
+    gpus: dict[int, Node]
+    if minors:  # nvidia-smi's index is the PCI bus order; the driver says each one's minor
+        by_bus = [minors[b] for b in sorted(minors)]
+        gpus = {i: nodes[m] for i, m in enumerate(by_bus) if m in nodes}
+    else:  # no procfs to ask (some sandboxes): the nodes in minor order
         gpus = dict(enumerate(nodes[m] for m in sorted(nodes)))
     order = [n for n in CONTROL_NODES if n in control]
     return Driver(root, version, tuple(control[n] for n in order), gpus,

@@ -85,19 +85,30 @@ def test_the_loader_cache_listing_is_read(tmp_path: Path) -> None:
     assert not any("libz" in m.path for m in d.libraries)
 
 
-def test_nvidia_smi_index_maps_to_the_node_by_bus_id() -> None:
-    """GPU 0 (lowest PCI address) may be /dev/nvidia1: the minor comes from procfs."""
+def test_gpu_index_is_the_pci_order_and_the_minor_comes_from_procfs() -> None:
+    """GPU 0 (lowest PCI address, as nvidia-smi numbers them) may be /dev/nvidia1."""
     out = "\n".join(["dev\t/dev/nvidiactl", "dev\t/dev/nvidia0", "dev\t/dev/nvidia1",
-                     "gpu\t0000:3b:00.0\t1", "gpu\t0000:86:00.0\t0",
-                     "smi\t0, 00000000:3B:00.0", "smi\t1, 00000000:86:00.0",
+                     "gpu\t0000:86:00.0\t0", "gpu\t0000:3b:00.0\t1",
                      "version\t580.159.04"])
     d = parse(out)
     assert d.gpus[0].path == "/dev/nvidia1" and d.gpus[1].path == "/dev/nvidia0"
 
 
-def test_a_gpu_that_fell_off_the_bus_is_not_offered() -> None:
-    out = "\n".join(["dev\t/dev/nvidiactl", "dev\t/dev/nvidia0", "smi\t0, 00000000:3B:00.0",
-                     "smi\t1, 00000000:86:00.0", "gpu\t0000:3b:00.0\t0"])
+@needs_root
+def test_procfs_of_the_driver_root_is_read(tmp_path: Path) -> None:
+    make_driver(tmp_path, gpus=2)
+    for bus, minor in (("0000:86:00.0", 0), ("0000:3b:00.0", 1)):
+        g = tmp_path / "proc" / "driver" / "nvidia" / "gpus" / bus
+        g.mkdir(parents=True)
+        (g / "information").write_text(f"Model: \t\t NVIDIA H200\nIRQ:   \t\t 40\n"
+                                       f"Device Minor: \t {minor}\nBus Location: \t {bus}\n")
+    d = discover(tmp_path)
+    assert d.gpus[0].path == "/dev/nvidia1" and d.gpus[1].path == "/dev/nvidia0"
+
+
+def test_a_gpu_whose_node_is_missing_is_not_offered() -> None:
+    out = "\n".join(["dev\t/dev/nvidiactl", "dev\t/dev/nvidia0", "gpu\t0000:3b:00.0\t0",
+                     "gpu\t0000:86:00.0\t1"])
     assert sorted(parse(out).gpus) == [0]
 
 
