@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,26 @@ def test_doctor_says_which_mode_a_run_would_use(base_image: str, driver_root: Pa
     assert ("ok    gpu mode      runs get GPUs by direct: no NVIDIA runtime and no CDI spec; "
             f"the host's driver is there (driver {VERSION})") in r.stdout, r.stdout
     assert "info  toolkit       no NVIDIA runtime, none needed: runs use direct mode" in r.stdout
+
+
+@pytest.mark.ssh
+def test_remote_host_without_the_toolkit(base_image: str, driver_root: Path, ssh_lab: Any,
+                                         remote_project: tuple[Path, str]) -> None:
+    """`fab -H gpu1 train --gpu 1`: the driver is found ON gpu1 (its .env.gpu1 names the
+    driver root there), the run gets GPU 1's node only, as gpu1's user."""
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={base_image}\nDLT_TRAIN_CMD={SHOW}\n")
+    (d / ".env.gpu1").write_text(f"DLT_DRIVER_ROOT={driver_root}\n"
+                                 f"DLT_CDI_SPEC_DIRS={driver_root}/no-cdi\n")
+    r = fab("-H", "gpu1", "train", "--gpu", "1", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    seen = _seen(r.stdout)
+    assert [n for n in seen["nodes"] if n[-1].isdigit()] == ["/dev/nvidia1"]
+    assert f"libcuda {VERSION}" in seen["lines"] and "wrote-node" in seen["lines"]
+    uid = int(subprocess.run(["id", "-u", "dltgpu1"], capture_output=True, text=True).stdout)
+    assert f"uid={uid}" in seen["lines"]
+    record = json.loads(next((d / "runs").glob("*/manifest.json")).read_text())
+    assert record["gpu_mode"] == "direct" and record["host"] == "gpu1"
