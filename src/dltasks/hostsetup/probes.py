@@ -163,9 +163,9 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             ran = run_once(target, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
                            ipc_host=not s.shm_size, timeout=60)
             shm = shm_of_df(ran.output) if ran.ok else None
-        mode, why = _gpu_mode(target) if gpu_checks else ("", "")
+        gpu_mode, gpu_why = _gpu_mode(target) if gpu_checks else ("", "")
         return _replace(
-            base, gpu_mode=mode, gpu_mode_why=why,
+            base, gpu_mode=gpu_mode, gpu_mode_why=gpu_why,
             engine_version=str(info.get("ServerVersion") or ""),
             runtimes=tuple(sorted((info.get("Runtimes") or {}).keys())),
             docker_root_dir=root, disk_free=disk[1] if disk else None,
