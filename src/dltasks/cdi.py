@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import DltError
-from .gpudriver import Driver, Edits, FileMount, Node
+from .gpudriver import Driver, Edits, FileMount, Node, no_driver_message
 from .gpus import ALL, IDS, GpuSelection
 
 KIND = "nvidia.com/gpu"
@@ -177,8 +177,6 @@ def spec_for(driver: Driver, host: str) -> dict[str, Any]:
         return out
 
     if not driver.found:
-        from .gpudriver import no_driver_message
-
         raise DltError(no_driver_message(host, driver, hint=""))
     devices = [{"name": str(i), "containerEdits": edits(Edits(nodes=(driver.gpus[i],)))}
                for i in sorted(driver.gpus)]

@@ -142,15 +142,22 @@ def _env_tls(view: DockerView) -> Tls | None:
     if not (verify or tls):
         return None
     certs = view.env.get("DOCKER_CERT_PATH") or view.config_dir
-    ca, cert, key = (posixpath.join(certs, f) for f in ("ca.pem", "cert.pem", "key.pem"))
-    has = view.exists
-    if verify and not has(ca):
+    found = _tls_in(certs, view, verify)
+    if verify and not found.ca:
+        ca = posixpath.join(certs, "ca.pem")
         raise DltError(f"DOCKER_TLS_VERIFY is set but {view.pretty(ca)} does not exist: put the "
                        "engine's CA there or set DOCKER_CERT_PATH to the folder holding "
                        "ca.pem, cert.pem and key.pem")
-    return Tls(verify=verify, ca=ca if has(ca) else "",
-               cert=cert if has(cert) and has(key) else "", key=key if has(cert) and has(key)
-               else "")
+    return found
+
+
+def _tls_in(folder: str, view: DockerView, verify: bool) -> Tls:
+    """The docker CLI's TLS files in ``folder``: ca.pem when it is there, cert.pem and key.pem
+    when both are."""
+    ca, cert, key = (posixpath.join(folder, f) for f in ("ca.pem", "cert.pem", "key.pem"))
+    pair = view.exists(cert) and view.exists(key)
+    return Tls(verify=verify, ca=ca if view.exists(ca) else "", cert=cert if pair else "",
+               key=key if pair else "")
 
 
 def _from_host(url: str, source: str, view: DockerView) -> Endpoint:
@@ -178,15 +185,10 @@ def _from_context(name: str, why: str, view: DockerView) -> Endpoint:
     source = f"context {name} from {why}"
     url = normalize_url(host, source)
     tls_dir = posixpath.join(view.config_dir, "contexts", "tls", cid, "docker")
-    ca, cert, key = (posixpath.join(tls_dir, f) for f in ("ca.pem", "cert.pem", "key.pem"))
-    has = view.exists
-    tls = None
-    if url.startswith(("tcp://", "https://")) and (has(ca) or has(cert) or
-                                                   url.startswith("https://")):
-        tls = Tls(verify=not docker.get("SkipTLSVerify", False), ca=ca if has(ca) else "",
-                  cert=cert if has(cert) and has(key) else "",
-                  key=key if has(cert) and has(key) else "")
-    return Endpoint(url, source, tls, context=name)
+    found = _tls_in(tls_dir, view, not docker.get("SkipTLSVerify", False))
+    uses_tls = url.startswith("https://") or (url.startswith("tcp://") and (
+        found.ca or view.exists(posixpath.join(tls_dir, "cert.pem"))))
+    return Endpoint(url, source, found if uses_tls else None, context=name)
 
 
 def normalize_url(url: str, source: str = "DLT_DOCKER_HOST") -> str:
