@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +32,41 @@ def remote_project(tmp_path: Path, ssh_lab: Lab) -> Iterator[tuple[Path, str]]:
     yield d, name
     for host in ssh_lab.hosts.values():
         shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[Callable[[bytes | None], int]]:
+    """TCP servers on 127.0.0.1 that read what a client sends and answer every connection with
+    fixed bytes (``None``: accept and never answer); returns the port. Closed afterwards."""
+    servers: list[socket.socket] = []
+
+    def make(answer: bytes | None) -> int:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        servers.append(s)
+        held: list[socket.socket] = []
+
+        def serve() -> None:
+            while True:
+                try:
+                    conn, _ = s.accept()
+                except OSError:
+                    return
+                if answer is None:
+                    held.append(conn)  # accepted, never answered
+                    continue
+                try:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+                except OSError:
+                    pass
+                time.sleep(0.05)
+                conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return int(s.getsockname()[1])
+
+    yield make
+    for s in servers:
+        s.close()

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,51 +202,11 @@ def test_no_client_certificate_is_refused(tls_engine: GpuEngine, project: Path,
 
 
 def test_tls_to_a_peer_that_does_not_speak_it(project: Path, tmp_path: Path,
-                                              plain_server: Any) -> None:
-    port = plain_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                                              loopback_server: Any) -> None:
+    port = loopback_server(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
     (tmp_path / "ca.pem").write_text("")  # never read: the handshake fails first
     make_certs(tmp_path / "c")
     env = {"HOME": str(tmp_path), "DOCKER_HOST": f"tcp://127.0.0.1:{port}",
            "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": str(tmp_path / "c")}
     line = _one_line(dlt("ps", cwd=project, env=env))
     assert "it does not speak TLS" in line, line
-
-
-@pytest.fixture
-def plain_server() -> Iterator[Any]:
-    """TCP servers on loopback that answer every connection with fixed bytes (or nothing)."""
-    import socket
-    import threading
-
-    servers: list[socket.socket] = []
-
-    def make(answer: bytes | None) -> int:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        s.listen(16)
-        servers.append(s)
-        held: list[socket.socket] = []
-
-        def serve() -> None:
-            while True:
-                try:
-                    conn, _ = s.accept()
-                except OSError:
-                    return
-                if answer is None:
-                    held.append(conn)  # accepted, never answered
-                    continue
-                try:
-                    conn.recv(65536)
-                    conn.sendall(answer)
-                except OSError:
-                    pass
-                time.sleep(0.05)
-                conn.close()
-
-        threading.Thread(target=serve, daemon=True).start()
-        return int(s.getsockname()[1])
-
-    yield make
-    for s in servers:
-        s.close()

@@ -156,47 +156,19 @@ def test_nothing_listening(project: Path) -> None:
                            f"{port} (DOCKER_HOST): nothing listens there (connection refused)")
 
 
-def _server(answer_bytes: bytes | None) -> tuple[socket.socket, int]:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = s.accept()
-            except OSError:
-                return
-            if answer_bytes is None:
-                held.append(conn)  # never answered
-                continue
-            conn.sendall(answer_bytes)
-            conn.close()
-
-    threading.Thread(target=serve, daemon=True).start()
-    return s, int(s.getsockname()[1])
-
-
-def test_a_peer_that_is_not_http(project: Path) -> None:
-    s, port = _server(b"SSH-2.0-OpenSSH_9.2p1\r\n")
-    try:
-        line = one_line(dlt("ps", cwd=project, env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}"}))
-    finally:
-        s.close()
+def test_a_peer_that_is_not_http(project: Path, loopback_server: Any) -> None:
+    port = loopback_server(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+    line = one_line(dlt("ps", cwd=project, env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}"}))
     assert "does not answer like a Docker engine (it sent b'SSH-2.0-OpenSSH_9.2p1" in line
     assert "check the port in DOCKER_HOST" in line
 
 
-def test_an_engine_that_never_answers(project: Path) -> None:
-    s, port = _server(None)
-    try:
-        t0 = time.monotonic()
-        line = one_line(dlt("ps", cwd=project, env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}",
-                                                     "DLT_ENGINE_TIMEOUT": "2"}))
-        assert time.monotonic() - t0 < 20
-    finally:
-        s.close()
+def test_an_engine_that_never_answers(project: Path, loopback_server: Any) -> None:
+    port = loopback_server(None)
+    t0 = time.monotonic()
+    line = one_line(dlt("ps", cwd=project, env={"DOCKER_HOST": f"tcp://127.0.0.1:{port}",
+                                                 "DLT_ENGINE_TIMEOUT": "2"}))
+    assert time.monotonic() - t0 < 20
     assert line == (f"dlt: error: cannot reach the Docker engine at tcp://127.0.0.1:{port} "
                     "(DOCKER_HOST): no answer within 2s: check the address and port, and "
                     "whether a firewall drops the connection")
