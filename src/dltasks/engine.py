@@ -159,8 +159,3 @@ def open_engine(addr: EngineAddr | str = "", *, timeout: int = 0) -> Engine:
     a = _addr(addr)
     return Engine(a.url, timeout=timeout or a.timeout, tls=a.tls, where=a.label, note=a.note)
 
-
-def has_nvidia_runtime(engine: Engine) -> bool:
-    """Whether the engine lists an "nvidia" runtime (what `nvidia-ctk runtime configure` adds)."""
-    info = engine.info()
-    return "nvidia" in (info.get("Runtimes") or {})

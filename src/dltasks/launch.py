@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from . import gpumode
@@ -46,6 +49,17 @@ def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: 
     from .images import ensure_project_image
 
     return ensure_project_image(target, settings)
+
+
+@contextmanager
+def _nothing_left(folder: Path, git: Callable[[], GitState]) -> Iterator[None]:
+    """A run that fails before it reaches the engine leaves no run folder (and git reaped)."""
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        git()
+        raise
 
 
 def _image_env_if_any(target: Target, image: str) -> dict[str, str]:
@@ -166,12 +180,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     req = replace(req, gpus=access.selection)
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
-    try:
+    with _nothing_left(run_dir(local.project_dir, run_id), git):
         plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
-    except BaseException:
-        shutil.rmtree(run_dir(local.project_dir, run_id), ignore_errors=True)
-        git()  # reap it
-        raise
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
@@ -192,12 +202,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         return 0
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    try:  # nothing is left behind by a run that never reached the engine
+    with _nothing_left(plan.run_dir, git):
         (uid_gid, user), info = _ready_host(target, plan, image)
-    except BaseException:
-        shutil.rmtree(plan.run_dir, ignore_errors=True)
-        git()
-        raise
     plan.spec = gpumode.apply(plan.spec, access, gpumode.image_env(info))
     if not req.root:
         # the uid may be in no passwd file of the image: USER and LOGNAME name it for tools
