@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 RUNTIME, CDI, DIRECT = "runtime", "cdi", "direct"
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-MODES = (AUTO, RUNTIME, CDI, DIRECT)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from .errors import DltError
 
 NONE, ALL, AUTO, IDS = "none", "all", "auto", "ids"
+#: DLT_GPU_MODE's values (how GPUs get into a container: dltasks.gpumode).
+GPU_MODES = (AUTO, "runtime", "cdi", "direct")
 
 
 @dataclass(frozen=True)

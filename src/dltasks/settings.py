@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DltError
+from .gpus import GPU_MODES
 from .masking import mask
 
 PREFIX = "DLT_"
@@ -78,7 +79,7 @@ class Settings:
                          "Container Toolkit's runtime), cdi (a CDI spec), direct (the host's "
                          "driver, found by dltasks: no toolkit needed), or auto (runtime if the "
                          "engine has it, else a CDI spec, else the driver).",
-                         choices=("auto", "runtime", "cdi", "direct"))
+                         choices=GPU_MODES)
     cdi_spec_dirs: tuple[str, ...] = _key((), "list", "Folders of CDI specs on the target host, "
                                           "comma-separated. Default: /etc/cdi,/var/run/cdi.")
     driver_root: str = _key("/", "str", "Where the NVIDIA driver's files are on the target host "
