@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import docker
 
     from ..engineapi import Engine
+    from ..gpumode import GpuAccess
     from ..settings import Settings
     from ..target import Target
 
@@ -37,9 +38,11 @@ class Ran:
 
 
 def run_once(target: Target, image: str, command: list[str], *, gpus: bool = False,
-             shm_size: str = "", ipc_host: bool = False, timeout: int = 120) -> Ran:
+             shm_size: str = "", ipc_host: bool = False, timeout: int = 120,
+             access: GpuAccess | None = None) -> Ran:
     """One short-lived container through the one lifecycle (dltasks.runner.container):
-    created, started, read, waited for and removed, whatever happens."""
+    created, started, read, waited for and removed, whatever happens. With ``gpus`` it gets
+    every GPU the way a run would (``access``, when already decided)."""
     from ..containers import RunSpec
     from ..gpus import ALL, NONE, GpuSelection
     from ..runner import run_captured
@@ -51,7 +54,10 @@ def run_once(target: Target, image: str, command: list[str], *, gpus: bool = Fal
         if gpus:  # the GPUs come the way a run's would (runtime, CDI or the driver itself)
             from ..gpumode import access_for, apply
 
-            spec = apply(spec, access_for(target, spec.gpus, tolerant=True), {})
+            access = access or access_for(target, spec.gpus, tolerant=True)
+            if access.mode == "none":  # no way to give the GPUs: why, as the probe's answer
+                return Ran(None, access.why)
+            spec = apply(spec, access, {})
         code, output = run_captured(target, spec, timeout=timeout)
     except DltError as e:  # the engine's own words, where it refused: doctor reads them
         return Ran(None, getattr(e, "engine_text", "") or e.message)
@@ -80,9 +86,9 @@ def probe_images(settings: Settings) -> list[str]:
     return [settings.image, f"{settings.project_image}:latest", settings.base_image]
 
 
-def gpu_probe(target: Target, image: str) -> Ran:
+def gpu_probe(target: Target, image: str, access: GpuAccess | None = None) -> Ran:
     """``nvidia-smi`` in a container with all GPUs requested (the runtime mounts it in)."""
-    return run_once(target, image, ["nvidia-smi"], gpus=True, timeout=60)
+    return run_once(target, image, ["nvidia-smi"], gpus=True, timeout=60, access=access)
 
 
 def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
@@ -156,16 +162,16 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
             for item in client.images.get(image).attrs.get("Config", {}).get("Env") or []:
                 k, _, v = item.partition("=")
                 env[k] = v
-        probe = gpu_probe(target, image) if gpu_checks and image else None
+        access = _gpu_access(target) if gpu_checks else None
+        probe = gpu_probe(target, image, access) if gpu_checks and image else None
         shm = None
         mode = f"--shm-size={s.shm_size}" if s.shm_size else "--ipc=host"
         if image:
             ran = run_once(target, image, ["df", "-Pk", "/dev/shm"], shm_size=s.shm_size,
                            ipc_host=not s.shm_size, timeout=60)
             shm = shm_of_df(ran.output) if ran.ok else None
-        gpu_mode, gpu_why = _gpu_mode(target) if gpu_checks else ("", "")
         return _replace(
-            base, gpu_mode=gpu_mode, gpu_mode_why=gpu_why,
+            base, gpu_mode=access.mode if access else "", gpu_mode_why=access.why if access else "",
             engine_version=str(info.get("ServerVersion") or ""),
             runtimes=tuple(sorted((info.get("Runtimes") or {}).keys())),
             docker_root_dir=root, disk_free=disk[1] if disk else None,
@@ -179,16 +185,16 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
         client.close()
 
 
-def _gpu_mode(target: Target) -> tuple[str, str]:
-    """How a run with every GPU would get them, and why."""
-    from ..gpumode import access_for
-    from ..gpus import ALL, GpuSelection
+def _gpu_access(target: Target) -> GpuAccess:
+    """How a run with every GPU would get them, and why (``none`` with the reason when none
+    can be had)."""
+    from ..gpumode import GpuAccess, access_for
+    from ..gpus import ALL, NONE, GpuSelection
 
     try:
-        access = access_for(target, GpuSelection(ALL), tolerant=True)
+        return access_for(target, GpuSelection(ALL), tolerant=True)
     except DltError as e:
-        return "none", e.message
-    return access.mode, access.why
+        return GpuAccess(GpuSelection(NONE), NONE, e.message)
 
 
 def _source(target: Target) -> str:
