@@ -54,6 +54,8 @@ _LIB_RE = re.compile(r"^(" + "|".join(re.escape(n) for n in LIBRARIES) + r")\.so
 
 
 def _sh_words(words: Iterable[str]) -> str:
+    """Shell words for the script below (an f-string cannot hold " ".join(...) in quotes of
+    its own kind before Python 3.12)."""
     return " ".join(words)
 
 
