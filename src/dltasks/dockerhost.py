@@ -104,9 +104,10 @@ def resolve(setting: str, setting_source: str, view: DockerView) -> Endpoint:
     (DLT_DOCKER_HOST, from ``setting_source``) names one."""
     env = view.env
     if setting:
-        return _from_host(setting, f"DLT_DOCKER_HOST from {setting_source}", view)
+        return _from_host(setting, "DLT_DOCKER_HOST", f"DLT_DOCKER_HOST from {setting_source}",
+                          view)
     if env.get("DOCKER_HOST"):
-        return _from_host(env["DOCKER_HOST"], "DOCKER_HOST", view)
+        return _from_host(env["DOCKER_HOST"], "DOCKER_HOST", "DOCKER_HOST", view)
     name, why = env.get("DOCKER_CONTEXT", ""), "DOCKER_CONTEXT"
     config_path = posixpath.join(view.config_dir, "config.json")
     if not name:
@@ -160,8 +161,8 @@ def _tls_in(folder: str, view: DockerView, verify: bool) -> Tls:
                key=key if pair else "")
 
 
-def _from_host(url: str, source: str, view: DockerView) -> Endpoint:
-    url = normalize_url(url, source)
+def _from_host(url: str, name: str, source: str, view: DockerView) -> Endpoint:
+    url = normalize_url(url, name)
     tls = _env_tls(view) if url.startswith("tcp://") else None
     if url.startswith("https://"):
         tls = _env_tls(view) or Tls(verify=True)
@@ -183,7 +184,7 @@ def _from_context(name: str, why: str, view: DockerView) -> Endpoint:
         raise DltError(f"docker context {name!r}: {view.pretty(meta_path)} has no docker "
                        "endpoint: recreate it with `docker context create`") from None
     source = f"context {name} from {why}"
-    url = normalize_url(host, source)
+    url = normalize_url(host, f"the host of docker context {name!r}")
     tls_dir = posixpath.join(view.config_dir, "contexts", "tls", cid, "docker")
     found = _tls_in(tls_dir, view, not docker.get("SkipTLSVerify", False))
     uses_tls = url.startswith("https://") or (url.startswith("tcp://") and (
@@ -191,7 +192,7 @@ def _from_context(name: str, why: str, view: DockerView) -> Endpoint:
     return Endpoint(url, source, found if uses_tls else None, context=name)
 
 
-def normalize_url(url: str, source: str = "DLT_DOCKER_HOST") -> str:
+def normalize_url(url: str, name: str = "DLT_DOCKER_HOST") -> str:
     """An engine address as the CLI accepts it (``unix://``, ``tcp://``, ``ssh://``,
     ``http(s)://``, a bare ``/path`` or ``host:port``), spelled with its scheme."""
     u = url.strip()
@@ -200,14 +201,14 @@ def normalize_url(url: str, source: str = "DLT_DOCKER_HOST") -> str:
     if "://" not in u:
         if ":" in u and not u.startswith(":"):
             return "tcp://" + u
-        raise DltError(f"{source}={url!r} is not an engine address: write unix:///path, "
+        raise DltError(f"{name}={url!r} is not an engine address: write unix:///path, "
                        "tcp://host:port or ssh://user@host")
     scheme = u.split("://", 1)[0]
     if scheme not in ("unix", "tcp", "http", "https", "ssh", "fd", "npipe"):
-        raise DltError(f"{source}={url!r}: unknown scheme {scheme!r}: write unix:///path, "
+        raise DltError(f"{name}={url!r}: unknown scheme {scheme!r}: write unix:///path, "
                        "tcp://host:port or ssh://user@host")
     if scheme in ("fd", "npipe"):
-        raise DltError(f"{source}={url!r}: {scheme}:// engines are not supported by dltasks: "
+        raise DltError(f"{name}={url!r}: {scheme}:// engines are not supported by dltasks: "
                        "use a unix socket or tcp://")
     return u
 
