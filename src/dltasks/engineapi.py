@@ -382,11 +382,14 @@ class Engine:
         return self.stream("GET", f"/containers/{cid}/logs",
                            params={"stdout": 1, "stderr": 1, "follow": follow, "timestamps": 0})
 
-    def attach(self, cid: str, *, stdin: bool = False, logs: bool = True) -> Stream:
-        """Hijack a connection to the container's stdio (before start: nothing is missed)."""
+    def attach(self, cid: str, *, stdin: bool = False) -> Stream:
+        """Hijack a connection to the container's stdio, before it starts: nothing is missed.
+
+        Without the engine's log replay (``logs=0``, as `docker run` attaches): replayed while
+        the container starts, it raced the live stream and a line could arrive twice."""
         return self.stream("POST", f"/containers/{cid}/attach",
                            params={"stream": 1, "stdout": 1, "stderr": 1, "stdin": stdin,
-                                   "logs": logs},
+                                   "logs": 0},
                            headers={"Connection": "Upgrade", "Upgrade": "tcp"})
 
     def resize(self, cid: str, *, height: int, width: int) -> None:

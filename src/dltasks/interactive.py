@@ -45,8 +45,7 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
     mode), SIGTERM/SIGHUP stop it with the grace period, and it is always removed."""
     engine = target.engine
     stdin_fd = sys.stdin.fileno()
-    with runner.container(target, spec, stop_timeout=stop_timeout, stdin=True,
-                          logs=False) as run:
+    with runner.container(target, spec, stop_timeout=stop_timeout, stdin=True) as run:
 
         def resize(*_: Any) -> None:
             size = shutil.get_terminal_size()

@@ -251,7 +251,7 @@ class Running:
 
 @contextlib.contextmanager
 def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool = False,
-              logs: bool = True, say: bool = True) -> Iterator[Running]:
+              say: bool = True) -> Iterator[Running]:
     """THE container lifecycle, for runs, shells, GPU tests and setup's probes.
 
     Create, attach (before start: nothing is missed), start, hand the running container to the
@@ -265,7 +265,7 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
     try:
         with _signals_as_interrupt():
             try:
-                run = Running(cid, target.engine.attach(cid, stdin=stdin, logs=logs))
+                run = Running(cid, target.engine.attach(cid, stdin=stdin))
                 start(target, cid, spec)
             except (KeyboardInterrupt, _Terminated):
                 raise Interrupted() from None
