@@ -56,3 +56,39 @@ def make_driver(root: Path, layout: str = "debian", gpus: int = 2, *,
     (proc / "version").write_text(f"NVRM version: NVIDIA UNIX x86_64 Kernel Module  {VERSION}  "
                                   "Release Build\nGCC version:  gcc version 12.2.0\n")
     return root
+
+
+#: The nvidia-smi the sharing tests put first on PATH: it prints gpus.csv or apps.csv from its
+#: own folder for the two queries dltasks asks (dltasks.gpuclaims), as the real one does.
+FAKE_SMI = """#!/bin/sh
+d=$(dirname "$0")
+case "$1" in
+  --query-gpu=*) cat "$d/gpus.csv" ;;
+  --query-compute-apps=*) cat "$d/apps.csv" ;;
+  *) echo "fake nvidia-smi: $*" ;;
+esac
+"""
+
+
+def gpu_line(i: int, used: int = 0) -> str:
+    """One --query-gpu CSV line of an H200 (nounits), like the borrowed machine's."""
+    return (f"{i}, GPU-{i:08x}-cb30-dd14-bb69-5907ea0e7e2c, NVIDIA H200, 00000000:{i + 6:02X}"
+            f":00.0, {used}, 143771, 0, 37, Disabled")
+
+
+def gpu_uuid(i: int) -> str:
+    return f"GPU-{i:08x}-cb30-dd14-bb69-5907ea0e7e2c"
+
+
+def make_fake_smi(d: Path, gpus: int = 4) -> Path:
+    """A folder (readable by every user) holding the fake nvidia-smi and an idle ``gpus``-GPU
+    host's answers; put it first on PATH. Returns the folder."""
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "nvidia-smi").write_text(FAKE_SMI)
+    (d / "nvidia-smi").chmod(0o755)
+    (d / "gpus.csv").write_text("".join(gpu_line(i) + "\n" for i in range(gpus)))
+    (d / "apps.csv").write_text("")
+    for f in ("gpus.csv", "apps.csv"):
+        (d / f).chmod(0o644)
+    d.chmod(0o755)
+    return d

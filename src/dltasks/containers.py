@@ -21,7 +21,10 @@ from .masking import mask_env
 #: Labels every dltasks container carries; `ps`, `logs` and `stop` find runs by them.
 LABEL_RUN, LABEL_PROJECT, LABEL_KIND = "dltasks.run", "dltasks.project", "dltasks.kind"
 LABEL_HOST, LABEL_STARTED, LABEL_GPUS = "dltasks.host", "dltasks.started", "dltasks.gpus"
-LABEL_RECORD = "dltasks.record"
+LABEL_RECORD, LABEL_USER = "dltasks.record", "dltasks.user"
+#: The label keys :mod:`dltasks.gpuclaims` reads a run's GPU claim from.
+CLAIM_LABELS = {"run": LABEL_RUN, "user": LABEL_USER, "project": LABEL_PROJECT,
+                "started": LABEL_STARTED, "gpus": LABEL_GPUS}
 
 _SHELL_CHARS = re.compile(r"[|&;<>()$`\\\"'*?\[\]#~=%{}\n]")
 

@@ -9,22 +9,25 @@
 - ``auto``: runtime if the engine has one, else CDI if a spec exists, else direct if the host
   has a driver, else the runtime path's own clear error.
 
-:func:`decide` is the pure choice; :func:`access_for` gathers its facts from a Target (one
-engine call, one shell round trip); :func:`apply` puts the result into a RunSpec. Every mode
+:func:`decide` is the pure choice; :func:`facts_later` gathers its facts from a Target (one
+engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpuclaims`),
+:func:`access_for` does both; :func:`apply` puts the result into a RunSpec. Every mode
 has the same semantics: only the selected GPUs are visible, numbered from 0 inside.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from . import cdi
 from .containers import Mount, RunSpec
 from .errors import DltError
+from .gpuclaims import Status, parse_status, status_script
 from .gpudriver import DISCOVER_SCRIPT, Driver, Edits, edits_for, no_driver_message, parse
 from .gpus import AUTO, NONE, GpuSelection
+from .shell import quote
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -53,21 +56,84 @@ class HostGpus:
     driver: Driver
     spec: cdi.Spec | None
     hook: bool = False   # NVIDIA's runtime hook is installed (engines using it list no runtime)
+    #: The driver's account of its GPUs (nvidia-smi), when asked for.
+    status: Status = Status()
 
 
-def gather(target: Target, settings: Settings) -> HostGpus:
-    """Discover the driver and read the CDI specs on the target host, in one round trip."""
-    from .shell import quote
+@dataclass(frozen=True)
+class GpuFacts:
+    """Everything :func:`decide` needs, from the engine and the host."""
 
+    has_runtime: bool = False
+    engine_cdi: bool = False
+    host: HostGpus | None = None
+
+
+def _script(settings: Settings, status: bool) -> list[str]:
     dirs = settings.cdi_spec_dirs or cdi.DEFAULT_DIRS
     script = ('command -v nvidia-container-runtime-hook >/dev/null 2>&1 && echo hook; '
               f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; '
-              f'{cdi.READ_SCRIPT}')
-    root = settings.driver_root.rstrip("/")
-    res = target.shell.run(quote(["sh", "-c", script, "_", root]))
-    lines = res.stdout.splitlines()
-    driver = parse("\n".join(ln for ln in lines if not ln.startswith("cdi\t")), root)
-    return HostGpus(driver, cdi.load(cdi.files_of(res.stdout)), hook="hook" in lines)
+              f'{cdi.READ_SCRIPT}' + (f'; {status_script(settings.nvidia_smi)}' if status else ''))
+    return ["sh", "-c", script, "_", settings.driver_root.rstrip("/")]
+
+
+def _parse(text: str, settings: Settings) -> HostGpus:
+    lines = text.splitlines()
+    facts = "\n".join(ln for ln in lines if not ln.startswith(("cdi\t", "smi-")))
+    return HostGpus(parse(facts, settings.driver_root.rstrip("/")),
+                    cdi.load(cdi.files_of(text)), hook="hook" in lines,
+                    status=parse_status(text))
+
+
+def gather(target: Target, settings: Settings, *, status: bool = False) -> HostGpus:
+    """Discover the driver and read the CDI specs on the target host (``status``: and ask
+    nvidia-smi about its GPUs), in one round trip."""
+    return gather_later(target, settings, status=status)()
+
+
+def gather_later(target: Target, settings: Settings, *,
+                 status: bool = False) -> Callable[[], HostGpus]:
+    """:func:`gather`, started now: on this machine a child process, on a remote host an exec
+    channel in a thread. Call the result for the answer."""
+    argv = _script(settings, status)
+    if not target.is_remote:
+        from .shell import local_start
+
+        pending = local_start(argv)
+        return lambda: _parse(pending.result().stdout, settings)
+    from .background import in_background
+
+    fut = in_background(target.shell.run, quote(argv))
+    return lambda: _parse(fut.result().stdout, settings)
+
+
+def facts_later(target: Target, sel: GpuSelection, *,
+                tolerant: bool = False) -> Callable[[], GpuFacts]:
+    """The facts for a run asking for ``sel``, the host's part started now (it runs while
+    the run is planned); ``tolerant``: an engine that does not answer counts as one without a
+    runtime (for --dry-run). Call the result for the facts."""
+    s = target.settings
+    if sel.mode == NONE:
+        return GpuFacts
+    host = gather_later(target, s, status=True)
+
+    def finish() -> GpuFacts:
+        has_runtime, engine_cdi = False, False
+        if s.gpu_mode in (AUTO, CDI):
+            try:
+                info = target.engine.info()
+                engine_cdi = bool(info.get("CDISpecDirs"))
+                has_runtime = s.gpu_mode == AUTO and "nvidia" in (info.get("Runtimes") or {})
+            except DltError:
+                if not tolerant:
+                    host()  # reap it
+                    raise
+        found = host()
+        if found.hook and s.gpu_mode == AUTO:
+            has_runtime = True  # the hook driver: the engine grants GPU requests without one
+        return GpuFacts(has_runtime, engine_cdi, found)
+
+    return finish
 
 
 def decide(mode: str, sel: GpuSelection, *, has_runtime: bool, engine_cdi: bool,
@@ -108,36 +174,28 @@ def decide(mode: str, sel: GpuSelection, *, has_runtime: bool, engine_cdi: bool,
     return GpuAccess(sel, RUNTIME, "no NVIDIA runtime, CDI spec or driver found")
 
 
+def decide_with(facts: GpuFacts, mode: str, sel: GpuSelection, where: str) -> GpuAccess:
+    """:func:`decide` from gathered facts."""
+    return decide(mode, sel, has_runtime=facts.has_runtime, engine_cdi=facts.engine_cdi,
+                  host=facts.host, where=where)
+
+
 def access_for(target: Target, sel: GpuSelection, *, tolerant: bool = False) -> GpuAccess:
     """Decide for a run on ``target`` (``tolerant``: an engine that does not answer counts as
     one without a runtime, for --dry-run)."""
-    s = target.settings
-    if sel.mode == NONE:
-        return decide(s.gpu_mode, sel, has_runtime=False, engine_cdi=False, host=None,
-                      where=target.name)
-    has_runtime, engine_cdi = False, False
-    if s.gpu_mode in (AUTO, CDI):
-        try:
-            info = target.engine.info()
-            engine_cdi = bool(info.get("CDISpecDirs"))
-            has_runtime = s.gpu_mode == AUTO and "nvidia" in (info.get("Runtimes") or {})
-        except DltError:
-            if not tolerant:
-                raise
-    host = None if s.gpu_mode == RUNTIME or has_runtime else gather(target, s)
-    if host is not None and host.hook and s.gpu_mode == AUTO:
-        has_runtime = True  # the hook driver: the engine grants GPU requests without a runtime
-    return decide(s.gpu_mode, sel, has_runtime=has_runtime, engine_cdi=engine_cdi, host=host,
-                  where=target.name)
+    facts = facts_later(target, sel, tolerant=tolerant)()
+    return decide_with(facts, target.settings.gpu_mode, sel, target.name)
 
 
 def apply(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> RunSpec:
     """``spec`` with its GPUs given the way ``access`` says."""
-    if access.mode not in (DIRECT, CDI):
-        return replace(spec, gpus=access.selection, gpu_mode=RUNTIME if access.mode == RUNTIME
-                       else NONE)
-    e = access.edits
+    if access.mode == NONE:
+        return replace(spec, gpus=access.selection, gpu_mode=NONE)
     env = dict(spec.env)
+    env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # inside, GPU 0 is the lowest host index
+    if access.mode not in (DIRECT, CDI):
+        return replace(spec, gpus=access.selection, gpu_mode=RUNTIME, env=env)
+    e = access.edits
     env.update(dict(e.env))
     if e.library_path:
         theirs = env.get("LD_LIBRARY_PATH") or image_env.get("LD_LIBRARY_PATH", "")

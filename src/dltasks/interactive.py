@@ -13,7 +13,7 @@ import shutil
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import runner
@@ -38,14 +38,16 @@ def _raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
-def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int) -> int:
+def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int,
+                    started: Callable[[], None] | None = None) -> int:
     """Run ``spec`` (tty + stdin) wired to this terminal; returns the exit code.
 
     The lifecycle is :func:`dltasks.runner.container`'s: Ctrl-C goes to the container (raw
     mode), SIGTERM/SIGHUP stop it with the grace period, and it is always removed."""
     engine = target.engine
     stdin_fd = sys.stdin.fileno()
-    with runner.container(target, spec, stop_timeout=stop_timeout, stdin=True) as run:
+    with runner.container(target, spec, stop_timeout=stop_timeout, stdin=True,
+                          started=started) as run:
 
         def resize(*_: Any) -> None:
             size = shutil.get_terminal_size()

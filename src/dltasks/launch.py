@@ -5,6 +5,7 @@ Used by `train`, `shell` and `test-gpu`, locally and through Fabric alike.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -14,8 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import gpumode
-from .containers import docker_run_cmdline
+from . import gpumode, gpushare
+from .containers import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
 from .errors import DltError
 from .masking import secret_values
 from .records import (
@@ -170,14 +171,13 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     """Run ``req`` on ``target``; returns the exit code to exit with.
 
     ``run_id`` (default: a new one) names the run and its record folder ``runs/<run_id>``.
+    A run with GPUs takes them under the host's GPU lock (:mod:`dltasks.gpushare`), held from
+    the pick until its container has started.
     """
     settings = target.settings
     run_id, started = run_id or new_run_id(), utcnow()
     git = git_state_later(settings.project_dir)  # for the record; git works while we plan
-    access = gpumode.access_for(target, req.gpus, tolerant=dry_run)
-    if access.warning:
-        print(access.warning, file=sys.stderr)
-    req = replace(req, gpus=access.selection)
+    gpu_facts = gpumode.facts_later(target, req.gpus, tolerant=dry_run)  # the host's part too
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
     with _nothing_left(run_dir(local.project_dir, run_id), git):
@@ -185,7 +185,10 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
-        plan.spec = gpumode.apply(plan.spec, access, _image_env_if_any(target, image))
+        access = gpushare.preview(target, gpu_facts(), req.gpus, share=req.share)
+        _warn(access)
+        plan.spec = _with_gpus(gpumode.apply(plan.spec, access, _image_env_if_any(target, image)),
+                               access, "")
         if target.is_remote and not req.root:
             ids = target.shell.run("id -u; id -g", check=True).stdout.split()
             plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
@@ -202,38 +205,78 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         return 0
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
-    with _nothing_left(plan.run_dir, git):
-        (uid_gid, user), info = _ready_host(target, plan, image)
-    plan.spec = gpumode.apply(plan.spec, access, gpumode.image_env(info))
+    with contextlib.ExitStack() as held:
+        with _nothing_left(plan.run_dir, git):
+            try:
+                (uid_gid, user), info = _ready_host(target, plan, image)
+            finally:
+                found = gpu_facts()
+            got = held.enter_context(gpushare.claimed(target, found, req.gpus, share=req.share,
+                                                      wait=req.wait))
+        return _run(target, plan, req, got, info=info, uid_gid=uid_gid, user=user, git=git,
+                    secrets=secrets, detach=detach)
+
+
+def _warn(access: gpumode.GpuAccess) -> None:
+    if access.warning:
+        print(access.warning, file=sys.stderr)
+
+
+def _with_gpus(spec: RunSpec, access: gpumode.GpuAccess, user: str) -> RunSpec:
+    """The labels that say which host GPUs the run holds (its claim) and for whom."""
+    labels = {**spec.labels, LABEL_GPUS: access.selection.describe()}
+    if user:
+        labels[LABEL_USER] = user
+    return replace(spec, labels=labels)
+
+
+def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, *,
+         info: dict[str, Any], uid_gid: str, user: str, git: Callable[[], GitState],
+         secrets: Any, detach: bool) -> int:
+    """Record and run ``plan`` with the GPUs ``got`` holds (its lock let go once started)."""
+    settings = target.settings
+    access = got.access
+    _warn(access)
+    plan.spec = _with_gpus(gpumode.apply(plan.spec, access, gpumode.image_env(info)), access,
+                           user)
     if not req.root:
         # the uid may be in no passwd file of the image: USER and LOGNAME name it for tools
         # that ask who they are (getpass.getuser(), used by torch's compile caches)
         env = {"USER": user, "LOGNAME": user, **plan.spec.env} if user else dict(plan.spec.env)
         plan.spec = replace(plan.spec, user=uid_gid, env=env)
+    started = plan.spec.labels.get(LABEL_STARTED, "")
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
                       git=git())
     record.update(gpu_mode=access.mode, gpu_mode_why=access.why)
+    if req.gpus.describe() != access.selection.describe():
+        record.update(gpus_asked=req.gpus.describe())
+    if got.choice.shared:
+        record.update(gpus_shared=list(got.choice.shared))
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)
 
     from . import runner
 
     if detach:
-        cid = runner.start_detached(target, plan.spec)
+        try:
+            cid = runner.start_detached(target, plan.spec)
+        finally:
+            got.release()
         record.update(container_id=cid, status="running")
         write_manifest(mpath, record, secrets)
-        print(run_id)
-        print(f"dlt: started {run_id} on {target.name}; follow it with `inv logs {run_id} "
-              f"--follow`, stop it with `inv stop {run_id}`", file=sys.stderr)
+        print(plan.run_id)
+        print(f"dlt: started {plan.run_id} on {target.name}; follow it with `inv logs "
+              f"{plan.run_id} --follow`, stop it with `inv stop {plan.run_id}`", file=sys.stderr)
         return 0
     try:
         if req.interactive:
             from .interactive import run_interactive
 
-            code = run_interactive(target, plan.spec, stop_timeout=settings.stop_timeout)
+            code = run_interactive(target, plan.spec, stop_timeout=settings.stop_timeout,
+                                   started=got.release)
         else:
             code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
-                                       log_path=plan.run_dir / LOG)
+                                       log_path=plan.run_dir / LOG, started=got.release)
     except DltError as e:
         lost = "SSH connection" in e.message
         record.update(ended=utcnow(), status="connection lost" if lost else "failed to start",

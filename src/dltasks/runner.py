@@ -251,7 +251,7 @@ class Running:
 
 @contextlib.contextmanager
 def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool = False,
-              say: bool = True) -> Iterator[Running]:
+              say: bool = True, started: Callable[[], None] | None = None) -> Iterator[Running]:
     """THE container lifecycle, for runs, shells, GPU tests and setup's probes.
 
     Create, attach (before start: nothing is missed), start, hand the running container to the
@@ -260,6 +260,8 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
     ``stop_timeout``, then kill it; ``code`` is then 130. One exception to removal: a remote
     host whose SSH connection was lost keeps the container running (reattach with `logs`).
     Interrupted before the start: :class:`Interrupted`, with nothing left behind.
+    ``started`` is called once the container has started (or failed to): a run's GPU lock is
+    let go there.
     """
     cid = create(target, spec)
     try:
@@ -269,6 +271,9 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
                 start(target, cid, spec)
             except (KeyboardInterrupt, _Terminated):
                 raise Interrupted() from None
+            finally:
+                if started:
+                    started()
             try:
                 yield run
             except (KeyboardInterrupt, _Terminated):
@@ -285,13 +290,13 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
 
 
 def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
-                 log_path: Path | None = None) -> int:
+                 log_path: Path | None = None, started: Callable[[], None] | None = None) -> int:
     """Run to completion with output streamed live; returns the exit code (130 on Ctrl-C).
 
     The container is removed however the run ends.
     """
     sys.stdout.flush()
-    with container(target, spec, stop_timeout=stop_timeout) as run:
+    with container(target, spec, stop_timeout=stop_timeout, started=started) as run:
         frames = _frames(_Settling(run.stream).read)
         with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
             _copy(frames, log)

@@ -58,6 +58,8 @@ class RunRequest:
     root: bool = False
     allow_unmapped: bool = False
     interactive: bool = False
+    share: bool = False                  # take GPUs other runs hold (--share)
+    wait: float | None = None            # seconds to wait for taken GPUs (None: refuse)
     extra_mounts: tuple[Mount, ...] = ()
 
 

@@ -73,13 +73,22 @@ class Settings:
                                     "Globs (relative to the project) of config files whose host "
                                     "paths are rewritten for the container.")
     train_cmd: str = _key("python main.py", "str", "Command `inv train` runs in the container.")
-    gpus: str = _key("auto", "str", "GPUs for runs: auto (all when the engine has an NVIDIA "
-                     "runtime, else none), all, none, or ids like 0,1.")
+    gpus: str = _key("auto", "str", "GPUs for runs: free:N (N GPUs no other run holds, "
+                     "picked under the host's GPU lock), ids like 0,1, all, none, or auto (all "
+                     "when the host has GPUs, else none). Ids, all and auto are refused when "
+                     "another dltasks run holds one of those GPUs (or a process uses it): on a "
+                     "shared server set free:1.")
     gpu_mode: str = _key("auto", "str", "How GPUs get into containers: runtime (the NVIDIA "
                          "Container Toolkit's runtime), cdi (a CDI spec), direct (the host's "
                          "driver, found by dltasks: no toolkit needed), or auto (runtime if the "
                          "engine has it, else a CDI spec, else the driver).",
                          choices=GPU_MODES)
+    gpu_free_mib: int = _key(1024, "int", "A GPU with more memory in use than this (MiB), or "
+                             "with any compute process, is busy: --gpu free:N skips it and "
+                             "--gpu IDS refuses it without --share. -1: count processes only.")
+    nvidia_smi: str = _key("", "str", "nvidia-smi on the target host, for picking free GPUs and "
+                           "`inv gpus`. Default: the one on PATH, else "
+                           "/usr/local/nvidia/bin/nvidia-smi.")
     cdi_spec_dirs: tuple[str, ...] = _key((), "list", "Folders of CDI specs on the target host, "
                                           "comma-separated. Default: /etc/cdi,/var/run/cdi.")
     driver_root: str = _key("/", "str", "Where the NVIDIA driver's files are on the target host "

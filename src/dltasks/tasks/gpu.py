@@ -42,16 +42,18 @@ def _probe_on_host(target: Any) -> str:
 
 
 @dlt_task(iterable=["gpu"], help={
-    "gpu": "GPU ids to test (repeatable or 0,1), or all. Default: DLT_GPUS (auto/none: all).",
+    "gpu": "GPU ids to test (repeatable or 0,1), free:N, or all. Default: DLT_GPUS (auto/none: "
+           "all).",
     "image": "Image to test instead of the project image.",
     "dry_run": "Print the `docker run` equivalent; start nothing.",
+    "share": "Test GPUs even when another run holds them.",
 })
 def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
-             dry_run: bool = False) -> None:
+             dry_run: bool = False, share: bool = False) -> None:
     """Run nvidia-smi and the GPU probe (devices, versions, a timed matmul) in the image."""
     from ..containers import Mount
     from ..errors import DltError
-    from ..gpus import IDS
+    from ..gpus import FREE, IDS
     from ..launch import launch
     from ..probe import CONTAINER_PATH, container_command, parse_probe_output
     from ..records import LOG, new_run_id, run_dir
@@ -59,12 +61,12 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
 
     local = settings_for(c, host_layer=False, image=image or None)
     sel = _selection(gpu, local.gpus)
-    expect = len(sel.ids) if sel.mode == IDS else 1
+    expect = len(sel.ids) if sel.mode == IDS else sel.count if sel.mode == FREE else 1
     with target_for(c, image=image or None) as target:
         run_id = new_run_id()
         req = RunRequest(kind="test-gpu", command=container_command(expect), gpus=sel,
-                         image=image, extra_mounts=(Mount(_probe_on_host(target),
-                                                          CONTAINER_PATH, True),))
+                         image=image, share=share,
+                         extra_mounts=(Mount(_probe_on_host(target), CONTAINER_PATH, True),))
         code = launch(target, local, req, dry_run=dry_run, run_id=run_id)
         host = target.name
     if dry_run:
@@ -116,3 +118,28 @@ def gpu_spec(c: Any, print: bool = False, output: str = "") -> None:  # noqa: A0
         n = len(driver.gpus)
         builtins.print(f"dlt: wrote {path} on {host}: {n} GPU(s) and 'all' as "
                        f"nvidia.com/gpu=0..{n - 1}, driver {driver.version or '?'}")
+
+
+@dlt_task(help={"json": "Print JSON for scripts (one object per host, one line each)."})
+def gpus(c: Any, json: bool = False) -> None:
+    """Show the host's GPUs and who holds each (run, user, project) or what else runs on it.
+
+    Memory, utilisation and temperature come from nvidia-smi; holders from the labels of the
+    running dltasks containers of every user."""
+    import json as json_module
+
+    from ..errors import DltError
+    from ..gpumode import gather
+    from ..gpureport import report, table
+    from ..gpushare import claims_on
+
+    with target_for(c) as target:
+        found = gather(target, target.settings, status=True)
+        problem = ""
+        try:
+            claims = claims_on(target)
+        except DltError as e:
+            claims, problem = [], f"who holds what is unknown: {e.message}"
+        rep = report(target.name, found.status, claims, free_mib=target.settings.gpu_free_mib,
+                     indices=tuple(found.driver.gpus), problem=problem)
+    print(json_module.dumps(rep) if json else table(rep))

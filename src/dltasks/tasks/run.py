@@ -15,7 +15,11 @@ from invoke import Exit
 from ._common import dlt_task, program_argv, settings_for, target_for
 
 _RUN_HELP = {
-    "gpu": "GPU ids (repeatable or 0,1), all, none or auto. Default: DLT_GPUS.",
+    "gpu": "free:N (N GPUs no other run holds), GPU ids (repeatable or 0,1), all, none or "
+           "auto. Default: DLT_GPUS.",
+    "share": "Take the GPUs asked for even when another run holds them or a process uses them.",
+    "wait": "When the GPUs are taken, wait for them (as long as it takes, or SECONDS / 5m / "
+            "2h) instead of refusing.",
     "image": "Image to run instead of the project image.",
     "detach": "Start in the background and print the run id.",
     "dry_run": "Print the `docker run` equivalent and the path map; start nothing.",
@@ -40,8 +44,9 @@ def _remainder(c: Any) -> list[str]:
 
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
-            interactive: bool = False) -> None:
+            interactive: bool = False, share: bool = False, wait: Any = None) -> None:
     from ..gpus import parse_gpus
+    from ..gpushare import parse_wait
     from ..launch import launch
     from ..runplan import RunRequest
 
@@ -50,33 +55,36 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
                          gpus=parse_gpus(gpu or None, default=s.gpus), image=image,
-                         root=root, allow_unmapped=allow_unmapped, interactive=interactive)
+                         root=root, allow_unmapped=allow_unmapped, interactive=interactive,
+                         share=share, wait=parse_wait(wait))
         code = launch(target, local, req, detach=detach, dry_run=dry_run)
     if code:
         raise Exit(code=code)
 
 
-@dlt_task(iterable=["gpu"], help=_RUN_HELP)
+@dlt_task(iterable=["gpu"], optional=["wait"], help=_RUN_HELP)
 def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = False,
           dry_run: bool = False, root: bool = False, allow_unmapped: bool = False,
-          args: str = "") -> None:
+          args: str = "", share: bool = False, wait: Any = None) -> None:
     """Run DLT_TRAIN_CMD (plus ARGS) in the project's image, paths mapped, output streamed."""
     extra = shlex.split(args) + _remainder(c)
     _launch(c, "train", "", gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
-            allow_unmapped=allow_unmapped, args=extra)
+            allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait)
 
 
 _SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root",
-                                                          "allow_unmapped")}
+                                                          "allow_unmapped", "share", "wait")}
 
 
-@dlt_task(iterable=["gpu"], help={**_SHELL_HELP, "cmd": "Shell to start (default: bash, else sh)."})
+@dlt_task(iterable=["gpu"], optional=["wait"],
+          help={**_SHELL_HELP, "cmd": "Shell to start (default: bash, else sh)."})
 def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = False,
-          allow_unmapped: bool = False, cmd: str = "") -> None:
+          allow_unmapped: bool = False, cmd: str = "", share: bool = False,
+          wait: Any = None) -> None:
     """An interactive shell in the same container setup as train (mounts, user, GPUs)."""
     command = cmd or "command -v bash >/dev/null && exec bash || exec sh"
     _launch(c, "shell", command, gpu=gpu, image=image, detach=False, dry_run=False, root=root,
-            allow_unmapped=allow_unmapped, args=[], interactive=True)
+            allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait)
 
 
 @dlt_task(help={"all": "Include runs of every project on this engine."})
