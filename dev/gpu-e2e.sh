@@ -3,7 +3,9 @@
 # machine: no Docker, no network, no toolkit). dltasks installed from its wheel there finds the
 # driver itself (DLT_GPU_MODE=auto -> direct) and runs, as a non-root user:
 #   dlt doctor; dlt test-gpu; dlt train --gpu 0 of examples/regression (on cuda, outputs owned
-#   by the user); a GPU check with --gpu 0 and --gpu none; dlt gpu-spec --print; bench/gpu.py.
+#   by the user); a GPU check with --gpu 0 and --gpu none; dlt gpu-spec --print; dlt gpus
+#   against the real nvidia-smi, with another process holding 10 GiB (busy: refused, --share
+#   goes on) and with a detached run holding the GPU; bench/gpu.py.
 #
 #   here (reaches Debian and PyPI):  dev/gpu-e2e.sh pack        -> .gpu-host/ and .whl/
 #   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
@@ -91,10 +93,32 @@ PY
   as_user "cd ~/check && $py -m dltasks train --gpu 0 --dry-run" | head -1
   say "dlt gpu-spec --print"
   as_user "cd ~/check && $py -m dltasks gpu-spec --print"
+  say "shared GPU: dlt gpus, idle"
+  as_user "cd ~/check && $py -m dltasks gpus"
+  say "shared GPU: a process of another user holds 10 GiB"
+  python3 -c 'import time, torch; x = torch.empty(10 * 2**30, dtype=torch.uint8, device="cuda"); open("/tmp/held", "w").close(); time.sleep(120)' &
+  holder=$!
+  for _ in $(seq 1 120); do [ -e /tmp/held ] && break; sleep 0.5; done
+  as_user "cd ~/check && $py -m dltasks gpus && $py -m dltasks gpus --json"
+  as_user "cd ~/check && ! $py -m dltasks train --gpu free:1"
+  as_user "cd ~/check && ! $py -m dltasks train --gpu 0"
+  as_user "cd ~/check && $py -m dltasks train --gpu 0 --share"
+  kill $holder; wait $holder 2>/dev/null; rm -f /tmp/held
+  say "shared GPU: a detached dltasks run holds it"
+  as_user "cd ~/check && DLT_TRAIN_CMD='sleep 60' $py -m dltasks train --gpu free:1 --detach > /tmp/run-id"
+  as_user "cd ~/check && $py -m dltasks gpus"
+  as_user "cd ~/check && ! $py -m dltasks train --gpu 0"
+  as_user "cd ~/check && $py -m dltasks stop \$(head -n 1 /tmp/run-id) && $py -m dltasks gpus"
   say "bench/gpu.py"
   mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
   chown -R dltuser: "$home/bench"
-  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2}"
+  # dlt as a tool in a venv of its own (what `pipx install dltasks` makes): its start-up
+  # then pays none of the .pth hooks of the machine's torch venv (numba's alone: ~45 ms)
+  base=$(python3 -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
+  rm -rf /opt/dlt-venv && "$base" -m venv --without-pip /opt/dlt-venv
+  python3 -m pip --python /opt/dlt-venv/bin/python install -q --no-index --no-deps .whl/*.whl
+  chmod -R a+rX /opt/dlt-venv
+  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' --profile"
   say "$failed step(s) failed"
   return "$failed"
 }

@@ -20,7 +20,6 @@ its own user's environment and config, with ``.env.<host>`` over them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import posixpath
@@ -96,6 +95,8 @@ def local_view(env: Mapping[str, str] | None = None) -> DockerView:
 
 def context_id(name: str) -> str:
     """The context store's folder name for a context (docker-py's ``get_context_id``)."""
+    import hashlib  # here: its OpenSSL start-up is a cost every command would pay
+
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import cdi
+from .background import in_background
 from .containers import Mount, RunSpec
 from .errors import DltError
 from .gpuclaims import Status, parse_status, status_script
@@ -101,29 +102,29 @@ def gather_later(target: Target, settings: Settings, *,
 
         pending = local_start(argv)
         return lambda: _parse(pending.result().stdout, settings)
-    from .background import in_background
-
     fut = in_background(target.shell.run, quote(argv))
     return lambda: _parse(fut.result().stdout, settings)
 
 
 def facts_later(target: Target, sel: GpuSelection, *,
                 tolerant: bool = False) -> Callable[[], GpuFacts]:
-    """The facts for a run asking for ``sel``, the host's part started now (it runs while
-    the run is planned); ``tolerant``: an engine that does not answer counts as one without a
-    runtime (for --dry-run). Call the result for the facts."""
+    """The facts for a run asking for ``sel``, started now: the host's round trip, and the
+    engine's /info on a connection of its own (an engine 20.10 runs programs to answer it);
+    both go on while the run is planned. ``tolerant``: an engine that does not answer counts
+    as one without a runtime (for --dry-run). Call the result for the facts."""
     s = target.settings
     if sel.mode == NONE:
         return GpuFacts
     host = gather_later(target, s, status=True)
+    info = in_background(_engine_info, target) if s.gpu_mode in (AUTO, CDI) else None
 
     def finish() -> GpuFacts:
         has_runtime, engine_cdi = False, False
-        if s.gpu_mode in (AUTO, CDI):
+        if info is not None:
             try:
-                info = target.engine.info()
-                engine_cdi = bool(info.get("CDISpecDirs"))
-                has_runtime = s.gpu_mode == AUTO and "nvidia" in (info.get("Runtimes") or {})
+                answer = info.result()
+                engine_cdi = bool(answer.get("CDISpecDirs"))
+                has_runtime = s.gpu_mode == AUTO and "nvidia" in (answer.get("Runtimes") or {})
             except DltError:
                 if not tolerant:
                     host()  # reap it
@@ -134,6 +135,16 @@ def facts_later(target: Target, sel: GpuSelection, *,
         return GpuFacts(has_runtime, engine_cdi, found)
 
     return finish
+
+
+def _engine_info(target: Target) -> dict[str, Any]:
+    from .engine import open_engine
+
+    engine = open_engine(target.engine_addr)
+    try:
+        return engine.info()
+    finally:
+        engine.close()
 
 
 def decide(mode: str, sel: GpuSelection, *, has_runtime: bool, engine_cdi: bool,

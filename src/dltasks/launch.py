@@ -59,6 +59,8 @@ def _nothing_left(folder: Path, git: Callable[[], GitState]) -> Iterator[None]:
         yield
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # runs/, when this run was going to be its first
         git()
         raise
 

@@ -105,6 +105,28 @@ def test_gpu_none_and_auto_gpus(base_image: str, driver_root: Path, project: Pat
                                                                       "/dev/nvidia1"]
 
 
+def test_free_gpus_are_picked_in_direct_mode_too(base_image: str, driver_root: Path,
+                                                project: Path, engine: Any) -> None:
+    """Without nvidia-smi, the driver's GPU list and the claims decide: two detached
+    free:1 runs get /dev/nvidia0 and /dev/nvidia1, a third is refused naming both."""
+    _project(project, base_image, driver_root, "DLT_TRAIN_CMD=sleep 600\nDLT_STOP_TIMEOUT=1\n")
+    try:
+        nodes = []
+        for _ in range(2):
+            r = dlt("train", "--gpu", "free:1", "--detach", cwd=project)
+            assert r.returncode == 0, r.stderr
+            (c,) = engine.containers.list(filters={"label": f"dltasks.run={r.stdout.split()[0]}"})
+            nodes += [d["PathInContainer"] for d in c.attrs["HostConfig"]["Devices"]
+                      if d["PathInContainer"][-1].isdigit()]
+        assert nodes == ["/dev/nvidia0", "/dev/nvidia1"]
+        r = dlt("train", "--gpu", "free:1", cwd=project)
+        assert r.returncode == 1
+        assert "--gpu free:1: 0 of 2 GPU(s) on local free; GPU 0 held by run " in r.stderr
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": "dltasks.kind=train"}):
+            c.remove(force=True)
+
+
 def test_a_spec_written_by_gpu_spec_is_applied_in_cdi_mode(
         base_image: str, driver_root: Path, project: Path) -> None:
     spec_dir = driver_root / "cdi"
