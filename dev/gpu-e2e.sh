@@ -75,6 +75,7 @@ PY
       PYTHONUNBUFFERED=1 sh -c "$1" || { echo "STEP FAILED (exit $?)"; failed=$((failed + 1)); }
   }
   py=$(command -v python3)
+  if [ -z "${SKIP_BASICS:-}" ]; then  # SKIP_BASICS=1: only the shared-GPU part and the bench
   say "dlt doctor"
   as_user "cd ~/check && $py -m dltasks doctor --min-free 1g"
   say "dlt test-gpu"
@@ -93,9 +94,11 @@ PY
   as_user "cd ~/check && $py -m dltasks train --gpu 0 --dry-run" | head -1
   say "dlt gpu-spec --print"
   as_user "cd ~/check && $py -m dltasks gpu-spec --print"
+  fi
   say "shared GPU: dlt gpus, idle"
   as_user "cd ~/check && $py -m dltasks gpus"
   say "shared GPU: a process of another user holds 10 GiB"
+  rm -f /tmp/held
   python3 -c 'import time, torch; x = torch.empty(10 * 2**30, dtype=torch.uint8, device="cuda"); open("/tmp/held", "w").close(); time.sleep(120)' &
   holder=$!
   for _ in $(seq 1 120); do [ -e /tmp/held ] && break; sleep 0.5; done
@@ -103,7 +106,7 @@ PY
   as_user "cd ~/check && ! $py -m dltasks train --gpu free:1"
   as_user "cd ~/check && ! $py -m dltasks train --gpu 0"
   as_user "cd ~/check && $py -m dltasks train --gpu 0 --share"
-  kill $holder; wait $holder 2>/dev/null; rm -f /tmp/held
+  kill $holder; wait $holder 2>/dev/null || true; rm -f /tmp/held
   say "shared GPU: a detached dltasks run holds it"
   as_user "cd ~/check && DLT_TRAIN_CMD='sleep 60' $py -m dltasks train --gpu free:1 --detach > /tmp/run-id"
   as_user "cd ~/check && $py -m dltasks gpus"
@@ -116,7 +119,14 @@ PY
   # then pays none of the .pth hooks of the machine's torch venv (numba's alone: ~45 ms)
   base=$(python3 -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
   rm -rf /opt/dlt-venv && "$base" -m venv --without-pip /opt/dlt-venv
-  python3 -m pip --python /opt/dlt-venv/bin/python install -q --no-index --no-deps .whl/*.whl
+  if ! python3 -m pip --python /opt/dlt-venv/bin/python install -q --no-index --no-deps \
+      .whl/*.whl; then  # a pip before 22.3: into its site-packages, and the console script
+    site=$(/opt/dlt-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    python3 -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl
+    printf '#!/opt/dlt-venv/bin/python\nimport sys\nfrom dltasks.cli import program\nsys.exit(program.run())\n' \
+      > /opt/dlt-venv/bin/dlt
+    chmod 755 /opt/dlt-venv/bin/dlt
+  fi
   chmod -R a+rX /opt/dlt-venv
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' --profile"
   say "$failed step(s) failed"

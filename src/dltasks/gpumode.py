@@ -74,7 +74,11 @@ def _script(settings: Settings, status: bool) -> list[str]:
     dirs = settings.cdi_spec_dirs or cdi.DEFAULT_DIRS
     script = ('command -v nvidia-container-runtime-hook >/dev/null 2>&1 && echo hook; '
               f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; '
-              f'{cdi.READ_SCRIPT}' + (f'; {status_script(settings.nvidia_smi)}' if status else ''))
+              f'{cdi.READ_SCRIPT}')
+    if status:  # nvidia-smi (NVML's start-up: the slow part) runs while the rest looks around
+        script = ('o=$(mktemp 2>/dev/null) || o=/tmp/dlt-status-$$; '
+                  f'( {status_script(settings.nvidia_smi)} ) >"$o" 2>&1 & sp=$!; '
+                  f'{script}; wait $sp; cat "$o"; rm -f "$o"')
     return ["sh", "-c", script, "_", settings.driver_root.rstrip("/")]
 
 

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import gpumode, gpushare
+from . import gpumode, gpushare, runner
 from .containers import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
 from .errors import DltError
 from .masking import secret_values
@@ -169,17 +169,21 @@ def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
 
 
 def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
-           dry_run: bool = False, run_id: str = "") -> int:
+           dry_run: bool = False, run_id: str = "",
+           gpu_facts: Callable[[], gpumode.GpuFacts] | None = None) -> int:
     """Run ``req`` on ``target``; returns the exit code to exit with.
 
     ``run_id`` (default: a new one) names the run and its record folder ``runs/<run_id>``.
     A run with GPUs takes them under the host's GPU lock (:mod:`dltasks.gpushare`), held from
-    the pick until its container has started.
+    the pick until its container has started. ``gpu_facts``: the facts of
+    :func:`dltasks.gpumode.facts_later`, when the caller started them already (while it
+    imported this module, say).
     """
     settings = target.settings
     run_id, started = run_id or new_run_id(), utcnow()
+    if gpu_facts is None:  # the host's round trip and the engine's /info go on while we plan
+        gpu_facts = gpumode.facts_later(target, req.gpus, tolerant=dry_run)
     git = git_state_later(settings.project_dir)  # for the record; git works while we plan
-    gpu_facts = gpumode.facts_later(target, req.gpus, tolerant=dry_run)  # the host's part too
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
     with _nothing_left(run_dir(local.project_dir, run_id), git):
@@ -256,8 +260,6 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
         record.update(gpus_shared=list(got.choice.shared))
     mpath = plan.run_dir / MANIFEST
     write_manifest(mpath, record, secrets)
-
-    from . import runner
 
     if detach:
         try:

@@ -45,19 +45,23 @@ def _remainder(c: Any) -> list[str]:
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None) -> None:
+    from ..gpumode import facts_later
     from ..gpus import parse_gpus
-    from ..gpushare import parse_wait
-    from ..launch import launch
-    from ..runplan import RunRequest
 
     with target_for(c, image=image or None) as target:
         s = target.settings
+        gpus = parse_gpus(gpu or None, default=s.gpus)
+        # the host's GPU facts (nvidia-smi: tens of ms) come while the rest is imported
+        facts = facts_later(target, gpus, tolerant=dry_run)
+        from ..gpushare import parse_wait
+        from ..launch import launch
+        from ..runplan import RunRequest
+
         local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
-                         gpus=parse_gpus(gpu or None, default=s.gpus), image=image,
-                         root=root, allow_unmapped=allow_unmapped, interactive=interactive,
-                         share=share, wait=parse_wait(wait))
-        code = launch(target, local, req, detach=detach, dry_run=dry_run)
+                         gpus=gpus, image=image, root=root, allow_unmapped=allow_unmapped,
+                         interactive=interactive, share=share, wait=parse_wait(wait))
+        code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts)
     if code:
         raise Exit(code=code)
 
