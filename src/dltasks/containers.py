@@ -22,6 +22,8 @@ from .masking import mask_env
 LABEL_RUN, LABEL_PROJECT, LABEL_KIND = "dltasks.run", "dltasks.project", "dltasks.kind"
 LABEL_HOST, LABEL_STARTED, LABEL_GPUS = "dltasks.host", "dltasks.started", "dltasks.gpus"
 LABEL_RECORD, LABEL_USER = "dltasks.record", "dltasks.user"
+#: A node of a multi-host job (dltasks.job): its rank, and the job's hosts in rank order.
+LABEL_NODE, LABEL_NODES = "dltasks.node", "dltasks.nodes"
 #: The label keys :mod:`dltasks.gpuclaims` reads a run's GPU claim from.
 CLAIM_LABELS = {"run": LABEL_RUN, "user": LABEL_USER, "project": LABEL_PROJECT,
                 "started": LABEL_STARTED, "gpus": LABEL_GPUS}
@@ -56,6 +58,7 @@ class RunSpec:
     gpu_mode: str = "runtime"
     devices: tuple[Node, ...] = ()      # device nodes given to the container
     cdi_devices: tuple[str, ...] = ()   # CDI names (nvidia.com/gpu=0) for an engine with CDI
+    network: str = ""                   # "host" for the nodes of a multi-host job
 
 
 def command_argv(cmd: str, args: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
@@ -87,6 +90,8 @@ def host_config(spec: RunSpec) -> dict[str, Any]:
                     "ReadOnly": m.readonly} for m in spec.mounts],
         "Init": spec.init,
     }
+    if spec.network:
+        hc["NetworkMode"] = spec.network
     if spec.shm_size:
         hc["ShmSize"] = size_bytes(spec.shm_size)
     elif spec.ipc_host:
@@ -132,6 +137,8 @@ def docker_run_cmdline(spec: RunSpec, *, detach: bool = False) -> str:
         argv += ["--name", spec.name]
     if spec.init:
         argv.append("--init")
+    if spec.network:
+        argv.append(f"--network={spec.network}")
     if spec.gpu_mode == "runtime":
         argv += cli_flags(spec.gpus)
     for name in spec.cdi_devices:

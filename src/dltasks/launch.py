@@ -11,11 +11,11 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import gpumode, gpushare, runner
+from . import gpumode, gpushare, runner, torchrun
 from .containers import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
 from .errors import DltError
 from .masking import secret_values
@@ -87,10 +87,19 @@ def image_record(target: Target, image: str) -> dict[str, Any]:
             from None
 
 
-def prepare_host(target: Target, plan: RunPlan) -> tuple[str, str]:
+@dataclass(frozen=True)
+class HostLogin:
+    """Who runs on the host, and how many CPUs it has (from :func:`prepare_host`)."""
+
+    uid_gid: str
+    user: str
+    cpus: int
+
+
+def prepare_host(target: Target, plan: RunPlan) -> HostLogin:
     """Check on the host that the paths the run mounts exist, create the outputs folder, and
-    learn the login's uid:gid and name: one round trip for a remote host, none for this
-    machine."""
+    learn the login's uid:gid, name and the host's CPU count: one round trip for a remote
+    host, none for this machine."""
     if not target.is_remote:
         missing = [p for p in plan.must_exist if not os.path.exists(p)]
         if missing:
@@ -99,22 +108,25 @@ def prepare_host(target: Target, plan: RunPlan) -> tuple[str, str]:
             os.makedirs(d, exist_ok=True)
         import getpass
 
-        return f"{os.getuid()}:{os.getgid()}", getpass.getuser()
-    script = ('id -u; id -g; id -un; for p in "$@"; do case "$p" in mkdir:*) '
+        return HostLogin(f"{os.getuid()}:{os.getgid()}", getpass.getuser(), os.cpu_count() or 1)
+    script = ('id -u; id -g; id -un; getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1; '
+              'for p in "$@"; do case "$p" in mkdir:*) '
               'mkdir -p "${p#mkdir:}" || exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; '
               'done')
     args = [*plan.must_exist, *(f"mkdir:{d}" for d in plan.make_dirs)]
     res = target.shell.run(quote(["sh", "-c", script, "_", *args]), check=True)
     lines = res.stdout.splitlines()
-    missing = [ln[len("missing:"):] for ln in lines[3:] if ln.startswith("missing:")]
+    missing = [ln[len("missing:"):] for ln in lines[4:] if ln.startswith("missing:")]
     if missing:
         raise DltError(missing_message(target.name, missing))
-    return f"{lines[0].strip()}:{lines[1].strip()}", lines[2].strip()
+    cpus = lines[3].strip()
+    return HostLogin(f"{lines[0].strip()}:{lines[1].strip()}", lines[2].strip(),
+                     int(cpus) if cpus.isdigit() else 1)
 
 
 def _ready_host(target: Target, plan: RunPlan,
-                image: str) -> tuple[tuple[str, str], dict[str, Any]]:
-    """Get the host ready for the run: ((uid:gid, user name), the image's engine record).
+                image: str) -> tuple[HostLogin, dict[str, Any]]:
+    """Get the host ready for the run: (who runs there, the image's engine record).
 
     On a remote host the code is synced and each check is a round trip, so the sync, the
     host check (:func:`prepare_host`) and the image lookup run at the same time; only a
@@ -191,13 +203,20 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     secrets = secret_values({**settings.container_env})
 
     if dry_run:
-        access = gpushare.preview(target, gpu_facts(), req.gpus, share=req.share)
+        found = gpu_facts()
+        access = gpushare.preview(target, found, req.gpus, share=req.share)
         _warn(access)
         plan.spec = _with_gpus(gpumode.apply(plan.spec, access, _image_env_if_any(target, image)),
                                access, "")
-        if target.is_remote and not req.root:
-            ids = target.shell.run("id -u; id -g", check=True).stdout.split()
-            plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
+        cpus = os.cpu_count() or 1
+        if target.is_remote:
+            ids = target.shell.run("id -u; id -g; getconf _NPROCESSORS_ONLN", check=True
+                                   ).stdout.split()
+            cpus = int(ids[2]) if len(ids) > 2 and ids[2].isdigit() else 1
+            if not req.root:
+                plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
+        if req.nproc:
+            plan.spec = under_torchrun(plan.spec, req, access, found, cpus, target.name)
         print(docker_run_cmdline(plan.spec, detach=detach))
         print()
         print(mapping_table(plan.pathmap, target.is_remote))
@@ -214,13 +233,43 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     with contextlib.ExitStack() as held:
         with _nothing_left(plan.run_dir, git):
             try:
-                (uid_gid, user), info = _ready_host(target, plan, image)
+                login, info = _ready_host(target, plan, image)
             finally:
                 found = gpu_facts()
             got = held.enter_context(gpushare.claimed(target, found, req.gpus, share=req.share,
                                                       wait=req.wait))
-        return _run(target, plan, req, got, info=info, uid_gid=uid_gid, user=user, git=git,
-                    secrets=secrets, detach=detach)
+        if req.nproc:
+            plan.spec = under_torchrun(plan.spec, req, got.access, found, login.cpus,
+                                        target.name)
+        return _run(target, plan, req, got, info=info, uid_gid=login.uid_gid, user=login.user,
+                    git=git, secrets=secrets, detach=detach)
+
+
+def gpu_count(access: gpumode.GpuAccess, facts: gpumode.GpuFacts) -> int | None:
+    """How many GPUs a run with ``access`` gets (None: all of the host's, number unknown)."""
+    from .gpus import ALL, IDS, NONE
+
+    sel = access.selection
+    if access.mode == NONE or not sel.wants_gpus:
+        return 0
+    if sel.mode == IDS:
+        return len(sel.ids)
+    host = facts.host
+    if sel.mode == ALL and host is not None:
+        return len(host.status.gpus) or len(host.driver.gpus) or None
+    return None
+
+
+def under_torchrun(spec: RunSpec, req: RunRequest, access: gpumode.GpuAccess,
+                    facts: gpumode.GpuFacts, cpus: int, where: str,
+                    launch: torchrun.Launch | None = None) -> RunSpec:
+    """``spec``'s command started by torchrun (one host: --standalone), OMP_NUM_THREADS a
+    fair share of the host's CPUs unless set."""
+    n = torchrun.count(req.nproc, gpu_count(access, facts), where)
+    how = replace(launch, nproc=n) if launch else torchrun.Launch(n)
+    env = dict(spec.env)
+    env.setdefault("OMP_NUM_THREADS", str(torchrun.omp_threads(cpus, n)))
+    return replace(spec, command=torchrun.wrap(spec.command, how), env=env)
 
 
 def _warn(access: gpumode.GpuAccess) -> None:

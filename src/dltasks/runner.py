@@ -36,6 +36,10 @@ class _Terminated(Exception):
     """SIGTERM/SIGHUP while attached: handled like Ctrl-C."""
 
 
+#: What ends an attached run from this side: Ctrl-C, SIGTERM, SIGHUP.
+INTERRUPTS: tuple[type[BaseException], ...] = (KeyboardInterrupt, _Terminated)
+
+
 class StartRefused(DltError):
     """The engine would not create or start the container; ``engine_text`` is its reason."""
 
@@ -234,6 +238,11 @@ def _log_frames(body: Stream) -> Iterator[tuple[int, bytes]]:
             yield stream_id, data
     finally:
         body.close()
+
+
+def frames_of(stream: Stream) -> Iterator[tuple[int, bytes]]:
+    """(stream id, bytes) of an attached container's output, until it ends."""
+    return _frames(_Settling(stream).read)
 
 
 def wait_exit_code(target: Target, cid: str) -> int:

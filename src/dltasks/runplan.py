@@ -60,6 +60,7 @@ class RunRequest:
     interactive: bool = False
     share: bool = False                  # take GPUs other runs hold (--share)
     wait: float | None = None            # seconds to wait for taken GPUs (None: refuse)
+    nproc: str = ""                      # torchrun's processes per node: "", "gpu" or "N"
     extra_mounts: tuple[Mount, ...] = ()
 
 
@@ -144,11 +145,16 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str,
 
 
 def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest, *,
-             run_id: str, started: str, image: str) -> RunPlan:
-    """Everything about one run, decided before anything starts. Writes rewritten configs."""
+             run_id: str, started: str, image: str, part: str = "") -> RunPlan:
+    """Everything about one run, decided before anything starts. Writes rewritten configs.
+
+    ``part``: a sub-folder of the run's record for this part of it (a job's node: each
+    host's configs are rewritten for that host's paths)."""
     pathmap = build_pathmap(local, host, facts.project_dir, facts.home)
     run_dir = local.project_dir / RUNS_DIR / run_id
     host_run_dir = posixpath.join(facts.project_dir, RUNS_DIR, run_id)
+    if part:
+        run_dir, host_run_dir = run_dir / part, posixpath.join(host_run_dir, part)
     mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]
     plan = RunPlan(run_id, run_dir, pathmap, RunSpec(image=image, command=()))
 
@@ -188,12 +194,13 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
 
     labels = {LABEL_RUN: run_id, LABEL_PROJECT: host.project, LABEL_KIND: req.kind,
               LABEL_HOST: facts.name, LABEL_STARTED: started, LABEL_GPUS: req.gpus.describe(),
-              LABEL_RECORD: str(run_dir)}
+              LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id)}
     plan.spec = RunSpec(
         image=image, command=command_argv(req.command, tuple(args)), gpus=req.gpus,
         mounts=tuple(mounts), env=env, workdir=host.workdir,
         user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
-        shm_size=host.shm_size, labels=labels, name=f"dlt-{host.project}-{run_id}",
+        shm_size=host.shm_size, labels=labels,
+        name=f"dlt-{host.project}-{run_id}" + (f"-{part}" if part else ""),
         interactive=req.interactive)
     return plan
 

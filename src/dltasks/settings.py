@@ -83,6 +83,20 @@ class Settings:
                          "driver, found by dltasks: no toolkit needed), or auto (runtime if the "
                          "engine has it, else a CDI spec, else the driver).",
                          choices=GPU_MODES)
+    nproc: str = _key("", "str", "Start the command with torchrun, this many processes per node: "
+                      "gpu (one per selected GPU) or a number. Empty: no launcher.")
+    hosts: tuple[str, ...] = _key((), "list", "Hosts of a multi-host job started from here "
+                                  "(`inv train --nnodes 2`), node 0 first. With fab: -H.")
+    master_addr: str = _key("", "str", "Node 0's address as the other nodes of a job reach it. "
+                            "Default: the source address of node 0's route to node 1.")
+    master_port: int = _key(0, "int", "The job's rendezvous port on node 0. Default: the first "
+                            "free port from 29500.")
+    rendezvous: str = _key("static", "str", "How a job's nodes meet: static (ranks in host "
+                           "order) or c10d (torchrun's dynamic rendezvous, --rdzv-id = job id).",
+                           choices=("static", "c10d"))
+    job_image: str = _key("copy", "str", "A job host without node 0's image: copy it there "
+                          "(docker save | docker load over SSH) or build it there.",
+                          choices=("copy", "build"))
     gpu_free_mib: int = _key(1024, "int", "A GPU with more memory in use than this (MiB), or "
                              "with any compute process, is busy: --gpu free:N skips it and "
                              "--gpu IDS refuses it without --share. -1: count processes only.")

@@ -112,6 +112,59 @@ def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
     return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
 
 
+def settings_for_host(c: Any, host: str | None, **flags: Any) -> Any:
+    """Settings as :func:`settings_for` resolves them for a context on ``host`` (None: this
+    machine's side)."""
+    from ..settings import resolve
+
+    cfg = c.config.get("dlt", None) or {}
+    return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
+
+
+@contextmanager
+def job_targets(c: Any, hosts: list[str], **flags: Any) -> Iterator[list[Any]]:
+    """Targets for every host of a job, opened at once (the context's own for its host);
+    closed together. A host that cannot be reached is a one-line error naming it."""
+    from contextlib import ExitStack
+
+    from ..background import in_background
+    from ..remote import remote_target
+    from ..target import is_remote_context
+
+    def open_one(host: str) -> Any:
+        from fabric import Config, Connection
+
+        if own(host):
+            conn = c
+        else:
+            conn = Connection(host, config=c.config if is_remote_context(c) else Config())
+            conn.connect_kwargs = {k: v for k, v in conn.connect_kwargs.items() if k != "sock"}
+        return remote_target(conn, settings_for_host(c, host, **flags))
+
+    def own(host: str) -> bool:
+        return is_remote_context(c) and host in (str(getattr(c, "original_host", "")), c.host)
+
+    if is_remote_context(c):
+        # fabric hands every Connection of one config the SAME connect_kwargs dict (and our
+        # dialler puts each one's socket in it): opened at once, each needs its own
+        c.connect_kwargs = dict(c.connect_kwargs)
+
+    with ExitStack() as stack:
+        futures = [in_background(open_one, h) for h in hosts]
+        targets = []
+        for f in futures:
+            try:
+                t = f.result()
+            except BaseException:
+                for later in futures:
+                    if later.done() and not later.exception():
+                        later.result().close()
+                raise
+            stack.callback(t.close)
+            targets.append(t)
+        yield targets
+
+
 @contextmanager
 def target_for(c: Any, *, engine_soon: bool = True, check_sync: bool = False,
                **flags: Any) -> Iterator[Any]:

@@ -12,12 +12,21 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import dlt_task, program_argv, settings_for, target_for
+from ._common import (
+    dlt_task,
+    job_targets,
+    program_argv,
+    settings_for,
+    settings_for_host,
+    target_for,
+)
 
 _RUN_HELP = {
     "gpu": "free:N (N GPUs no other run holds), GPU ids (repeatable or 0,1), all, none or "
            "auto. Default: DLT_GPUS.",
     "share": "Take the GPUs asked for even when another run holds them or a process uses them.",
+    "nproc": "Start the command with torchrun: gpu (one process per selected GPU) or N "
+             "processes. Default: DLT_NPROC.",
     "wait": "When the GPUs are taken, wait for them (as long as it takes, or SECONDS / 5m / "
             "2h) instead of refusing.",
     "image": "Image to run instead of the project image.",
@@ -44,7 +53,8 @@ def _remainder(c: Any) -> list[str]:
 
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
-            interactive: bool = False, share: bool = False, wait: Any = None) -> None:
+            interactive: bool = False, share: bool = False, wait: Any = None,
+            nproc: str = "") -> None:
     from ..gpumode import facts_later
     from ..gpus import parse_gpus
 
@@ -56,24 +66,82 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         from ..gpushare import parse_wait
         from ..launch import launch
         from ..runplan import RunRequest
+        from ..torchrun import parse_nproc
 
         local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
                          gpus=gpus, image=image, root=root, allow_unmapped=allow_unmapped,
-                         interactive=interactive, share=share, wait=parse_wait(wait))
+                         interactive=interactive, share=share, wait=parse_wait(wait),
+                         nproc=parse_nproc(nproc or s.nproc, "--nproc" if nproc else
+                                           "DLT_NPROC") if kind == "train" else "")
         code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts)
     if code:
         raise Exit(code=code)
 
 
-@dlt_task(iterable=["gpu"], optional=["wait"], help=_RUN_HELP)
+@dlt_task(iterable=["gpu"], optional=["wait"], help={
+    **_RUN_HELP,
+    "nnodes": "One job across this many hosts (fab -H gpu1,gpu2, or DLT_HOSTS): torchrun on "
+              "each, one run id, supervised as a whole.",
+})
 def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = False,
           dry_run: bool = False, root: bool = False, allow_unmapped: bool = False,
-          args: str = "", share: bool = False, wait: Any = None) -> None:
+          args: str = "", share: bool = False, wait: Any = None, nproc: str = "",
+          nnodes: int = 0) -> None:
     """Run DLT_TRAIN_CMD (plus ARGS) in the project's image, paths mapped, output streamed."""
     extra = shlex.split(args) + _remainder(c)
+    if nnodes > 1:
+        _job(c, nnodes, gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
+             allow_unmapped=allow_unmapped, args=extra, share=share, nproc=nproc)
+        return
     _launch(c, "train", "", gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
-            allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait)
+            allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait, nproc=nproc)
+
+
+#: Set once `fab -H a,b train --nnodes N` ran the job on its first host: fab calls the task
+#: again for each other host, which the job already covered.
+_JOB_RAN: list[str] = []
+
+
+def _job_hosts(c: Any) -> tuple[list[str], str]:
+    """The job's hosts (node 0 first) and where they came from."""
+    from ..remote.multihost import cli_hosts
+    from ..target import is_remote_context
+
+    if is_remote_context(c):
+        return cli_hosts(program_argv()), "-H"
+    hosts = list(settings_for(c).hosts)
+    return hosts, "DLT_HOSTS" if hosts else "one host"
+
+
+def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool,
+         dry_run: bool, root: bool, allow_unmapped: bool, args: list[str], share: bool,
+         nproc: str) -> None:
+    from ..errors import DltError
+
+    if _JOB_RAN:
+        return  # fab's call for another host of the job: it ran on the first one
+    _JOB_RAN.append("yes")
+    try:
+        from ..gpus import parse_gpus
+        from ..job import check_hosts, run_job
+        from ..runplan import RunRequest
+        from ..torchrun import parse_nproc
+
+        hosts, where = _job_hosts(c)
+        check_hosts(nnodes, hosts, where)
+        local = settings_for_host(c, None, image=image or None)
+        req = RunRequest(kind="train", command=local.train_cmd, args=tuple(args),
+                         gpus=parse_gpus(gpu or None, default=local.gpus), image=image,
+                         root=root, allow_unmapped=allow_unmapped, share=share,
+                         nproc=parse_nproc(nproc or local.nproc))
+        with job_targets(c, hosts, image=image or None) as targets:
+            code = run_job(targets, local, req, detach=detach, dry_run=dry_run)
+    except DltError as e:
+        print(f"dlt: error: {e.message}", file=sys.stderr, flush=True)
+        raise SystemExit(e.code) from None
+    sys.stdout.flush()
+    raise SystemExit(code)
 
 
 _SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root",

@@ -1,0 +1,172 @@
+"""One job across hosts (`fab -H gpu1,gpu2 train --nnodes 2`) and several processes on one host
+(`train --nproc 2`): real torchrun, real DDP on gloo in the real torch CPU image, real sshd
+hosts on loopback (tests/sshd_harness.py), the real engine.
+
+The two lab hosts are one machine with one engine, so the nodes' host-network containers meet
+on 127.0.0.1, with static rendezvous (c10d could not tell two host-network containers of one
+machine apart: same host name, same PID 1).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import dlt
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+DDP = Path(__file__).resolve().parent.parent / "data" / "ddp" / "train_ddp.py"
+
+
+def job_project(d: Path, image: str, extra: str = "") -> Path:
+    shutil.copy(DDP, d / "train_ddp.py")
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={image}\nDLT_GPUS=none\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                f"DLT_OUTPUT_DIR=outputs\nDLT_STOP_TIMEOUT=2\n{extra}")
+    return d
+
+
+def job_containers(engine: Any) -> list[Any]:
+    found: list[Any] = engine.containers.list(all=True, filters={"label": "dltasks.node"})
+    return found
+
+
+def remote_outputs(lab: Any, host: str, name: str) -> Path:
+    return Path(lab.hosts[host].home) / "dltasks" / name / "outputs"
+
+
+@pytest.mark.ssh
+def test_two_node_ddp_job_trains_as_one_run(torch_image: str, engine: Any, ssh_lab: Any,
+                                            remote_project: tuple[Path, str]) -> None:
+    from tests.sshd_harness import fab
+
+    d, name = remote_project
+    job_project(d, torch_image)
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env(), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "[gpu1 rank 0] rank 0 of world 2" in out and "[gpu2 rank 1] rank 1 of world 2" in out
+    w0 = json.loads((remote_outputs(ssh_lab, "gpu1", name) / "weights-rank0.json").read_text())
+    w1 = json.loads((remote_outputs(ssh_lab, "gpu2", name) / "weights-rank1.json").read_text())
+    assert w0["world"] == w1["world"] == 2
+    assert w0["weights"] == w1["weights"]          # the gradients were all-reduced
+    assert (remote_outputs(ssh_lab, "gpu1", name) / "checkpoint.pt").is_file()   # node 0's
+    assert not (remote_outputs(ssh_lab, "gpu2", name) / "checkpoint.pt").exists()
+    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+    assert record["exit_code"] == 0 and record["host"] == "gpu1,gpu2"
+    assert [n["host"] for n in record["nodes"]] == ["gpu1", "gpu2"]
+    assert record["nodes"][0]["image_id"] == record["nodes"][1]["image_id"]
+    assert record["nodes"][0]["image_id"].startswith("sha256:")
+    assert record["job"]["master_addr"] == "127.0.0.1" and record["job"]["master_port"] >= 29500
+    run_line = record["nodes"][1]["docker_run"]
+    assert "--network=host" in run_line and "--node-rank=1" in run_line
+    assert "--max-restarts=0" in run_line and "GLOO_SOCKET_IFNAME=lo" in run_line
+    assert job_containers(engine) == []
+
+
+@pytest.mark.ssh
+@pytest.mark.parametrize("how", ["kill-node-1", "ctrl-c"])
+def test_a_failed_node_or_ctrl_c_stops_the_whole_job(
+        torch_image: str, engine: Any, ssh_lab: Any, remote_project: tuple[Path, str],
+        how: str) -> None:
+    d, _ = remote_project
+    job_project(d, torch_image, "DDP_SLEEP=300\n")
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    code = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+    p = subprocess.Popen([sys.executable, "-c", code, "-H", "gpu1,gpu2", "train", "--nnodes",
+                          "2"], cwd=d, env=ssh_lab.env(), text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        waiting = set()
+        deadline = time.monotonic() + 180
+        while len(waiting) < 2 and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            if "waiting" in line:
+                waiting.add(line.split("]")[0])
+        assert len(waiting) == 2, p.stderr.read() if p.poll() is not None else waiting
+        t0 = time.monotonic()
+        if how == "kill-node-1":
+            (node1,) = [c for c in job_containers(engine) if c.labels["dltasks.node"] == "1"]
+            node1.kill()
+        else:
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0
+    assert took < 20, took
+    assert job_containers(engine) == []
+    (record,) = [json.loads(f.read_text()) for f in (d / "runs").glob("*/manifest.json")]
+    if how == "kill-node-1":
+        assert "dlt: node 1 (gpu2) exited with code 137: stopping the other node(s)" in err
+        assert record["failed_first"] == {"rank": 1, "host": "gpu2",
+                                          "why": "exited with code 137"}
+        assert record["exit_code"] == 137 == p.returncode
+    else:
+        assert "interrupted, stopping the job on every node" in err
+        assert record["status"] == "interrupted" and p.returncode == 130
+
+
+@pytest.mark.ssh
+def test_job_errors_before_anything_starts(torch_image: str, engine: Any, ssh_lab: Any,
+                                           remote_project: tuple[Path, str]) -> None:
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    job_project(d, torch_image)
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "3", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("dlt: error: --nnodes 3 but 2 host(s) in -H: give one host per "
+                                "node (fab -H gpu1,gpu2 train --nnodes 2)")
+    import socket
+
+    with socket.socket() as s:  # a port taken on node 0 (the lab's hosts are this machine)
+        s.bind(("0.0.0.0", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        (d / ".env.gpu1").write_text(f"DLT_MASTER_PORT={port}\n")
+        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 1
+    assert f"DLT_MASTER_PORT={port} is taken on gpu1" in r.stderr
+    (d / ".env.gpu1").unlink()
+    (d / ".env").write_text((d / ".env").read_text() + "DLT_IMAGE=dlt-no-such-image:1\n")
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 1
+    assert "image dlt-no-such-image:1 is on none of the job's hosts (gpu1, gpu2)" in r.stderr
+    assert job_containers(engine) == [] and not (d / "runs").exists()
+
+
+def test_nproc_2_on_one_host_trains_with_torchrun(torch_image: str, project: Path,
+                                                  engine: Any) -> None:
+    job_project(project, torch_image, "DLT_OUTPUT_DIR=\n")
+    (project / "out").mkdir()
+    (project / ".env").write_text((project / ".env").read_text() + "OUT_DIR=/workspace/out\n")
+    r = dlt("train", "--nproc", "2", cwd=project, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[default0]:rank 0 of world 2" in r.stdout
+    assert "[default1]:rank 1 of world 2" in r.stdout
+    w = [json.loads((project / "out" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    record = json.loads(next((project / "runs").glob("*/manifest.json")).read_text())
+    assert record["command"][:3] == ["torchrun", "--standalone", "--nnodes=1"]
+    assert "--nproc-per-node=2" in record["command"]
+    # a command that already starts with torchrun is not wrapped twice
+    r = dlt("train", "--nproc", "2", "--dry-run", cwd=project,
+            env={"DLT_TRAIN_CMD": "torchrun --nproc-per-node=2 train_ddp.py"})
+    line = r.stdout.splitlines()[0]
+    assert line.count("torchrun") == 1 and "--no-python" not in line
