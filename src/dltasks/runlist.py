@@ -16,6 +16,8 @@ from .containers import (
     LABEL_GPUS,
     LABEL_HOST,
     LABEL_KIND,
+    LABEL_NODE,
+    LABEL_NODES,
     LABEL_PROJECT,
     LABEL_RUN,
     LABEL_STARTED,
@@ -38,6 +40,8 @@ class RunInfo:
     gpus: str
     host: str
     image: str
+    node: str = ""       # a job's node: its rank ("" for a plain run)
+    nodes: str = ""      # a job's hosts, node 0 first
 
 
 def find_runs(target: Target, *, project: str | None = None, run_id: str | None = None,
@@ -61,19 +65,26 @@ def find_runs(target: Target, *, project: str | None = None, run_id: str | None 
         out.append(RunInfo(labels.get(LABEL_RUN, ""), str(r["Id"]), labels.get(LABEL_PROJECT, ""),
                            labels.get(LABEL_KIND, ""), status, code,
                            labels.get(LABEL_STARTED, ""), labels.get(LABEL_GPUS, ""),
-                           labels.get(LABEL_HOST, target.name), str(r.get("Image", ""))))
+                           labels.get(LABEL_HOST, target.name), str(r.get("Image", "")),
+                           labels.get(LABEL_NODE, ""), labels.get(LABEL_NODES, "")))
     return sorted(out, key=lambda i: i.started, reverse=True)
 
 
-def find_one(target: Target, run: str, project: str | None = None) -> RunInfo:
-    """The run whose id (or unique id prefix) is ``run``."""
+def find_one(target: Target, run: str, project: str | None = None,
+             node: int | None = None) -> RunInfo:
+    """The run whose id (or unique id prefix) is ``run`` (``node``: that node of a job)."""
     runs = [r for r in find_runs(target, project=project)
-            if r.run_id == run or r.run_id.startswith(run) or r.container_id.startswith(run)]
+            if (r.run_id == run or r.run_id.startswith(run) or r.container_id.startswith(run))
+            and (node is None or r.node == str(node))]
     if not runs:
-        raise DltError(f"no run {run!r} on {target.name}: `inv ps` lists the runs there")
+        which = f" node {node}" if node is not None else ""
+        raise DltError(f"no run {run!r}{which} on {target.name}: `inv ps` lists the runs there")
     exact = [r for r in runs if r.run_id == run]
     if len(exact) == 1:
         return exact[0]
+    if exact and len({r.run_id for r in exact}) == 1 and all(r.node for r in exact):
+        raise DltError(f"job {run} has {len(exact)} nodes on {target.name}'s engine "
+                       f"({', '.join(r.node for r in exact)}): pick one with --node K")
     if len(runs) > 1:
         raise DltError(f"{run!r} matches {len(runs)} runs on {target.name} "
                        f"({', '.join(r.run_id for r in runs[:4])}): give more of the id")

@@ -125,8 +125,14 @@ def start(target: Target, cid: str, spec: RunSpec) -> None:
 
 
 def remove(target: Target, cid: str) -> None:
-    with contextlib.suppress(NotFound):
+    """Remove the container; gone already, or being removed by someone else, is fine."""
+    try:
         target.engine.remove_container(cid, force=True)
+    except NotFound:
+        pass
+    except EngineError as e:
+        if not (e.status == 409 and "already in progress" in e.explanation):
+            raise
 
 
 def stop(target: Target, cid: str, timeout: int) -> None:

@@ -170,3 +170,97 @@ def test_nproc_2_on_one_host_trains_with_torchrun(torch_image: str, project: Pat
             env={"DLT_TRAIN_CMD": "torchrun --nproc-per-node=2 train_ddp.py"})
     line = r.stdout.splitlines()[0]
     assert line.count("torchrun") == 1 and "--no-python" not in line
+
+
+@pytest.mark.ssh
+def test_a_detached_job_is_followed_listed_and_stopped_as_a_whole(
+        torch_image: str, engine: Any, ssh_lab: Any, remote_project: tuple[Path, str]) -> None:
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    job_project(d, torch_image, "DDP_SLEEP=300\n")
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--detach", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    job = r.stdout.split()[0]
+    assert sorted(c.labels["dltasks.node"] for c in job_containers(engine)) == ["0", "1"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        r = fab("-H", "gpu2", "logs", job, "--node", "1", cwd=d, env=ssh_lab.env())
+        if "rank 1 waiting" in r.stdout:
+            break
+        time.sleep(1)
+    assert "rank 1 of world 2" in r.stdout and "rank 1 waiting" in r.stdout, r.stderr
+    r = fab("-H", "gpu1", "logs", job, cwd=d, env=ssh_lab.env())
+    assert r.returncode == 1 and "pick one with --node K" in r.stderr   # one engine, 2 nodes
+    r = fab("-H", "gpu1", "ps", cwd=d, env=ssh_lab.env())
+    rows = [ln for ln in r.stdout.splitlines() if ln.startswith(job)]
+    assert sorted(ln.split()[2] for ln in rows) == ["0/2", "1/2"]
+    r = fab("-H", "gpu1", "stop", job, cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert f"stopped job {job}: 2 node container(s) on gpu1, gpu2" in r.stdout
+    assert job_containers(engine) == []
+    record = json.loads((d / "runs" / job / "manifest.json").read_text())
+    assert record["status"] == "stopped" and len(record["nodes"]) == 2
+
+
+@pytest.fixture
+def far_engine(engine: Any, base_image: str) -> Any:
+    """A second engine, in a network namespace of its own joined to this one by a veth pair
+    (169.254.201.1 here, .2 there): gpu2's engine for the image-copy test. It has the base
+    image only."""
+    import uuid
+
+    from tests.conftest import _unavailable
+    from tests.gpu_engine import GpuEngineUnavailable, start_gpu_engine
+
+    try:
+        eng = start_gpu_engine(engine, base_image)
+    except GpuEngineUnavailable as e:
+        _unavailable(str(e))
+    eng.dir.chmod(0o755)
+    tag = uuid.uuid4().hex[:4]
+    here, there = f"dlta{tag}", f"dltb{tag}"
+    assert eng.proc is not None
+    pid = str(eng.proc.pid)
+
+    def ip(*args: str, inside: bool = False) -> None:
+        argv = (["nsenter", "-t", pid, "-n"] if inside else []) + ["ip", *args]
+        subprocess.run(argv, check=True, capture_output=True)
+
+    try:
+        ip("link", "add", here, "type", "veth", "peer", "name", there)
+        ip("link", "set", there, "netns", pid)
+        ip("addr", "add", "169.254.201.1/30", "dev", here)
+        ip("link", "set", here, "up")
+        ip("addr", "add", "169.254.201.2/30", "dev", there, inside=True)
+        ip("link", "set", there, "up", inside=True)
+        ip("link", "set", "lo", "up", inside=True)
+        yield eng, here, there
+    finally:
+        subprocess.run(["ip", "link", "del", here], capture_output=True)
+        eng.stop()
+
+
+@pytest.mark.ssh
+def test_a_host_without_the_image_gets_it_copied_and_the_job_runs(
+        torch_image: str, engine: Any, ssh_lab: Any, remote_project: tuple[Path, str],
+        far_engine: Any) -> None:
+    from tests.sshd_harness import fab
+
+    eng, here, there = far_engine
+    d, name = remote_project
+    job_project(d, torch_image)
+    (d / ".env.gpu1").write_text(f"DLT_MASTER_ADDR=169.254.201.1\nGLOO_SOCKET_IFNAME={here}\n")
+    (d / ".env.gpu2").write_text(f"DLT_DOCKER_HOST={eng.url}\nGLOO_SOCKET_IFNAME={there}\n")
+    with pytest.raises(Exception, match="No such image|not found"):
+        eng.client.images.get(torch_image)
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env(), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"dlt: {torch_image} is not on gpu2: copying it from gpu1" in r.stderr
+    assert f"dlt: copied {torch_image} to gpu2: " in r.stderr
+    assert eng.client.images.get(torch_image).id == engine.images.get(torch_image).id
+    w0 = json.loads((remote_outputs(ssh_lab, "gpu1", name) / "weights-rank0.json").read_text())
+    w1 = json.loads((remote_outputs(ssh_lab, "gpu2", name) / "weights-rank1.json").read_text())
+    assert w0["weights"] == w1["weights"] and w0["world"] == 2
+    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+    assert record["nodes"][0]["image_id"] == record["nodes"][1]["image_id"]

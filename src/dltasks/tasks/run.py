@@ -167,21 +167,23 @@ def ps(c: Any, all: bool = False) -> None:
     with target_for(c) as target:
         runs = find_runs(target, project=None if all else target.settings.project)
         settle(target, target.settings.project_dir, runs)
-        rows = [("RUN", "KIND", "STATUS", "GPUS", "STARTED", "IMAGE")]
+        rows = [("RUN", "KIND", "NODE", "STATUS", "GPUS", "STARTED", "IMAGE")]
         for r in runs:
             status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
-            rows.append((r.run_id, r.kind, status, r.gpus, r.started, r.image))
+            node = f"{r.node}/{len(r.nodes.split(','))}" if r.node else "-"
+            rows.append((r.run_id, r.kind, node, status, r.gpus, r.started, r.image))
         _table(rows, title=f"{target.name}: {len(runs)} run(s)")
 
 
-@dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on)."})
-def logs(c: Any, run: str, follow: bool = False) -> None:
+@dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on).",
+                "node": "A job's node (its rank) whose output to show."})
+def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
     """Show a run's output (from its start); --follow streams it live."""
     from ..runlist import find_one, settle
     from ..runner import check_connection, stream
 
     with target_for(c) as target:
-        info = find_one(target, run, target.settings.project)
+        info = find_one(target, run, target.settings.project, None if node < 0 else node)
         try:
             stream(target, info.container_id, follow=follow and info.status == "running")
             check_connection(target, info.run_id)
@@ -194,12 +196,20 @@ def logs(c: Any, run: str, follow: bool = False) -> None:
 
 @dlt_task
 def stop(c: Any, run: str) -> None:
-    """Stop a run (grace period DLT_STOP_TIMEOUT, then kill) and remove its container."""
-    from ..runlist import find_one, settle
+    """Stop a run (grace period DLT_STOP_TIMEOUT, then kill) and remove its container; a
+    job's containers on every one of its hosts."""
+    from ..runlist import find_runs, settle
     from ..runner import remove
     from ..runner import stop as stop_container
 
     with target_for(c) as target:
+        parts = [r for r in find_runs(target, project=target.settings.project)
+                 if r.run_id == run and r.node]
+        if parts:
+            _stop_job(c, target, run, parts[0].nodes.split(","))
+            return
+        from ..runlist import find_one
+
         info = find_one(target, run, target.settings.project)
         was = info.status
         stop_container(target, info.container_id, target.settings.stop_timeout)
@@ -208,6 +218,40 @@ def stop(c: Any, run: str) -> None:
                status="stopped" if was == "running" else "exited")
         remove(target, info.container_id)
         print(f"stopped {info.run_id} on {target.name}")
+
+
+def _stop_job(c: Any, here: Any, run: str, hosts: list[str]) -> None:
+    """Stop every node of job ``run`` (its hosts, from its labels) at once, then remove them."""
+    from ..runlist import find_runs
+    from ..runner import remove
+    from ..runner import stop as stop_container
+    from ..target import is_remote_context
+
+    def stop_on(target: Any) -> set[str]:
+        mine = [r for r in find_runs(target, project=target.settings.project)
+                if r.run_id == run and r.node]
+        for r in mine:
+            stop_container(target, r.container_id, target.settings.stop_timeout)
+            remove(target, r.container_id)
+        return {r.container_id for r in mine}
+
+    if not is_remote_context(c) and hosts == ["local"]:
+        n = len(stop_on(here))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with job_targets(c, hosts) as targets, ThreadPoolExecutor(len(targets)) as pool:
+            n = len(set().union(*pool.map(stop_on, targets)))
+    s = here.settings
+    from ..records import MANIFEST, read_manifest, run_dir, utcnow, write_manifest
+
+    path = run_dir(s.project_dir, run) / MANIFEST
+    if path.is_file():
+        record = read_manifest(path)
+        if record.get("exit_code") is None:
+            record.update(ended=utcnow(), status="stopped")
+            write_manifest(path, record, [])
+    print(f"stopped job {run}: {n} node container(s) on {', '.join(hosts)}")
 
 
 @dlt_task
