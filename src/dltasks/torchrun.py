@@ -77,8 +77,8 @@ def launcher_len(argv: Sequence[str]) -> int:
 def flags(launch: Launch) -> list[str]:
     """torchrun's flags for one node of ``launch``."""
     out = [f"--nproc-per-node={launch.nproc}"]
-    if launch.nnodes == 1:
-        out = ["--standalone", "--nnodes=1", *out]
+    if launch.nnodes == 1:  # --local-addr: a container's host name may resolve to nothing
+        out = ["--standalone", "--nnodes=1", "--local-addr=127.0.0.1", *out]
     elif launch.rdzv == C10D:
         out = [f"--nnodes={launch.nnodes}", "--rdzv-backend=c10d",
                f"--rdzv-endpoint={launch.master_addr}:{launch.master_port}",

@@ -11,7 +11,8 @@ from dltasks.torchrun import Launch, count, omp_threads, parse_nproc, rank_prefi
 
 def test_one_host_standalone_around_any_command() -> None:
     assert wrap(("python", "main.py", "--lr", "1"), Launch(2)) == (
-        "torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=2", "--max-restarts=0",
+        "torchrun", "--standalone", "--nnodes=1", "--local-addr=127.0.0.1",
+        "--nproc-per-node=2", "--max-restarts=0",
         "--tee=3", "--no-python", "python", "main.py", "--lr", "1")
 
 
