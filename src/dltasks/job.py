@@ -48,8 +48,6 @@ from .settings import Settings
 from .shell import quote
 from .target import Target
 
-#: Environment variables of this machine that reach every node's container.
-PASS_PREFIXES = ("NCCL_", "TORCH_NCCL_", "GLOO_", "NVSHMEM_")
 _NCCL_FIXED = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
 
 
@@ -244,13 +242,13 @@ def _sh(t: Target, script: str, *args: str) -> str:
 def _make_specs(nodes: Sequence[Node], req: RunRequest, job_id: str, addr: str, port: int,
                 ifaces: Sequence[str]) -> None:
     hosts = ",".join(n.name for n in nodes)
-    passed = {k: v for k, v in os.environ.items() if k.startswith(PASS_PREFIXES)}
     for n, iface in zip(nodes, ifaces, strict=True):
         assert n.plan is not None and n.login is not None and n.access is not None
         spec = gpumode.apply(n.plan.spec, n.access, {})
-        env = {**passed, **spec.env}
+        env = dict(spec.env)
+        given = {**torchrun.passed_env(os.environ), **env}  # .env.<host>, then the shell
         for key in _NCCL_FIXED:
-            if iface and key not in env:
+            if iface and key not in given:
                 env[key] = iface
         if n.login.user:
             env = {"USER": n.login.user, "LOGNAME": n.login.user, **env}
@@ -357,7 +355,12 @@ def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Set
             log.close()
     if first is None:
         return 0
-    return first.code if first.code else 1
+    if first.code is None:  # its host is out of reach: its container may still run there
+        _say(out_lock, f"dlt: node {first.rank}'s container on {first.name} may still run: "
+             f"stop it with `fab -H {first.name} stop {first.plan.run_id if first.plan else ''}`"
+             " once the host answers")
+        return 255
+    return first.code or 1
 
 
 def _next(ended: queue.Queue[tuple[int, int | None, str]]) -> tuple[int, int | None, str]:

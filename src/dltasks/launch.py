@@ -264,10 +264,10 @@ def under_torchrun(spec: RunSpec, req: RunRequest, access: gpumode.GpuAccess,
                     facts: gpumode.GpuFacts, cpus: int, where: str,
                     launch: torchrun.Launch | None = None) -> RunSpec:
     """``spec``'s command started by torchrun (one host: --standalone), OMP_NUM_THREADS a
-    fair share of the host's CPUs unless set."""
+    fair share of the host's CPUs unless set, the shell's NCCL_* (and kin) passed in."""
     n = torchrun.count(req.nproc, gpu_count(access, facts), where)
     how = replace(launch, nproc=n) if launch else torchrun.Launch(n)
-    env = dict(spec.env)
+    env = {**torchrun.passed_env(os.environ), **spec.env}
     env.setdefault("OMP_NUM_THREADS", str(torchrun.omp_threads(cpus, n)))
     return replace(spec, command=torchrun.wrap(spec.command, how), env=env)
 

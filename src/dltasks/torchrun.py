@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import DltError
@@ -104,6 +104,15 @@ def wrap(argv: Sequence[str], launch: Launch) -> tuple[str, ...]:
             line = " ".join([head, *(shlex.quote(f) for f in flags(launch))]) + rest
             return ("sh", "-c", line, *argv[3:])
     return ("torchrun", *flags(launch), "--no-python", *argv)
+
+
+#: Variables of the user's shell that reach a distributed run's containers: the collective
+#: libraries' settings (a host's NCCL_NVLS_ENABLE=0, TORCH_SYMM_MEM_DISABLE_MULTICAST=1, ...).
+PASS_PREFIXES = ("NCCL_", "TORCH_NCCL_", "TORCH_SYMM_MEM_", "GLOO_", "NVSHMEM_")
+
+
+def passed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k.startswith(PASS_PREFIXES)}
 
 
 def omp_threads(cpus: int, nproc: int) -> int:

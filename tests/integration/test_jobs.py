@@ -307,3 +307,38 @@ def test_an_unreachable_host_stops_the_job_before_it_starts(
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dlt: error: cannot reach 127.0.0.3"), lines
     assert job_containers(engine) == [] and not (d / "runs").exists()
+
+
+@pytest.mark.ssh
+def test_a_lost_host_stops_the_other_nodes(torch_image: str, engine: Any, ssh_lab: Any,
+                                           remote_project: tuple[Path, str]) -> None:
+    d, _ = remote_project
+    job_project(d, torch_image, "DDP_SLEEP=300\n")
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    before = set(ssh_lab.sshd_children("gpu2"))
+    code = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+    p = subprocess.Popen([sys.executable, "-c", code, "-H", "gpu1,gpu2", "train", "--nnodes",
+                          "2"], cwd=d, env={**ssh_lab.env(), "NCCL_DEBUG": "INFO"}, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        waiting = 0
+        while waiting < 2:
+            line = p.stdout.readline()
+            assert line, p.stderr.read() if p.stderr else ""
+            waiting += "waiting" in line
+        ssh_lab.drop_connections("gpu2", before)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 255, err
+    assert "dlt: node 1 (gpu2) lost" in err and "fab -H gpu2 stop" in err
+    left = job_containers(engine)
+    assert [c.labels["dltasks.node"] for c in left] == ["1"]   # out of reach: left running
+    (record,) = [json.loads(f.read_text()) for f in (d / "runs").glob("*/manifest.json")]
+    assert record["failed_first"]["host"] == "gpu2" and "lost" in record["failed_first"]["why"]
+    assert "NCCL_DEBUG=INFO" in record["nodes"][0]["docker_run"]   # NCCL_* pass through
+    for c in left:
+        c.remove(force=True)
