@@ -112,6 +112,22 @@ PY
   as_user "cd ~/check && $py -m dltasks gpus"
   as_user "cd ~/check && ! $py -m dltasks train --gpu 0"
   as_user "cd ~/check && $py -m dltasks stop \$(head -n 1 /tmp/run-id) && $py -m dltasks gpus"
+  say "dlt train --gpu 0 --nproc gpu: torchrun, NCCL all-reduce on the GPU"
+  mkdir -p "$home/nccl"
+  cat > "$home/nccl/nccl_check.py" <<'PY'
+import os, torch, torch.distributed as dist
+torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+dist.init_process_group("nccl")
+t = torch.full((1 << 20,), float(dist.get_rank() + 1), device="cuda", dtype=torch.bfloat16)
+dist.all_reduce(t)
+print(f"rank {dist.get_rank()} of {dist.get_world_size()} on {torch.cuda.get_device_name()}: "
+      f"all_reduce {t[0].item()}; NCCL_NVLS_ENABLE={os.environ.get('NCCL_NVLS_ENABLE')} "
+      f"TORCH_SYMM_MEM_DISABLE_MULTICAST={os.environ.get('TORCH_SYMM_MEM_DISABLE_MULTICAST')}")
+dist.destroy_process_group()
+PY
+  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=python3 nccl_check.py\n' > "$home/nccl/.env"
+  chown -R dltuser: "$home/nccl"
+  as_user "cd ~/nccl && NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 $py -m dltasks train --gpu 0 --nproc gpu"
   say "bench/gpu.py"
   mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
   chown -R dltuser: "$home/bench"
