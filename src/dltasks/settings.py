@@ -97,6 +97,25 @@ class Settings:
     job_image: str = _key("copy", "str", "A job host without node 0's image: copy it there "
                           "(docker save | docker load over SSH) or build it there.",
                           choices=("copy", "build"))
+    slurm_nodes: int = _key(1, "int", "train --slurm: nodes of the job.")
+    slurm_gpus_per_node: int = _key(0, "int", "train --slurm: GPUs per node (#SBATCH "
+                                    "--gpus-per-node, or --gres=gpu:G with DLT_SLURM_GRES).")
+    slurm_gres: bool = _key(False, "bool", "train --slurm: ask for GPUs as --gres=gpu:G (for "
+                            "clusters whose Slurm wants GRES).")
+    slurm_partition: str = _key("", "str", "train --slurm: the partition. Default: the "
+                                "cluster's.")
+    slurm_time: str = _key("", "str", "train --slurm: the time limit (e.g. 4:00:00).")
+    slurm_account: str = _key("", "str", "train --slurm: the account to charge.")
+    slurm_qos: str = _key("", "str", "train --slurm: the QOS.")
+    slurm_sbatch: tuple[str, ...] = _key((), "list", "train --slurm: more #SBATCH options, "
+                                         "KEY=VALUE,... (e.g. mem=64G,exclusive).")
+    slurm_runtime: str = _key("docker", "str", "train --slurm: how the nodes run the image: "
+                              "pyxis (srun --container-image), apptainer (a SIF file), or "
+                              "docker (users in the docker group; the last resort).",
+                              choices=("docker", "pyxis", "apptainer"))
+    slurm_image: str = _key("", "str", "train --slurm: the image as the runtime wants it (an "
+                            "enroot .sqsh file or registry reference for pyxis, a .sif file "
+                            "for apptainer). Default: DLT_IMAGE / the project image.")
     gpu_free_mib: int = _key(1024, "int", "A GPU with more memory in use than this (MiB), or "
                              "with any compute process, is busy: --gpu free:N skips it and "
                              "--gpu IDS refuses it without --share. -1: count processes only.")

@@ -70,3 +70,20 @@ def loopback_server() -> Iterator[Callable[[bytes | None], int]]:
     yield make
     for s in servers:
         s.close()
+
+
+@pytest.fixture(scope="session")
+def slurm_lab() -> dict[str, str]:
+    """The real two-node Slurm of dev/slurm.sh (started when it does not answer): the
+    environment that points the Slurm commands at it."""
+    import subprocess
+
+    from tests.sshd_harness import _unavailable
+
+    root = Path(__file__).resolve().parent.parent.parent
+    conf = "/tmp/dlt-slurm-lab/slurm.conf"
+    r = subprocess.run(["bash", str(root / "dev" / "slurm.sh")], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        _unavailable(f"no Slurm lab (dev/slurm.sh): {r.stderr.strip()[-300:]}")
+    return {"SLURM_CONF": conf}

@@ -79,23 +79,65 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         raise Exit(code=code)
 
 
-@dlt_task(iterable=["gpu"], optional=["wait"], help={
+@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], help={
     **_RUN_HELP,
     "nnodes": "One job across this many hosts (fab -H gpu1,gpu2, or DLT_HOSTS): torchrun on "
               "each, one run id, supervised as a whole.",
+    "slurm": "Submit to Slurm (sbatch on this host; with fab, on the login node) instead.",
+    "nodes": "--slurm: nodes (DLT_SLURM_NODES).",
+    "gpus_per_node": "--slurm: GPUs per node (DLT_SLURM_GPUS_PER_NODE).",
+    "partition": "--slurm: partition (DLT_SLURM_PARTITION).",
+    "time": "--slurm: time limit (DLT_SLURM_TIME).",
+    "account": "--slurm: account (DLT_SLURM_ACCOUNT).",
+    "qos": "--slurm: QOS (DLT_SLURM_QOS).",
+    "sbatch": "--slurm: more #SBATCH options, KEY=VALUE (repeatable).",
 })
 def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = False,
           dry_run: bool = False, root: bool = False, allow_unmapped: bool = False,
           args: str = "", share: bool = False, wait: Any = None, nproc: str = "",
-          nnodes: int = 0) -> None:
+          nnodes: int = 0, slurm: bool = False, nodes: int = 0, gpus_per_node: int = -1,
+          partition: str = "", time: str = "", account: str = "", qos: str = "",
+          sbatch: list[str] | None = None) -> None:
     """Run DLT_TRAIN_CMD (plus ARGS) in the project's image, paths mapped, output streamed."""
     extra = shlex.split(args) + _remainder(c)
+    if slurm:
+        _slurm(c, extra, image=image, detach=detach, dry_run=dry_run, root=root,
+               allow_unmapped=allow_unmapped, nproc=nproc, nodes=nodes,
+               gpus_per_node=gpus_per_node, partition=partition, time=time, account=account,
+               qos=qos, sbatch=sbatch or [])
+        return
     if nnodes > 1:
         _job(c, nnodes, gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
              allow_unmapped=allow_unmapped, args=extra, share=share, nproc=nproc)
         return
     _launch(c, "train", "", gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
             allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait, nproc=nproc)
+
+
+def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, root: bool,
+           allow_unmapped: bool, nproc: str, nodes: int, gpus_per_node: int, partition: str,
+           time: str, account: str, qos: str, sbatch: list[str]) -> None:
+    from ..runplan import RunRequest
+    from ..slurm import SlurmJob
+    from ..slurmrun import submit
+    from ..torchrun import parse_nproc
+
+    with target_for(c, image=image or None) as target:
+        s = target.settings
+        local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
+        n = parse_nproc(nproc or s.nproc)
+        job = SlurmJob(nodes=nodes or s.slurm_nodes,
+                       gpus_per_node=s.slurm_gpus_per_node if gpus_per_node < 0
+                       else gpus_per_node,
+                       partition=partition or s.slurm_partition, time=time or s.slurm_time,
+                       account=account or s.slurm_account, qos=qos or s.slurm_qos,
+                       sbatch=tuple(s.slurm_sbatch) + tuple(sbatch), runtime=s.slurm_runtime,
+                       gres=s.slurm_gres, nproc=int(n) if n.isdigit() else 0)
+        req = RunRequest(kind="train", command=s.train_cmd, args=tuple(args), image=image,
+                         root=root, allow_unmapped=allow_unmapped)
+        code = submit(target, local, req, job, detach=detach, dry_run=dry_run)
+    if code:
+        raise Exit(code=code)
 
 
 #: Set once `fab -H a,b train --nnodes N` ran the job on its first host: fab calls the task
@@ -173,6 +215,7 @@ def ps(c: Any, all: bool = False) -> None:
             node = f"{r.node}/{len(r.nodes.split(','))}" if r.node else "-"
             rows.append((r.run_id, r.kind, node, status, r.gpus, r.started, r.image))
         _table(rows, title=f"{target.name}: {len(runs)} run(s)")
+        _slurm_jobs(target)
 
 
 @dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on).",
@@ -181,7 +224,12 @@ def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
     """Show a run's output (from its start); --follow streams it live."""
     from ..runlist import find_one, settle
     from ..runner import check_connection, stream
+    from ..slurmrun import slurm_record
 
+    record = slurm_record(settings_for(c).project_dir, run)
+    if record is not None:
+        _slurm_logs(c, record, follow)
+        return
     with target_for(c) as target:
         info = find_one(target, run, target.settings.project, None if node < 0 else node)
         try:
@@ -201,7 +249,18 @@ def stop(c: Any, run: str) -> None:
     from ..runlist import find_runs, settle
     from ..runner import remove
     from ..runner import stop as stop_container
+    from ..slurmrun import slurm_record
 
+    record = slurm_record(settings_for(c).project_dir, run)
+    if record is not None:
+        from ..slurmrun import cancel
+        from ..slurmrun import settle as settle_slurm
+
+        with target_for(c, engine_soon=False) as target:
+            job_id = cancel(target, record)
+            settle_slurm(target, target.settings.project_dir, record)
+        print(f"stopped {record['run_id']}: cancelled Slurm job {job_id} on {target.name}")
+        return
     with target_for(c) as target:
         parts = [r for r in find_runs(target, project=target.settings.project)
                  if r.run_id == run and r.node]
@@ -218,6 +277,44 @@ def stop(c: Any, run: str) -> None:
                status="stopped" if was == "running" else "exited")
         remove(target, info.container_id)
         print(f"stopped {info.run_id} on {target.name}")
+
+
+def _slurm_jobs(target: Any) -> None:
+    """The project's Slurm runs that have not ended, as Slurm says now (squeue, scontrol)."""
+    from ..records import list_runs
+    from ..slurmrun import settle as settle_slurm
+
+    s = target.settings
+    live = [m for m in list_runs(s.project_dir) if m.get("slurm") and m.get("exit_code") is None
+            and m.get("host") == target.name]
+    if not live:
+        return
+    rows = [("RUN", "SLURM JOB", "STATE", "NODES", "STARTED")]
+    for m in live:
+        m = settle_slurm(target, s.project_dir, m)
+        rows.append((str(m["run_id"]), str(m["slurm"]["job_id"]), str(m.get("status", "")),
+                     str(m["slurm"].get("nodes", "")), str(m.get("started", ""))))
+    _table(rows, title=f"{target.name}: {len(live)} Slurm run(s) submitted from here")
+
+
+def _slurm_logs(c: Any, record: dict[str, Any], follow: bool) -> None:
+    """A Slurm run's output file (from the login host); --follow until the job ends."""
+    from ..shell import quote
+    from ..slurmrun import follow as follow_job
+    from ..slurmrun import settle as settle_slurm
+
+    with target_for(c, engine_soon=False) as target:
+        if follow:
+            try:
+                follow_job(target, record["slurm"], str(record["run_id"]), cancel_on_ctrl_c=False)
+            except KeyboardInterrupt:
+                print(f"\ndlt: detached from {record['run_id']}; the job goes on",
+                      file=sys.stderr)
+                raise Exit(code=130) from None
+        else:
+            r = target.shell.run(quote(["cat", str(record["slurm"]["output"])]))
+            sys.stdout.write(r.stdout)
+        settle_slurm(target, target.settings.project_dir, record)
 
 
 def _stop_job(c: Any, here: Any, run: str, hosts: list[str]) -> None:
@@ -266,6 +363,15 @@ def runs(c: Any) -> None:
     if unsettled(s.project_dir, host or "local"):  # detached runs that may have ended since
         with target_for(c) as target:
             settle(target, s.project_dir, find_runs(target, project=s.project))
+    pending_slurm = [m for m in list_runs(s.project_dir)
+                     if m.get("slurm") and m.get("exit_code") is None
+                     and (not host or m.get("host") == host)]
+    if pending_slurm:  # Slurm runs that may have ended: squeue / scontrol / their exit file
+        from ..slurmrun import settle as settle_slurm
+
+        with target_for(c, engine_soon=False) as target:
+            for m in pending_slurm:
+                settle_slurm(target, s.project_dir, m)
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
     for m in list_runs(s.project_dir):
         if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
@@ -273,7 +379,11 @@ def runs(c: Any) -> None:
         commit = (m.get("git") or {}).get("commit") or "-"
         dirty = "+dirty" if (m.get("git") or {}).get("dirty") else ""
         code = m.get("exit_code")
-        rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), str(m.get("host", "")),
+        slurm = m.get("slurm") or {}
+        where = str(m.get("host", "")) + (f" slurm:{slurm.get('job_id')} "
+                                          f"{slurm.get('state') or m.get('status', '')}"
+                                          if slurm else "")
+        rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), where,
                      "-" if code is None else str(code), str(m.get("gpus", "")),
                      str(m.get("started", "")), commit[:10] + dirty))
     where = f" of {host}" if host else ""

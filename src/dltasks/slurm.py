@@ -1,0 +1,197 @@
+"""`train --slurm`: the same run submitted to a Slurm cluster as one batch job (pure parts).
+
+:func:`job_script` writes the batch script dltasks submits with ``sbatch`` (and keeps in the
+run record; ``--dry-run`` prints it): ``#SBATCH`` lines, the head node's address
+(``scontrol show hostnames`` + ``srun -w head hostname --ip-address``), then ONE ``srun
+--kill-on-bad-exit=1 --wait=60`` step with one task per node that starts torchrun there
+(``--node-rank $SLURM_NODEID``, static rendezvous, ``--max-restarts=0``), so one failing rank
+ends the job. The container runtime (``DLT_SLURM_RUNTIME``):
+
+- ``pyxis``: ``srun --container-image --container-mounts --container-workdir`` (an enroot
+  squashfs file, or a registry reference);
+- ``apptainer``: ``apptainer exec --nv --bind`` of a SIF file;
+- ``docker`` (the last resort, for small clusters whose users are in the docker group): a
+  wrapper per node runs ``docker run`` and removes the container when Slurm signals the step
+  (scancel, the time limit, a failed sibling): the container is the engine's child, not
+  Slurm's, so without the wrapper it would outlive the job. Slurm's cgroups do not confine
+  it either: its GPUs are the ones Slurm granted the step (``SLURM_STEP_GPUS``, else
+  ``CUDA_VISIBLE_DEVICES``) turned into the device request, never all of them.
+
+The script writes ``exit-<job id>`` next to its output when it ends, so a run's end is known
+even where the cluster keeps no accounting and Slurm has forgotten the job.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .containers import RunSpec
+from .errors import DltError
+
+RUNTIMES = ("docker", "pyxis", "apptainer")
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """What the user asked of Slurm."""
+
+    nodes: int = 1
+    gpus_per_node: int = 0
+    partition: str = ""
+    time: str = ""
+    account: str = ""
+    qos: str = ""
+    sbatch: tuple[str, ...] = ()     # free-form KEY=VALUE
+    runtime: str = "docker"
+    gres: bool = False               # --gres=gpu:G instead of --gpus-per-node=G
+    nproc: int = 0                   # torchrun processes per node (0: GPUs, else 1)
+
+
+def sbatch_lines(job: SlurmJob, name: str, output: str) -> list[str]:
+    lines = [f"--job-name={name}", f"--nodes={job.nodes}", "--ntasks-per-node=1",
+             f"--output={output}"]
+    if job.gpus_per_node:
+        lines.append(f"--gres=gpu:{job.gpus_per_node}" if job.gres
+                     else f"--gpus-per-node={job.gpus_per_node}")
+    for key, value in (("partition", job.partition), ("time", job.time),
+                       ("account", job.account), ("qos", job.qos)):
+        if value:
+            lines.append(f"--{key}={value}")
+    for kv in job.sbatch:
+        key, sep, value = kv.partition("=")
+        if not key or not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", key.lstrip("-")):
+            raise DltError(f"--sbatch {kv!r}: write KEY=VALUE (e.g. --sbatch mem=64G)")
+        lines.append(f"--{key.lstrip('-')}" + (f"={value}" if sep else ""))
+    return [f"#SBATCH {x}" for x in lines]
+
+
+def torchrun_line(job: SlurmJob, command: Sequence[str]) -> str:
+    """The torchrun command line of every node, for ``bash -c`` there: $SLURM_NODEID,
+    $DLT_HEAD_ADDR and $DLT_PORT are the node's own (the batch script exports the last two;
+    srun passes them on)."""
+    nproc = procs(job)
+    return " ".join(["exec torchrun", f"--nnodes={job.nodes}", '--node-rank="$SLURM_NODEID"',
+                     '--master-addr="$DLT_HEAD_ADDR"', '--master-port="$DLT_PORT"',
+                     f"--nproc-per-node={nproc}", "--max-restarts=0", "--tee=3",
+                     "--no-python", shlex.join(command)])
+
+
+def _mounts(spec: RunSpec) -> str:
+    return ",".join(f"{m.source}:{m.target}" + (":ro" if m.readonly else "")
+                    for m in spec.mounts)
+
+
+def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str) -> str:
+    """The per-node script of the docker runtime (run by srun, one task per node)."""
+    args = ["--rm", "--name", '"$name"', "--network=host", "--init", "--ipc=host"]
+    if spec.user:
+        args += ["--user", shlex.quote(spec.user)]
+    for m in spec.mounts:
+        args += ["-v", shlex.quote(f"{m.source}:{m.target}" + (":ro" if m.readonly else ""))]
+    args += ["-w", shlex.quote(spec.workdir)]
+    for k, v in spec.env.items():
+        args += ["-e", shlex.quote(f"{k}={v}")]
+    args += ["-e", "DLT_HEAD_ADDR", "-e", "DLT_PORT", "-e", "SLURM_NODEID", "-e", "SLURM_JOB_ID"]
+    for k, v in spec.labels.items():
+        args += ["--label", shlex.quote(f"{k}={v}")]
+    args += ["--label", '"dltasks.node=$SLURM_NODEID"']
+    return "\n".join([
+        "#!/bin/bash",
+        "# dltasks: one node of a Slurm job (docker runtime). The container is the engine's",
+        "# child, not Slurm's: it is removed here when Slurm signals the step.",
+        f'name="{name}-n$SLURM_NODEID"',
+        'gpus="${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"',
+        'gpuflag=(); [ -n "$gpus" ] && gpuflag=(--gpus "\\"device=$gpus\\"")',
+        'cleanup() { docker rm -f "$name" >/dev/null 2>&1; }',
+        "trap 'cleanup; exit 143' TERM INT HUP",
+        f'docker run "${{gpuflag[@]}}" {" ".join(args)} {shlex.quote(spec.image)} '
+        f"bash -c {shlex.quote(torchrun_line(job, spec.command))} &",
+        "wait $!; code=$?",
+        "cleanup",
+        "exit $code",
+        "",
+    ])
+
+
+def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper: str = "",
+               port: int = 0) -> str:
+    """The batch script; ``run_dir``: the run's folder on the cluster's shared filesystem
+    (output, exit code and, for docker, the per-node ``wrapper`` live there)."""
+    if job.runtime not in RUNTIMES:
+        raise DltError(f"DLT_SLURM_RUNTIME={job.runtime!r}: expected one of "
+                       f"{', '.join(RUNTIMES)}")
+    lines = [
+        "#!/bin/bash",
+        *sbatch_lines(job, name, f"{run_dir}/slurm-%j.out"),
+        f"# written by dltasks (run {name})",
+        'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        'export DLT_HEAD_ADDR=$(srun --nodes=1 --ntasks=1 -w "$head" hostname --ip-address '
+        "| awk '{print $1}')",
+        f"export DLT_PORT={port or '$((29500 + SLURM_JOB_ID % 1000))'}",
+        'echo "dlt: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST, head $head '
+        '($DLT_HEAD_ADDR:$DLT_PORT)"',
+    ]
+    step = ("srun --label --kill-on-bad-exit=1 --wait=60 --nodes=$SLURM_NNODES "
+            "--ntasks-per-node=1")
+    inner = shlex.quote(torchrun_line(job, spec.command))
+    if job.runtime == "docker":
+        lines.append(f"{step} bash {shlex.quote(wrapper)}")
+    else:
+        lines += [f"export {shlex.quote(f'{k}={v}')}" for k, v in spec.env.items()]
+        if job.runtime == "pyxis":
+            lines.append(f"{step} --container-image={shlex.quote(spec.image)} "
+                         f"--container-mounts={shlex.quote(_mounts(spec))} "
+                         f"--container-workdir={shlex.quote(spec.workdir)} bash -c {inner}")
+        else:
+            lines.append(f"{step} apptainer exec --nv --bind {shlex.quote(_mounts(spec))} "
+                         f"--pwd {shlex.quote(spec.workdir)} {shlex.quote(spec.image)} "
+                         f"bash -c {inner}")
+    lines += ["code=$?", f'echo "$code" > {shlex.quote(run_dir)}/exit-"$SLURM_JOB_ID"',
+              "exit $code", ""]
+    return "\n".join(lines)
+
+
+_LABEL = re.compile(r"^\s*(\d+): ")
+
+
+def node_line(line: str, nproc: int) -> str:
+    """An output line of the job as people read it: srun's ``--label`` (the node) and
+    torchrun's ``--tee`` prefix (the local rank) become ``[node N rank R] ``."""
+    from .torchrun import rank_prefix
+
+    m = _LABEL.match(line)
+    if not m:
+        return line
+    node, rest = int(m.group(1)), line[m.end():]
+    rank, text = rank_prefix(rest.encode(), node, nproc)
+    if rank is None:
+        return f"[node {node}] {rest}"
+    return f"[node {node} rank {rank}] {text.decode(errors='replace')}"
+
+
+def procs(job: SlurmJob) -> int:
+    return job.nproc or max(1, job.gpus_per_node)
+
+
+def parse_state(text: str) -> tuple[str, str, str]:
+    """(JobState, Reason, ExitCode) from ``scontrol show job -o``'s line."""
+    fields = dict(re.findall(r"(\w+)=(\S*)", text))
+    return fields.get("JobState", ""), fields.get("Reason", ""), fields.get("ExitCode", "")
+
+
+def sbatch_error(stderr: str, where: str, job: SlurmJob) -> str:
+    """One line for sbatch's refusal, with the fix."""
+    low = stderr.lower()
+    said = " ".join(stderr.split())[:200]
+    if "invalid partition" in low:
+        return (f"Slurm on {where} has no partition {job.partition!r} ({said}): `sinfo` lists "
+                "them; set --partition or DLT_SLURM_PARTITION")
+    if "requested node configuration is not available" in low:
+        what = f"{job.gpus_per_node} GPU(s) per node on {job.nodes} node(s)"
+        return (f"no node set on {where} offers {what} ({said}): ask for fewer "
+                "(--gpus-per-node, --nodes), or another partition")
+    if "invalid account" in low or "invalid qos" in low:
+        return f"Slurm on {where} refused the job ({said}): check --account / --qos"
+    return f"sbatch on {where} refused the job: {said}"

@@ -1,0 +1,230 @@
+"""Submitting a run to Slurm, following it, and finding it again (the batch script itself is
+:mod:`dltasks.slurm`).
+
+The login host is the target (this machine with ``inv train --slurm``, a remote one with ``fab
+-H login1 train --slurm``): the code is synced to its shared filesystem, the path map is its
+(``.env.login1``), the script and the per-node wrapper are written into the run's record
+folder there, and ``sbatch`` is run there. Following a job is one shell round trip a second:
+its state (``squeue``), and the bytes its output file grew by.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+from .errors import DltError
+from .launch import host_facts, prepare_host
+from .masking import secret_values
+from .records import MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
+from .runplan import RunRequest, plan_run
+from .settings import Settings
+from .shell import quote
+from .slurm import (
+    SlurmJob,
+    docker_wrapper,
+    job_script,
+    node_line,
+    parse_state,
+    procs,
+    sbatch_error,
+)
+from .target import Target
+
+POLL_S = 1.0
+#: $1: job id, $2: output file, $3: bytes of it already shown. Prints "state|reason" (or
+#: "gone"), a line "--", then the new bytes.
+_POLL = ('s=$(squeue -h -j "$1" -o "%T|%r" 2>/dev/null | head -n 1); '
+         '[ -n "$s" ] && echo "$s" || echo gone; echo --; '
+         '[ -f "$2" ] && tail -c +"$(($3 + 1))" "$2"; true')
+
+
+def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
+           detach: bool = False, dry_run: bool = False) -> int:
+    """Write the job's scripts, ``sbatch`` them on the target, follow the job (or not)."""
+    s = target.settings
+    run_id, started = new_run_id(), utcnow()
+    git = git_state_later(local.project_dir)
+    image = req.image or s.slurm_image or s.image or f"{s.project}:latest"
+    plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
+                    image=image)
+    host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
+    name = f"dlt-{s.project}-{run_id}"
+    wrapper = posixpath.join(host_dir, "node.sh")
+    try:
+        login = prepare_host(target, plan) if not dry_run else None
+        spec = plan.spec if login is None or req.root else replace(plan.spec,
+                                                                   user=login.uid_gid)
+        script = job_script(spec, job, name=name, run_dir=host_dir, wrapper=wrapper,
+                            port=s.master_port)
+        node = docker_wrapper(spec, job, name) if job.runtime == "docker" else ""
+    except BaseException:
+        git()
+        raise
+    if dry_run:
+        print(script, end="")
+        if node:
+            print(f"\n# {wrapper}\n{node}", end="")
+        git()
+        return 0
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    (plan.run_dir / "job.sbatch").write_text(script)
+    if node:
+        (plan.run_dir / "node.sh").write_text(node)
+    if target.is_remote:
+        from .remote.sync import sync_project
+
+        sync_project(target, s, runs=[run_id])
+    try:
+        job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(plan.run_dir, ignore_errors=True)
+        git()
+        raise
+    slurm: dict[str, Any] = {
+        "job_id": job_id, "runtime": job.runtime, "nodes": job.nodes,
+        "gpus_per_node": job.gpus_per_node, "nproc": procs(job), "script": script,
+        "output": posixpath.join(host_dir, f"slurm-{job_id}.out"), "run_dir": host_dir}
+    g = git()
+    record: dict[str, Any] = {
+        "run_id": run_id, "kind": req.kind, "host": target.name, "image": image,
+        "command": list(spec.command), "started": started, "ended": None, "exit_code": None,
+        "git": {"commit": g.commit, "dirty": g.dirty, "diff": g.diff},
+        "settings": {k: {"value": v, "source": src} for k, v, src in local.rows()},
+        "slurm": slurm, "detached": detach, "status": "submitted",
+    }
+    secrets = secret_values({**s.container_env})
+    mpath = plan.run_dir / MANIFEST
+    write_manifest(mpath, record, secrets)
+    print(f"dlt: submitted {run_id} to Slurm on {target.name}: job {job_id} ({job.nodes} "
+          f"node(s), {job.runtime})", file=sys.stderr, flush=True)
+    if detach:
+        print(run_id)
+        return 0
+    code, state = follow(target, slurm, run_id)
+    record.update(ended=utcnow(), exit_code=code, status=state.lower())
+    slurm["state"] = state
+    write_manifest(mpath, record, secrets)
+    if state == "TIMEOUT":
+        raise DltError(f"Slurm job {job_id} on {target.name} hit its time limit "
+                       f"({job.time or 'the partition default'}): ask for more with --time",
+                       code=code or 1)
+    return code
+
+
+def _sbatch(target: Target, script: str, job: SlurmJob) -> str:
+    have = target.shell.run("command -v sbatch >/dev/null 2>&1")
+    if not have.ok:
+        raise DltError(f"no sbatch on {target.name}: run --slurm on the cluster's login node "
+                       "(fab -H login1 train --slurm), or install Slurm's client there")
+    r = target.shell.run(quote(["sbatch", "--parsable", script]))
+    if not r.ok:
+        raise DltError(sbatch_error(r.stderr or r.stdout, target.name, job))
+    return r.stdout.strip().split(";")[0]
+
+
+def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
+           cancel_on_ctrl_c: bool = True) -> tuple[int, str]:
+    """Stream the job's output until it ends: (exit code, final state). Ctrl-C cancels it
+    (``cancel_on_ctrl_c``), else reaches the caller."""
+    job_id, output = str(slurm["job_id"]), str(slurm["output"])
+    nproc = int(slurm.get("nproc") or 1)
+    shown, said, partial = 0, "", ""
+    try:
+        while True:
+            r = target.shell.run(quote(["sh", "-c", _POLL, "_", job_id, output, str(shown)]))
+            head, _, data = r.stdout.partition("--\n")
+            if data:
+                shown += len(data.encode())
+                *lines, partial = (partial + data).split("\n")
+                if lines:
+                    sys.stdout.write("".join(node_line(ln, nproc) + "\n" for ln in lines))
+                    sys.stdout.flush()
+            state, _, reason = head.strip().partition("|")
+            if state == "PENDING" and reason != said and reason not in ("None", ""):
+                print(f"dlt: job {job_id} pending ({reason})", file=sys.stderr, flush=True)
+                said = reason
+            if state == "gone":
+                break
+            time.sleep(POLL_S)
+        if partial:
+            print(node_line(partial, nproc), flush=True)
+    except KeyboardInterrupt:
+        if not cancel_on_ctrl_c:
+            raise
+        print(f"\ndlt: interrupted: cancelling Slurm job {job_id}", file=sys.stderr)
+        target.shell.run(quote(["scancel", job_id]))
+        _wait_gone(target, job_id)
+        return 130, "CANCELLED"
+    return final_state(target, slurm)
+
+
+def _wait_gone(target: Target, job_id: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = target.shell.run(quote(["squeue", "-h", "-j", job_id, "-o", "%T"]))
+        if not r.stdout.strip():
+            return
+        time.sleep(POLL_S)
+
+
+def final_state(target: Target, slurm: dict[str, Any]) -> tuple[int, str]:
+    """(exit code, state) of an ended job: ``scontrol show job`` while Slurm remembers it,
+    else the exit file the script wrote (accounting, where kept, says the same)."""
+    job_id = str(slurm["job_id"])
+    exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
+    r = target.shell.run(quote(["sh", "-c", 'scontrol show job -o "$1" 2>/dev/null; echo --; '
+                                'cat "$2" 2>/dev/null', "_", job_id, exit_file]))
+    info, _, written = r.stdout.partition("--\n")
+    state, _, exit_code = parse_state(info)
+    code = None
+    if written.strip().lstrip("-").isdigit():
+        code = int(written.strip())
+    elif exit_code:
+        first = exit_code.split(":")[0]
+        code = int(first) if first.isdigit() else None
+    if not state:
+        state = "COMPLETED" if code == 0 else "FAILED" if code is not None else "UNKNOWN"
+    if code is None:
+        code = 0 if state == "COMPLETED" else 1
+    return code, state
+
+
+def cancel(target: Target, record: dict[str, Any]) -> str:
+    job_id = str(record["slurm"]["job_id"])
+    r = target.shell.run(quote(["scancel", job_id]))
+    if not r.ok:
+        raise DltError(f"scancel {job_id} on {target.name} failed: {r.tail(1)}")
+    _wait_gone(target, job_id)
+    return job_id
+
+
+def slurm_record(project_dir: Any, run: str) -> dict[str, Any] | None:
+    """The record of Slurm run ``run`` (id or prefix) in ``project_dir``, if it is one."""
+    from .records import list_runs
+
+    for m in list_runs(project_dir):
+        if m.get("slurm") and str(m.get("run_id", "")).startswith(run):
+            return m
+    return None
+
+
+def settle(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """A Slurm run's record with its end, once the job has ended."""
+    if record.get("exit_code") is not None:
+        return record
+    slurm = record["slurm"]
+    r = target.shell.run(quote(["squeue", "-h", "-j", str(slurm["job_id"]), "-o", "%T"]))
+    if r.stdout.strip():
+        record["status"] = r.stdout.strip().lower()
+        return record
+    code, state = final_state(target, slurm)
+    record.update(exit_code=code, status=state.lower(), ended=record.get("ended") or utcnow())
+    slurm["state"] = state
+    write_manifest(run_dir(project_dir, record["run_id"]) / MANIFEST, record, [])
+    return record

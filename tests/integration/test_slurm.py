@@ -1,0 +1,150 @@
+"""`train --slurm` on a real Slurm (Debian's 22.05: slurmctld and two slurmd, n1 and n2, on
+loopback; dev/slurm.sh), docker runtime, the real torch CPU image: one batch job, one srun step
+with torchrun on each node, DDP on gloo, output followed with node and rank prefixes, the
+record with the job id and the script; scancel through `stop`; sbatch's refusals and a pending
+job as one line each."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import dlt
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+DDP = Path(__file__).resolve().parent.parent / "data" / "ddp" / "train_ddp.py"
+
+
+def slurm_project(d: Path, image: str, extra: str = "") -> Path:
+    shutil.copy(DDP, d / "train_ddp.py")
+    (d / "outputs").mkdir(exist_ok=True)
+    (d / ".env").write_text(f"DLT_IMAGE={image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                            f"DLT_OUTPUT_DIR={d / 'outputs'}\nGLOO_SOCKET_IFNAME=lo\n{extra}")
+    return d
+
+
+def containers_of(engine: Any, run_id: str) -> list[Any]:
+    found: list[Any] = engine.containers.list(all=True,
+                                              filters={"label": f"dltasks.run={run_id}"})
+    return found
+
+
+def squeue(env: dict[str, str], job: str) -> str:
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env={**_env(), **env},
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+
+
+def only_record(d: Path) -> dict[str, Any]:
+    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+    return record
+
+
+def test_a_two_node_ddp_job_runs_through_sbatch(torch_image: str, engine: Any, project: Path,
+                                                slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image)
+    r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[node 0 rank 0] rank 0 of world 2" in r.stdout
+    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    w = [json.loads((project / "outputs" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"] and w[0]["world"] == 2
+    assert (project / "outputs" / "checkpoint.pt").is_file()
+    record = only_record(project)
+    job = record["slurm"]["job_id"]
+    assert record["exit_code"] == 0 and record["slurm"]["state"] == "COMPLETED"
+    folder = project / "runs" / record["run_id"]
+    script = (folder / "job.sbatch").read_text()
+    assert script == record["slurm"]["script"]
+    assert "#SBATCH --nodes=2" in script and "srun --label --kill-on-bad-exit=1" in script
+    assert "scontrol show hostnames" in script and "hostname --ip-address" in script
+    node = (folder / "node.sh").read_text()
+    assert "trap 'cleanup; exit 143' TERM INT HUP" in node and "SLURM_STEP_GPUS" in node
+    assert (folder / f"exit-{job}").read_text().strip() == "0"
+    assert containers_of(engine, record["run_id"]) == []
+    runs = dlt("runs", cwd=project, env=slurm_lab)
+    assert f"slurm:{job} COMPLETED" in runs.stdout
+
+
+def test_stop_cancels_the_job_and_the_wrapper_removes_the_containers(
+        torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image, "DDP_SLEEP=300\n")
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[0]
+    deadline = time.monotonic() + 120
+    while len(containers_of(engine, run_id)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert sorted(c.labels["dltasks.node"] for c in containers_of(engine, run_id)) == ["0", "1"]
+    ps = dlt("ps", cwd=project, env=slurm_lab)
+    assert run_id in ps.stdout and "running" in ps.stdout, ps.stdout + ps.stderr
+    t0 = time.monotonic()
+    r = dlt("stop", run_id, cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    job = only_record(project)["slurm"]["job_id"]
+    assert f"cancelled Slurm job {job}" in r.stdout
+    while containers_of(engine, run_id) and time.monotonic() - t0 < 30:
+        time.sleep(0.5)
+    assert containers_of(engine, run_id) == []       # the wrapper's trap removed them
+    assert squeue(slurm_lab, job) == ""
+    assert only_record(project)["status"] == "cancelled"
+
+
+def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Path,
+                                                   slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image)
+    cases = [
+        (["--partition", "nope"], "dlt: error: Slurm on local has no partition 'nope' ("),
+        (["--gpus-per-node", "3"], "dlt: error: no node set on local offers 3 GPU(s) per node"),
+        (["--sbatch", "=x"], "dlt: error: --sbatch '=x': write KEY=VALUE"),
+    ]
+    for flags, start in cases:
+        r = dlt("train", "--slurm", *flags, cwd=project, env=slurm_lab)
+        assert r.returncode == 1
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(start), r.stderr
+    r = dlt("train", "--slurm", cwd=project, env={**slurm_lab, "PATH": "/usr/local/bin"})
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("dlt: error: no sbatch on local: run --slurm on the "
+                                       "cluster's login node"), r.stderr
+    assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
+
+
+def test_a_pending_job_says_why_and_ctrl_c_cancels_it(torch_image: str, project: Path,
+                                                      slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image)
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "train", "--slurm", "--sbatch",
+                          "begin=now+3600"], cwd=project, env={**_env(), **slurm_lab},
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stderr is not None
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "pending (BeginTime)" not in seen and time.monotonic() < deadline:
+            seen += p.stderr.readline()
+        assert "pending (BeginTime)" in seen, seen
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    assert "cancelling Slurm job" in err
+    record = only_record(project)
+    assert squeue(slurm_lab, record["slurm"]["job_id"]) == ""
+    assert record["status"] == "cancelled"
