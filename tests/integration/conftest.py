@@ -87,3 +87,26 @@ def slurm_lab() -> dict[str, str]:
     if r.returncode != 0:
         _unavailable(f"no Slurm lab (dev/slurm.sh): {r.stderr.strip()[-300:]}")
     return {"SLURM_CONF": conf}
+
+
+@pytest.fixture(scope="session")
+def hook_torch_engine(engine: object, torch_image: str) -> Iterator[object]:
+    """A private engine with the stand-in NVIDIA hook (tests/gpu_engine.py) holding the torch
+    image; its network namespace's loopback is up, so host-network containers meet there."""
+    import subprocess
+
+    from tests.conftest import _unavailable
+    from tests.gpu_engine import GpuEngineUnavailable, start_gpu_engine
+
+    try:
+        eng = start_gpu_engine(engine, torch_image, timeout=60)
+    except GpuEngineUnavailable as e:
+        _unavailable(str(e))
+    eng.dir.chmod(0o755)
+    assert eng.proc is not None
+    subprocess.run(["nsenter", "-t", str(eng.proc.pid), "-n", "ip", "link", "set", "lo", "up"],
+                   check=True)
+    try:
+        yield eng
+    finally:
+        eng.stop()

@@ -266,32 +266,24 @@ def test_a_host_without_the_image_gets_it_copied_and_the_job_runs(
     assert record["nodes"][0]["image_id"] == record["nodes"][1]["image_id"]
 
 
-def test_gpus_and_nproc_gpu_on_one_host(torch_image: str, engine: Any, project: Path) -> None:
+def test_gpus_and_nproc_gpu_on_one_host(torch_image: str, hook_torch_engine: Any,
+                                        project: Path) -> None:
     """`--gpu 0,1 --nproc gpu` on the engine with the stand-in NVIDIA hook: the engine gets
     the device request for GPUs 0 and 1, torchrun starts one process per GPU, DDP (gloo, on
     CPU) trains."""
-    from tests.conftest import _unavailable
-    from tests.gpu_engine import GpuEngineUnavailable, start_gpu_engine
-
-    try:
-        eng = start_gpu_engine(engine, torch_image, timeout=60)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    try:
-        job_project(project, torch_image, f"DLT_OUTPUT_DIR=\nOUT_DIR=/workspace\n"
-                                          f"DLT_DOCKER_HOST={eng.url}\n")
-        r = dlt("train", "--gpu", "0,1", "--nproc", "gpu", cwd=project, timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "[default1]:rank 1 of world 2" in r.stdout
-        w = [json.loads((project / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
-        assert w[0]["weights"] == w[1]["weights"]
-        record = json.loads(next((project / "runs").glob("*/manifest.json")).read_text())
-        assert record["gpus"] == "0,1" and "--nproc-per-node=2" in record["command"]
-        assert '--gpus "device=0,1"' in record["docker_run"]
-        (call,) = eng.hook_calls(record["run_id"])
-        assert call["env"]["NVIDIA_VISIBLE_DEVICES"] == "0,1"
-    finally:
-        eng.stop()
+    eng = hook_torch_engine
+    job_project(project, torch_image, f"DLT_OUTPUT_DIR=\nOUT_DIR=/workspace\n"
+                                      f"DLT_DOCKER_HOST={eng.url}\n")
+    r = dlt("train", "--gpu", "0,1", "--nproc", "gpu", cwd=project, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[default1]:rank 1 of world 2" in r.stdout
+    w = [json.loads((project / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    record = json.loads(next((project / "runs").glob("*/manifest.json")).read_text())
+    assert record["gpus"] == "0,1" and "--nproc-per-node=2" in record["command"]
+    assert '--gpus "device=0,1"' in record["docker_run"]
+    (call,) = eng.hook_calls(record["run_id"])
+    assert call["env"]["NVIDIA_VISIBLE_DEVICES"] == "0,1"
 
 
 @pytest.mark.ssh

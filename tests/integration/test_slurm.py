@@ -148,3 +148,24 @@ def test_a_pending_job_says_why_and_ctrl_c_cancels_it(torch_image: str, project:
     record = only_record(project)
     assert squeue(slurm_lab, record["slurm"]["job_id"]) == ""
     assert record["status"] == "cancelled"
+
+
+def test_docker_runtime_gives_the_gpus_slurm_granted(torch_image: str, project: Path,
+                                                     slurm_lab: dict[str, str],
+                                                     hook_torch_engine: Any) -> None:
+    """Each node asks for 1 of its 2 GRES GPUs: its container's device request is the GPU
+    Slurm granted that step (the stand-in hook engine records it), never all of them."""
+    eng = hook_torch_engine
+    slurm_project(project, torch_image)
+    (project / ".env").write_text((project / ".env").read_text().replace(
+        f"DLT_OUTPUT_DIR={project / 'outputs'}", "DLT_OUTPUT_DIR=") + "OUT_DIR=/workspace\n")
+    r = dlt("train", "--slurm", "--nodes", "2", "--gpus-per-node", "1", "--nproc", "1",
+            cwd=project, env={**slurm_lab, "DOCKER_HOST": eng.url}, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = only_record(project)
+    calls = eng.hook_calls(record["run_id"])
+    assert len(calls) == 2
+    assert sorted(c["env"]["NVIDIA_VISIBLE_DEVICES"] for c in calls) == ["0", "0"]
+    w = [json.loads((project / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    assert "#SBATCH --gpus-per-node=1" in record["slurm"]["script"]

@@ -1,0 +1,88 @@
+"""The batch scripts of `train --slurm` for each runtime, and Slurm's answers (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dltasks.containers import Mount, RunSpec
+from dltasks.errors import DltError
+from dltasks.slurm import (
+    SlurmJob,
+    docker_wrapper,
+    job_script,
+    node_line,
+    parse_state,
+    sbatch_error,
+    sbatch_lines,
+)
+
+SPEC = RunSpec(image="proj:latest", command=("python3", "train.py", "--lr", "0.1"),
+               mounts=(Mount("/shared/me/proj", "/workspace"),
+                       Mount("/shared/data", "/data", True)),
+               env={"PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}, user="1000:1000",
+               labels={"dltasks.run": "r1"})
+
+
+def test_sbatch_lines_with_gpus_gres_and_free_form_options() -> None:
+    job = SlurmJob(nodes=2, gpus_per_node=4, partition="gpu", time="4:00:00", account="lab",
+                   qos="high", sbatch=("mem=64G", "exclusive"))
+    lines = sbatch_lines(job, "dlt-p-r1", "/out/slurm-%j.out")
+    assert lines[:4] == ["#SBATCH --job-name=dlt-p-r1", "#SBATCH --nodes=2",
+                         "#SBATCH --ntasks-per-node=1", "#SBATCH --output=/out/slurm-%j.out"]
+    assert "#SBATCH --gpus-per-node=4" in lines and "#SBATCH --partition=gpu" in lines
+    assert "#SBATCH --time=4:00:00" in lines and "#SBATCH --account=lab" in lines
+    assert "#SBATCH --qos=high" in lines and "#SBATCH --mem=64G" in lines
+    assert "#SBATCH --exclusive" in lines
+    gres = sbatch_lines(SlurmJob(gpus_per_node=2, gres=True), "n", "o")
+    assert "#SBATCH --gres=gpu:2" in gres and not any("gpus-per-node" in x for x in gres)
+    with pytest.raises(DltError, match="write KEY=VALUE"):
+        sbatch_lines(SlurmJob(sbatch=("=1",)), "n", "o")
+
+
+def test_docker_runtime_script_and_wrapper() -> None:
+    job = SlurmJob(nodes=2, gpus_per_node=2)
+    script = job_script(SPEC, job, name="dlt-p-r1", run_dir="/shared/me/proj/runs/r1",
+                        wrapper="/shared/me/proj/runs/r1/node.sh")
+    assert script.startswith("#!/bin/bash\n#SBATCH --job-name=dlt-p-r1\n")
+    assert "srun --label --kill-on-bad-exit=1 --wait=60 --nodes=$SLURM_NNODES " \
+        "--ntasks-per-node=1 bash /shared/me/proj/runs/r1/node.sh" in script
+    assert "export DLT_PORT=$((29500 + SLURM_JOB_ID % 1000))" in script
+    assert 'echo "$code" > /shared/me/proj/runs/r1/exit-"$SLURM_JOB_ID"' in script
+    node = docker_wrapper(SPEC, job, "dlt-p-r1")
+    assert 'gpus="${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"' in node   # Slurm's, not all
+    assert "trap 'cleanup; exit 143' TERM INT HUP" in node
+    assert "-v /shared/data:/data:ro" in node and "--network=host" in node
+    assert "--nnodes=2 --node-rank=\"$SLURM_NODEID\"" in node
+    assert "--nproc-per-node=2 --max-restarts=0" in node
+    assert "python3 train.py --lr 0.1" in node
+
+
+def test_pyxis_and_apptainer_scripts() -> None:
+    pyxis = job_script(SPEC, SlurmJob(nodes=2, runtime="pyxis"), name="n", run_dir="/r")
+    assert "--container-image=proj:latest" in pyxis
+    assert "--container-mounts=/shared/me/proj:/workspace,/shared/data:/data:ro" in pyxis
+    assert "--container-workdir=/workspace" in pyxis and "export WANDB_MODE=offline" in pyxis
+    app = job_script(RunSpec(**{**SPEC.__dict__, "image": "/shared/proj.sif"}),
+                     SlurmJob(runtime="apptainer"), name="n", run_dir="/r")
+    assert "apptainer exec --nv --bind /shared/me/proj:/workspace,/shared/data:/data:ro " \
+        "--pwd /workspace /shared/proj.sif bash -c" in app
+    with pytest.raises(DltError, match="DLT_SLURM_RUNTIME='podman'"):
+        job_script(SPEC, SlurmJob(runtime="podman"), name="n", run_dir="/r")
+
+
+def test_output_lines_get_node_and_rank() -> None:
+    assert node_line("1: [default1]:epoch 3", nproc=2) == "[node 1 rank 3] epoch 3"
+    assert node_line("0: W1202 torchrun warning", nproc=1) == "[node 0] W1202 torchrun warning"
+    assert node_line("dlt: job 4 on n[1-2]", nproc=1) == "dlt: job 4 on n[1-2]"
+
+
+def test_slurm_answers() -> None:
+    line = ("JobId=7 JobName=dlt-p-r1 UserId=root(0) JobState=TIMEOUT Reason=TimeLimit "
+            "Dependency=(null) ExitCode=0:15 RunTime=00:01:02")
+    assert parse_state(line) == ("TIMEOUT", "TimeLimit", "0:15")
+    job = SlurmJob(partition="gpu", gpus_per_node=9)
+    assert "has no partition 'gpu'" in sbatch_error(
+        "sbatch: error: invalid partition specified: gpu", "login1", job)
+    assert "offers 9 GPU(s) per node" in sbatch_error(
+        "sbatch: error: Batch job submission failed: Requested node configuration is not "
+        "available", "login1", job)
