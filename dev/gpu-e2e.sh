@@ -37,7 +37,7 @@ pack() {
 
 say() { printf '\n=== %s\n' "$*"; }
 
-run() {
+prepare() {  # the engine, the image, dltasks from its wheel, the user dltuser
   [ "$(id -u)" = 0 ] || { echo "run it as root (it starts dockerd and makes a user)"; exit 2; }
   say "host"
   nvidia-smi -L
@@ -75,6 +75,10 @@ PY
       PYTHONUNBUFFERED=1 sh -c "$1" || { echo "STEP FAILED (exit $?)"; failed=$((failed + 1)); }
   }
   py=$(command -v python3)
+}
+
+run() {
+  prepare
   if [ -z "${SKIP_BASICS:-}" ]; then  # SKIP_BASICS=1: only the shared-GPU part and the bench
   say "dlt doctor"
   as_user "cd ~/check && $py -m dltasks doctor --min-free 1g"
@@ -149,6 +153,7 @@ PY
   return "$failed"
 }
 
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0  # sourced (dev/gpu2-e2e.sh): functions only
 case "${1:-run}" in
   pack) pack ;;
   run) if [ -n "${OUT:-}" ]; then run 2>&1 | tee "$OUT/gpu-e2e.log"; else run; fi ;;

@@ -334,3 +334,30 @@ def test_a_lost_host_stops_the_other_nodes(torch_image: str, engine: Any, ssh_la
     assert "NCCL_DEBUG=INFO" in record["nodes"][0]["docker_run"]   # NCCL_* pass through
     for c in left:
         c.remove(force=True)
+
+
+@pytest.mark.ssh
+def test_c10d_rendezvous_and_build_mode(torch_image: str, engine: Any, ssh_lab: Any,
+                                        remote_project: tuple[Path, str]) -> None:
+    """DLT_RENDEZVOUS=c10d gives every node the job id as --rdzv-id (shown by --dry-run: on
+    this lab's one machine c10d cannot tell the nodes apart); DLT_JOB_IMAGE=build builds the
+    project image on each host instead of copying node 0's, and the job runs."""
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    job_project(d, torch_image, "DLT_RENDEZVOUS=c10d\n")
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--dry-run", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("docker run")]
+    assert len(lines) == 2
+    for ln in lines:
+        assert "--rdzv-backend=c10d" in ln and "--rdzv-id=" in ln and "--node-rank" not in ln
+    text = (d / ".env").read_text().replace(f"DLT_IMAGE={torch_image}\n", "")
+    (d / ".env").write_text(text.replace("DLT_RENDEZVOUS=c10d\n", "") +
+                            f"DLT_BASE_IMAGE={torch_image}\nDLT_JOB_IMAGE=build\n")
+    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env(), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "copying" not in r.stderr
+    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+    assert record["image"].startswith(f"{d.name}:")
+    assert all(n["image_id"].startswith("sha256:") for n in record["nodes"])

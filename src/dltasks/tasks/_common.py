@@ -44,6 +44,10 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
                     result = fn(c, *a, **kw)
                 except (DltError, Exit, KeyboardInterrupt, SystemExit):
                     raise
+                except BrokenPipeError:  # `dlt ps | head -1`: the reader left; so do we
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(devnull, sys.stdout.fileno())
+                    raise Exit(code=141) from None
                 except Exception as e:  # noqa: BLE001 - not foreseen: one line, the rest logged
                     from ..errorlog import unexpected
 
