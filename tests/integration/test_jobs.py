@@ -353,11 +353,18 @@ def test_c10d_rendezvous_and_build_mode(torch_image: str, engine: Any, ssh_lab: 
     for ln in lines:
         assert "--rdzv-backend=c10d" in ln and "--rdzv-id=" in ln and "--node-rank" not in ln
     text = (d / ".env").read_text().replace(f"DLT_IMAGE={torch_image}\n", "")
+    name = f"dlt-jobbuild-{time.monotonic_ns()}"  # its own image name, removed afterwards
     (d / ".env").write_text(text.replace("DLT_RENDEZVOUS=c10d\n", "") +
-                            f"DLT_BASE_IMAGE={torch_image}\nDLT_JOB_IMAGE=build\n")
-    r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env(), timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "copying" not in r.stderr
-    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
-    assert record["image"].startswith(f"{d.name}:")
-    assert all(n["image_id"].startswith("sha256:") for n in record["nodes"])
+                            f"DLT_BASE_IMAGE={torch_image}\nDLT_JOB_IMAGE=build\n"
+                            f"DLT_PROJECT={name}\n")
+    try:
+        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", cwd=d, env=ssh_lab.env(),
+                timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "copying" not in r.stderr
+        (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+        assert record["image"].startswith(f"{name}:")
+        assert all(n["image_id"].startswith("sha256:") for n in record["nodes"])
+    finally:
+        for image in engine.images.list(name=name):
+            engine.images.remove(image.id, force=True)
