@@ -185,9 +185,12 @@ def final_state(target: Target, slurm: dict[str, Any]) -> tuple[int, str]:
     code = None
     if written.strip().lstrip("-").isdigit():
         code = int(written.strip())
-    elif exit_code:
-        first = exit_code.split(":")[0]
-        code = int(first) if first.isdigit() else None
+    elif exit_code:  # "code:signal"
+        first, _, sig = exit_code.partition(":")
+        if sig.isdigit() and int(sig):
+            code = 128 + int(sig)
+        elif first.isdigit():
+            code = int(first)
     if not state:
         state = "COMPLETED" if code == 0 else "FAILED" if code is not None else "UNKNOWN"
     if code is None:

@@ -169,3 +169,53 @@ def test_docker_runtime_gives_the_gpus_slurm_granted(torch_image: str, project: 
     w = [json.loads((project / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
     assert w[0]["weights"] == w[1]["weights"]
     assert "#SBATCH --gpus-per-node=1" in record["slurm"]["script"]
+
+
+def test_logs_follow_streams_a_detached_job_to_its_end(torch_image: str, project: Path,
+                                                       slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image)
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[0]
+    r = dlt("logs", run_id, "--follow", cwd=project, env=slurm_lab, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "[node 1 rank 1] rank 1 done" in r.stdout and "[node 0 rank 0] rank 0 done" in r.stdout
+    record = only_record(project)
+    assert record["exit_code"] == 0 and record["status"] == "completed"
+
+
+def test_a_job_killed_by_its_time_limit_says_so(torch_image: str, project: Path,
+                                                 slurm_lab: dict[str, str]) -> None:
+    slurm_project(project, torch_image, "DDP_SLEEP=600\n")
+    r = dlt("train", "--slurm", "--time", "1", cwd=project, env=slurm_lab, timeout=280)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("dlt: error: Slurm job ") and "hit its time limit (1): ask for " \
+        "more with --time" in last, r.stderr
+    assert only_record(project)["slurm"]["state"] == "TIMEOUT"
+
+
+@pytest.mark.ssh
+def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh_lab: Any,
+                                              remote_project: tuple[Path, str],
+                                              slurm_lab: dict[str, str]) -> None:
+    """`fab -H gpu1 train --slurm`: the code synced to gpu1 (the lab's login node; its user
+    sees the cluster through /etc/slurm/slurm.conf), sbatch run there, as that user."""
+    from tests.sshd_harness import fab
+
+    d, name = remote_project
+    shutil.copy(DDP, d / "train_ddp.py")
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                "DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\n")
+    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", cwd=d, env=ssh_lab.env(),
+            timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    out = Path(ssh_lab.hosts["gpu1"].home) / "dltasks" / name / "outputs"
+    w = [json.loads((out / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    assert (out / "weights-rank0.json").stat().st_uid == \
+        (Path(ssh_lab.hosts["gpu1"].home)).stat().st_uid      # written as gpu1's user
+    record = only_record(d)
+    assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
