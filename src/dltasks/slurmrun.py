@@ -174,14 +174,32 @@ def _wait_gone(target: Target, job_id: str, timeout: float = 60) -> None:
 
 
 def final_state(target: Target, slurm: dict[str, Any]) -> tuple[int, str]:
-    """(exit code, state) of an ended job: ``scontrol show job`` while Slurm remembers it,
-    else the exit file the script wrote (accounting, where kept, says the same)."""
+    """(exit code, state) of an ended job, asked in one round trip: ``sacct`` where the
+    cluster keeps accounting, else ``scontrol show job`` while Slurm remembers the job, else
+    the exit file the job script wrote."""
     job_id = str(slurm["job_id"])
     exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
-    r = target.shell.run(quote(["sh", "-c", 'scontrol show job -o "$1" 2>/dev/null; echo --; '
+    r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o State,ExitCode '
+                                '2>/dev/null | head -n 1; echo --; '
+                                'scontrol show job -o "$1" 2>/dev/null; echo --; '
                                 'cat "$2" 2>/dev/null', "_", job_id, exit_file]))
-    info, _, written = r.stdout.partition("--\n")
-    state, _, exit_code = parse_state(info)
+    acct, _, rest = r.stdout.partition("--\n")
+    info, _, written = rest.partition("--\n")
+    state, exit_code = parse_sacct(acct)
+    if not state:
+        state, _, exit_code = parse_state(info)
+    return outcome(state, exit_code, written)
+
+
+def parse_sacct(line: str) -> tuple[str, str]:
+    """(State, ExitCode) of ``sacct -n -P -o State,ExitCode``'s first line ("CANCELLED by
+    0|0:15"); ("", "") when accounting said nothing."""
+    state, sep, code = line.strip().partition("|")
+    return (state.split()[0], code) if sep and state else ("", "")
+
+
+def outcome(state: str, exit_code: str, written: str) -> tuple[int, str]:
+    """(exit code, state) from Slurm's state and ``code:signal``, and the exit file."""
     code = None
     if written.strip().lstrip("-").isdigit():
         code = int(written.strip())

@@ -86,3 +86,14 @@ def test_slurm_answers() -> None:
     assert "offers 9 GPU(s) per node" in sbatch_error(
         "sbatch: error: Batch job submission failed: Requested node configuration is not "
         "available", "login1", job)
+
+
+def test_how_a_job_ended() -> None:
+    from dltasks.slurmrun import outcome, parse_sacct
+
+    assert parse_sacct("CANCELLED by 0|0:15\n") == ("CANCELLED", "0:15")
+    assert parse_sacct("") == ("", "")
+    assert outcome("TIMEOUT", "0:15", "") == (143, "TIMEOUT")
+    assert outcome("", "", "3\n") == (3, "FAILED")         # only the exit file knows
+    assert outcome("COMPLETED", "0:0", "0") == (0, "COMPLETED")
+    assert outcome("", "", "") == (1, "UNKNOWN")
