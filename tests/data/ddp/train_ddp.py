@@ -1,7 +1,7 @@
 """A real DDP training (gloo, CPU) for the job tests: each rank sees different data; DDP
 all-reduces the gradients, so every rank ends with the same weights, which each writes to the
 outputs; rank 0 also writes a checkpoint. DDP_SLEEP=S: after training, wait S seconds (the
-supervision tests kill a node then)."""
+supervision tests kill a node then). The ranks meet at a barrier before tearing down."""
 
 import json
 import os
@@ -34,4 +34,7 @@ if rank == 0:
 if os.environ.get("DDP_SLEEP"):
     print(f"rank {rank} waiting", flush=True)
     time.sleep(float(os.environ["DDP_SLEEP"]))
+# every rank reaches the end before any tears gloo down: a rank whose peer is already gone
+# can abort in gloo's teardown ("terminate called without an active exception", seen once)
+dist.barrier()
 dist.destroy_process_group()
