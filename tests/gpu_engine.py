@@ -27,6 +27,7 @@ dockerd lives in a namespace of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,6 +37,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,3 +230,28 @@ def start_gpu_engine(source: Any, image: str, *, timeout: float = 30,
         eng.stop()
         raise
     return eng
+
+
+@contextlib.contextmanager
+def gpu_engine_for(source: Any, image: str, *, tls: bool = False, timeout: float = 30,
+                   shared: bool = False, loopback_up: bool = False) -> Iterator[GpuEngine]:
+    """The private engine for one fixture: started with ``image`` copied in, stopped after.
+    Missing prerequisites fail under CI and skip elsewhere (tests.conftest._unavailable).
+    ``shared``: its socket reachable by the test users (group docker); ``loopback_up``: its
+    network namespace's loopback up, so host-network containers meet there."""
+    from tests.conftest import _unavailable
+
+    try:
+        eng = start_gpu_engine(source, image, timeout=timeout, tls=tls)
+    except GpuEngineUnavailable as e:
+        _unavailable(str(e))
+    try:
+        if shared:
+            eng.dir.chmod(0o755)
+        if loopback_up:
+            assert eng.proc is not None
+            subprocess.run(["nsenter", "-t", str(eng.proc.pid), "-n", "ip", "link", "set",
+                            "lo", "up"], check=True)
+        yield eng
+    finally:
+        eng.stop()

@@ -38,6 +38,7 @@ from .launch import (
     gpu_count,
     host_facts,
     image_record,
+    nothing_left,
     prepare_host,
     under_torchrun,
 )
@@ -95,7 +96,7 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
     nodes = [Node(r, t) for r, t in enumerate(targets)]
     git = git_state_later(local.project_dir)
     folder = run_dir(local.project_dir, job_id)
-    try:
+    with nothing_left(folder, git):
         with ThreadPoolExecutor(len(nodes), thread_name_prefix="dlt-node") as pool:
             for f in [pool.submit(_ready, n, local, req, job_id, started, dry_run)
                       for n in nodes]:
@@ -106,12 +107,6 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
         for n in nodes:
             n.access = gpushare.preview(n.target, n.facts, req.gpus, share=req.share)
         _make_specs(nodes, req, job_id, addr, port, ifaces)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(folder, ignore_errors=True)
-        git()
-        raise
     record = _record(nodes, local, req, job_id, started, addr, port, git=git())
     secrets = secret_values({**local.container_env})
     if dry_run:

@@ -53,7 +53,7 @@ def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: 
 
 
 @contextmanager
-def _nothing_left(folder: Path, git: Callable[[], GitState]) -> Iterator[None]:
+def nothing_left(folder: Path, git: Callable[[], GitState]) -> Iterator[None]:
     """A run that fails before it reaches the engine leaves no run folder (and git reaped)."""
     try:
         yield
@@ -198,7 +198,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     git = git_state_later(settings.project_dir)  # for the record; git works while we plan
     image = resolve_image(target, settings, req, dry_run)
     facts = host_facts(target)
-    with _nothing_left(run_dir(local.project_dir, run_id), git):
+    with nothing_left(run_dir(local.project_dir, run_id), git):
         plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
     secrets = secret_values({**settings.container_env})
 
@@ -231,7 +231,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
 
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
-        with _nothing_left(plan.run_dir, git):
+        with nothing_left(plan.run_dir, git):
             try:
                 login, info = _ready_host(target, plan, image)
             finally:

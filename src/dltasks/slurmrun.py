@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from .errors import DltError
-from .launch import host_facts, prepare_host
+from .launch import host_facts, nothing_left, prepare_host
 from .masking import secret_values
 from .records import MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
 from .runplan import RunRequest, plan_run
@@ -54,38 +54,29 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
     name = f"dlt-{s.project}-{run_id}"
     wrapper = posixpath.join(host_dir, "node.sh")
-    try:
+    with nothing_left(plan.run_dir, git):
         login = prepare_host(target, plan) if not dry_run else None
         spec = plan.spec if login is None or req.root else replace(plan.spec,
                                                                    user=login.uid_gid)
         script = job_script(spec, job, name=name, run_dir=host_dir, wrapper=wrapper,
                             port=s.master_port)
         node = docker_wrapper(spec, job, name) if job.runtime == "docker" else ""
-    except BaseException:
-        git()
-        raise
     if dry_run:
         print(script, end="")
         if node:
             print(f"\n# {wrapper}\n{node}", end="")
         git()
         return 0
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    (plan.run_dir / "job.sbatch").write_text(script)
-    if node:
-        (plan.run_dir / "node.sh").write_text(node)
-    if target.is_remote:
-        from .remote.sync import sync_project
+    with nothing_left(plan.run_dir, git):  # until sbatch took it
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        (plan.run_dir / "job.sbatch").write_text(script)
+        if node:
+            (plan.run_dir / "node.sh").write_text(node)
+        if target.is_remote:
+            from .remote.sync import sync_project
 
-        sync_project(target, s, runs=[run_id])
-    try:
+            sync_project(target, s, runs=[run_id])
         job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(plan.run_dir, ignore_errors=True)
-        git()
-        raise
     slurm: dict[str, Any] = {
         "job_id": job_id, "runtime": job.runtime, "nodes": job.nodes,
         "gpus_per_node": job.gpus_per_node, "nproc": procs(job), "script": script,

@@ -93,20 +93,7 @@ def slurm_lab() -> dict[str, str]:
 def hook_torch_engine(engine: object, torch_image: str) -> Iterator[object]:
     """A private engine with the stand-in NVIDIA hook (tests/gpu_engine.py) holding the torch
     image; its network namespace's loopback is up, so host-network containers meet there."""
-    import subprocess
+    from tests.gpu_engine import gpu_engine_for
 
-    from tests.conftest import _unavailable
-    from tests.gpu_engine import GpuEngineUnavailable, start_gpu_engine
-
-    try:
-        eng = start_gpu_engine(engine, torch_image, timeout=60)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    eng.dir.chmod(0o755)
-    assert eng.proc is not None
-    subprocess.run(["nsenter", "-t", str(eng.proc.pid), "-n", "ip", "link", "set", "lo", "up"],
-                   check=True)
-    try:
+    with gpu_engine_for(engine, torch_image, timeout=60, shared=True, loopback_up=True) as eng:
         yield eng
-    finally:
-        eng.stop()

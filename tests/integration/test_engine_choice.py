@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import _unavailable, dlt
-from tests.gpu_engine import GpuEngine, GpuEngineUnavailable, make_certs, start_gpu_engine
+from tests.gpu_engine import GpuEngine, gpu_engine_for, make_certs
 
 pytestmark = pytest.mark.docker
 
@@ -27,14 +27,8 @@ def tls_engine(engine: Any, base_image: str) -> Iterator[GpuEngine]:
     """A private dockerd: TLS with client certificates on 127.0.0.1:<port>, and a unix socket."""
     if not shutil.which("openssl"):
         _unavailable("openssl is needed to make the TLS engine's certificates")
-    try:
-        eng = start_gpu_engine(engine, base_image, tls=True)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    try:
+    with gpu_engine_for(engine, base_image, tls=True) as eng:
         yield eng
-    finally:
-        eng.stop()
 
 
 def _project(project: Path, image: str, cmd: str = "sh -c 'echo ran; sleep 30'") -> Path:

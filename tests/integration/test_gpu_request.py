@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _unavailable, dlt
-from tests.gpu_engine import GpuEngine, GpuEngineUnavailable, start_gpu_engine
+from tests.conftest import dlt
+from tests.gpu_engine import GpuEngine, gpu_engine_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -29,14 +29,8 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def gpu_engine(engine: Any, base_image: str) -> Iterator[GpuEngine]:
     """The private engine with the stand-in GPU driver, the test base image loaded into it."""
-    try:
-        eng = start_gpu_engine(engine, base_image)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    try:
+    with gpu_engine_for(engine, base_image) as eng:
         yield eng
-    finally:
-        eng.stop()
 
 
 def gpu_project(project: Path, eng: GpuEngine, image: str, extra: str = "") -> Path:

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import _unavailable, dlt
-from tests.gpu_engine import GpuEngine, GpuEngineUnavailable, start_gpu_engine
+from tests.conftest import dlt
+from tests.gpu_engine import GpuEngine, gpu_engine_for
 from tests.gpu_fixtures import gpu_line, gpu_uuid, make_fake_smi
 from tests.users import User, throwaway_user
 
@@ -35,15 +35,8 @@ BASE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 @pytest.fixture(scope="module")
 def gpu_engine(engine: Any, base_image: str) -> Iterator[GpuEngine]:
-    try:
-        eng = start_gpu_engine(engine, base_image)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    eng.dir.chmod(0o755)  # its socket (group docker) must be reachable by the test users
-    try:
+    with gpu_engine_for(engine, base_image, shared=True) as eng:  # the users reach it
         yield eng
-    finally:
-        eng.stop()
 
 
 @pytest.fixture(scope="module")

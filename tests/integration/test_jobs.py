@@ -9,6 +9,7 @@ machine apart: same host name, same PID 1).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -210,14 +211,10 @@ def far_engine(engine: Any, base_image: str) -> Any:
     image only."""
     import uuid
 
-    from tests.conftest import _unavailable
-    from tests.gpu_engine import GpuEngineUnavailable, start_gpu_engine
+    from tests.gpu_engine import gpu_engine_for
 
-    try:
-        eng = start_gpu_engine(engine, base_image)
-    except GpuEngineUnavailable as e:
-        _unavailable(str(e))
-    eng.dir.chmod(0o755)
+    stack = contextlib.ExitStack()
+    eng = stack.enter_context(gpu_engine_for(engine, base_image, shared=True))
     tag = uuid.uuid4().hex[:4]
     here, there = f"dlta{tag}", f"dltb{tag}"
     assert eng.proc is not None
@@ -238,7 +235,7 @@ def far_engine(engine: Any, base_image: str) -> Any:
         yield eng, here, there
     finally:
         subprocess.run(["ip", "link", "del", here], capture_output=True)
-        eng.stop()
+        stack.close()
 
 
 @pytest.mark.ssh
