@@ -82,6 +82,9 @@ class Node:
 
 def check_hosts(nnodes: int, hosts: Sequence[str], where: str) -> None:
     """``--nnodes`` must match the hosts given (``where``: how they were given)."""
+    if not hosts:
+        raise DltError(f"--nnodes {nnodes} needs the job's hosts: fab -H gpu1,gpu2 train "
+                       f"--nnodes {nnodes}, or DLT_HOSTS=gpu1,gpu2 in .env")
     if nnodes != len(hosts):
         raise DltError(f"--nnodes {nnodes} but {len(hosts)} host(s) in {where}: give one host "
                        f"per node (fab -H gpu1,gpu2 train --nnodes 2)")

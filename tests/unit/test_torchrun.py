@@ -66,3 +66,14 @@ def test_routes_and_ports() -> None:
     assert pick_port({29500}, where="h") == 29501
     with pytest.raises(DltError, match="DLT_MASTER_PORT=29500 is taken on gpu1"):
         pick_port({29500}, 29500, where="gpu1")
+
+
+def test_job_hosts_must_match_nnodes() -> None:
+    from dltasks.job import check_hosts
+
+    with pytest.raises(DltError, match="--nnodes 2 needs the job's hosts: fab -H gpu1,gpu2"):
+        check_hosts(2, [], "DLT_HOSTS")
+    with pytest.raises(DltError, match="--nnodes 3 but 2 host"):
+        check_hosts(3, ["a", "b"], "-H")
+    with pytest.raises(DltError, match="appears twice"):
+        check_hosts(2, ["a", "a"], "-H")
