@@ -11,8 +11,12 @@ link() {
   [ -e /etc/slurm/slurm.conf ] || { mkdir -p /etc/slurm; ln -s "$SLURM_CONF" /etc/slurm/slurm.conf; }
 }
 if [ -f "$SLURM_CONF" ] && command -v sinfo >/dev/null && timeout 10 sinfo >/dev/null 2>&1; then
-  link
-  exit 0
+  if srun --help 2>/dev/null | grep -q -- --container-image; then
+    link
+    exit 0
+  fi
+  echo "dev/slurm: the lab in $DIR has no pyxis (started by an older start.sh): restarting it" >&2
+  bash "$(dirname "$0")/slurm-lab/stop.sh" "$DIR"
 fi
 echo "dev/slurm: starting the Slurm lab in $DIR" >&2
 bash "$(dirname "$0")/slurm-lab/start.sh" "$DIR" >&2
