@@ -113,9 +113,17 @@ class Settings:
                               "pyxis (srun --container-image), apptainer (a SIF file), or "
                               "docker (users in the docker group; the last resort).",
                               choices=("docker", "pyxis", "apptainer"))
-    slurm_image: str = _key("", "str", "train --slurm: the image as the runtime wants it (an "
-                            "enroot .sqsh file or registry reference for pyxis, a .sif file "
-                            "for apptainer). Default: DLT_IMAGE / the project image.")
+    slurm_image: str = _key("", "str", "train --slurm: the image as the runtime wants it, "
+                            "passed as is (an enroot .sqsh file or registry reference such as "
+                            "nvcr.io#nvidia/pytorch:24.05-py3 for pyxis, a .sif file or "
+                            "docker:// URI for apptainer, an image name for docker). Default: "
+                            "the project image; for pyxis and apptainer a file made from it on "
+                            "the login host (enroot import / apptainer build), once per image "
+                            "ID, in DLT_SLURM_IMAGE_DIR.")
+    slurm_image_dir: str = _key("", "str", "train --slurm: where the pyxis/apptainer image "
+                                "files made from the project image are kept, on the cluster's "
+                                "shared filesystem. Relative: to the project's folder on the "
+                                "login host. Default: runs/.images there.")
     gpu_free_mib: int = _key(1024, "int", "A GPU with more memory in use than this (MiB), or "
                              "with any compute process, is busy: --gpu free:N skips it and "
                              "--gpu IDS refuses it without --share. -1: count processes only.")

@@ -10,6 +10,10 @@ ends the job. The container runtime (``DLT_SLURM_RUNTIME``):
 - ``pyxis``: ``srun --container-image --container-mounts --container-workdir`` (an enroot
   squashfs file, or a registry reference);
 - ``apptainer``: ``apptainer exec --nv --bind`` of a SIF file;
+
+  for both, unless ``DLT_SLURM_IMAGE`` gives the image in the runtime's own form, the file is
+  made from the project image on the login host's engine (:data:`IMAGE_MAKERS`) and named by
+  the image's ID, so an unchanged image is made once;
 - ``docker`` (the last resort, for small clusters whose users are in the docker group): a
   wrapper per node runs ``docker run`` and removes the container when Slurm signals the step
   (scancel, the time limit, a failed sibling): the container is the engine's child, not
@@ -23,6 +27,7 @@ even where the cluster keeps no accounting and Slurm has forgotten the job.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from collections.abc import Sequence
@@ -32,6 +37,28 @@ from .containers import RunSpec
 from .errors import DltError
 
 RUNTIMES = ("docker", "pyxis", "apptainer")
+
+#: How a runtime's image file is made from an image on the login host's engine: the tool, the
+#: file's suffix, and the command (``$1``: the file to write, ``$2``: the image ID, ``$3``: its
+#: name; apptainer's docker-daemon source wants a name).
+IMAGE_MAKERS = {
+    "pyxis": ("enroot", ".sqsh", 'enroot import -o "$1" "dockerd://$2"'),
+    "apptainer": ("apptainer", ".sif", 'apptainer build "$1" "docker-daemon://$3"'),
+}
+
+
+def image_file(image_dir: str, project: str, image_id: str, runtime: str) -> str:
+    """Where the runtime's file of image ``image_id`` lives: one per project and image ID."""
+    digest = image_id.partition(":")[2] or image_id
+    return posixpath.join(image_dir, f"{project}-{digest[:12]}{IMAGE_MAKERS[runtime][1]}")
+
+
+def make_image_script(runtime: str) -> str:
+    """``sh -c`` script making the file ``$1`` (``$2``: image ID, ``$3``: name): written under a
+    temporary name and renamed, so a file by that name is always whole."""
+    return ('set -e; mkdir -p "$(dirname "$1")"; tmp="$1.part-$$"; '
+            "trap 'rm -f \"$tmp\"' EXIT; "
+            f'set -- "$tmp" "$2" "$3" "$1"; {IMAGE_MAKERS[runtime][2]}; mv -f "$1" "$4"')
 
 @dataclass(frozen=True)
 class SlurmJob:

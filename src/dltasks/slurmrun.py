@@ -24,9 +24,12 @@ from .runplan import RunRequest, plan_run
 from .settings import Settings
 from .shell import quote
 from .slurm import (
+    IMAGE_MAKERS,
     SlurmJob,
     docker_wrapper,
+    image_file,
     job_script,
+    make_image_script,
     node_line,
     parse_state,
     procs,
@@ -48,7 +51,8 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     s = target.settings
     run_id, started = new_run_id(), utcnow()
     git = git_state_later(local.project_dir)
-    image = req.image or s.slurm_image or s.image or f"{s.project}:latest"
+    image, made = runtime_image(target, job, req.image or s.slurm_image,
+                                req.image or s.image or f"{s.project}:latest", dry_run=dry_run)
     plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
                     image=image)
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
@@ -80,7 +84,8 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     slurm: dict[str, Any] = {
         "job_id": job_id, "runtime": job.runtime, "nodes": job.nodes,
         "gpus_per_node": job.gpus_per_node, "nproc": procs(job), "script": script,
-        "output": posixpath.join(host_dir, f"slurm-{job_id}.out"), "run_dir": host_dir}
+        "output": posixpath.join(host_dir, f"slurm-{job_id}.out"), "run_dir": host_dir,
+        **made}
     g = git()
     record: dict[str, Any] = {
         "run_id": run_id, "kind": req.kind, "host": target.name, "image": image,
@@ -106,6 +111,62 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
                        f"({job.time or 'the partition default'}): ask for more with --time",
                        code=code or 1)
     return code
+
+
+def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str, *,
+                  dry_run: bool = False) -> tuple[str, dict[str, Any]]:
+    """The image as the job's runtime takes it, and what the record keeps about it.
+
+    ``given`` (DLT_SLURM_IMAGE, ``--image``) goes as is. Otherwise docker takes the project
+    image by name, and pyxis/apptainer a file made from it on the login host (enroot import /
+    apptainer build), kept by image ID in DLT_SLURM_IMAGE_DIR on the shared filesystem: made
+    once, then reused while the image is unchanged."""
+    if given or job.runtime == "docker":
+        return given or project_image, {}
+    tool, _, _ = IMAGE_MAKERS[job.runtime]
+    where = target.name
+    r = target.shell.run(quote(["sh", "-c", 'for t in "$1" docker; do command -v "$t" '
+                                '>/dev/null || echo "missing $t"; done; docker image inspect '
+                                '-f "{{.Id}}" "$2" 2>&1 || true', "_", tool, project_image]))
+    out = r.stdout.strip()
+    fix = (f"or set DLT_SLURM_IMAGE to a {IMAGE_MAKERS[job.runtime][1]} file"
+           + (" or a registry reference (nvcr.io#nvidia/pytorch:24.05-py3)"
+              if job.runtime == "pyxis" else " or a docker:// URI"))
+    if f"missing {tool}" in out:
+        raise DltError(f"{job.runtime} runs an image file that {tool} makes from the project "
+                       f"image, and {where} has no {tool}: install it there, {fix}")
+    if "missing docker" in out:
+        raise DltError(f"no docker on {where} to make the {job.runtime} image from "
+                       f"{project_image}: run --slurm from a login host with the project's "
+                       f"engine, {fix}")
+    image_id = out.splitlines()[-1] if out else ""
+    build = f"fab -H {where} extend-image" if target.is_remote else "inv extend-image"
+    if not image_id.startswith("sha256:"):
+        raise DltError(f"no image {project_image} on {where}'s engine to make the "
+                       f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
+                       f"there ({build}), {fix}")
+    s = target.settings
+    folder = posixpath.join(target.host_project_dir,
+                            s.slurm_image_dir or posixpath.join("runs", ".images"))
+    path = image_file(folder, s.project, image_id, job.runtime)
+    info: dict[str, Any] = {"image_file": path, "image_id": image_id}
+    if target.shell.run(quote(["test", "-f", path])).ok:
+        print(f"dlt: {job.runtime} image {path} (made earlier from {project_image}, same "
+              "image ID)", file=sys.stderr, flush=True)
+        return path, {**info, "image_made": False}
+    if dry_run:
+        print(f"dlt: would make {path} from {project_image} ({tool})", file=sys.stderr)
+        return path, info
+    from .progress import Steps
+
+    with Steps(1, sys.stderr, title=f"{job.runtime} image").step(
+            f"{tool} makes {path} from {project_image}"):
+        made = target.shell.run(quote(["sh", "-c", make_image_script(job.runtime), "_", path,
+                                       image_id, project_image]))
+        if not made.ok:
+            raise DltError(f"{tool} could not make the {job.runtime} image on {where} "
+                           f"(exit {made.code}): {made.tail(2)}")
+    return path, {**info, "image_made": True}
 
 
 def _sbatch(target: Target, script: str, job: SlurmJob) -> str:

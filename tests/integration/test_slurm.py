@@ -1,8 +1,9 @@
 """`train --slurm` on a real Slurm (Debian's 22.05: slurmctld and two slurmd, n1 and n2, on
-loopback; dev/slurm.sh), docker runtime, the real torch CPU image: one batch job, one srun step
-with torchrun on each node, DDP on gloo, output followed with node and rank prefixes, the
-record with the job id and the script; scancel through `stop`; sbatch's refusals and a pending
-job as one line each."""
+loopback; dev/slurm.sh), the real torch CPU image: one batch job, one srun step with torchrun
+on each node, DDP on gloo, output followed with node and rank prefixes, the record with the job
+id and the script; scancel through `stop`; sbatch's refusals and a pending job as one line
+each. Runtimes: docker, and pyxis for real (pyxis 0.24 and enroot 4.1.2 built from dev/vendor
+into the lab), with the squashfs made by `enroot import dockerd://` from the project image."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +54,28 @@ def _env() -> dict[str, str]:
 def only_record(d: Path) -> dict[str, Any]:
     (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
     return record
+
+
+def records(d: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((d / "runs").glob("*/manifest.json"))]
+
+
+LAB = Path("/tmp/dlt-slurm-lab")
+
+
+def enroot_containers(uid: int = 0) -> list[str]:
+    """What pyxis left in each lab node's enroot (start.sh keeps them per node and user)."""
+    return [str(p) for n in ("n1", "n2")
+            for p in (LAB / f"enroot-{n}" / "users" / str(uid) / "data").glob("*")]
+
+
+@pytest.fixture(scope="module")
+def pyxis_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One DLT_SLURM_IMAGE_DIR for this module's pyxis runs: the squashfs of the torch image
+    (about 0.9 GB, 40 s to make) is made by the first and reused by the others."""
+    d = tmp_path_factory.mktemp("pyxis-images")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_a_two_node_ddp_job_runs_through_sbatch(torch_image: str, engine: Any, project: Path,
@@ -219,3 +243,137 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
         (Path(ssh_lab.hosts["gpu1"].home)).stat().st_uid      # written as gpu1's user
     record = only_record(d)
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
+
+
+def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
+        torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str],
+        pyxis_images: Path) -> None:
+    """DLT_SLURM_RUNTIME=pyxis with no DLT_SLURM_IMAGE: the squashfs is made on the login host
+    (here) by `enroot import dockerd://<image ID>`, named by the ID, then `srun
+    --container-image --container-mounts --container-workdir` runs DDP across n1 and n2; a
+    second job reuses the file; pyxis leaves no container behind."""
+    slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\n"
+                                        f"DLT_SLURM_IMAGE_DIR={pyxis_images}\n")
+    image_id = engine.images.get(torch_image).id
+    for attempt in (1, 2):
+        r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=400)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "[node 0 rank 0] rank 0 of world 2" in r.stdout
+        assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+        if attempt == 1:
+            made = Path(records(project)[0]["slurm"]["image_file"])
+            assert made.parent == pyxis_images
+            assert made.name.endswith(f"-{image_id.split(':')[1][:12]}.sqsh"), made
+            assert f"pyxis image: [1/1] enroot makes {made} from {torch_image} ..." in r.stderr
+            assert "pyxis image: [1/1] done in " in r.stderr
+            first = made.stat().st_mtime_ns
+        else:
+            assert "enroot makes" not in r.stderr
+            assert f"dlt: pyxis image {made} (made earlier from {torch_image}" in r.stderr
+            assert made.stat().st_mtime_ns == first
+    assert made.read_bytes()[:4] == b"hsqs"                      # a squashfs superblock
+    assert [p.name for p in pyxis_images.iterdir()] == [made.name]   # no .part left
+    w = [json.loads((project / "outputs" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"] and w[0]["world"] == 2
+    assert (project / "outputs" / "checkpoint.pt").is_file()
+    one, two = records(project)
+    for record in (one, two):
+        assert record["slurm"]["state"] == "COMPLETED" and record["exit_code"] == 0
+        assert record["slurm"]["image_file"] == str(made)
+        assert record["slurm"]["image_id"] == image_id
+        script = record["slurm"]["script"]
+        assert f"--container-image={made} " in script
+        assert f"--container-mounts={project}:/workspace,{project / 'outputs'}:/outputs " \
+            "--container-workdir=/workspace" in script
+    assert one["slurm"]["image_made"] is True and two["slurm"]["image_made"] is False
+    assert enroot_containers() == []
+
+
+def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Path,
+                                                  slurm_lab: dict[str, str],
+                                                  pyxis_images: Path) -> None:
+    """`stop` (scancel) ends a pyxis job and pyxis removes its containers; DLT_SLURM_IMAGE
+    goes to --container-image as is (a file here: the one the first test made; a registry
+    reference in --dry-run), and nothing is made then."""
+    (made,) = pyxis_images.glob("*.sqsh") or [None]
+    assert made is not None, "the first pyxis test makes the image"
+    slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE={made}\n"
+                                        "DDP_SLEEP=300\n")
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    assert "enroot" not in r.stderr and "pyxis image" not in r.stderr
+    run_id = r.stdout.split()[0]
+    record = only_record(project)
+    assert f"--container-image={made} " in record["slurm"]["script"]
+    deadline = time.monotonic() + 120
+    while len(enroot_containers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(enroot_containers()) == 2, "pyxis made one container per node"
+    r = dlt("stop", run_id, cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 60
+    while enroot_containers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert enroot_containers() == []
+    assert squeue(slurm_lab, record["slurm"]["job_id"]) == ""
+    ref = "nvcr.io#nvidia/pytorch:24.05-py3"
+    r = dlt("train", "--slurm", "--dry-run", cwd=project,
+            env={**slurm_lab, "DLT_SLURM_IMAGE": ref})
+    assert r.returncode == 0, r.stderr
+    assert f"--container-image='{ref}' " in r.stdout and "would make" not in r.stderr
+
+
+def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,
+                                                         slurm_lab: dict[str, str],
+                                                         pyxis_images: Path) -> None:
+    """No image on the engine to make the file from; no apptainer on the host (this one has
+    none): one line each, with the fix, and no record."""
+    slurm_project(project, "dlt-no-such-image:1", "DLT_SLURM_RUNTIME=pyxis\n")
+    r = dlt("train", "--slurm", cwd=project, env=slurm_lab)
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("dlt: error: no image dlt-no-such-image:1 on local's engine to make "
+                           "the pyxis image from (") and "build it there (inv " \
+        "extend-image), or set DLT_SLURM_IMAGE to a .sqsh file or a registry reference" in line
+    r = dlt("train", "--slurm", cwd=project, env={**slurm_lab, "DLT_SLURM_RUNTIME": "apptainer"})
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert line == ("dlt: error: apptainer runs an image file that apptainer makes from the "
+                    "project image, and local has no apptainer: install it there, or set "
+                    "DLT_SLURM_IMAGE to a .sif file or a docker:// URI")
+    assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
+    assert list(pyxis_images.glob("*.part-*")) == []
+
+
+@pytest.mark.ssh
+def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
+                                             remote_project: tuple[Path, str],
+                                             slurm_lab: dict[str, str]) -> None:
+    """`fab -H gpu1 train --slurm` with pyxis: gpu1's user makes the squashfs in the project's
+    folder there (runs/.images, on the "shared" filesystem) and pyxis runs the job as that
+    user (enroot unprivileged, in a user namespace); outputs are that user's."""
+    from tests.sshd_harness import fab
+
+    d, name = remote_project
+    shutil.copy(DDP, d / "train_ddp.py")
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                "DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\nDLT_SLURM_RUNTIME=pyxis\n")
+    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", cwd=d, env=ssh_lab.env(),
+            timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    home = Path(ssh_lab.hosts["gpu1"].home)
+    remote = home / "dltasks" / name
+    (made,) = (remote / "runs" / ".images").glob("*.sqsh")
+    assert f"pyxis image: [1/1] enroot makes {made} from {torch_image} ..." in r.stderr
+    uid = home.stat().st_uid
+    assert made.stat().st_uid == uid
+    out = remote / "outputs"
+    w = [json.loads((out / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    assert (out / "weights-rank0.json").stat().st_uid == uid      # written as gpu1's user
+    record = only_record(d)
+    assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
+    assert record["slurm"]["image_file"] == str(made)
+    assert enroot_containers(uid) == []

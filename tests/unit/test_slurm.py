@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from dltasks.containers import Mount, RunSpec
@@ -9,7 +12,9 @@ from dltasks.errors import DltError
 from dltasks.slurm import (
     SlurmJob,
     docker_wrapper,
+    image_file,
     job_script,
+    make_image_script,
     node_line,
     parse_state,
     sbatch_error,
@@ -68,6 +73,39 @@ def test_pyxis_and_apptainer_scripts() -> None:
         "--pwd /workspace /shared/proj.sif bash -c" in app
     with pytest.raises(DltError, match="DLT_SLURM_RUNTIME='podman'"):
         job_script(SPEC, SlurmJob(runtime="podman"), name="n", run_dir="/r")
+
+
+def test_image_files_are_named_by_project_and_image_id() -> None:
+    sha = "sha256:bae47b02ec9357adc9497e0a04a95d06894f192e48132cb1a6e8a38d729488ed"
+    assert image_file("/shared/p/runs/.images", "proj", sha, "pyxis") == \
+        "/shared/p/runs/.images/proj-bae47b02ec93.sqsh"
+    assert image_file("/i", "proj", sha, "apptainer") == "/i/proj-bae47b02ec93.sif"
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_image_is_made_under_a_temporary_name_then_renamed(tmp_path: Path,
+                                                               fails: bool) -> None:
+    """The one seam: a stand-in `apptainer` on PATH (none is installed here; enroot's path is
+    run for real in tests/integration/test_slurm.py). It writes half a file and, in the failing
+    case, exits 1: no file by the final name, and no temporary one, is left."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "apptainer"
+    end = "exit 1" if fails else 'echo rest >> "$2"'
+    tool.write_text(f'#!/bin/sh\necho "$@" > "$ARGS"; echo half > "$2"\n{end}\n')
+    tool.chmod(0o755)
+    dest = tmp_path / "images" / "proj-bae47b02ec93.sif"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "ARGS": str(tmp_path / "args")}
+    r = subprocess.run(["sh", "-c", make_image_script("apptainer"), "_", str(dest),
+                        "sha256:bae4", "proj:latest"], env=env, capture_output=True, text=True)
+    (args,) = (tmp_path / "args").read_text().splitlines()
+    verb, tmp, source = args.split()
+    assert verb == "build" and source == "docker-daemon://proj:latest"
+    assert tmp.startswith(f"{dest}.part-")
+    assert [p.name for p in dest.parent.iterdir()] == ([] if fails else [dest.name])
+    assert r.returncode == (1 if fails else 0)
+    if not fails:
+        assert dest.read_text() == "half\nrest\n"
 
 
 def test_output_lines_get_node_and_rank() -> None:
