@@ -11,11 +11,13 @@ link() {
   [ -e /etc/slurm/slurm.conf ] || { mkdir -p /etc/slurm; ln -s "$SLURM_CONF" /etc/slurm/slurm.conf; }
 }
 if [ -f "$SLURM_CONF" ] && command -v sinfo >/dev/null && timeout 10 sinfo >/dev/null 2>&1; then
-  if srun --help 2>/dev/null | grep -q -- --container-image; then
+  if srun --help 2>/dev/null | grep -q -- --container-image &&
+     timeout 10 sacct -n -X -S now >/dev/null 2>&1; then
     link
     exit 0
   fi
-  echo "dev/slurm: the lab in $DIR has no pyxis (started by an older start.sh): restarting it" >&2
+  echo "dev/slurm: the lab in $DIR lacks pyxis or accounting (started by an older start.sh):" \
+    "restarting it" >&2
   bash "$(dirname "$0")/slurm-lab/stop.sh" "$DIR"
 fi
 echo "dev/slurm: starting the Slurm lab in $DIR" >&2

@@ -202,10 +202,11 @@ def procs(job: SlurmJob) -> int:
     return job.nproc or max(1, job.gpus_per_node)
 
 
-def parse_state(text: str) -> tuple[str, str, str]:
-    """(JobState, Reason, ExitCode) from ``scontrol show job -o``'s line."""
+def parse_state(text: str) -> tuple[str, str, str, str]:
+    """(JobState, Reason, ExitCode, NodeList) from ``scontrol show job -o``'s line."""
     fields = dict(re.findall(r"(\w+)=(\S*)", text))
-    return fields.get("JobState", ""), fields.get("Reason", ""), fields.get("ExitCode", "")
+    return (fields.get("JobState", ""), fields.get("Reason", ""), fields.get("ExitCode", ""),
+            fields.get("NodeList", ""))
 
 
 def sbatch_error(stderr: str, where: str, job: SlurmJob) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import posixpath
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import DltError
@@ -38,11 +38,19 @@ from .slurm import (
 from .target import Target
 
 POLL_S = 1.0
-#: $1: job id, $2: output file, $3: bytes of it already shown. Prints "state|reason" (or
-#: "gone"), a line "--", then the new bytes.
-_POLL = ('s=$(squeue -h -j "$1" -o "%T|%r" 2>/dev/null | head -n 1); '
-         '[ -n "$s" ] && echo "$s" || echo gone; echo --; '
-         '[ -f "$2" ] && tail -c +"$(($3 + 1))" "$2"; true')
+#: $1: job id. Prints "state|reason" while Slurm has the job queued or running, "gone" once it
+#: has not (ended, or forgotten: "Invalid job id"), "error|what squeue said" when Slurm did not
+#: answer (the controller down or busy: the job may well run on).
+_QUEUE = ('s=$(squeue -h -j "$1" -o "%T|%r" 2>&1); rc=$?; '
+          'if [ $rc -ne 0 ]; then case "$s" in *"Invalid job id"*) echo gone;; '
+          '*) echo "error|$(echo "$s" | head -n 1)";; esac; '
+          'elif [ -n "$s" ]; then echo "$s" | head -n 1; else echo gone; fi')
+#: $1: job id, $2: output file, $3: bytes of it already shown. Prints what :data:`_QUEUE`
+#: does, a line "--", then the new bytes.
+_POLL = _QUEUE + '; echo --; [ -f "$2" ] && tail -c +"$(($3 + 1))" "$2"; true'
+#: Job states after which a job does not run again (sacct and scontrol spell them alike).
+ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
+                   "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
 
 
 def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
@@ -102,9 +110,10 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     if detach:
         print(run_id)
         return 0
-    code, state = follow(target, slurm, run_id)
+    end = follow(target, slurm, run_id)
+    code, state = end.code, end.state
     record.update(ended=utcnow(), exit_code=code, status=state.lower())
-    slurm["state"] = state
+    end.record(slurm)
     write_manifest(mpath, record, secrets)
     if state == "TIMEOUT":
         raise DltError(f"Slurm job {job_id} on {target.name} hit its time limit "
@@ -181,12 +190,12 @@ def _sbatch(target: Target, script: str, job: SlurmJob) -> str:
 
 
 def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
-           cancel_on_ctrl_c: bool = True) -> tuple[int, str]:
-    """Stream the job's output until it ends: (exit code, final state). Ctrl-C cancels it
+           cancel_on_ctrl_c: bool = True) -> Ended:
+    """Stream the job's output until it ends, and say how it ended. Ctrl-C cancels it
     (``cancel_on_ctrl_c``), else reaches the caller."""
     job_id, output = str(slurm["job_id"]), str(slurm["output"])
     nproc = int(slurm.get("nproc") or 1)
-    shown, said, partial = 0, "", ""
+    shown, said, partial, silent = 0, "", "", False
     try:
         while True:
             r = target.shell.run(quote(["sh", "-c", _POLL, "_", job_id, output, str(shown)]))
@@ -198,6 +207,17 @@ def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
                     sys.stdout.write("".join(node_line(ln, nproc) + "\n" for ln in lines))
                     sys.stdout.flush()
             state, _, reason = head.strip().partition("|")
+            if state == "error":
+                if not silent:
+                    print(f"dlt: Slurm on {target.name} did not answer ({reason}); still "
+                          f"following job {job_id}", file=sys.stderr, flush=True)
+                silent = True
+                time.sleep(POLL_S)
+                continue
+            if silent:
+                print(f"dlt: Slurm answers again; job {job_id} is {state.lower()}",
+                      file=sys.stderr, flush=True)
+                silent = False
             if state == "PENDING" and reason != said and reason not in ("None", ""):
                 print(f"dlt: job {job_id} pending ({reason})", file=sys.stderr, flush=True)
                 said = reason
@@ -212,7 +232,7 @@ def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
         print(f"\ndlt: interrupted: cancelling Slurm job {job_id}", file=sys.stderr)
         target.shell.run(quote(["scancel", job_id]))
         _wait_gone(target, job_id)
-        return 130, "CANCELLED"
+        return Ended(130, "CANCELLED", "dlt")
     return final_state(target, slurm)
 
 
@@ -225,29 +245,51 @@ def _wait_gone(target: Target, job_id: str, timeout: float = 60) -> None:
         time.sleep(POLL_S)
 
 
-def final_state(target: Target, slurm: dict[str, Any]) -> tuple[int, str]:
-    """(exit code, state) of an ended job, asked in one round trip: ``sacct`` where the
-    cluster keeps accounting, else ``scontrol show job`` while Slurm remembers the job, else
-    the exit file the job script wrote."""
+@dataclass(frozen=True)
+class Ended:
+    """How a Slurm job ended, and who said so."""
+
+    code: int
+    state: str
+    source: str       # sacct, scontrol, exit file, nothing (no one knew), dlt (Ctrl-C here)
+    nodes: str = ""   # the nodes it ran on, as Slurm writes them (n[1-2])
+
+    def record(self, slurm: dict[str, Any]) -> None:
+        slurm.update(state=self.state, state_from=self.source)
+        if self.nodes:
+            slurm["nodelist"] = self.nodes
+
+
+def final_state(target: Target, slurm: dict[str, Any]) -> Ended:
+    """How an ended job ended, asked in one round trip:
+    ``sacct`` where the cluster keeps accounting (and has heard of the job's end: slurmctld
+    tells slurmdbd a moment later), else ``scontrol show job`` while Slurm remembers the job,
+    else the exit file the job script wrote."""
     job_id = str(slurm["job_id"])
     exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
-    r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o State,ExitCode '
-                                '2>/dev/null | head -n 1; echo --; '
+    r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o '
+                                'State,ExitCode,NodeList 2>/dev/null | head -n 1; echo --; '
                                 'scontrol show job -o "$1" 2>/dev/null; echo --; '
                                 'cat "$2" 2>/dev/null', "_", job_id, exit_file]))
     acct, _, rest = r.stdout.partition("--\n")
     info, _, written = rest.partition("--\n")
-    state, exit_code = parse_sacct(acct)
-    if not state:
-        state, _, exit_code = parse_state(info)
-    return outcome(state, exit_code, written)
+    state, exit_code, nodes = parse_sacct(acct)
+    source = "sacct"
+    if state not in ENDED:
+        state, _, exit_code, nodes = parse_state(info)
+        source = "scontrol"
+    if state not in ENDED:
+        state, exit_code, nodes = "", "", ""
+        source = "exit file" if written.strip() else "nothing"
+    code, state = outcome(state, exit_code, written)
+    return Ended(code, state, source, "" if nodes in ("None", "(null)") else nodes)
 
 
-def parse_sacct(line: str) -> tuple[str, str]:
-    """(State, ExitCode) of ``sacct -n -P -o State,ExitCode``'s first line ("CANCELLED by
-    0|0:15"); ("", "") when accounting said nothing."""
-    state, sep, code = line.strip().partition("|")
-    return (state.split()[0], code) if sep and state else ("", "")
+def parse_sacct(line: str) -> tuple[str, str, str]:
+    """(State, ExitCode, NodeList) of ``sacct -n -P -o State,ExitCode,NodeList``'s first line
+    ("CANCELLED by 0|0:15|n[1-2]"); empty when accounting said nothing."""
+    state, code, nodes = (line.strip().split("|") + ["", ""])[:3]
+    return (state.split()[0], code, nodes) if state and "|" in line else ("", "", "")
 
 
 def outcome(state: str, exit_code: str, written: str) -> tuple[int, str]:
@@ -292,12 +334,19 @@ def settle(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str
     if record.get("exit_code") is not None:
         return record
     slurm = record["slurm"]
-    r = target.shell.run(quote(["squeue", "-h", "-j", str(slurm["job_id"]), "-o", "%T"]))
-    if r.stdout.strip():
-        record["status"] = r.stdout.strip().lower()
+    r = target.shell.run(quote(["sh", "-c", _QUEUE, "_", str(slurm["job_id"])]))
+    state, _, said = r.stdout.strip().partition("|")
+    if state == "error" or not state:  # Slurm did not answer: the job's end is not known
+        print(f"dlt: Slurm on {target.name} did not answer ({said or r.tail(1)}): the state of "
+              f"job {slurm['job_id']} is not known now", file=sys.stderr)
+        record["status"] = "unknown"
         return record
-    code, state = final_state(target, slurm)
-    record.update(exit_code=code, status=state.lower(), ended=record.get("ended") or utcnow())
-    slurm["state"] = state
+    if state != "gone":
+        record["status"] = state.lower()
+        return record
+    end = final_state(target, slurm)
+    record.update(exit_code=end.code, status=end.state.lower(),
+                  ended=record.get("ended") or utcnow())
+    end.record(slurm)
     write_manifest(run_dir(project_dir, record["run_id"]) / MANIFEST, record, [])
     return record

@@ -101,7 +101,7 @@ def test_a_two_node_ddp_job_runs_through_sbatch(torch_image: str, engine: Any, p
     assert (folder / f"exit-{job}").read_text().strip() == "0"
     assert containers_of(engine, record["run_id"]) == []
     runs = dlt("runs", cwd=project, env=slurm_lab)
-    assert f"slurm:{job} COMPLETED" in runs.stdout
+    assert f"slurm:{job} n[1-2] COMPLETED" in runs.stdout, runs.stdout
 
 
 def test_stop_cancels_the_job_and_the_wrapper_removes_the_containers(
@@ -243,6 +243,67 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
         (Path(ssh_lab.hosts["gpu1"].home)).stat().st_uid      # written as gpu1's user
     record = only_record(d)
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
+
+
+def client_conf(d: Path, **changes: str) -> dict[str, str]:
+    """The lab's slurm.conf with some keys changed, for the client side only (the daemons
+    keep theirs): how a login node of another cluster would see it."""
+    lines = []
+    for line in (LAB / "slurm.conf").read_text().splitlines():
+        key = line.partition("=")[0]
+        lines.append(f"{key}={changes[key]}" if key in changes else line)
+    conf = d / "client-slurm.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return {"SLURM_CONF": str(conf)}
+
+
+def sacct_state(env: dict[str, str], job: str) -> str:
+    return subprocess.run(["sacct", "-n", "-P", "-X", "-j", job, "-o", "State"],
+                          env={**_env(), **env}, capture_output=True, text=True).stdout.strip()
+
+
+def test_the_end_of_a_job_comes_from_sacct_else_scontrol(torch_image: str, project: Path,
+                                                         tmp_path: Path,
+                                                         slurm_lab: dict[str, str]) -> None:
+    """The lab keeps accounting (slurmdbd): once sacct has the job's end, `runs` takes it
+    from there, with the nodes it ran on. A client whose cluster keeps none (sacct: disabled)
+    gets it from scontrol while Slurm remembers the job. And while Slurm does not answer, a
+    run's end stays unknown: nothing is made up."""
+    slurm_project(project, torch_image)
+    down = client_conf(tmp_path, SlurmctldPort="16999")      # nothing listens there
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    job = only_record(project)["slurm"]["job_id"]
+    deadline = time.monotonic() + 120
+    while squeue(slurm_lab, job) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    r = dlt("runs", cwd=project, env=down)
+    assert r.returncode == 0, r.stderr
+    assert f"slurm:{job} 2 node(s) unknown" in r.stdout, r.stdout
+    assert r.stderr.startswith("dlt: Slurm on local did not answer (") and \
+        f"the state of job {job} is not known now" in r.stderr, r.stderr
+    record = only_record(project)
+    assert record["exit_code"] is None and record["status"] == "submitted"   # nothing written
+    while sacct_state(slurm_lab, job) != "COMPLETED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    r = dlt("runs", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    assert f"slurm:{job} n[1-2] COMPLETED" in r.stdout, r.stdout
+    record = only_record(project)
+    assert record["exit_code"] == 0 and record["slurm"]["state_from"] == "sacct"
+    assert record["slurm"]["nodelist"] == "n[1-2]"
+
+    other = project / "second"
+    other.mkdir()
+    slurm_project(other, torch_image)
+    (other / ".env").write_text((other / ".env").read_text().replace(
+        f"DLT_OUTPUT_DIR={project / 'outputs'}", f"DLT_OUTPUT_DIR={other}"))
+    no_acct = client_conf(tmp_path, AccountingStorageType="accounting_storage/none")
+    r = dlt("train", "--slurm", "--nodes", "2", cwd=other, env=no_acct, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = only_record(other)
+    assert record["slurm"]["state"] == "COMPLETED"
+    assert record["slurm"]["state_from"] == "scontrol" and record["slurm"]["nodelist"] == "n[1-2]"
 
 
 def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(

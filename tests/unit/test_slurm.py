@@ -116,8 +116,8 @@ def test_output_lines_get_node_and_rank() -> None:
 
 def test_slurm_answers() -> None:
     line = ("JobId=7 JobName=dlt-p-r1 UserId=root(0) JobState=TIMEOUT Reason=TimeLimit "
-            "Dependency=(null) ExitCode=0:15 RunTime=00:01:02")
-    assert parse_state(line) == ("TIMEOUT", "TimeLimit", "0:15")
+            "Dependency=(null) ExitCode=0:15 RunTime=00:01:02 NodeList=n1")
+    assert parse_state(line) == ("TIMEOUT", "TimeLimit", "0:15", "n1")
     job = SlurmJob(partition="gpu", gpus_per_node=9)
     assert "has no partition 'gpu'" in sbatch_error(
         "sbatch: error: invalid partition specified: gpu", "login1", job)
@@ -129,8 +129,8 @@ def test_slurm_answers() -> None:
 def test_how_a_job_ended() -> None:
     from dltasks.slurmrun import outcome, parse_sacct
 
-    assert parse_sacct("CANCELLED by 0|0:15\n") == ("CANCELLED", "0:15")
-    assert parse_sacct("") == ("", "")
+    assert parse_sacct("CANCELLED by 0|0:15|n[1-2]\n") == ("CANCELLED", "0:15", "n[1-2]")
+    assert parse_sacct("") == ("", "", "")
     assert outcome("TIMEOUT", "0:15", "") == (143, "TIMEOUT")
     assert outcome("", "", "3\n") == (3, "FAILED")         # only the exit file knows
     assert outcome("COMPLETED", "0:0", "0") == (0, "COMPLETED")

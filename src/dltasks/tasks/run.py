@@ -366,22 +366,25 @@ def runs(c: Any) -> None:
     pending_slurm = [m for m in list_runs(s.project_dir)
                      if m.get("slurm") and m.get("exit_code") is None
                      and (not host or m.get("host") == host)]
-    if pending_slurm:  # Slurm runs that may have ended: squeue / scontrol / their exit file
+    now: dict[str, dict[str, Any]] = {}  # Slurm runs as Slurm says now
+    if pending_slurm:  # Slurm runs that may have ended: sacct / scontrol / their exit file
         from ..slurmrun import settle as settle_slurm
 
         with target_for(c, engine_soon=False) as target:
             for m in pending_slurm:
-                settle_slurm(target, s.project_dir, m)
+                now[str(m["run_id"])] = settle_slurm(target, s.project_dir, m)
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
     for m in list_runs(s.project_dir):
+        m = now.get(str(m.get("run_id")), m)
         if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
             continue
         commit = (m.get("git") or {}).get("commit") or "-"
         dirty = "+dirty" if (m.get("git") or {}).get("dirty") else ""
         code = m.get("exit_code")
         slurm = m.get("slurm") or {}
-        where = str(m.get("host", "")) + (f" slurm:{slurm.get('job_id')} "
-                                          f"{slurm.get('state') or m.get('status', '')}"
+        nodes = slurm.get("nodelist") or f"{slurm.get('nodes', '?')} node(s)"
+        state = slurm.get("state") or m.get("status", "")
+        where = str(m.get("host", "")) + (f" slurm:{slurm.get('job_id')} {nodes} {state}"
                                           if slurm else "")
         rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), where,
                      "-" if code is None else str(code), str(m.get("gpus", "")),
