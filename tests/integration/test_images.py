@@ -191,6 +191,7 @@ def _framework_context(d: Path, base_image: str, marker: str) -> Path:
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(
         f"FROM {base_image} AS first\n"
+        f"LABEL dltasks.test.marker={marker}\n"
         "ARG GREETING=none\n"
         "COPY . /ctx\n"
         "RUN echo \"$GREETING\" > /greeting\n"
@@ -226,8 +227,12 @@ def test_build_failure_names_the_step_and_leaves_no_containers(proj: tuple[Path,
     d, repo = proj
     marker = f"dltasks-fail-{uuid.uuid4().hex[:8]}"
     _framework_context(d, base_image, marker)
-    line = _error_line(dlt("build", "--path", "fw", "--tag", f"{repo}-fw:bad", cwd=d))
-    assert f"failed at step 6/6 `RUN echo {marker} building" in line
+    try:
+        line = _error_line(dlt("build", "--path", "fw", "--tag", f"{repo}-fw:bad", cwd=d))
+    finally:  # the engine keeps the finished first stage as cache, untagged: not ours to keep
+        for image in engine.images.list(filters={"label": f"dltasks.test.marker={marker}"}):
+            engine.images.remove(image.id, force=True)   # and its untagged parents
+    assert f"failed at step 7/7 `RUN echo {marker} building" in line
     assert "returned a non-zero code: 7" in line
     assert f"{marker} building" in line and f"{marker} bad" in line
     assert _containers_mentioning(engine, marker) == []
