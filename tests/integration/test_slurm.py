@@ -248,11 +248,12 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
 def client_conf(d: Path, **changes: str) -> dict[str, str]:
     """The lab's slurm.conf with some keys changed, for the client side only (the daemons
     keep theirs): how a login node of another cluster would see it."""
-    lines = []
+    lines, left = [], dict(changes)
     for line in (LAB / "slurm.conf").read_text().splitlines():
         key = line.partition("=")[0]
-        lines.append(f"{key}={changes[key]}" if key in changes else line)
-    conf = d / "client-slurm.conf"
+        lines.append(f"{key}={left.pop(key)}" if key in left else line)
+    lines += [f"{k}={v}" for k, v in left.items()]
+    conf = d / f"client-{len(list(d.glob('client-*')))}.conf"
     conf.write_text("\n".join(lines) + "\n")
     return {"SLURM_CONF": str(conf)}
 
@@ -270,7 +271,8 @@ def test_the_end_of_a_job_comes_from_sacct_else_scontrol(torch_image: str, proje
     gets it from scontrol while Slurm remembers the job. And while Slurm does not answer, a
     run's end stays unknown: nothing is made up."""
     slurm_project(project, torch_image)
-    down = client_conf(tmp_path, SlurmctldPort="16999")      # nothing listens there
+    down = client_conf(tmp_path, SlurmctldPort="16999",     # nothing listens there;
+                       MessageTimeout="1")                  # say so at once, not in 18 s
     r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
     assert r.returncode == 0, r.stderr
     job = only_record(project)["slurm"]["job_id"]
@@ -304,6 +306,38 @@ def test_the_end_of_a_job_comes_from_sacct_else_scontrol(torch_image: str, proje
     record = only_record(other)
     assert record["slurm"]["state"] == "COMPLETED"
     assert record["slurm"]["state_from"] == "scontrol" and record["slurm"]["nodelist"] == "n[1-2]"
+
+
+def test_logs_follow_rides_out_a_controller_that_does_not_answer(
+        torch_image: str, project: Path, tmp_path: Path, slurm_lab: dict[str, str]) -> None:
+    """`logs --follow` while Slurm does not answer says so once and keeps following (the job
+    may well run on) instead of taking the silence for the job's end; Ctrl-C detaches."""
+    slurm_project(project, torch_image, "DDP_SLEEP=300\n")
+    r = dlt("train", "--slurm", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[0]
+    down = client_conf(tmp_path, SlurmctldPort="16999", MessageTimeout="1")
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "logs", run_id, "--follow"],
+                         cwd=project, env={**_env(), **down}, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        assert line.startswith("dlt: Slurm on local did not answer (") and \
+            line.rstrip().endswith(f"still following job {only_record(project)['slurm']['job_id']}")
+        time.sleep(2)
+        assert p.poll() is None                       # still following, not "ended"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and f"detached from {run_id}; the job goes on" in err, err
+    assert only_record(project)["exit_code"] is None
+    r = dlt("stop", run_id, cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    assert only_record(project)["status"] == "cancelled"
 
 
 def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
