@@ -75,6 +75,35 @@ def test_pyxis_and_apptainer_scripts() -> None:
         job_script(SPEC, SlurmJob(runtime="podman"), name="n", run_dir="/r")
 
 
+GOLDEN = Path(__file__).resolve().parent.parent / "data" / "slurm"
+
+
+@pytest.mark.parametrize("runtime,image", [
+    ("pyxis", "/shared/me/proj/runs/.images/proj-bae47b02ec93.sqsh"),
+    ("apptainer", "/shared/me/proj/runs/.images/proj-bae47b02ec93.sif"),
+    ("docker", "proj:latest"),
+])
+def test_job_scripts_match_their_golden_files(runtime: str, image: str) -> None:
+    """The whole batch script of each runtime, byte for byte (pyxis also runs for real in
+    tests/integration/test_slurm.py; apptainer is not packaged here, so this is its check).
+    After a deliberate change: DLT_UPDATE_GOLDEN=1 pytest tests/unit/test_slurm.py."""
+    import os
+    from dataclasses import replace
+
+    job = SlurmJob(nodes=2, gpus_per_node=4, partition="gpu", time="4:00:00",
+                   sbatch=("mem=64G",), runtime=runtime)
+    script = job_script(replace(SPEC, image=image), job, name="dlt-proj-20261202-010203-abcd",
+                        run_dir="/shared/me/proj/runs/20261202-010203-abcd",
+                        wrapper="/shared/me/proj/runs/20261202-010203-abcd/node.sh")
+    if runtime == "docker":
+        script += "\n# node.sh\n" + docker_wrapper(replace(SPEC, image=image), job,
+                                                   "dlt-proj-20261202-010203-abcd")
+    golden = GOLDEN / f"{runtime}.sbatch"
+    if os.environ.get("DLT_UPDATE_GOLDEN"):
+        golden.write_text(script)
+    assert script == golden.read_text()
+
+
 def test_image_files_are_named_by_project_and_image_id() -> None:
     sha = "sha256:bae47b02ec9357adc9497e0a04a95d06894f192e48132cb1a6e8a38d729488ed"
     assert image_file("/shared/p/runs/.images", "proj", sha, "pyxis") == \
