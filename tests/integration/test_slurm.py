@@ -219,23 +219,31 @@ def test_a_job_killed_by_its_time_limit_says_so(torch_image: str, project: Path,
     assert only_record(project)["slurm"]["state"] == "TIMEOUT"
 
 
+def login_node_job(d: Path, torch_image: str, ssh_lab: Any,
+                   extra: str = "") -> subprocess.CompletedProcess[str]:
+    """`fab -H gpu1 train --slurm --nodes 2` of the DDP script in project ``d``: gpu1 is the
+    lab's login node (its user sees the cluster through /etc/slurm/slurm.conf)."""
+    from tests.sshd_harness import fab
+
+    shutil.copy(DDP, d / "train_ddp.py")
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                f"DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\n{extra}")
+    r: subprocess.CompletedProcess[str] = fab(
+        "-H", "gpu1", "train", "--slurm", "--nodes", "2", cwd=d, env=ssh_lab.env(), timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    return r
+
+
 @pytest.mark.ssh
 def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh_lab: Any,
                                               remote_project: tuple[Path, str],
                                               slurm_lab: dict[str, str]) -> None:
     """`fab -H gpu1 train --slurm`: the code synced to gpu1 (the lab's login node; its user
     sees the cluster through /etc/slurm/slurm.conf), sbatch run there, as that user."""
-    from tests.sshd_harness import fab
-
     d, name = remote_project
-    shutil.copy(DDP, d / "train_ddp.py")
-    with (d / ".env").open("a") as f:
-        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
-                "DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\n")
-    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", cwd=d, env=ssh_lab.env(),
-            timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    login_node_job(d, torch_image, ssh_lab)
     out = Path(ssh_lab.hosts["gpu1"].home) / "dltasks" / name / "outputs"
     w = [json.loads((out / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
     assert w[0]["weights"] == w[1]["weights"]
@@ -447,17 +455,8 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
     """`fab -H gpu1 train --slurm` with pyxis: gpu1's user makes the squashfs in the project's
     folder there (runs/.images, on the "shared" filesystem) and pyxis runs the job as that
     user (enroot unprivileged, in a user namespace); outputs are that user's."""
-    from tests.sshd_harness import fab
-
     d, name = remote_project
-    shutil.copy(DDP, d / "train_ddp.py")
-    with (d / ".env").open("a") as f:
-        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
-                "DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\nDLT_SLURM_RUNTIME=pyxis\n")
-    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", cwd=d, env=ssh_lab.env(),
-            timeout=400)
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    r = login_node_job(d, torch_image, ssh_lab, "DLT_SLURM_RUNTIME=pyxis\n")
     home = Path(ssh_lab.hosts["gpu1"].home)
     remote = home / "dltasks" / name
     (made,) = (remote / "runs" / ".images").glob("*.sqsh")
