@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,27 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+
+
+@contextmanager
+def dlt_running(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """`dlt ARGS` started in the background (text pipes); killed afterwards if still there."""
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", *args], cwd=cwd,
+                         env={**_env(), **env}, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def ctrl_c(p: subprocess.Popen[str], timeout: float = 60) -> str:
+    """Interrupt it as Ctrl-C would; what it said on stderr until it ended."""
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=timeout)
+    return err
 
 
 def only_record(d: Path) -> dict[str, Any]:
@@ -151,22 +173,15 @@ def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Pa
 def test_a_pending_job_says_why_and_ctrl_c_cancels_it(torch_image: str, project: Path,
                                                       slurm_lab: dict[str, str]) -> None:
     slurm_project(project, torch_image)
-    p = subprocess.Popen([sys.executable, "-m", "dltasks", "train", "--slurm", "--sbatch",
-                          "begin=now+3600"], cwd=project, env={**_env(), **slurm_lab},
-                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with dlt_running(["train", "--slurm", "--sbatch", "begin=now+3600"], project,
+                     slurm_lab) as p:
         assert p.stderr is not None
         seen = ""
         deadline = time.monotonic() + 60
         while "pending (BeginTime)" not in seen and time.monotonic() < deadline:
             seen += p.stderr.readline()
         assert "pending (BeginTime)" in seen, seen
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        err = ctrl_c(p)
     assert p.returncode == 130, err
     assert "cancelling Slurm job" in err
     record = only_record(project)
@@ -325,22 +340,15 @@ def test_logs_follow_rides_out_a_controller_that_does_not_answer(
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[0]
     down = client_conf(tmp_path, SlurmctldPort="16999", MessageTimeout="1")
-    p = subprocess.Popen([sys.executable, "-m", "dltasks", "logs", run_id, "--follow"],
-                         cwd=project, env={**_env(), **down}, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    job = only_record(project)["slurm"]["job_id"]
+    with dlt_running(["logs", run_id, "--follow"], project, down) as p:
         assert p.stderr is not None
         line = p.stderr.readline()
         assert line.startswith("dlt: Slurm on local did not answer (") and \
-            line.rstrip().endswith(f"still following job {only_record(project)['slurm']['job_id']}")
+            line.rstrip().endswith(f"still following job {job}"), line
         time.sleep(2)
         assert p.poll() is None                       # still following, not "ended"
-        p.send_signal(signal.SIGINT)
-        _, err = p.communicate(timeout=30)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        err = ctrl_c(p)
     assert p.returncode == 130 and f"detached from {run_id}; the job goes on" in err, err
     assert only_record(project)["exit_code"] is None
     r = dlt("stop", run_id, cwd=project, env=slurm_lab)
