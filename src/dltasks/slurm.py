@@ -55,9 +55,10 @@ def image_file(image_dir: str, project: str, image_id: str, runtime: str) -> str
 
 def make_image_script(runtime: str) -> str:
     """``sh -c`` script making the file ``$1`` (``$2``: image ID, ``$3``: name): written under a
-    temporary name and renamed, so a file by that name is always whole."""
+    temporary name and renamed, so a file by that name is always whole; interrupted (Ctrl-C,
+    a dropped SSH session), it removes the part it wrote."""
     return ('set -e; mkdir -p "$(dirname "$1")"; tmp="$1.part-$$"; '
-            "trap 'rm -f \"$tmp\"' EXIT; "
+            "trap 'rm -f \"$tmp\"' EXIT; trap 'exit 130' INT TERM HUP; "
             f'set -- "$tmp" "$2" "$3" "$1"; {IMAGE_MAKERS[runtime][2]}; mv -f "$1" "$4"')
 
 @dataclass(frozen=True)

@@ -172,6 +172,9 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
             f"{tool} makes {path} from {project_image}"):
         made = target.shell.run(quote(["sh", "-c", make_image_script(job.runtime), "_", path,
                                        image_id, project_image]))
+        if made.code == 130:  # Ctrl-C reached it too: it removed its part and stopped
+            raise DltError(f"interrupted: the {job.runtime} image was not made (nothing of it "
+                           "is left)", code=130)
         if not made.ok:
             raise DltError(f"{tool} could not make the {job.runtime} image on {where} "
                            f"(exit {made.code}): {made.tail(2)}")

@@ -8,6 +8,7 @@ into the lab), with the squashfs made by `enroot import dockerd://` from the pro
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -54,10 +55,11 @@ def _env() -> dict[str, str]:
 
 @contextmanager
 def dlt_running(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`dlt ARGS` started in the background (text pipes); killed afterwards if still there."""
+    """`dlt ARGS` started in the background (text pipes, a process group of its own, as a
+    terminal's foreground job); killed afterwards if still there."""
     p = subprocess.Popen([sys.executable, "-m", "dltasks", *args], cwd=cwd,
                          env={**_env(), **env}, text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, start_new_session=True)
     try:
         yield p
     finally:
@@ -67,8 +69,8 @@ def dlt_running(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[sub
 
 
 def ctrl_c(p: subprocess.Popen[str], timeout: float = 60) -> str:
-    """Interrupt it as Ctrl-C would; what it said on stderr until it ended."""
-    p.send_signal(signal.SIGINT)
+    """Interrupt it as Ctrl-C would (its whole group); what it said on stderr until it ended."""
+    os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=timeout)
     return err
 
@@ -432,6 +434,29 @@ def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Pat
             env={**slurm_lab, "DLT_SLURM_IMAGE": ref})
     assert r.returncode == 0, r.stderr
     assert f"--container-image='{ref}' " in r.stdout and "would make" not in r.stderr
+
+
+def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
+                                                         project: Path, tmp_path: Path,
+                                                         slurm_lab: dict[str, str]) -> None:
+    images = tmp_path / "images"
+    slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE_DIR={images}\n")
+    with dlt_running(["train", "--slurm"], project, slurm_lab) as p:
+        assert p.stderr is not None
+        line = p.stderr.readline()
+        assert "pyxis image: [1/1] enroot makes" in line, line
+        deadline = time.monotonic() + 60   # until enroot is writing the squashfs
+        while not list(images.glob("*.part-*")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert list(images.glob("*.part-*"))
+        err = ctrl_c(p)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("dlt: error: interrupted: the pyxis image was not "
+                                            "made (nothing of it is left)"), err
+    assert list(images.iterdir()) == []
+    assert [c.name for c in engine.containers.list(all=True)
+            if c.name.startswith("enroot.")] == []             # enroot's export container
+    assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
 
 
 def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,
