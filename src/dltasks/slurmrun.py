@@ -59,8 +59,14 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     s = target.settings
     run_id, started = new_run_id(), utcnow()
     git = git_state_later(local.project_dir)
-    image, made = runtime_image(target, job, req.image or s.slurm_image,
-                                req.image or s.image or f"{s.project}:latest", dry_run=dry_run)
+    # --image names an image on the engine (what pyxis/apptainer get is made from it);
+    # DLT_SLURM_IMAGE is already in the runtime's own form
+    if job.runtime == "docker":
+        given = req.image or s.slurm_image
+    else:
+        given = "" if req.image else s.slurm_image
+    image, made = runtime_image(target, job, given, req.image or s.image or f"{s.project}:latest",
+                                dry_run=dry_run)
     plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
                     image=image)
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
@@ -126,10 +132,10 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
                   dry_run: bool = False) -> tuple[str, dict[str, Any]]:
     """The image as the job's runtime takes it, and what the record keeps about it.
 
-    ``given`` (DLT_SLURM_IMAGE, ``--image``) goes as is. Otherwise docker takes the project
-    image by name, and pyxis/apptainer a file made from it on the login host (enroot import /
-    apptainer build), kept by image ID in DLT_SLURM_IMAGE_DIR on the shared filesystem: made
-    once, then reused while the image is unchanged."""
+    ``given`` (DLT_SLURM_IMAGE; for docker also ``--image``) goes as is. Otherwise docker takes
+    ``project_image`` by name, and pyxis/apptainer a file made from it on the login host
+    (enroot import / apptainer build), kept by image ID in DLT_SLURM_IMAGE_DIR on the shared
+    filesystem: made once, then reused while the image is unchanged."""
     if given or job.runtime == "docker":
         return given or project_image, {}
     tool, _, _ = IMAGE_MAKERS[job.runtime]

@@ -434,6 +434,12 @@ def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Pat
             env={**slurm_lab, "DLT_SLURM_IMAGE": ref})
     assert r.returncode == 0, r.stderr
     assert f"--container-image='{ref}' " in r.stdout and "would make" not in r.stderr
+    # --image names an image on the engine: the file is made from it, DLT_SLURM_IMAGE or not
+    r = dlt("train", "--slurm", "--dry-run", "--image", torch_image, cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    assert f"dlt: would make {project / 'runs' / '.images'}/" in r.stderr
+    assert f"from {torch_image} (enroot)" in r.stderr
+    assert f"--container-image={project / 'runs' / '.images'}/" in r.stdout
 
 
 def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
