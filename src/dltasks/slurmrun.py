@@ -10,6 +10,7 @@ its state (``squeue``), and the bytes its output file grew by.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import sys
 import time
@@ -161,9 +162,7 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
                        f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
                        f"there ({build}), {fix}")
     s = target.settings
-    folder = posixpath.join(target.host_project_dir,
-                            s.slurm_image_dir or posixpath.join("runs", ".images"))
-    path = image_file(folder, s.project, image_id, job.runtime)
+    path = image_file(_image_dir(target), s.project, image_id, job.runtime)
     info: dict[str, Any] = {"image_file": path, "image_id": image_id}
     if target.shell.run(quote(["test", "-f", path])).ok:
         print(f"dlt: {job.runtime} image {path} (made earlier from {project_image}, same "
@@ -185,6 +184,18 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
             raise DltError(f"{tool} could not make the {job.runtime} image on {where} "
                            f"(exit {made.code}): {made.tail(2)}")
     return path, {**info, "image_made": True}
+
+
+def _image_dir(target: Target) -> str:
+    """DLT_SLURM_IMAGE_DIR on the login host: relative to the project's folder there, ``~/``
+    to the login's home."""
+    d = target.settings.slurm_image_dir or posixpath.join("runs", ".images")
+    if d == "~" or d.startswith("~/"):
+        home = target.host_home if target.is_remote else os.path.expanduser("~")
+        if not home:
+            home = target.shell.run('printf %s "$HOME"', check=True).stdout.strip()
+        d = posixpath.join(home, d[2:])
+    return posixpath.normpath(posixpath.join(target.host_project_dir, d))
 
 
 def _sbatch(target: Target, script: str, job: SlurmJob) -> str:

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,28 @@ def enroot_containers(uid: int = 0) -> list[str]:
             for p in (LAB / f"enroot-{n}" / "users" / str(uid) / "data").glob("*")]
 
 
+@dataclass
+class FirstPyxisJob:
+    """The module's first pyxis job, the one that made the squashfs."""
+
+    result: subprocess.CompletedProcess[str]
+    project: Path
+    images: Path       # its DLT_SLURM_IMAGE_DIR
+
+
 @pytest.fixture(scope="module")
-def pyxis_images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One DLT_SLURM_IMAGE_DIR for this module's pyxis runs: the squashfs of the torch image
-    (about 0.9 GB, 40 s to make) is made by the first and reused by the others."""
-    d = tmp_path_factory.mktemp("pyxis-images")
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
+def pyxis_first(tmp_path_factory: pytest.TempPathFactory, torch_image: str,
+                slurm_lab: dict[str, str]) -> Iterator[FirstPyxisJob]:
+    """A 2-node pyxis job of a project with no squashfs yet: dltasks makes it (about 0.9 GB,
+    40 s) in a folder of its own; the module's other pyxis tests use that file."""
+    base = tmp_path_factory.mktemp("pyxis")
+    project, images = base / "proj", base / "images"
+    project.mkdir()
+    slurm_project(project, torch_image,
+                  f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE_DIR={images}\n")
+    r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=400)
+    yield FirstPyxisJob(r, project, images)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_two_node_ddp_job_runs_through_sbatch(torch_image: str, engine: Any, project: Path,
@@ -150,6 +166,22 @@ def test_stop_cancels_the_job_and_the_wrapper_removes_the_containers(
     assert containers_of(engine, run_id) == []       # the wrapper's trap removed them
     assert squeue(slurm_lab, job) == ""
     assert only_record(project)["status"] == "cancelled"
+
+
+def test_one_failing_rank_ends_the_job_and_the_other_container(
+        torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str]) -> None:
+    """Rank 1 exits 3 while rank 0 would sleep for 5 minutes: srun --kill-on-bad-exit ends the
+    step, the docker wrapper on n1 removes rank 0's container, and the run fails at once."""
+    slurm_project(project, torch_image, "DDP_FAIL_RANK=1\nDDP_SLEEP=300\n")
+    t0 = time.monotonic()
+    r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=240)
+    took = time.monotonic() - t0
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "[node 1 rank 1] rank 1 fails" in r.stdout
+    assert took < 120, f"the job went on for {took:.0f} s after rank 1 failed"
+    record = only_record(project)
+    assert record["slurm"]["state"] == "FAILED" and record["exit_code"] == r.returncode
+    assert containers_of(engine, record["run_id"]) == []
 
 
 def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Path,
@@ -359,23 +391,23 @@ def test_logs_follow_rides_out_a_controller_that_does_not_answer(
 
 
 def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
-        torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str],
-        pyxis_images: Path) -> None:
+        torch_image: str, engine: Any, slurm_lab: dict[str, str],
+        pyxis_first: FirstPyxisJob) -> None:
     """DLT_SLURM_RUNTIME=pyxis with no DLT_SLURM_IMAGE: the squashfs is made on the login host
     (here) by `enroot import dockerd://<image ID>`, named by the ID, then `srun
     --container-image --container-mounts --container-workdir` runs DDP across n1 and n2; a
     second job reuses the file; pyxis leaves no container behind."""
-    slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\n"
-                                        f"DLT_SLURM_IMAGE_DIR={pyxis_images}\n")
+    project, images, r = pyxis_first.project, pyxis_first.images, pyxis_first.result
     image_id = engine.images.get(torch_image).id
     for attempt in (1, 2):
-        r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=400)
+        if attempt == 2:
+            r = dlt("train", "--slurm", "--nodes", "2", cwd=project, env=slurm_lab, timeout=400)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "[node 0 rank 0] rank 0 of world 2" in r.stdout
         assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
         if attempt == 1:
             made = Path(records(project)[0]["slurm"]["image_file"])
-            assert made.parent == pyxis_images
+            assert made.parent == images
             assert made.name.endswith(f"-{image_id.split(':')[1][:12]}.sqsh"), made
             assert f"pyxis image: [1/1] enroot makes {made} from {torch_image} ..." in r.stderr
             assert "pyxis image: [1/1] done in " in r.stderr
@@ -385,7 +417,7 @@ def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
             assert f"dlt: pyxis image {made} (made earlier from {torch_image}" in r.stderr
             assert made.stat().st_mtime_ns == first
     assert made.read_bytes()[:4] == b"hsqs"                      # a squashfs superblock
-    assert [p.name for p in pyxis_images.iterdir()] == [made.name]   # no .part left
+    assert [p.name for p in images.iterdir()] == [made.name]   # no .part left
     w = [json.loads((project / "outputs" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
     assert w[0]["weights"] == w[1]["weights"] and w[0]["world"] == 2
     assert (project / "outputs" / "checkpoint.pt").is_file()
@@ -404,12 +436,11 @@ def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
 
 def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Path,
                                                   slurm_lab: dict[str, str],
-                                                  pyxis_images: Path) -> None:
+                                                  pyxis_first: FirstPyxisJob) -> None:
     """`stop` (scancel) ends a pyxis job and pyxis removes its containers; DLT_SLURM_IMAGE
     goes to --container-image as is (a file here: the one the first test made; a registry
     reference in --dry-run), and nothing is made then."""
-    (made,) = pyxis_images.glob("*.sqsh") or [None]
-    assert made is not None, "the first pyxis test makes the image"
+    (made,) = pyxis_first.images.glob("*.sqsh")
     slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE={made}\n"
                                         "DDP_SLEEP=300\n")
     r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
@@ -440,6 +471,9 @@ def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Pat
     assert f"dlt: would make {project / 'runs' / '.images'}/" in r.stderr
     assert f"from {torch_image} (enroot)" in r.stderr
     assert f"--container-image={project / 'runs' / '.images'}/" in r.stdout
+    r = dlt("train", "--slurm", "--dry-run", "--image", torch_image, cwd=project,
+            env={**slurm_lab, "DLT_SLURM_IMAGE_DIR": "~/dlt-images"})
+    assert f"dlt: would make {Path.home() / 'dlt-images'}/" in r.stderr, r.stderr
 
 
 def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
@@ -466,8 +500,7 @@ def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engi
 
 
 def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,
-                                                         slurm_lab: dict[str, str],
-                                                         pyxis_images: Path) -> None:
+                                                         slurm_lab: dict[str, str]) -> None:
     """No image on the engine to make the file from; no apptainer on the host (this one has
     none): one line each, with the fix, and no record."""
     slurm_project(project, "dlt-no-such-image:1", "DLT_SLURM_RUNTIME=pyxis\n")
@@ -484,7 +517,6 @@ def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,
                     "project image, and local has no apptainer: install it there, or set "
                     "DLT_SLURM_IMAGE to a .sif file or a docker:// URI")
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
-    assert list(pyxis_images.glob("*.part-*")) == []
 
 
 @pytest.mark.ssh
@@ -494,6 +526,8 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
     """`fab -H gpu1 train --slurm` with pyxis: gpu1's user makes the squashfs in the project's
     folder there (runs/.images, on the "shared" filesystem) and pyxis runs the job as that
     user (enroot unprivileged, in a user namespace); outputs are that user's."""
+    from tests.sshd_harness import fab
+
     d, name = remote_project
     r = login_node_job(d, torch_image, ssh_lab, "DLT_SLURM_RUNTIME=pyxis\n")
     home = Path(ssh_lab.hosts["gpu1"].home)
@@ -510,3 +544,8 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
     assert record["slurm"]["image_file"] == str(made)
     assert enroot_containers(uid) == []
+    # ~/ in DLT_SLURM_IMAGE_DIR: the login's home there
+    r = fab("-H", "gpu1", "train", "--slurm", "--dry-run", cwd=d,
+            env={**ssh_lab.env(), "DLT_SLURM_IMAGE_DIR": "~/dlt-images"})
+    assert r.returncode == 0, r.stderr
+    assert f"dlt: would make {home / 'dlt-images'}/" in r.stderr, r.stderr

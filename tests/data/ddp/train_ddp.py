@@ -1,8 +1,8 @@
 """A real DDP training (gloo, CPU) for the job tests: each rank sees different data; DDP
 all-reduces the gradients, so every rank ends with the same weights, which each writes to the
 outputs; rank 0 also writes a checkpoint. DDP_SLEEP=S: after training, wait S seconds (the
-supervision tests kill a node then). The ranks meet at a barrier before tearing down, and
-leave with os._exit (see the end)."""
+supervision tests kill a node then); DDP_FAIL_RANK=R: rank R exits 3 there instead. The ranks
+meet at a barrier before tearing down, and leave with os._exit (see the end)."""
 
 import json
 import os
@@ -33,6 +33,9 @@ with open(f"{out}/weights-rank{rank}.json", "w") as f:
     json.dump({"rank": rank, "world": world, "weights": weights}, f)
 if rank == 0:
     torch.save(model.state_dict(), f"{out}/checkpoint.pt")
+if os.environ.get("DDP_FAIL_RANK") == str(rank):
+    print(f"rank {rank} fails", flush=True)
+    os._exit(3)
 if os.environ.get("DDP_SLEEP"):
     print(f"rank {rank} waiting", flush=True)
     time.sleep(float(os.environ["DDP_SLEEP"]))
