@@ -123,7 +123,8 @@ class Settings:
     slurm_image_dir: str = _key("", "str", "train --slurm: where the pyxis/apptainer image "
                                 "files made from the project image are kept, on the cluster's "
                                 "shared filesystem. Relative: to the project's folder on the "
-                                "login host. Default: runs/.images there.")
+                                "login host; ~/: to the login's home there. Default: "
+                                "runs/.images in the project's folder.")
     gpu_free_mib: int = _key(1024, "int", "A GPU with more memory in use than this (MiB), or "
                              "with any compute process, is busy: --gpu free:N skips it and "
                              "--gpu IDS refuses it without --share. -1: count processes only.")
