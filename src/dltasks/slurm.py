@@ -53,13 +53,26 @@ def image_file(image_dir: str, project: str, image_id: str, runtime: str) -> str
     return posixpath.join(image_dir, f"{project}-{digest[:12]}{IMAGE_MAKERS[runtime][1]}")
 
 
+#: What :func:`make_image_script` prints when another submission made the file meanwhile.
+MADE_MEANWHILE = "dlt: made meanwhile"
+
+
 def make_image_script(runtime: str) -> str:
-    """``sh -c`` script making the file ``$1`` (``$2``: image ID, ``$3``: name): written under a
-    temporary name and renamed, so a file by that name is always whole; interrupted (Ctrl-C,
-    a dropped SSH session), it removes the part it wrote."""
-    return ('set -e; mkdir -p "$(dirname "$1")"; tmp="$1.part-$$"; '
+    """``sh -c`` script making the file ``$1`` (``$2``: image ID, ``$3``: name).
+
+    One maker at a time per file (``flock`` on ``.<name>.lock`` next to it, where the host has
+    flock): a submission that waited finds the file made and prints :data:`MADE_MEANWHILE`.
+    The file is written under a temporary name and renamed, so a file by that name is always
+    whole; interrupted (Ctrl-C, a dropped SSH session), the script removes the part it wrote.
+    """
+    return ('set -e; d=$(dirname "$1"); mkdir -p "$d"; '
+            'exec 9>>"$d/.$(basename "$1").lock"; '
+            "if command -v flock >/dev/null; then flock 9; fi; "
+            f'if [ -f "$1" ]; then echo "{MADE_MEANWHILE}"; exit 0; fi; '
+            'tmp="$1.part-$$"; '
             "trap 'rm -f \"$tmp\"' EXIT; trap 'exit 130' INT TERM HUP; "
             f'set -- "$tmp" "$2" "$3" "$1"; {IMAGE_MAKERS[runtime][2]}; mv -f "$1" "$4"')
+
 
 @dataclass(frozen=True)
 class SlurmJob:

@@ -26,6 +26,7 @@ from .settings import Settings
 from .shell import quote
 from .slurm import (
     IMAGE_MAKERS,
+    MADE_MEANWHILE,
     SlurmJob,
     docker_wrapper,
     image_file,
@@ -183,6 +184,10 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
         if not made.ok:
             raise DltError(f"{tool} could not make the {job.runtime} image on {where} "
                            f"(exit {made.code}): {made.tail(2)}")
+    if MADE_MEANWHILE in made.stdout:  # another submission held the file's lock and made it
+        print(f"dlt: {job.runtime} image {path} was made meanwhile by another submission; "
+              "using it", file=sys.stderr, flush=True)
+        return path, {**info, "image_made": False}
     return path, {**info, "image_made": True}
 
 

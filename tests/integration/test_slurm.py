@@ -85,6 +85,11 @@ def records(d: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((d / "runs").glob("*/manifest.json"))]
 
 
+def visible(folder: Path) -> list[str]:
+    """The files in an image folder but the makers' lock files (.NAME.lock)."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
 LAB = Path("/tmp/dlt-slurm-lab")
 
 
@@ -417,7 +422,7 @@ def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
             assert f"dlt: pyxis image {made} (made earlier from {torch_image}" in r.stderr
             assert made.stat().st_mtime_ns == first
     assert made.read_bytes()[:4] == b"hsqs"                      # a squashfs superblock
-    assert [p.name for p in images.iterdir()] == [made.name]   # no .part left
+    assert visible(images) == [made.name]                # no .part left
     w = [json.loads((project / "outputs" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
     assert w[0]["weights"] == w[1]["weights"] and w[0]["world"] == 2
     assert (project / "outputs" / "checkpoint.pt").is_file()
@@ -493,10 +498,40 @@ def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engi
     assert p.returncode == 130, err
     assert err.strip().splitlines()[-1] == ("dlt: error: interrupted: the pyxis image was not "
                                             "made (nothing of it is left)"), err
-    assert list(images.iterdir()) == []
+    assert visible(images) == []                         # the part is gone
     assert [c.name for c in engine.containers.list(all=True)
             if c.name.startswith("enroot.")] == []             # enroot's export container
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
+
+
+def test_two_submissions_at_once_make_the_squashfs_once(torch_image: str, tmp_path: Path,
+                                                        slurm_lab: dict[str, str]) -> None:
+    """Two projects of one image submitted at the same moment (a sweep started in parallel):
+    one makes the squashfs, the other waits for it (flock) and uses it."""
+    images = tmp_path / "images"
+    projects = []
+    for name in ("one", "two"):
+        d = tmp_path / name / "proj"
+        d.mkdir(parents=True)
+        projects.append(slurm_project(d, torch_image, "DLT_SLURM_RUNTIME=pyxis\n"
+                                                     f"DLT_SLURM_IMAGE_DIR={images}\n"))
+    with dlt_running(["train", "--slurm", "--detach"], projects[0], slurm_lab) as a, \
+            dlt_running(["train", "--slurm", "--detach"], projects[1], slurm_lab) as b:
+        outs = [p.communicate(timeout=300) for p in (a, b)]
+    assert a.returncode == 0 and b.returncode == 0, outs
+    said = [err for _, err in outs]
+    assert sum("was made meanwhile by another submission; using it" in e for e in said) == 1, said
+    (made,) = images.glob("*.sqsh")
+    assert list(images.glob("*.part-*")) == []
+    jobs = [only_record(d)["slurm"] for d in projects]
+    assert sorted(j["image_made"] for j in jobs) == [False, True]
+    assert {j["image_file"] for j in jobs} == {str(made)}
+    deadline = time.monotonic() + 180
+    while any(squeue(slurm_lab, str(j["job_id"])) for j in jobs) and time.monotonic() < deadline:
+        time.sleep(1)
+    for d in projects:
+        r = dlt("runs", cwd=d, env=slurm_lab)
+        assert " COMPLETED " in r.stdout, r.stdout + r.stderr
 
 
 def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,

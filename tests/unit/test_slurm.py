@@ -10,6 +10,7 @@ import pytest
 from dltasks.containers import Mount, RunSpec
 from dltasks.errors import DltError
 from dltasks.slurm import (
+    MADE_MEANWHILE,
     SlurmJob,
     docker_wrapper,
     image_file,
@@ -131,10 +132,23 @@ def test_the_image_is_made_under_a_temporary_name_then_renamed(tmp_path: Path,
     verb, tmp, source = args.split()
     assert verb == "build" and source == "docker-daemon://proj:latest"
     assert tmp.startswith(f"{dest}.part-")
-    assert [p.name for p in dest.parent.iterdir()] == ([] if fails else [dest.name])
+    lock = f".{dest.name}.lock"                   # one maker at a time: flock on it
+    assert sorted(p.name for p in dest.parent.iterdir()) == \
+        ([lock] if fails else [lock, dest.name])
     assert r.returncode == (1 if fails else 0)
     if not fails:
         assert dest.read_text() == "half\nrest\n"
+
+
+def test_a_file_made_meanwhile_is_taken_as_it_is(tmp_path: Path) -> None:
+    """The file appeared while this submission waited for the lock: no tool is run."""
+    dest = tmp_path / "proj-bae47b02ec93.sqsh"
+    dest.write_text("made by the other one")
+    r = subprocess.run(["sh", "-c", make_image_script("pyxis"), "_", str(dest), "sha256:bae4",
+                        "proj:latest"], env={"PATH": "/usr/bin:/bin"}, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stdout.strip() == MADE_MEANWHILE, r.stderr
+    assert dest.read_text() == "made by the other one"
 
 
 def test_output_lines_get_node_and_rank() -> None:
