@@ -61,14 +61,7 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     s = target.settings
     run_id, started = new_run_id(), utcnow()
     git = git_state_later(local.project_dir)
-    # --image names an image on the engine (what pyxis/apptainer get is made from it);
-    # DLT_SLURM_IMAGE is already in the runtime's own form
-    if job.runtime == "docker":
-        given = req.image or s.slurm_image
-    else:
-        given = "" if req.image else s.slurm_image
-    image, made = runtime_image(target, job, given, req.image or s.image or f"{s.project}:latest",
-                                dry_run=dry_run)
+    image, made = runtime_image(target, job, req.image, dry_run=dry_run)
     plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
                     image=image)
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
@@ -130,16 +123,22 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     return code
 
 
-def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str, *,
+def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,
                   dry_run: bool = False) -> tuple[str, dict[str, Any]]:
     """The image as the job's runtime takes it, and what the record keeps about it.
 
-    ``given`` (DLT_SLURM_IMAGE; for docker also ``--image``) goes as is. Otherwise docker takes
-    ``project_image`` by name, and pyxis/apptainer a file made from it on the login host
-    (enroot import / apptainer build), kept by image ID in DLT_SLURM_IMAGE_DIR on the shared
-    filesystem: made once, then reused while the image is unchanged."""
-    if given or job.runtime == "docker":
-        return given or project_image, {}
+    ``flag_image`` (``--image``) names an image on the engine, as DLT_IMAGE does. docker takes
+    it (else DLT_SLURM_IMAGE, else the project image) by name. For pyxis/apptainer,
+    DLT_SLURM_IMAGE is already in the runtime's own form and goes as is unless ``--image`` was
+    given; otherwise the file is made from the image on the login host (enroot import /
+    apptainer build), kept by image ID in DLT_SLURM_IMAGE_DIR on the shared filesystem: made
+    once, then reused while the image is unchanged."""
+    s = target.settings
+    project_image = flag_image or s.image or f"{s.project}:latest"
+    if job.runtime == "docker":
+        return flag_image or s.slurm_image or project_image, {}
+    if s.slurm_image and not flag_image:
+        return s.slurm_image, {}
     tool, _, _ = IMAGE_MAKERS[job.runtime]
     where = target.name
     r = target.shell.run(quote(["sh", "-c", 'for t in "$1" docker; do command -v "$t" '
@@ -162,7 +161,6 @@ def runtime_image(target: Target, job: SlurmJob, given: str, project_image: str,
         raise DltError(f"no image {project_image} on {where}'s engine to make the "
                        f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
                        f"there ({build}), {fix}")
-    s = target.settings
     path = image_file(_image_dir(target), s.project, image_id, job.runtime)
     info: dict[str, Any] = {"image_file": path, "image_id": image_id}
     if target.shell.run(quote(["test", "-f", path])).ok:
@@ -355,7 +353,7 @@ def slurm_record(project_dir: Any, run: str) -> dict[str, Any] | None:
 
 
 def settle(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:
-    """A Slurm run's record with its end, once the job has ended."""
+    """A Slurm run's record with its end once the job has ended (updated in place)."""
     if record.get("exit_code") is not None:
         return record
     slurm = record["slurm"]

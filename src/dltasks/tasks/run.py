@@ -363,19 +363,17 @@ def runs(c: Any) -> None:
     if unsettled(s.project_dir, host or "local"):  # detached runs that may have ended since
         with target_for(c) as target:
             settle(target, s.project_dir, find_runs(target, project=s.project))
-    pending_slurm = [m for m in list_runs(s.project_dir)
-                     if m.get("slurm") and m.get("exit_code") is None
+    records = list_runs(s.project_dir)
+    pending_slurm = [m for m in records if m.get("slurm") and m.get("exit_code") is None
                      and (not host or m.get("host") == host)]
-    now: dict[str, dict[str, Any]] = {}  # Slurm runs as Slurm says now
     if pending_slurm:  # Slurm runs that may have ended: sacct / scontrol / their exit file
         from ..slurmrun import settle as settle_slurm
 
         with target_for(c, engine_soon=False) as target:
-            for m in pending_slurm:
-                now[str(m["run_id"])] = settle_slurm(target, s.project_dir, m)
+            for m in pending_slurm:  # updated in place: the table shows what Slurm says now
+                settle_slurm(target, s.project_dir, m)
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
-    for m in list_runs(s.project_dir):
-        m = now.get(str(m.get("run_id")), m)
+    for m in records:
         if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
             continue
         commit = (m.get("git") or {}).get("commit") or "-"
