@@ -193,6 +193,9 @@ def _image_dir(target: Target) -> str:
     """DLT_SLURM_IMAGE_DIR on the login host: relative to the project's folder there, ``~/``
     to the login's home."""
     d = target.settings.slurm_image_dir or posixpath.join("runs", ".images")
+    if d.startswith("~") and not (d == "~" or d.startswith("~/")):
+        raise DltError(f"DLT_SLURM_IMAGE_DIR={d!r}: ~user paths are not supported; write an "
+                       "absolute path or ~/path")
     if d == "~" or d.startswith("~/"):
         home = target.host_home if target.is_remote else os.path.expanduser("~")
         if not home:

@@ -479,6 +479,11 @@ def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Pat
     r = dlt("train", "--slurm", "--dry-run", "--image", torch_image, cwd=project,
             env={**slurm_lab, "DLT_SLURM_IMAGE_DIR": "~/dlt-images"})
     assert f"dlt: would make {Path.home() / 'dlt-images'}/" in r.stderr, r.stderr
+    r = dlt("train", "--slurm", "--dry-run", "--image", torch_image, cwd=project,
+            env={**slurm_lab, "DLT_SLURM_IMAGE_DIR": "~bob/images"})
+    assert r.returncode == 1 and r.stderr.strip() == (
+        "dlt: error: DLT_SLURM_IMAGE_DIR='~bob/images': ~user paths are not supported; write "
+        "an absolute path or ~/path"), r.stderr
 
 
 def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
