@@ -9,6 +9,7 @@
 #
 #   here (reaches Debian and PyPI):  dev/gpu-e2e.sh pack        -> .gpu-host/ and .whl/
 #   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
+#   only the benches there:          bash dev/gpu-e2e.sh bench
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu-e2e.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,6 +78,38 @@ PY
   py=$(command -v python3)
 }
 
+bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
+  say "bench/gpu.py"
+  mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  chown -R dltuser: "$home/bench"
+  # dlt as a tool in a venv of its own (what `pipx install dltasks` makes): its start-up
+  # then pays none of the .pth hooks of the machine's torch venv (numba's alone: ~45 ms)
+  base=$(python3 -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
+  rm -rf /opt/dlt-venv && "$base" -m venv --without-pip /opt/dlt-venv
+  if ! python3 -m pip --python /opt/dlt-venv/bin/python install -q --no-index --no-deps \
+      .whl/*.whl; then  # a pip before 22.3: into its site-packages, and the console script
+    site=$(/opt/dlt-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    python3 -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl
+    printf '#!/opt/dlt-venv/bin/python\nfrom dltasks.warm import main\nmain()\n' \
+      > /opt/dlt-venv/bin/dlt
+    chmod 755 /opt/dlt-venv/bin/dlt
+  fi
+  chmod -R a+rX /opt/dlt-venv
+  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
+  say "timeline of one dlt train --gpu 0 and --gpu none (bench/timeline.py)"
+  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
+  as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
+  say "nvidia-smi's own start (NVML), 7 times each: dlt's two queries at once; --query-gpu alone; -q -x"
+  smi_times() { as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); $1 >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"; }
+  smi_times "{ nvidia-smi --query-gpu=index,memory.used --format=csv,noheader & nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; wait; }"
+  smi_times "nvidia-smi --query-gpu=index,memory.used --format=csv,noheader"
+  smi_times "nvidia-smi -q -x"
+  as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu none"
+  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  say "dev/gpu-startup.sh"
+  bash dev/gpu-startup.sh
+}
+
 run() {
   prepare
   if [ -z "${SKIP_BASICS:-}" ]; then  # SKIP_BASICS=1: only the shared-GPU part and the bench
@@ -132,23 +165,7 @@ PY
   printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=python3 nccl_check.py\n' > "$home/nccl/.env"
   chown -R dltuser: "$home/nccl"
   as_user "cd ~/nccl && NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 $py -m dltasks train --gpu 0 --nproc gpu"
-  say "bench/gpu.py"
-  mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
-  chown -R dltuser: "$home/bench"
-  # dlt as a tool in a venv of its own (what `pipx install dltasks` makes): its start-up
-  # then pays none of the .pth hooks of the machine's torch venv (numba's alone: ~45 ms)
-  base=$(python3 -c 'import sys; print(getattr(sys, "_base_executable", sys.executable))')
-  rm -rf /opt/dlt-venv && "$base" -m venv --without-pip /opt/dlt-venv
-  if ! python3 -m pip --python /opt/dlt-venv/bin/python install -q --no-index --no-deps \
-      .whl/*.whl; then  # a pip before 22.3: into its site-packages, and the console script
-    site=$(/opt/dlt-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    python3 -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl
-    printf '#!/opt/dlt-venv/bin/python\nimport sys\nfrom dltasks.cli import program\nsys.exit(program.run())\n' \
-      > /opt/dlt-venv/bin/dlt
-    chmod 755 /opt/dlt-venv/bin/dlt
-  fi
-  chmod -R a+rX /opt/dlt-venv
-  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' --profile"
+  bench_part
   say "$failed step(s) failed"
   return "$failed"
 }
@@ -157,5 +174,6 @@ PY
 case "${1:-run}" in
   pack) pack ;;
   run) if [ -n "${OUT:-}" ]; then run 2>&1 | tee "$OUT/gpu-e2e.log"; else run; fi ;;
-  *) echo "usage: $0 pack|run"; exit 2 ;;
+  bench) { prepare; bench_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-bench.log" ;;
+  *) echo "usage: $0 pack|run|bench"; exit 2 ;;
 esac
