@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -89,5 +90,15 @@ def throwaway_user(*, groups: tuple[str, ...] = ()) -> Iterator[User]:
         base.chmod(0o755)
         yield User(name, home, base / "py")
     finally:
+        uid = subprocess.run(["id", "-u", name], capture_output=True, text=True).stdout.strip()
+        # what the user left running goes first: its warm dlt server (dltasks.warm) waits
+        # for the next command, and userdel refuses a user with processes
+        subprocess.run(["pkill", "-KILL", "-u", name], check=False)
+        for _ in range(50):
+            if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode:
+                break
+            time.sleep(0.1)
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(base, ignore_errors=True)
+        if uid.isdigit():
+            shutil.rmtree(f"/tmp/dltasks-warm-{uid}", ignore_errors=True)

@@ -1,5 +1,5 @@
 """``python -m dltasks`` is the ``dlt`` program."""
 
-from .cli import program
+from .warm import main
 
-program.run()
+main()

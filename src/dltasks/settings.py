@@ -25,9 +25,10 @@ from .gpus import GPU_MODES
 from .masking import mask
 
 PREFIX = "DLT_"
-#: Variables dltasks itself gives every container (not settings): a `dlt` run inside a
-#: container sees them in its environment and must not take them for mistyped keys.
-RUNTIME_VARS = frozenset({"DLT_RUN_ID"})
+#: Variables that are not settings, and so no mistyped keys: DLT_RUN_ID, which dltasks gives
+#: every container (a `dlt` run inside one sees it), and DLT_WARM, read by `dlt` itself
+#: before any setting is (dltasks.warm).
+RUNTIME_VARS = frozenset({"DLT_RUN_ID", "DLT_WARM"})
 DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environment", "flag"
 
 _KINDS = ("str", "path", "int", "bool", "list", "size")
