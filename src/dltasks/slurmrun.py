@@ -286,20 +286,27 @@ class Ended:
             slurm["nodelist"] = self.nodes
 
 
-def final_state(target: Target, slurm: dict[str, Any]) -> Ended:
+def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5) -> Ended:
     """How an ended job ended, asked in one round trip:
     ``sacct`` where the cluster keeps accounting (and has heard of the job's end: slurmctld
     tells slurmdbd a moment later), else ``scontrol show job`` while Slurm remembers the job,
-    else the exit file the job script wrote."""
+    else the exit file the job script wrote. While sacct knows the job but not yet its end,
+    it is asked again for up to ``lag_s`` seconds: scontrol's NodeList shrinks as the nodes
+    finish, so only sacct keeps the whole allocation."""
     job_id = str(slurm["job_id"])
     exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
-    r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o '
-                                'State,ExitCode,NodeList 2>/dev/null | head -n 1; echo --; '
-                                'scontrol show job -o "$1" 2>/dev/null; echo --; '
-                                'cat "$2" 2>/dev/null', "_", job_id, exit_file]))
-    acct, _, rest = r.stdout.partition("--\n")
-    info, _, written = rest.partition("--\n")
-    state, exit_code, nodes = parse_sacct(acct)
+    deadline = time.monotonic() + lag_s
+    while True:
+        r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o '
+                                    'State,ExitCode,NodeList 2>/dev/null | head -n 1; echo --; '
+                                    'scontrol show job -o "$1" 2>/dev/null; echo --; '
+                                    'cat "$2" 2>/dev/null', "_", job_id, exit_file]))
+        acct, _, rest = r.stdout.partition("--\n")
+        info, _, written = rest.partition("--\n")
+        state, exit_code, nodes = parse_sacct(acct)
+        if state in ENDED or not state or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # accounting has the job, and will have its end in a moment
     source = "sacct"
     if state not in ENDED:
         state, _, exit_code, nodes = parse_state(info)

@@ -178,3 +178,37 @@ def test_how_a_job_ended() -> None:
     assert outcome("", "", "3\n") == (3, "FAILED")         # only the exit file knows
     assert outcome("COMPLETED", "0:0", "0") == (0, "COMPLETED")
     assert outcome("", "", "") == (1, "UNKNOWN")
+
+
+class _Answers:
+    """The one seam: a host whose shell answers final_state's round trips in turn."""
+
+    def __init__(self, *stdouts: str) -> None:
+        from dltasks.shell import CmdResult
+
+        self.results = [CmdResult("sh", 0, out, "") for out in stdouts]
+        self.calls = 0
+        self.shell = self
+
+    def run(self, command: str) -> object:
+        self.calls += 1
+        return self.results[min(self.calls, len(self.results)) - 1]
+
+
+def test_the_end_waits_for_sacct_while_it_lags_behind_scontrol() -> None:
+    """scontrol says COMPLETED with the node list shrunk to what is still completing; sacct
+    still says RUNNING, then has the end with the whole allocation: sacct's answer is kept."""
+    from dltasks.slurmrun import final_state
+
+    lagging = "RUNNING|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
+    known = "COMPLETED|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
+    host = _Answers(lagging, known)
+    end = final_state(host, {"job_id": 7, "run_dir": "/r"})  # type: ignore[arg-type]
+    assert (end.source, end.state, end.nodes, end.code) == ("sacct", "COMPLETED", "n[1-2]", 0)
+    assert host.calls == 2
+    never = _Answers(lagging)  # accounting that never hears of it: scontrol, after lag_s
+    end = final_state(never, {"job_id": 7, "run_dir": "/r"}, lag_s=0.6)  # type: ignore[arg-type]
+    assert (end.source, end.state) == ("scontrol", "COMPLETED") and never.calls >= 2
+    silent = _Answers("--\nJobState=COMPLETED ExitCode=0:0 NodeList=n[1-2]\n--\n")
+    end = final_state(silent, {"job_id": 7, "run_dir": "/r"})  # type: ignore[arg-type]
+    assert end.source == "scontrol" and silent.calls == 1  # no accounting: no wait
