@@ -94,9 +94,17 @@ def socket_path(environ: Any = os.environ) -> str | None:
                      *(environ.get(k, "") for k in ("PYTHONPATH", "PYTHONUTF8", "LC_ALL",
                                                     "LC_CTYPE", "LANG")),
                      str(os.getuid()), str(os.getgid()),
-                     ",".join(map(str, sorted(os.getgroups()))), _cgroup()])
+                     ",".join(map(str, sorted(os.getgroups()))), _limits(), _cgroup()])
     path = os.path.join(folder, f"s-{zlib.crc32(key.encode()):08x}.sock")
     return path if len(path.encode()) < 100 else None  # a unix socket's path is short
+
+
+def _limits() -> str:
+    import resource
+
+    names = sorted(n for n in dir(resource) if n.startswith("RLIMIT_"))
+    return repr([os.getpriority(os.PRIO_PROCESS, 0),
+                 *(resource.getrlimit(getattr(resource, n)) for n in names)])
 
 
 def _cgroup() -> str:

@@ -87,3 +87,19 @@ def test_another_cgroup_or_locale_names_another_server(tmp_path: Path,
     assert warm.socket_path({**env, "LANG": "C"}) != here
     monkeypatch.setattr(warm, "_cgroup", lambda: "0::/system.slice/slurmstepd.scope/job_7\n")
     assert warm.socket_path(env) != here
+
+
+def test_other_resource_limits_name_another_server(tmp_path: Path) -> None:
+    """A worker has its server's limits (those of the command that started it): `ulimit -c 0`
+    in one shell must not be lost to a server started from another."""
+    import resource
+
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    before = warm.socket_path(env)
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0 if soft else min(1 << 20, hard), hard))
+    try:
+        assert warm.socket_path(env) != before
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
+    assert warm.socket_path(env) == before
