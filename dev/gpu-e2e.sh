@@ -96,9 +96,10 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   fi
   chmod -R a+rX /opt/dlt-venv
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
-  say "timeline of one dlt train --gpu 0 and --gpu none (bench/timeline.py)"
+  say "timeline of one dlt train --gpu 0 (cold, then warm) and --gpu none (bench/timeline.py)"
   printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
+  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
   say "nvidia-smi's own start (NVML), 7 times each: dlt's two queries at once; --query-gpu alone; -q -x"
   smi_times() { as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); $1 >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"; }
   smi_times "{ nvidia-smi --query-gpu=index,memory.used --format=csv,noheader & nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; wait; }"

@@ -12,6 +12,7 @@ subprocesses' exit codes would be lost).
 from __future__ import annotations
 
 import atexit
+import gc
 import io
 import marshal
 import os
@@ -42,6 +43,10 @@ def serve(path: str, idle: float = IDLE_S) -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    # what is imported stays put: no collection in a worker walks (and so copies) the
+    # server's pages; each worker starts from a frozen heap
+    gc.collect()
+    gc.freeze()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
