@@ -50,6 +50,7 @@ def serve(path: str, idle: float = IDLE_S) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.chdir("/")  # not the first client's folder, which a test or a user may delete
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     part = f"{path}.{os.getpid()}"
     listener.bind(part)

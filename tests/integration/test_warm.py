@@ -101,9 +101,12 @@ def records(proj: Path) -> list[dict[str, object]]:
 
 
 def containers(proj: Path) -> str:
-    return subprocess.run(["docker", "ps", "-aq", "--filter",
-                           f"label=dltasks.project={proj.name}"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    """The containers of this test's runs (every test's project is named proj)."""
+    ids = [str(r["run_id"]) for r in records(proj)]
+    found = [subprocess.run(["docker", "ps", "-aq", "--filter", f"label=dltasks.run={i}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+             for i in ids]
+    return "\n".join(f for f in found if f)
 
 
 SCRIPT = 'echo "out $FOO"; echo err >&2; pwd; exit 7'
