@@ -40,10 +40,11 @@ from .slurm import (
 from .target import Target
 
 POLL_S = 1.0
-#: $1: job id. Prints "state|reason" while Slurm has the job queued or running, "gone" once it
-#: has not (ended, or forgotten: "Invalid job id"), "error|what squeue said" when Slurm did not
-#: answer (the controller down or busy: the job may well run on).
-_QUEUE = ('s=$(squeue -h -j "$1" -o "%T|%r" 2>&1); rc=$?; '
+#: $1: job id. Prints "state|reason|nodes" while Slurm has the job queued or running (nodes:
+#: its allocation, empty while pending), "gone" once it has not (ended, or forgotten: "Invalid
+#: job id"), "error|what squeue said" when Slurm did not answer (the controller down or busy:
+#: the job may well run on).
+_QUEUE = ('s=$(squeue -h -j "$1" -o "%T|%r|%N" 2>&1); rc=$?; '
           'if [ $rc -ne 0 ]; then case "$s" in *"Invalid job id"*) echo gone;; '
           '*) echo "error|$(echo "$s" | head -n 1)";; esac; '
           'elif [ -n "$s" ]; then echo "$s" | head -n 1; else echo gone; fi')
@@ -221,7 +222,7 @@ def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
     (``cancel_on_ctrl_c``), else reaches the caller."""
     job_id, output = str(slurm["job_id"]), str(slurm["output"])
     nproc = int(slurm.get("nproc") or 1)
-    shown, said, partial, silent = 0, "", "", False
+    shown, said, partial, silent, seen = 0, "", "", False, ""
     try:
         while True:
             r = target.shell.run(quote(["sh", "-c", _POLL, "_", job_id, output, str(shown)]))
@@ -233,6 +234,10 @@ def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
                     sys.stdout.write("".join(node_line(ln, nproc) + "\n" for ln in lines))
                     sys.stdout.flush()
             state, _, reason = head.strip().partition("|")
+            if state != "error":
+                reason, _, nodes = reason.partition("|")
+                if state == "RUNNING" and not seen:  # the whole allocation (it shrinks as
+                    seen = nodes                     # its nodes finish)
             if state == "error":
                 if not silent:
                     print(f"dlt: Slurm on {target.name} did not answer ({reason}); still "
@@ -259,7 +264,7 @@ def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
         target.shell.run(quote(["scancel", job_id]))
         _wait_gone(target, job_id)
         return Ended(130, "CANCELLED", "dlt")
-    return final_state(target, slurm)
+    return final_state(target, slurm, seen=seen)
 
 
 def _wait_gone(target: Target, job_id: str, timeout: float = 60) -> None:
@@ -286,13 +291,16 @@ class Ended:
             slurm["nodelist"] = self.nodes
 
 
-def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5) -> Ended:
+def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5,
+                seen: str = "") -> Ended:
     """How an ended job ended, asked in one round trip:
     ``sacct`` where the cluster keeps accounting (and has heard of the job's end: slurmctld
     tells slurmdbd a moment later), else ``scontrol show job`` while Slurm remembers the job,
     else the exit file the job script wrote. While sacct knows the job but not yet its end,
     it is asked again for up to ``lag_s`` seconds: scontrol's NodeList shrinks as the nodes
-    finish, so only sacct keeps the whole allocation."""
+    finish, so only sacct keeps the whole allocation. Where sacct has not told the end, the
+    nodes are those the job was ``seen`` on while running (squeue's, or sacct's own), and
+    scontrol's only where no one saw the job run."""
     job_id = str(slurm["job_id"])
     exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
     deadline = time.monotonic() + lag_s
@@ -304,15 +312,17 @@ def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5) -> E
         acct, _, rest = r.stdout.partition("--\n")
         info, _, written = rest.partition("--\n")
         state, exit_code, nodes = parse_sacct(acct)
+        seen = nodes if state == "RUNNING" and nodes not in ("", "None") else seen
         if state in ENDED or not state or time.monotonic() >= deadline:
             break
         time.sleep(0.5)  # accounting has the job, and will have its end in a moment
     source = "sacct"
     if state not in ENDED:
         state, _, exit_code, nodes = parse_state(info)
+        nodes = seen or nodes
         source = "scontrol"
     if state not in ENDED:
-        state, exit_code, nodes = "", "", ""
+        state, exit_code, nodes = "", "", seen
         source = "exit file" if written.strip() else "nothing"
     code, state = outcome(state, exit_code, written)
     return Ended(code, state, source, "" if nodes in ("None", "(null)") else nodes)
