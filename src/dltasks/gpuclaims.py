@@ -9,7 +9,7 @@ Two sources, both read on the TARGET host:
   but never started is not a claim: creation and start happen under the host's GPU lock
   (:mod:`dltasks.gpulock`), so one seen in that state under the lock was abandoned.
 - **the driver's account** (``nvidia-smi --query-gpu`` and ``--query-compute-apps``, see
-  :data:`STATUS_SCRIPT`): a GPU with a compute process on it, or more memory in use than
+  :func:`status_script`): a GPU with a compute process on it, or more memory in use than
   ``DLT_GPU_FREE_MIB``, is busy; one that fell off the bus is lost; one in MIG mode is not
   handed out whole.
 
@@ -34,31 +34,40 @@ APP_FIELDS = ("gpu_uuid", "pid", "process_name", "used_memory")
 #: States of a container that holds its GPUs.
 HOLDING = ("running", "restarting", "paused")
 
+#: Starts nvidia-smi's two queries, in the background, into the folder ``$t`` (``$s``:
+#: nvidia-smi's path when DLT_NVIDIA_SMI names one, see :func:`status_script`): both run at
+#: once, as each pays NVML's start-up. :data:`STATUS_END` waits for them and prints.
+STATUS_START = (
+    '[ -n "$s" ] || s=$(command -v nvidia-smi 2>/dev/null) || { '
+    '[ -x /usr/local/nvidia/bin/nvidia-smi ] && s=/usr/local/nvidia/bin/nvidia-smi; }; '
+    f'if [ -n "$s" ]; then "$s" --query-gpu={",".join(GPU_FIELDS)} --format=csv,noheader,nounits '
+    '>"$t/g" 2>&1 & gp=$!; '
+    f'"$s" --query-compute-apps={",".join(APP_FIELDS)} --format=csv,noheader,nounits '
+    '>"$t/a" 2>&1 & ap=$!; fi'
+)
 #: Prints the host's GPUs as nvidia-smi sees them, one fact a line: ``smi-gpu<TAB>csv``,
 #: ``smi-app<TAB>csv``, ``smi-cg<TAB>pid<TAB>container id`` (a compute process inside a
 #: container, from its cgroup), ``smi-exit<TAB>gpu query's code<TAB>apps query's code``;
-#: nothing when there is no nvidia-smi. Both queries run at once: each pays NVML's start-up.
-#: ``$s`` is nvidia-smi's path when DLT_NVIDIA_SMI names one (see :func:`status_script`).
-STATUS_SCRIPT = (
-    '[ -n "$s" ] || s=$(command -v nvidia-smi 2>/dev/null) || { '
-    '[ -x /usr/local/nvidia/bin/nvidia-smi ] && s=/usr/local/nvidia/bin/nvidia-smi; }; '
-    'if [ -n "$s" ]; then t=$(mktemp -d 2>/dev/null) || t=/tmp/dlt-smi-$$; mkdir -p "$t"; '
-    f'"$s" --query-gpu={",".join(GPU_FIELDS)} --format=csv,noheader,nounits >"$t/g" 2>&1 & '
-    f'"$s" --query-compute-apps={",".join(APP_FIELDS)} --format=csv,noheader,nounits '
-    '>"$t/a" 2>&1; a=$?; wait $!; g=$?; '
+#: nothing when there is no nvidia-smi.
+STATUS_END = (
+    'if [ -n "$s" ]; then wait $gp; g=$?; wait $ap; a=$?; '
     'while IFS= read -r l; do printf "smi-gpu\\t%s\\n" "$l"; done <"$t/g"; '
     'while IFS= read -r l; do printf "smi-app\\t%s\\n" "$l"; p=${l#*, }; p=${p%%,*}; '
     'c=$(grep -o "[0-9a-f]\\{64\\}" "/proc/$p/cgroup" 2>/dev/null | head -n 1); '
     '[ -n "$c" ] && printf "smi-cg\\t%s\\t%s\\n" "$p" "$c"; done <"$t/a"; '
-    'printf "smi-exit\\t%s\\t%s\\n" "$g" "$a"; rm -rf "$t"; fi'
+    'printf "smi-exit\\t%s\\t%s\\n" "$g" "$a"; fi'
 )
+#: Makes ``$t``, a private folder for :data:`STATUS_START`'s answers; ``rm -rf "$t"`` after.
+TEMP_DIR = 't=$(mktemp -d 2>/dev/null) || { t=/tmp/dlt-smi-$$; mkdir -p "$t"; }'
 
 
-
-def status_script(nvidia_smi: str = "") -> str:
-    """:data:`STATUS_SCRIPT` with nvidia-smi at ``nvidia_smi`` ("": on PATH, else the
-    /usr/local/nvidia layout)."""
-    return f"s={shlex.quote(nvidia_smi)}; {STATUS_SCRIPT}"
+def status_script(nvidia_smi: str = "", *, meanwhile: str = "") -> str:
+    """The script that prints what :data:`STATUS_END` does, with nvidia-smi at ``nvidia_smi``
+    ("": on PATH, else the /usr/local/nvidia layout); ``meanwhile`` runs (and prints) while
+    nvidia-smi answers."""
+    middle = f"{meanwhile}; " if meanwhile else ""
+    return (f"s={shlex.quote(nvidia_smi)}; {TEMP_DIR}; {STATUS_START}; {middle}{STATUS_END}; "
+            'rm -rf "$t"')
 
 
 _LOST_BUS = re.compile(r"GPU ?([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-9A-Fa-f])")

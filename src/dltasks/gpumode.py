@@ -10,13 +10,15 @@
   has a driver, else the runtime path's own clear error.
 
 :func:`decide` is the pure choice; :func:`facts_later` gathers its facts from a Target (one
-engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpuclaims`),
-:func:`access_for` does both; :func:`apply` puts the result into a RunSpec. Every mode
+engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpuclaims`;
+:func:`facts_early` starts them before a local command is parsed), :func:`access_for` does
+both; :func:`apply` puts the result into a RunSpec. Every mode
 has the same semantics: only the selected GPUs are visible, numbered from 0 inside.
 """
 
 from __future__ import annotations
 
+import atexit
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,11 @@ from .gpus import AUTO, NONE, GpuSelection
 from .shell import quote
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    from .engine import EngineAddr
     from .settings import Settings
+    from .shell import Pending
     from .target import Target
 
 RUNTIME, CDI, DIRECT = "runtime", "cdi", "direct"
@@ -76,9 +82,7 @@ def _script(settings: Settings, status: bool) -> list[str]:
               f'{DISCOVER_SCRIPT}; set -- {" ".join(quote([d]) for d in dirs)}; '
               f'{cdi.READ_SCRIPT}')
     if status:  # nvidia-smi (NVML's start-up: the slow part) runs while the rest looks around
-        script = ('o=$(mktemp 2>/dev/null) || o=/tmp/dlt-status-$$; '
-                  f'( {status_script(settings.nvidia_smi)} ) >"$o" 2>&1 & sp=$!; '
-                  f'{script}; wait $sp; cat "$o"; rm -f "$o"')
+        script = status_script(settings.nvidia_smi, meanwhile=script)
     return ["sh", "-c", script, "_", settings.driver_root.rstrip("/")]
 
 
@@ -104,23 +108,27 @@ def gather_later(target: Target, settings: Settings, *,
     if not target.is_remote:
         from .shell import local_start
 
-        pending = local_start(argv)
-        return lambda: _parse(pending.result().stdout, settings)
+        return _answer(local_start(argv), settings)
     fut = in_background(target.shell.run, quote(argv))
     return lambda: _parse(fut.result().stdout, settings)
 
 
 def facts_later(target: Target, sel: GpuSelection, *,
                 tolerant: bool = False) -> Callable[[], GpuFacts]:
-    """The facts for a run asking for ``sel``, started now: the host's round trip, and the
-    engine's /info on a connection of its own (an engine 20.10 runs programs to answer it);
-    both go on while the run is planned. ``tolerant``: an engine that does not answer counts
-    as one without a runtime (for --dry-run). Call the result for the facts."""
+    """The facts for a run asking for ``sel``, started now (or taken over from
+    :func:`facts_early`): the host's round trip, and the engine's /info on a connection of
+    its own (an engine 20.10 runs programs to answer it); both go on while the run is planned.
+    ``tolerant``: an engine that does not answer counts as one without a runtime (for
+    --dry-run). Call the result for the facts."""
     s = target.settings
     if sel.mode == NONE:
         return GpuFacts
-    host = gather_later(target, s, status=True)
-    info = in_background(_engine_info, target) if s.gpu_mode in (AUTO, CDI) else None
+    if not target.is_remote and _early and _early[0][0] == _key(s, target.engine_addr):
+        _, pending, info = _early.pop()
+        host = _answer(pending, s)
+    else:
+        host = gather_later(target, s, status=True)
+        info = in_background(_engine_info_of, target) if _asks_engine(s) else None
 
     def finish() -> GpuFacts:
         has_runtime, engine_cdi = False, False
@@ -141,10 +149,52 @@ def facts_later(target: Target, sel: GpuSelection, *,
     return finish
 
 
-def _engine_info(target: Target) -> dict[str, Any]:
+#: What :func:`facts_early` started: (its key, the host's script, the engine's answer to come).
+_early: list[tuple[tuple[Any, ...], Pending, Future[dict[str, Any]] | None]] = []
+
+
+def facts_early(settings: Settings, addr: EngineAddr) -> None:
+    """Start the facts of a local GPU run before the command that needs them is parsed (a
+    warm worker does, through :func:`dltasks.tasks.run.start_early`: invoke's parse and the
+    settings are 10-20 ms the facts script would otherwise wait for). :func:`facts_later`
+    takes them over when it would start the very same script against the same engine;
+    otherwise they are dropped: the script is waited for (it ends by itself, and cleans up
+    after itself) when this process exits."""
+    from .shell import local_start
+
+    if _early:
+        return
+    pending = local_start(_script(settings, True))
+    info = in_background(_engine_info, addr) if _asks_engine(settings) else None
+    _early.append((_key(settings, addr), pending, info))
+    atexit.register(_drop_early)
+
+
+def _drop_early() -> None:
+    while _early:
+        _early.pop()[1].result()
+
+
+def _answer(pending: Pending, settings: Settings) -> Callable[[], HostGpus]:
+    return lambda: _parse(pending.result().stdout, settings)
+
+
+def _key(settings: Settings, addr: EngineAddr) -> tuple[Any, ...]:
+    return (tuple(_script(settings, True)), addr, settings.gpu_mode)
+
+
+def _asks_engine(settings: Settings) -> bool:
+    return settings.gpu_mode in (AUTO, CDI)
+
+
+def _engine_info_of(target: Target) -> dict[str, Any]:
+    return _engine_info(target.engine_addr)  # in its thread: a remote forward may take a while
+
+
+def _engine_info(addr: EngineAddr) -> dict[str, Any]:
     from .engine import open_engine
 
-    engine = open_engine(target.engine_addr)
+    engine = open_engine(addr)
     try:
         return engine.info()
     finally:
