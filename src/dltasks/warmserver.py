@@ -157,7 +157,9 @@ _EXIT = [1]
 
 def _run(argv: list[str]) -> int:
     from .cli import program
+    from .tasks.run import start_early
 
+    start_early(argv)  # a GPU run's facts script, started before invoke parses the command
     try:
         program.run(argv)
     except SystemExit as e:

@@ -229,3 +229,50 @@ def test_an_idle_server_leaves_and_takes_its_socket(runtime_dir: str) -> None:
     path, proc = start_server(runtime_dir, idle=1)
     assert proc.wait(timeout=30) == 0
     assert not os.path.exists(path)
+
+
+def test_a_gpu_run_asks_the_driver_once_started_before_the_parse(
+        project: Path, base_image: str, runtime_dir: str, tmp_path: Path) -> None:
+    """A warm `train --gpu 0` starts its GPU facts script before invoke parses the command
+    (dltasks.tasks.run.start_early) and the run takes that script over: nvidia-smi is asked
+    once per run (its two queries), not twice. No GPUs asked for: not asked at all. A command
+    that fails before it gets to the facts drops the script: waited for at exit, nothing of it
+    left in TMPDIR."""
+    from tests.gpu_fixtures import FAKE_SMI, gpu_line, make_driver
+
+    root = make_driver(tmp_path / "driver", "debian", gpus=2)
+    smi_dir = tmp_path / "smi"
+    smi_dir.mkdir()
+    (smi_dir / "gpus.csv").write_text("".join(gpu_line(i) + "\n" for i in range(2)))
+    (smi_dir / "apps.csv").write_text("")
+    smi = smi_dir / "nvidia-smi"
+    smi.write_text(FAKE_SMI.replace("#!/bin/sh\n", '#!/bin/sh\necho "$1" >> "$(dirname "$0")/'
+                                    'calls"\n', 1))
+    smi.chmod(0o755)
+    calls = smi_dir / "calls"
+    (project / ".env").write_text(f"DLT_IMAGE={base_image}\nDLT_GPUS=none\nDLT_TRAIN_CMD=true\n"
+                                  f"DLT_DRIVER_ROOT={root}\nDLT_CDI_SPEC_DIRS={root}/no-cdi\n"
+                                  f"DLT_NVIDIA_SMI={smi}\n")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+
+    def asked() -> list[str]:
+        return calls.read_text().split() if calls.exists() else []
+
+    start_server(runtime_dir)
+    r = dlt(project, runtime_dir, "train", "--gpu", "0", TMPDIR=str(temp))
+    assert r.returncode == 0, without_importtime(r.stderr)[-2000:]
+    assert went_warm(r)
+    assert sorted(asked()) == ["--query-compute-apps=gpu_uuid,pid,process_name,used_memory",
+                               "--query-gpu=index,uuid,name,pci.bus_id,memory.used,"
+                               "memory.total,utilization.gpu,temperature.gpu,mig.mode.current"]
+    record = records(project)[-1]
+    assert (record["gpus"], record["gpu_mode"], record["exit_code"]) == ("0", "direct", 0)
+    r = dlt(project, runtime_dir, "train", TMPDIR=str(temp))  # DLT_GPUS=none
+    assert r.returncode == 0 and went_warm(r), without_importtime(r.stderr)[-2000:]
+    assert len(asked()) == 2
+    r = dlt(project, runtime_dir, "train", "--gpu", "0", "--no-such-flag", TMPDIR=str(temp))
+    assert r.returncode != 0 and "--no-such-flag" in without_importtime(r.stderr)
+    assert went_warm(r)
+    assert len(asked()) == 4  # started early, then dropped when the parse failed
+    assert list(temp.iterdir()) == []

@@ -103,3 +103,19 @@ def test_other_resource_limits_name_another_server(tmp_path: Path) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
     assert warm.socket_path(env) == before
+
+
+def test_early_gpus_reads_a_train_command_line_without_invoke() -> None:
+    """start_early's guess at a `dlt train` command line: the --gpu values ([] when none are
+    given: DLT_GPUS decides), None where no local GPU facts will be asked for."""
+    from dltasks.tasks.run import early_gpus
+
+    assert early_gpus(["dlt", "train"]) == []
+    assert early_gpus(["dlt", "train", "--gpu", "0", "-g", "1,2", "--gpu=3", "-g=4"]) == [
+        "0", "1,2", "3", "4"]
+    assert early_gpus(["dlt", "train", "-d", "--", "--gpu", "7"]) == []  # the command's own
+    for argv in (["dlt", "runs"], ["dlt"], ["dlt", "train", "--slurm", "--gpu", "0"],
+                 ["dlt", "train", "-l"], ["dlt", "train", "--nnodes", "2"],
+                 ["dlt", "train", "--nnodes=2"], ["dlt", "train", "-e", "2"],
+                 ["dlt", "train", "--help"]):
+        assert early_gpus(argv) is None, argv

@@ -91,10 +91,13 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
 def project_dir(c: Any) -> Path:
     """The folder holding the tasks.py/fabfile.py that was loaded, else the current folder."""
     prefix = getattr(c.config, "_project_prefix", None)
-    if prefix:
-        return Path(prefix)
+    return Path(prefix) if prefix else working_dir()
+
+
+def working_dir() -> Path:
+    """The current folder, in the shell's spelling when it went through a symlink."""
     cwd, pwd = os.getcwd(), os.environ.get("PWD", "")
-    try:  # the shell's spelling of the folder, when it went through a symlink
+    try:
         return Path(pwd if pwd and os.path.samefile(pwd, cwd) else cwd)
     except OSError:
         return Path(cwd)
