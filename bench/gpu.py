@@ -17,7 +17,7 @@ second one in the same runs, for comparison (ratio printed, not judged). Each on
 interpreter floor (`-c pass`) is printed: a Python whose site runs heavy .pth hooks pays them
 on every command. `--profile` prints where one `dlt train --gpu 0` spends its time (cProfile).
 
-    python bench/gpu.py --project DIR [--runs 3] [--start-runs 7] [--dlt CMD]
+    python bench/gpu.py --project DIR [--runs 3 (0: no probe)] [--start-runs 7] [--dlt CMD]
                         [--also-dlt CMD] [--profile]
 """
 
@@ -85,7 +85,7 @@ def main() -> int:
     also = shlex.split(a.also_dlt) if a.also_dlt else []
 
     inside, host = [], []
-    for _ in range(a.runs):
+    for _ in range(a.runs):  # --runs 0: the start only
         r = dlt("test-gpu", cwd=proj)
         if r.returncode != 0:
             print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
@@ -93,11 +93,12 @@ def main() -> int:
         inside.append(tflops(r.stdout))
         h = subprocess.run([sys.executable, str(PROBE)], capture_output=True, text=True)
         host.append(tflops(h.stdout))
-    ci, hi = statistics.median(inside), statistics.median(host)
-    ratio = ci / hi
-    print(f"probe: dlt test-gpu {ci:.1f} TFLOP/s (runs {inside}) vs host {hi:.1f} TFLOP/s "
-          f"(runs {host}): ratio {ratio:.3f} (target >= 0.98) "
-          f"{'PASS' if ratio >= 0.98 else 'MISS'}")
+    if inside:
+        ci, hi = statistics.median(inside), statistics.median(host)
+        ratio = ci / hi
+        print(f"probe: dlt test-gpu {ci:.1f} TFLOP/s (runs {inside}) vs host {hi:.1f} TFLOP/s "
+              f"(runs {host}): ratio {ratio:.3f} (target >= 0.98) "
+              f"{'PASS' if ratio >= 0.98 else 'MISS'}", flush=True)
 
     env_file = proj / ".env"
     saved = env_file.read_text()

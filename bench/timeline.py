@@ -3,13 +3,14 @@
     python bench/timeline.py [--runs 5] [--best] [--warm] [--cwd DIR] -- train --gpu 0
 
 Runs ``dlt ARGS`` in a child Python (this interpreter, or ``--python``), with marks for: the
-interpreter ready, ``dltasks.cli`` imported, every import statement after that which took
-2 ms or more (on any thread), every program started and collected, every background thread,
-every engine request sent and answered, and the exit. The child prints its timeline to
-stderr; the median run of ``--runs`` (by wall time; ``--best``: the shortest) is shown,
-after a warm-up, with every run's wall time. ``--warm``: through a warm server (dltasks.warm)
-started with the same marks, so the timeline is the worker's, from the client's spawn. No
-engine or GPU is needed for the marks themselves: what is timed is whatever the command does.
+interpreter ready, ``dltasks.cli`` imported, every import statement after that which took 2 ms
+or more (on any thread), every program started and collected (with how long its collector waited
+for it to end: a wait means the program, not Python, was the slow one), every background thread,
+every engine request sent and answered, and the exit. The child prints its timeline to stderr;
+the median run of ``--runs`` (by wall time; ``--best``: the shortest) is shown, after a warm-up,
+with every run's wall time. ``--warm``: through a warm server (dltasks.warm) started with the
+same marks, so the timeline is the worker's, from the client's spawn. No engine or GPU is needed
+for the marks themselves: what is timed is whatever the command does.
 """
 
 from __future__ import annotations
@@ -58,11 +59,14 @@ def popen(self, args, *a, **k):
 subprocess.Popen.__init__ = popen
 real_communicate = subprocess.Popen.communicate
 def communicate(self, *a, **k):
+    shown = self.args if isinstance(self.args, str) else " ".join(map(str, self.args))
+    t = time.time()
     try:
         return real_communicate(self, *a, **k)
     finally:
-        shown = self.args if isinstance(self.args, str) else " ".join(map(str, self.args))
-        mark(f"collected {shown[:60]}")
+        waited = time.time() - t
+        mark(f"collected {shown[:60]}" + (f" (waited {waited * 1000:.1f} ms for it)"
+                                          if waited >= 0.001 else ""))
 subprocess.Popen.communicate = communicate
 real_start = threading.Thread.start
 def start(self):

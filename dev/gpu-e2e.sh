@@ -10,6 +10,7 @@
 #   here (reaches Debian and PyPI):  dev/gpu-e2e.sh pack        -> .gpu-host/ and .whl/
 #   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
 #   only the benches there:          bash dev/gpu-e2e.sh bench
+#   only the start target there:     bash dev/gpu-e2e.sh start   (a few minutes less)
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu-e2e.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,8 +79,7 @@ PY
   py=$(command -v python3)
 }
 
-bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
-  say "bench/gpu.py"
+bench_venv() {  # ~dltuser/bench, and dlt in a venv of its own
   mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
   chown -R dltuser: "$home/bench"
   # dlt as a tool in a venv of its own (what `pipx install dltasks` makes): its start-up
@@ -95,6 +95,11 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
     chmod 755 /opt/dlt-venv/bin/dlt
   fi
   chmod -R a+rX /opt/dlt-venv
+}
+
+bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
+  say "bench/gpu.py"
+  bench_venv
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
   say "timeline of one dlt train --gpu 0 (cold, then warm) and --gpu none (bench/timeline.py)"
   printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
@@ -105,10 +110,24 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   smi_times "{ nvidia-smi --query-gpu=index,memory.used --format=csv,noheader & nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; wait; }"
   smi_times "nvidia-smi --query-gpu=index,memory.used --format=csv,noheader"
   smi_times "nvidia-smi -q -x"
+  say "the facts round trip of a GPU run, piece by piece (bench/facts.py)"
+  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu none"
   printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
   say "dev/gpu-startup.sh"
   bash dev/gpu-startup.sh
+}
+
+start_part() {  # the start target alone, and where a warm start's time goes (short)
+  say "bench/gpu.py: the start only"
+  bench_venv
+  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs 0 --start-runs ${BENCH_RUNS:-9} --dlt /opt/dlt-venv/bin/dlt"
+  say "timeline of a warm dlt train --gpu 0 (bench/timeline.py)"
+  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
+  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
+  say "the facts round trip of a GPU run, piece by piece (bench/facts.py)"
+  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
+  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
 }
 
 run() {
@@ -176,5 +195,6 @@ case "${1:-run}" in
   pack) pack ;;
   run) if [ -n "${OUT:-}" ]; then run 2>&1 | tee "$OUT/gpu-e2e.log"; else run; fi ;;
   bench) { prepare; bench_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-bench.log" ;;
-  *) echo "usage: $0 pack|run|bench"; exit 2 ;;
+  start) { prepare; start_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-start.log" ;;
+  *) echo "usage: $0 pack|run|bench|start"; exit 2 ;;
 esac
