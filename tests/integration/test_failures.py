@@ -33,9 +33,17 @@ def one_line(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
     return lines[0]
 
 
+def left_by(engine: Any, project: Path) -> list[Any]:
+    """The containers of this test's project (every test's project is named proj: another
+    test's leftovers are told apart by their record folder)."""
+    found = engine.containers.list(all=True, filters={"label": "dltasks.project=proj"})
+    return [c for c in found
+            if c.labels.get("dltasks.record", "").startswith(f"{project}{os.sep}")]
+
+
 def nothing_left(engine: Any, project: Path) -> None:
     assert not (project / "runs").exists() or not any((project / "runs").iterdir())
-    assert engine.containers.list(all=True, filters={"label": "dltasks.project=proj"}) == []
+    assert left_by(engine, project) == []
 
 
 class Proxy:
@@ -143,7 +151,7 @@ def test_authorization_plugin_refusing_a_run(engine: Any, proxy: Any, base_image
                     "plugin said no: ask the engine's administrator)")
     record = json.loads(next((project / "runs").glob("*/manifest.json")).read_text())
     assert record["status"] == "failed to start" and "opa-docker-authz" in record["error"]
-    assert engine.containers.list(all=True, filters={"label": "dltasks.project=proj"}) == []
+    assert left_by(engine, project) == []
 
 
 def test_nothing_listening(project: Path) -> None:
@@ -256,11 +264,12 @@ def test_train_stopped_by_a_signal_leaves_nothing(engine: Any, base_image: str, 
     try:
         assert p.stdout is not None
         assert p.stdout.readline().strip() == "started"
+        assert len(left_by(engine, project)) == 1  # what the check below would see
         p.send_signal(sig)
         assert p.wait(timeout=30) == 130
     finally:
         p.kill()
-    assert engine.containers.list(all=True, filters={"label": "dltasks.project=proj"}) == []
+    assert left_by(engine, project) == []
     m = json.loads(next((project / "runs").glob("*/manifest.json")).read_text())
     assert m["status"] == "interrupted" and m["exit_code"] == 130
 
