@@ -8,7 +8,8 @@ over a unix socket in a private (0700) folder and hand it their argv, working fo
 environment, umask and the stdin/stdout/stderr file descriptors themselves; the server forks
 a worker that runs the command as ``dlt`` would have, in this process's place: its output
 goes straight to our terminal or pipe, the signals we get (Ctrl-C, SIGTERM, a closed terminal,
-a resized window) go to the worker's process group, and its exit code is ours. Spring (for
+a resized window) go to the worker's process group, and its exit code is ours. Ctrl-Z stops
+us as a job and holds the worker's output until `fg` or `bg`. Spring (for
 Rails) and dmypy do the same for the same reason.
 
 Only the tasks in :data:`WARM_TASKS`, which never need a controlling terminal (no password
@@ -165,6 +166,7 @@ def _hand_over(conn: socket.socket, argv: list[str], cwd: str) -> int | None:
     old = {}
     for sig in FORWARDED:  # from now on, what we are sent goes to the worker
         old[sig] = signal.signal(sig, lambda n, _f: _tell(conn, n))
+    old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda _n, _f: _suspend(conn))
     try:
         try:
             data = _CODE.pack(len(request)) + request
@@ -187,6 +189,17 @@ def _hand_over(conn: socket.socket, argv: list[str], cwd: str) -> int | None:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def _suspend(conn: socket.socket) -> None:
+    """Ctrl-Z: the worker holds its output (the run goes on, as a container does when the
+    docker CLI is stopped), we stop as a shell's job does; `fg` or `bg` (SIGCONT) lets the
+    output go on."""
+    _tell(conn, signal.SIGTSTP)
+    handler = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until continued
+    signal.signal(signal.SIGTSTP, handler)
+    _tell(conn, signal.SIGCONT)
 
 
 def _tell(conn: socket.socket, sig: int) -> None:

@@ -172,11 +172,24 @@ def _run(argv: list[str]) -> int:
     return 0
 
 
+#: Set while the worker's output may flow; cleared while its client is stopped (Ctrl-Z).
+_FLOWING = threading.Event()
+_FLOWING.set()
+
+
+class _HeldIO(io.FileIO):
+    """Standard output or error, held while the client is stopped."""
+
+    def write(self, data: Any, /) -> int:
+        _FLOWING.wait()
+        return super().write(data)
+
+
 def _stream(fd: int, mode: str, how: tuple[str, str, bool, bool] | None) -> Any:
     if how is None:
         return None
     encoding, errors, line_buffering, write_through = how
-    raw = io.FileIO(fd, mode, closefd=False)
+    raw = io.FileIO(fd, mode, closefd=False) if mode == "r" else _HeldIO(fd, mode, closefd=False)
     # write-through is how Python sets up an unbuffered stdout/stderr (-u, PYTHONUNBUFFERED):
     # then the text layer writes to the file itself, with no buffer in between
     buffered: Any = (io.BufferedReader(raw) if mode == "r" else raw if write_through
@@ -187,16 +200,21 @@ def _stream(fd: int, mode: str, how: tuple[str, str, bool, bool] | None) -> Any:
 
 def _forward(conn: socket.socket, done: threading.Event) -> None:
     """Signals the client was sent, to our process group; the client gone (killed, its
-    terminal closed) is a SIGHUP, as a terminal that closes sends one."""
+    terminal closed) is a SIGHUP, as a terminal that closes sends one. The client stopped
+    (SIGTSTP: Ctrl-Z) holds our output until it goes on (SIGCONT); any other signal, or the
+    client gone, lets it flow again (the run must be able to say it stops)."""
     while True:
         try:
             data = conn.recv(64)
         except OSError:
             data = b""
-        if done.is_set():
-            return
         for sig in data or bytes([signal.SIGHUP]):
-            os.killpg(os.getpgrp(), sig)
+            if sig == signal.SIGTSTP:
+                _FLOWING.clear()
+                continue
+            _FLOWING.set()
+            if sig != signal.SIGCONT and not done.is_set():
+                os.killpg(os.getpgrp(), sig)
         if not data:
             return
 

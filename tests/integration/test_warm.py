@@ -276,3 +276,60 @@ def test_a_gpu_run_asks_the_driver_once_started_before_the_parse(
     assert went_warm(r)
     assert len(asked()) == 4  # started early, then dropped when the parse failed
     assert list(temp.iterdir()) == []
+
+
+def _state(pid: int) -> str:
+    """The kernel's state letter of ``pid`` (T: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_ctrl_z_stops_the_client_and_holds_the_output_until_fg(proj: Path,
+                                                                runtime_dir: str) -> None:
+    """SIGTSTP (a terminal's Ctrl-Z) stops the client as a job, and the worker writes nothing
+    meanwhile (the run goes on in its container); SIGCONT (`fg`, `bg`) lets the output go on;
+    Ctrl-C then stops the run as ever. The client is in a process group of its own in our
+    session, as a shell puts a job (one in an orphaned group would not stop)."""
+    import fcntl
+    import select
+
+    start_server(runtime_dir)
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "train", "--",
+                          "echo started; i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"],
+                         cwd=proj, env=env_of(runtime_dir), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, process_group=0)
+    assert p.stdout is not None
+    out = p.stdout.fileno()
+    fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) | os.O_NONBLOCK)
+
+    def read_for(seconds: float) -> bytes:
+        got, deadline = b"", time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if select.select([out], [], [], left)[0]:
+                chunk = os.read(out, 1 << 16)
+                if not chunk:
+                    break
+                got += chunk
+        return got
+
+    try:
+        first = read_for(10)
+        assert first.startswith(b"started\n"), (first, p.poll())
+        os.kill(p.pid, signal.SIGTSTP)
+        deadline = time.monotonic() + 10
+        while _state(p.pid) != "T":
+            assert time.monotonic() < deadline, "the client did not stop"
+            time.sleep(0.05)
+        read_for(1)  # what was on its way before the hold
+        assert read_for(1.5) == b"", "the worker wrote while its client was stopped"
+        os.kill(p.pid, signal.SIGCONT)
+        resumed = read_for(3)
+        assert resumed.count(b"\n") >= 5, resumed
+        assert _state(p.pid) != "T"
+        os.killpg(p.pid, signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    assert not containers(proj)
+    assert records(proj)[-1]["status"] == "interrupted"
