@@ -301,9 +301,10 @@ def test_ctrl_z_stops_the_client_and_holds_the_output_until_fg(proj: Path,
     out = p.stdout.fileno()
     fcntl.fcntl(out, fcntl.F_SETFL, fcntl.fcntl(out, fcntl.F_GETFL) | os.O_NONBLOCK)
 
-    def read_for(seconds: float) -> bytes:
+    def read_for(seconds: float, until: bytes = b"") -> bytes:
+        """What the client printed within ``seconds`` (or until it printed ``until``)."""
         got, deadline = b"", time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
+        while (left := deadline - time.monotonic()) > 0 and not (until and until in got):
             if select.select([out], [], [], left)[0]:
                 chunk = os.read(out, 1 << 16)
                 if not chunk:
@@ -312,14 +313,17 @@ def test_ctrl_z_stops_the_client_and_holds_the_output_until_fg(proj: Path,
         return got
 
     try:
-        first = read_for(10)
+        first = read_for(60, until=b"started\n")
         assert first.startswith(b"started\n"), (first, p.poll())
         os.kill(p.pid, signal.SIGTSTP)
         deadline = time.monotonic() + 10
         while _state(p.pid) != "T":
             assert time.monotonic() < deadline, "the client did not stop"
             time.sleep(0.05)
-        read_for(1)  # what was on its way before the hold
+        deadline = time.monotonic() + 20  # what was on its way before the hold, however slow
+        while read_for(0.5):
+            assert time.monotonic() < deadline, "the worker kept writing while its client " \
+                "was stopped"
         assert read_for(1.5) == b"", "the worker wrote while its client was stopped"
         os.kill(p.pid, signal.SIGCONT)
         resumed = read_for(3)
