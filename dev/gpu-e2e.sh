@@ -97,23 +97,27 @@ bench_venv() {  # ~dltuser/bench, and dlt in a venv of its own
   chmod -R a+rX /opt/dlt-venv
 }
 
+warm_part() {  # where a warm start's time goes: its timeline, and the facts script's pieces
+  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
+  say "timeline of a warm dlt train --gpu 0 (bench/timeline.py)"
+  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
+  say "the facts round trip of a GPU run, piece by piece, nvidia-smi's queries too (bench/facts.py)"
+  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
+  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+}
+
 bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   say "bench/gpu.py"
   bench_venv
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
-  say "timeline of one dlt train --gpu 0 (cold, then warm) and --gpu none (bench/timeline.py)"
+  warm_part
+  say "timeline of one cold dlt train, --gpu 0 and --gpu none (bench/timeline.py)"
   printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
-  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
-  say "nvidia-smi's own start (NVML), 7 times each: dlt's two queries at once; --query-gpu alone; -q -x"
-  smi_times() { as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); $1 >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"; }
-  smi_times "{ nvidia-smi --query-gpu=index,memory.used --format=csv,noheader & nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader; wait; }"
-  smi_times "nvidia-smi --query-gpu=index,memory.used --format=csv,noheader"
-  smi_times "nvidia-smi -q -x"
-  say "the facts round trip of a GPU run, piece by piece (bench/facts.py)"
-  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu none"
   printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  say "nvidia-smi -q -x, 7 times (what a full query costs)"
+  as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); nvidia-smi -q -x >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"
   say "dev/gpu-startup.sh"
   bash dev/gpu-startup.sh
 }
@@ -122,12 +126,7 @@ start_part() {  # the start target alone, and where a warm start's time goes (sh
   say "bench/gpu.py: the start only"
   bench_venv
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs 0 --start-runs ${BENCH_RUNS:-9} --dlt /opt/dlt-venv/bin/dlt"
-  say "timeline of a warm dlt train --gpu 0 (bench/timeline.py)"
-  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
-  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
-  say "the facts round trip of a GPU run, piece by piece (bench/facts.py)"
-  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
-  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  warm_part
 }
 
 run() {

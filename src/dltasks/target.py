@@ -165,9 +165,15 @@ def local_endpoint(settings: Settings) -> Endpoint:
     return resolve(settings.docker_host, settings.source("docker_host"), local_view())
 
 
+def local_engine_addr(settings: Settings, endpoint: Endpoint | None = None) -> EngineAddr:
+    """How this machine's clients dial its engine (``endpoint``: :func:`local_endpoint`'s,
+    when already resolved)."""
+    return EngineAddr.of(endpoint or local_endpoint(settings), settings.engine_timeout)
+
+
 def local_target(c: Any, settings: Settings) -> Target:
     endpoint = local_endpoint(settings)
     return Target(name="local", kind=LOCAL, shell=Shell(c, sudo_password=settings.sudo_password),
                   settings=settings, endpoint=endpoint,
-                  resources=Resources(EngineAddr.of(endpoint, settings.engine_timeout)),
+                  resources=Resources(local_engine_addr(settings, endpoint)),
                   host_project_dir=str(settings.project_dir))

@@ -82,16 +82,15 @@ def start_early(argv: list[str]) -> None:
     if values is None:
         return
     try:
-        from ..engine import EngineAddr
         from ..gpumode import facts_early
         from ..gpus import NONE, parse_gpus
         from ..settings import resolve
-        from ..target import local_endpoint
+        from ..target import local_engine_addr
         from ._common import working_dir
 
         s = resolve(working_dir())
         if parse_gpus(values or None, default=s.gpus).mode != NONE:
-            facts_early(s, EngineAddr.of(local_endpoint(s), s.engine_timeout))
+            facts_early(s, local_engine_addr(s))
     except Exception:  # noqa: BLE001 - the command itself will say what is wrong, if anything
         return
 
