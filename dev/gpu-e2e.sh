@@ -79,8 +79,12 @@ PY
   py=$(command -v python3)
 }
 
+bench_env() {  # ~dltuser/bench/.env: the image, and DLT_TRAIN_CMD=$1 when given
+  { echo DLT_IMAGE=gpu-host/torch; [ -z "${1:-}" ] || echo "DLT_TRAIN_CMD=$1"; } > "$home/bench/.env"
+}
+
 bench_venv() {  # ~dltuser/bench, and dlt in a venv of its own
-  mkdir -p "$home/bench" && printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  mkdir -p "$home/bench" && bench_env
   chown -R dltuser: "$home/bench"
   # dlt as a tool in a venv of its own (what `pipx install dltasks` makes): its start-up
   # then pays none of the .pth hooks of the machine's torch venv (numba's alone: ~45 ms)
@@ -98,12 +102,12 @@ bench_venv() {  # ~dltuser/bench, and dlt in a venv of its own
 }
 
 warm_part() {  # where a warm start's time goes: its timeline, and the facts script's pieces
-  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
+  bench_env true
   say "timeline of a warm dlt train --gpu 0 (bench/timeline.py)"
   as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
   say "the facts round trip of a GPU run, piece by piece, nvidia-smi's queries too (bench/facts.py)"
   as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
-  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  bench_env
 }
 
 bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
@@ -112,10 +116,10 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
   warm_part
   say "timeline of one cold dlt train, --gpu 0 and --gpu none (bench/timeline.py)"
-  printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=true\n' > "$home/bench/.env"
+  bench_env true
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu none"
-  printf 'DLT_IMAGE=gpu-host/torch\n' > "$home/bench/.env"
+  bench_env
   say "nvidia-smi -q -x, 7 times (what a full query costs)"
   as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); nvidia-smi -q -x >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"
   say "dev/gpu-startup.sh"
