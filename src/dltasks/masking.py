@@ -1,4 +1,10 @@
-"""Secret masking: one rule for which names are secret, one way to hide their values."""
+"""Secret masking: one rule for which values are secret, one way to hide them.
+
+A value is secret when its name looks secret (``HF_TOKEN``, ``API_KEY``, ``DLT_SUDO_PASSWORD``)
+and, whatever its name, the password part of a URL (``postgres://u:pw@db/x``). Text we print or
+write (dry runs, records, logs) goes through :func:`scrub`, which hides both: the known secret
+values and any URL's password, even one we were never told about.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ _SECRET_NAME = re.compile(
     r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION)",
     re.IGNORECASE,
 )
+#: ``scheme://user:password@`` (RFC 3986 userinfo): group 1 keeps ``scheme://user:``, group 2 is
+#: the password, up to the last ``@`` before the host (passwords may hold ``@`` unescaped).
+_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/]*)@")
 
 
 def is_secret_name(name: str) -> bool:
@@ -21,19 +30,33 @@ def mask(value: str) -> str:
     return MASK if value else value
 
 
+def mask_urls(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL masked."""
+    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@" if m.group(2) else m.group(0),
+                             text)
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords inside the URLs of ``text``."""
+    return [m.group(2) for m in _URL_PASSWORD.finditer(text) if m.group(2)]
+
+
 def mask_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` with the values of secret-looking names masked."""
-    return {k: (mask(v) if is_secret_name(k) else v) for k, v in env.items()}
+    """A copy of ``env`` with secret-looking names' values masked, and URL passwords in all."""
+    return {k: (mask(v) if is_secret_name(k) else mask_urls(v)) for k, v in env.items()}
 
 
 def secret_values(env: Mapping[str, str]) -> list[str]:
-    """The values to scrub from any text we print or write (longest first, 4+ chars)."""
+    """The values to scrub from any text we print or write (longest first, 4+ chars): those of
+    secret-looking names, and every URL password in any value."""
     vals = {v for k, v in env.items() if is_secret_name(k) and len(v) >= 4}
+    vals.update(p for v in env.values() for p in url_passwords(v) if len(p) >= 4)
     return sorted(vals, key=len, reverse=True)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret value in ``text`` with the mask."""
+    """Replace every occurrence of each secret value in ``text``, and every URL's password,
+    with the mask."""
     for s in secrets:
         text = text.replace(s, MASK)
-    return text
+    return mask_urls(text)

@@ -32,6 +32,8 @@ What counts as a path, and what happens to it (user-facing rules):
    whitespace, a quote or one of ``,;:|&<>()[]{}*?$\\``.
 6. A whole value (an argument, an env value, a config string) that starts with ``/`` and holds
    no list and no second path or option is one path, spaces included (``/home/me/My Data``).
+7. The command itself (``DLT_TRAIN_CMD``, ``shell --cmd``) is scanned as text (rule 5), word by
+   word: its paths are mapped and refused like every other path.
 """
 
 from __future__ import annotations
@@ -39,37 +41,58 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from .configs import FORMATS, format_for, map_text, rewrite_config
 from .errors import DltError
 from .pathmap import (
     SYSTEM_PREFIXES,
+    Hit,
     Kind,
     Mapped,
     PathMap,
+    Resolution,
     Root,
     Unmapped,
     apply,
     covering_folder,
     iter_resolved,
     make_root,
+    scan,
     suggestion,
 )
 
 __all__ = [
     "FORMATS", "SYSTEM_PREFIXES", "Mapped", "PathMap", "Root", "Unmapped", "covering_folder",
-    "find_configs", "format_for", "make_root", "map_args", "map_env", "map_text", "map_value",
-    "rewrite_config", "suggestion", "unmapped_message",
+    "find_configs", "format_for", "make_root", "map_args", "map_command", "map_env", "map_text",
+    "map_value", "rewrite_config", "suggestion", "unmapped_message",
 ]
 
 
 def map_value(value: str, pathmap: PathMap, *, where: str) -> tuple[str, list[Unmapped]]:
     """One string (an argument, an env value) with its host paths mapped."""
+    return _map_hits(value, iter_resolved(value, pathmap), pathmap, where)
+
+
+def map_command(command: str, pathmap: PathMap, *,
+                where: str = "DLT_TRAIN_CMD") -> tuple[str, list[Unmapped]]:
+    """A command string (``DLT_TRAIN_CMD``, ``shell --cmd``) with its host paths mapped.
+
+    The command is scanned word by word, as text is (rule 5): ``python /home/me/p/train.py
+    --out=/home/me/p/outputs`` maps both paths; ``/opt/venv/bin/python train.py`` is a path
+    and a word, never one path with a space (rule 6 is for single values, not commands).
+    Unmapped paths are named ``where``.
+    """
+    hits = [(h, pathmap.resolve(h.path)) for h in scan(command)]
+    return _map_hits(command, hits, pathmap, where)
+
+
+def _map_hits(value: str, hits: Iterable[tuple[Hit, Resolution]], pathmap: PathMap,
+              where: str) -> tuple[str, list[Unmapped]]:
     spans: list[tuple[int, int, str]] = []
     unmapped: dict[str, Unmapped] = {}
-    for hit, res in iter_resolved(value, pathmap):
+    for hit, res in hits:
         if res.kind is Kind.MAPPED and res.new is not None and res.new != hit.path:
             spans.append((hit.start, hit.end, res.new))
         elif res.kind is Kind.UNMAPPED and hit.path not in unmapped:

@@ -34,12 +34,13 @@ from .paths import (
     Unmapped,
     find_configs,
     map_args,
+    map_command,
     map_env,
     rewrite_config,
     unmapped_message,
 )
 from .records import RUNS_DIR
-from .settings import Settings
+from .settings import PREFIX, Settings
 
 DATA, OUTPUTS = "/data", "/outputs"
 #: HOME for runs as the invoking user (whose uid has no home in the image): always writable.
@@ -157,6 +158,7 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
         run_dir, host_run_dir = run_dir / part, posixpath.join(host_run_dir, part)
     mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]
     plan = RunPlan(run_id, run_dir, pathmap, RunSpec(image=image, command=()))
+    private_run_dir(local.project_dir / RUNS_DIR / run_id)
 
     exclude = [RUNS_DIR + "/**", ".git/**"]
     out_root = next((r for r in pathmap.roots if r.name == "outputs"), None)
@@ -173,9 +175,18 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
                                 posixpath.join(host.workdir, rel), True))
         else:
             dest.unlink(missing_ok=True)
+    if facts.project_dir == str(local.project_dir):  # the code folder is this one: its .env
+        for rel, _ in dotenv_copies(local.project_dir, run_dir / "configs",
+                                       [rel for rel, _ in plan.configs]):
+            mounts = [m for m in mounts if m.target != posixpath.join(host.workdir, rel)]
+            mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel),
+                                posixpath.join(host.workdir, rel), True))
 
+    command, bad_command = map_command(req.command, pathmap, where=_COMMAND_NAME.get(
+        req.kind, "the command"))
     args, bad_args = map_args(list(req.args), pathmap)
     env, bad_env = map_env(dict(host.container_env), pathmap)
+    plan.unmapped.extend(bad_command)
     plan.unmapped.extend(bad_args)
     plan.unmapped.extend(bad_env)
     if plan.unmapped and not req.allow_unmapped:
@@ -196,13 +207,64 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
               LABEL_HOST: facts.name, LABEL_STARTED: started, LABEL_GPUS: req.gpus.describe(),
               LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id)}
     plan.spec = RunSpec(
-        image=image, command=command_argv(req.command, tuple(args)), gpus=req.gpus,
+        image=image, command=command_argv(command, tuple(args)), gpus=req.gpus,
         mounts=tuple(mounts), env=env, workdir=host.workdir,
         user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
         shm_size=host.shm_size, labels=labels,
         name=f"dlt-{host.project}-{run_id}" + (f"-{part}" if part else ""),
         interactive=req.interactive)
     return plan
+
+
+#: What the user calls the command of each kind of run, in messages about its paths.
+_COMMAND_NAME = {"train": "DLT_TRAIN_CMD", "shell": "shell --cmd"}
+
+
+def private_run_dir(path: Path) -> None:
+    """A run's record folder, readable by its user alone: it holds the run's configs, its
+    output and (for Slurm) the file its variables travel in."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def dotenv_without_settings(text: str) -> str:
+    """A ``.env`` text without its ``DLT_*`` lines (dltasks' own settings, such as
+    ``DLT_SUDO_PASSWORD``, which the user's code has no business reading); every other line,
+    comment and blank kept byte for byte (multi-line values included)."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    out = []
+    for b in parse_stream(io.StringIO(text)):
+        line = b.original.string
+        if (b.key or "").startswith(PREFIX):  # its blank lines before it stay
+            lead = line[:len(line) - len(line.lstrip(" \t\r\n"))]
+            line = lead[:lead.rfind("\n") + 1]
+        out.append(line)
+    return "".join(out)
+
+
+def dotenv_copies(project_dir: Path, dest_dir: Path,
+                  rewritten: Sequence[str] = ()) -> list[tuple[str, Path]]:
+    """(name, filtered copy) of each ``.env``/``.env.*`` file of the project that holds a
+    ``DLT_*`` line: the copy, written under ``dest_dir``, is mounted over the original in the
+    container. ``rewritten``: files already rewritten there as configs (filtered in place)."""
+    out = []
+    for src in sorted(project_dir.glob(".env*")):
+        name = src.name
+        if not (name == ".env" or name.startswith(".env.")) or not src.is_file():
+            continue
+        dest = dest_dir / name
+        text = (dest if name in rewritten else src).read_text(encoding="utf-8",
+                                                               errors="surrogateescape")
+        kept = dotenv_without_settings(text)
+        if kept == text and name not in rewritten:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_text(kept, encoding="utf-8", errors="surrogateescape")
+        out.append((name, dest))
+    return out
 
 
 def mapping_table(pathmap: PathMap, remote: bool) -> str:

@@ -340,3 +340,56 @@ def test_tilde_in_a_host_setting_is_the_host_logins_home(tmp_path: Path) -> None
     data = next(r for r in pm.roots if r.name == "data")
     assert (data.local, data.host, data.container) == ("/home/me/data", "/home/u/datasets",
                                                        "/data")
+
+
+def test_plan_maps_paths_in_the_command_itself(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    out, proj = tmp_path / "out", s.project_dir
+    p = plan(s, RunRequest("train", f"python {proj}/main.py --out {out} --ckpt {out}/c/"))
+    assert p.spec.command == ("python", "/workspace/main.py", "--out", "/outputs",
+                              "--ckpt", "/outputs/c/")
+    opt = plan(s, RunRequest("train", f"python main.py --ckpt={out}/c"))
+    assert opt.spec.command == ("sh", "-c", "python main.py --ckpt=/outputs/c")
+    shell = plan(s, RunRequest("train", f"python main.py > {out}/log.txt", args=("a",)))
+    assert shell.spec.command == ("sh", "-c", 'python main.py > /outputs/log.txt "$@"', "sh", "a")
+    # a program path and a word are two words, not one path with a space in it
+    venv = plan(s, RunRequest("train", "/usr/local/bin/python main.py"))
+    assert venv.spec.command == ("/usr/local/bin/python", "main.py")
+
+
+@pytest.mark.parametrize(("kind", "name"), [("train", "DLT_TRAIN_CMD"),
+                                            ("shell", "shell --cmd")])
+def test_plan_refuses_an_unmapped_path_in_the_command(tmp_path: Path, kind: str,
+                                                      name: str) -> None:
+    s = plan_project(tmp_path)
+    with pytest.raises(DltError) as e:
+        plan(s, RunRequest(kind, f"python main.py --table {ELSEWHERE}"))
+    msg = one_line(e)
+    assert f"{ELSEWHERE} ({name})" in msg and "--allow-unmapped" in msg
+
+
+def test_plan_run_folder_is_private(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    p = plan(s, RunRequest("train", "python main.py"))
+    assert (p.run_dir.stat().st_mode & 0o777) == 0o700
+
+
+def test_plan_mounts_env_files_without_dlt_lines(tmp_path: Path) -> None:
+    dotenv = "# settings\nDLT_SUDO_PASSWORD=pw-1\nHF_TOKEN=tok\nexport DLT_GPUS=none\n"
+    s = plan_project(tmp_path, dotenv=dotenv)
+    (s.project_dir / ".env.gpu1").write_text("A=1\n")            # no DLT_ line: not mounted
+    (s.project_dir / ".envrc").write_text("DLT_X=1\n")           # not a dotenv file of ours
+    p = plan(s, RunRequest("train", "python main.py"))
+    copy = p.run_dir / "configs" / ".env"
+    assert copy.read_text() == "# settings\nHF_TOKEN=tok\n"
+    assert Mount(str(copy), "/workspace/.env", True) in p.spec.mounts
+    assert not any(m.target in ("/workspace/.env.gpu1", "/workspace/.envrc")
+                   for m in p.spec.mounts)
+    assert (s.project_dir / ".env").read_text() == dotenv          # the original untouched
+
+
+def test_plan_env_overlay_only_where_the_code_folder_is_this_one(tmp_path: Path) -> None:
+    s = plan_project(tmp_path, dotenv="DLT_SUDO_PASSWORD=pw-1\n")
+    facts = HostFacts("gpu1", "/home/u/dltasks/proj", "1000:1000", "/home/u")
+    p = plan(s, RunRequest("train", "python main.py"), facts=facts)
+    assert not any(m.target == "/workspace/.env" for m in p.spec.mounts)
