@@ -54,11 +54,11 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int,
             with contextlib.suppress(Exception):
                 engine.resize(run.cid, height=size.lines, width=size.columns)
 
+        old = None
         if os.isatty(stdin_fd):
             resize()
-            old = signal.signal(signal.SIGWINCH, resize)
-        else:
-            old = None
+            if not runner.ignored(signal.SIGWINCH):  # ignored stays ignored
+                old = signal.signal(signal.SIGWINCH, resize)
         try:
             with _raw_terminal(stdin_fd):
                 _pump(run.stream, stdin_fd)

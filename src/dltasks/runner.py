@@ -87,15 +87,24 @@ def _start_message(host: str, text: str, spec: RunSpec) -> str:
     return f"{where} could not start the container: {text.strip().splitlines()[0]}"
 
 
+def ignored(sig: int) -> bool:
+    """Whether ``sig`` is ignored here (SIG_IGN, as ``nohup`` leaves SIGHUP): such a signal
+    gets no handler of ours, so it stays ignored."""
+    return signal.getsignal(sig) == signal.SIG_IGN
+
+
 @contextlib.contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
-    """Deliver SIGTERM and SIGHUP as an exception in the main thread while a run is attached."""
+    """Deliver SIGTERM and SIGHUP as an exception in the main thread while a run is attached.
+    One that is ignored (``nohup``: SIGHUP) stays ignored: the run goes on."""
 
     def raise_(signum: int, frame: Any) -> None:
         raise _Terminated(signum)
 
     old = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
+        if ignored(sig):
+            continue
         try:
             old[sig] = signal.signal(sig, raise_)
         except ValueError:  # not the main thread

@@ -34,6 +34,11 @@ class CmdResult:
         return " | ".join(line.strip() for line in lines[-n:])
 
 
+def exit_code(returncode: int) -> int:
+    """A child's return code as a shell says it: death by signal N (Python's -N) is 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
 def quote(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
@@ -58,10 +63,15 @@ class Shell:
         text = cmd if isinstance(cmd, str) else quote(cmd)
         r = self.c.run(text, hide=not stream, warn=True, in_stream=False, pty=pty,
                        env=dict(env or {}), timeout=timeout)
-        res = CmdResult(text, r.exited, r.stdout, r.stderr)
+        res = CmdResult(text, self._code(r.exited), r.stdout, r.stderr)
         if check and not res.ok:
             raise DltError(f"`{text}` failed on {self.host} (exit {res.code}): {res.tail()}")
         return res
+
+    def _code(self, exited: int) -> int:
+        """invoke's exit code as ours: a local child's -N is 128+N. A remote one's -1 is
+        SSH's "no status" (paramiko keeps no exit signal): left as it is."""
+        return exited if getattr(self.c, "host", None) else exit_code(exited)
 
     def is_root(self) -> bool:
         """Whether we log in as root (asked once: every sudo() needs it)."""
@@ -92,7 +102,7 @@ class Shell:
                             env=env)
         r = self.c.sudo(text, hide=not stream, warn=True, in_stream=False,
                         password=self.sudo_password, env=dict(env or {}))
-        res = CmdResult(text, r.exited, r.stdout, r.stderr)
+        res = CmdResult(text, self._code(r.exited), r.stdout, r.stderr)
         if check and not res.ok:
             raise DltError(f"`sudo {text}` failed on {self.host} (exit {res.code}): {res.tail()}")
         return res
@@ -106,8 +116,8 @@ class Pending:
 
     def result(self, input: bytes | None = None) -> CmdResult:
         out, err = self.proc.communicate(input)
-        return CmdResult(quote(self.argv), self.proc.returncode, out.decode(errors="replace"),
-                         err.decode(errors="replace"))
+        return CmdResult(quote(self.argv), exit_code(self.proc.returncode),
+                         out.decode(errors="replace"), err.decode(errors="replace"))
 
 
 def local_start(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,

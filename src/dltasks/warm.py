@@ -8,7 +8,9 @@ over a unix socket in a private (0700) folder and hand it their argv, working fo
 environment, umask and the stdin/stdout/stderr file descriptors themselves; the server forks
 a worker that runs the command as ``dlt`` would have, in this process's place: its output
 goes straight to our terminal or pipe, the signals we get (Ctrl-C, SIGTERM, a closed terminal,
-a resized window) go to the worker's process group, and its exit code is ours. Ctrl-Z stops
+a resized window) go to the worker's process group, and its exit code is ours (128+N when it
+was killed by signal N: the server, its parent, says so). A signal we ignore (``nohup``'s
+SIGHUP) is ignored by the worker too, and never passed on. Ctrl-Z stops
 us as a job and holds the worker's output until `fg` or `bg`. Spring (for
 Rails) and dmypy do the same for the same reason.
 
@@ -160,13 +162,17 @@ def run_warm(argv: list[str]) -> int | None:
 def _hand_over(conn: socket.socket, argv: list[str], cwd: str) -> int | None:
     mask = os.umask(0)
     os.umask(mask)
+    ignored = [sig for sig in (*FORWARDED, signal.SIGTSTP)
+               if signal.getsignal(sig) == signal.SIG_IGN]
     request = marshal.dumps({"argv": list(argv), "cwd": cwd, "env": dict(os.environ),
-                             "umask": mask, "stdio": [_stdio(s) for s in
-                                                      (sys.stdin, sys.stdout, sys.stderr)]})
+                             "umask": mask, "ignored": ignored,
+                             "stdio": [_stdio(s) for s in (sys.stdin, sys.stdout, sys.stderr)]})
     old = {}
     for sig in FORWARDED:  # from now on, what we are sent goes to the worker
-        old[sig] = signal.signal(sig, lambda n, _f: _tell(conn, n))
-    old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda _n, _f: _suspend(conn))
+        if sig not in ignored:  # ignored stays ignored (nohup): no forwarder takes its place
+            old[sig] = signal.signal(sig, lambda n, _f: _tell(conn, n))
+    if signal.SIGTSTP not in ignored:
+        old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, lambda _n, _f: _suspend(conn))
     try:
         try:
             data = _CODE.pack(len(request)) + request
@@ -183,7 +189,7 @@ def _hand_over(conn: socket.socket, argv: list[str], cwd: str) -> int | None:
             answer = b""
         if len(answer) < _CODE.size:
             print("dlt: error: the warm dlt server's worker ended without an exit code "
-                  "(killed?); run again, or set DLT_WARM=0", file=sys.stderr)
+                  "(the server killed?); run again, or set DLT_WARM=0", file=sys.stderr)
             return 1
         return int(_CODE.unpack(answer)[0])
     finally:

@@ -5,7 +5,8 @@
 is single-threaded, so a fork is a plain copy of an idle interpreter. Each worker becomes the
 client's stand-in (its stdio, folder, environment, umask, argv), runs the command with
 invoke's Program as ``dlt`` would, and reports its exit code once everything at exit has run.
-Zombies are reaped by the kernel (SIGCHLD ignored here; a worker puts it back, or its
+A worker killed by a signal reports nothing: the server, its parent, reaps it and sends its
+client 128+N, as a shell would say (a worker puts SIGCHLD back to the default, or its
 subprocesses' exit codes would be lost).
 """
 
@@ -47,7 +48,7 @@ def serve(path: str, idle: float = IDLE_S) -> None:
     # server's pages; each worker starts from a frozen heap
     gc.collect()
     gc.freeze()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.chdir("/")  # not the first client's folder, which a test or a user may delete
@@ -63,6 +64,8 @@ def serve(path: str, idle: float = IDLE_S) -> None:
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
+                if _WORKERS:  # still running: who else would tell their clients a signal?
+                    continue
                 return
             _serve_one(listener, conn)
     finally:
@@ -89,12 +92,48 @@ def _serve_one(listener: socket.socket, conn: socket.socket) -> None:
         conn.close()
         return
     conn.settimeout(None)
-    if os.fork() == 0:
-        listener.close()
-        raise _Work(conn, request, fds)
-    conn.close()
+    # no reaping between the fork and the worker's entry in _WORKERS
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            for other in _WORKERS.values():  # other clients' connections are not the worker's
+                other.close()
+            _WORKERS.clear()
+            raise _Work(conn, request, fds)
+        _WORKERS[pid] = conn  # kept: the worker's end, should it die with no word
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     for fd in fds:
         os.close(fd)
+
+
+#: The running workers (pid) and their clients' connections, for :func:`_reap`.
+_WORKERS: dict[int, socket.socket] = {}
+
+
+def _reap(_signum: int = 0, _frame: Any = None) -> None:
+    """SIGCHLD: collect ended workers. One killed by signal N (it could not say so itself)
+    gets 128+N sent to its client; one that exited has said its code already (the client
+    reads the first one only)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = _WORKERS.pop(pid, None)
+        if conn is None:
+            continue
+        try:
+            if os.WIFSIGNALED(status):
+                conn.sendall(_CODE.pack(128 + os.WTERMSIG(status)))
+        except OSError:
+            pass
+        finally:
+            conn.close()
 
 
 def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -128,9 +167,12 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
 def work(job: _Work) -> None:
     """Become the client's stand-in and run its command; never returns (SystemExit)."""
     conn, req = job.conn, job.request
+    # what the client ignores (nohup: SIGHUP) stays ignored here, as in a cold `dlt`
+    ignored = set(req.get("ignored", ()))
     for sig in (signal.SIGCHLD, signal.SIGHUP, signal.SIGTERM, *FORWARDED):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(sig, signal.SIG_IGN if sig in ignored else signal.SIG_DFL)
+    if signal.SIGINT not in ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setpgid(0, 0)  # a group of our own: forwarded signals reach our children, as a tty's
     for i, fd in enumerate(job.fds):
         os.dup2(fd, i)
@@ -144,7 +186,7 @@ def work(job: _Work) -> None:
     os.chdir(req["cwd"])
     sys.argv = list(req["argv"])
     done = threading.Event()
-    threading.Thread(target=_forward, args=(conn, done), daemon=True,
+    threading.Thread(target=_forward, args=(conn, done, ignored), daemon=True,
                      name="dlt-warm-signals").start()
     atexit.register(_report, conn, done)  # registered first: runs last, after the run's own
     conn.sendall(_STARTED)
@@ -198,11 +240,12 @@ def _stream(fd: int, mode: str, how: tuple[str, str, bool, bool] | None) -> Any:
                             line_buffering=line_buffering, write_through=write_through)
 
 
-def _forward(conn: socket.socket, done: threading.Event) -> None:
+def _forward(conn: socket.socket, done: threading.Event, ignored: set[int]) -> None:
     """Signals the client was sent, to our process group; the client gone (killed, its
     terminal closed) is a SIGHUP, as a terminal that closes sends one. The client stopped
     (SIGTSTP: Ctrl-Z) holds our output until it goes on (SIGCONT); any other signal, or the
-    client gone, lets it flow again (the run must be able to say it stops)."""
+    client gone, lets it flow again (the run must be able to say it stops). A signal the
+    client ignores is never sent (nohup: a client gone is no hang-up)."""
     while True:
         try:
             data = conn.recv(64)
@@ -213,7 +256,7 @@ def _forward(conn: socket.socket, done: threading.Event) -> None:
                 _FLOWING.clear()
                 continue
             _FLOWING.set()
-            if sig != signal.SIGCONT and not done.is_set():
+            if sig != signal.SIGCONT and sig not in ignored and not done.is_set():
                 os.killpg(os.getpgrp(), sig)
         if not data:
             return

@@ -116,6 +116,6 @@ def test_early_gpus_reads_a_train_command_line_without_invoke() -> None:
     assert early_gpus(["dlt", "train", "-d", "--", "--gpu", "7"]) == []  # the command's own
     for argv in (["dlt", "runs"], ["dlt"], ["dlt", "train", "--slurm", "--gpu", "0"],
                  ["dlt", "train", "-l"], ["dlt", "train", "--nnodes", "2"],
-                 ["dlt", "train", "--nnodes=2"], ["dlt", "train", "-e", "2"],
+                 ["dlt", "train", "--nnodes=2"], ["dlt", "train", "-h"],
                  ["dlt", "train", "--help"]):
         assert early_gpus(argv) is None, argv

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Exit, task
+from invoke import Exit, Task, task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,14 +30,44 @@ def program_argv() -> list[str]:
 atexit.register(gc.freeze)
 
 
+class DltTask(Task):  # type: ignore[type-arg]
+    """A task whose flags get a short name only where ``short`` gives one.
+
+    invoke would give every flag one (its first free letter): `train -h` was `--share`, so a
+    user asking for help started a run. With none made up, ``-h`` is help on every task; the
+    short names we do give are reviewed in tests/unit/test_flags.py.
+    """
+
+    def __init__(self, body: Callable[..., Any], *, short: dict[str, str] | None = None,
+                 **kwargs: Any) -> None:
+        kwargs["auto_shortflags"] = False
+        super().__init__(body, **kwargs)
+        self.short = dict(short or {})
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        letter = self.short.get(name)
+        if letter:
+            opts["names"] = [*opts["names"], letter]
+        return opts
+
+
 def dlt_task(*args: Any, **kwargs: Any) -> Any:
-    """``invoke.task`` whose user errors (DltError) end as one line and an exit code."""
+    """``invoke.task`` whose user errors (DltError) end as one line and an exit code.
+
+    ``short={"flag": "x"}`` gives a flag its short name (none otherwise, see :class:`DltTask`).
+    """
 
     def wrap(fn: F) -> Any:
+        wanted = _positionals(fn)
+
         @functools.wraps(fn)
         def body(c: Any, *a: Any, **kw: Any) -> Any:
             from ..errors import DltError
 
+            if any(v in _HELP for v in (*a, *(kw.get(n) for n in wanted))):
+                _task_help(fn.__name__.replace("_", "-"))
+                return None
             remote = bool(getattr(c, "host", None)) and hasattr(c, "open")
             try:
                 try:
@@ -80,12 +110,35 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
                     raise Exit(summary(), code=1)
             return result
 
-        return task(*args, **kwargs)(body)
+        return task(*args, klass=DltTask, **kwargs)(body)
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         fn, args = args[0], ()
         return wrap(fn)
     return wrap
+
+
+#: What asks for help, given where a task waits for a positional value (`dlt stop -h`).
+_HELP = ("-h", "--help")
+
+
+def _positionals(fn: Callable[..., Any]) -> list[str]:
+    """The names of ``fn``'s positional task arguments (those with no default)."""
+    import inspect
+
+    params = list(inspect.signature(fn).parameters.values())[1:]  # the context first
+    return [p.name for p in params if p.default is inspect.Parameter.empty]
+
+
+def _task_help(name: str) -> None:
+    """Print task ``name``'s help as ``inv --help NAME`` does. invoke's parser hands a task
+    that waits for a positional value (`stop RUN`) the ``-h`` itself, as that value."""
+    from invoke import Program
+
+    from . import ns
+
+    binary = "dlt" if PROGRAM_ARGV else os.path.basename(sys.argv[0]) or "inv"
+    Program(namespace=ns, name=binary, binary=binary).run([binary, "--help", name], exit=False)
 
 
 def project_dir(c: Any) -> Path:

@@ -41,7 +41,7 @@ def _probe_on_host(target: Any) -> str:
     return res.stdout.strip().splitlines()[-1]
 
 
-@dlt_task(iterable=["gpu"], help={
+@dlt_task(iterable=["gpu"], short={"gpu": "g"}, help={
     "gpu": "GPU ids to test (repeatable or 0,1), free:N, or all. Default: DLT_GPUS (auto/none: "
            "all).",
     "image": "Image to test instead of the project image.",

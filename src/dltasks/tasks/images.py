@@ -37,7 +37,7 @@ def extend_image(c: Any, force: bool = False, print: bool = False,
         images.ensure_project_image(t, t.settings, force=force)
 
 
-@dlt_task(iterable=["build_arg", "label"], help={
+@dlt_task(iterable=["build_arg", "label"], short={"tag": "t", "dockerfile": "f"}, help={
     "path": "Build context folder (default: the project folder); .dockerignore is honoured.",
     "dockerfile": "Dockerfile, relative to the context (default DLT_DOCKERFILE, Dockerfile).",
     "tag": "Image tag (default <project>-build:latest).",

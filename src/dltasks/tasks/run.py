@@ -51,8 +51,10 @@ def _remainder(c: Any) -> list[str]:
     return argv[argv.index("--") + 1:]
 
 
-#: Flags after which `train` asks no GPU facts of this host (Slurm, a multi-host job, help).
-_NO_EARLY = frozenset({"--slurm", "-l", "--nnodes", "-e", "--help"})
+#: Flags after which `train` asks no GPU facts of this host (Slurm, a multi-host job), and
+#: invoke's core flags that run nothing (help, the task list). train has no short flag of
+#: these (tests/unit/test_flags.py): -h and -l are invoke's.
+_NO_EARLY = frozenset({"--slurm", "--nnodes", "--help", "-h", "--list", "-l"})
 
 
 def early_gpus(argv: list[str]) -> list[str] | None:
@@ -123,7 +125,7 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         raise Exit(code=code)
 
 
-@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], help={
+@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], short={"gpu": "g", "detach": "d"}, help={
     **_RUN_HELP,
     "nnodes": "One job across this many hosts (fab -H gpu1,gpu2, or DLT_HOSTS): torchrun on "
               "each, one run id, supervised as a whole.",
@@ -234,7 +236,7 @@ _SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root
                                                           "allow_unmapped", "share", "wait")}
 
 
-@dlt_task(iterable=["gpu"], optional=["wait"],
+@dlt_task(iterable=["gpu"], optional=["wait"], short={"gpu": "g"},
           help={**_SHELL_HELP, "cmd": "Shell to start (default: bash, else sh)."})
 def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = False,
           allow_unmapped: bool = False, cmd: str = "", share: bool = False,
@@ -245,7 +247,7 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
             allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait)
 
 
-@dlt_task(help={"all": "Include runs of every project on this engine."})
+@dlt_task(short={"all": "a"}, help={"all": "Include runs of every project on this engine."})
 def ps(c: Any, all: bool = False) -> None:
     """List this project's runs on the engine (running and finished detached runs)."""
     from ..runlist import find_runs, settle
@@ -262,7 +264,8 @@ def ps(c: Any, all: bool = False) -> None:
         _slurm_jobs(target)
 
 
-@dlt_task(help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on).",
+@dlt_task(short={"follow": "f"},
+          help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on).",
                 "node": "A job's node (its rank) whose output to show."})
 def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
     """Show a run's output (from its start); --follow streams it live."""
