@@ -5,7 +5,9 @@
 driver's account, turns the selection into the GPUs the run gets (:mod:`dltasks.gpuclaims`),
 and keeps the lock until the container has started (``Claimed.release``), so the next run
 sees it. With ``wait`` it waits, the lock let go, until the GPUs are free, with a live status
-line. A run without GPUs takes no lock.
+line: the lock is taken only for each look, so other runs take free GPUs meanwhile. Each
+taking of the lock is bounded by DLT_LOCK_TIMEOUT (:mod:`dltasks.gpulock`), ``--wait`` or
+not. A run without GPUs takes no lock.
 """
 
 from __future__ import annotations

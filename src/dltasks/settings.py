@@ -150,6 +150,9 @@ class Settings:
                             "remote host, its user's.")
     engine_timeout: int = _key(120, "int", "Seconds to wait for the engine's answer to one "
                                "call (not for a run's output).")
+    lock_timeout: int = _key(60, "int", "Seconds a GPU run waits for the host's GPU lock "
+                             "(held while another run picks its GPUs and starts) before giving "
+                             "up with the holder's name.")
     remote_dir: str = _key("~/dltasks/{project}", "str", "Folder on a remote host that `sync` "
                            "mirrors the project into.")
     sudo_password: str = _key("", "str", "Password for sudo on the target host, when it asks "

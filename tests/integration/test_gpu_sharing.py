@@ -285,13 +285,68 @@ def test_lock_file_is_usable_by_every_user(users: tuple[User, User]) -> None:
     fd = os.open(path, os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
-    assert os.stat(path).st_mode & 0o777 == 0o666
+    assert os.stat(path).st_mode & 0o444 == 0o444   # made 0644 now (0666 by older versions)
     a, _ = users
     r = subprocess.run(["runuser", "-u", a.name, "--", "/usr/bin/python3", "-c",
                         f"import fcntl, os; fd = os.open({path!r}, os.O_RDONLY); "
                         "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('ok')"],
                        capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_waiter_does_not_hold_the_lock_while_it_waits(
+        gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path) -> None:
+    root_project(project, gpu_engine, base_image)
+    env = {**path_env(smi), "DLT_LOCK_TIMEOUT": "10"}
+    r = dlt("train", "--gpu", "free:3", "--detach", cwd=project, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    waiter = subprocess.Popen([*_dlt_argv(), "train", "--gpu", "free:2", "--detach", "--wait",
+                               "300"], cwd=project, env=_env(env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_text(waiter, "waiting for --gpu free:2")
+        # the free GPU goes to the next run at once: the waiter does not sit on the lock
+        t0 = time.monotonic()
+        r = dlt("train", "--gpu", "free:1", "--detach", cwd=project, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert "waiting for the GPU lock" not in r.stderr and time.monotonic() - t0 < 30
+        assert held(gpu_engine)[r.stdout.split()[0]][0] == "3"
+        assert waiter.poll() is None                         # still waiting for its two
+    finally:
+        waiter.kill()
+        waiter.wait()
+
+
+def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
+        gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path,
+        users: tuple[User, User]) -> None:
+    from dltasks.gpulock import lock_path
+
+    root_project(project, gpu_engine, base_image)
+    a, _ = users
+    hold = ("import fcntl, os, sys\n"
+            f"fd = os.open({lock_path()!r}, os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n")
+    holder = subprocess.Popen(["runuser", "-u", a.name, "--", "/usr/bin/python3", "-c", hold],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        r = dlt("train", "--gpu", "free:1", "--detach", cwd=project,
+                env={**path_env(smi), "DLT_LOCK_TIMEOUT": "2"}, timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert r.returncode == 75, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert lines[0] == ("dlt: waiting for the GPU lock on local (another GPU run is starting "
+                        "there; giving up after 2s, DLT_LOCK_TIMEOUT)...")
+    assert lines[1].startswith(f"dlt: error: the GPU lock {lock_path()} on local is still held "
+                               f"by {a.name} (pid ") and len(lines) == 2, r.stderr
+    assert "python3) after 2s: " in lines[1] and took < 30
+    assert not held(gpu_engine)
 
 
 def test_gpus_shows_who_holds_what(gpu_engine: GpuEngine, base_image: str,
