@@ -632,9 +632,10 @@ def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
         torch_image: str, project: Path, slurm_lab: dict[str, str]) -> None:
     """HF_TOKEN and a URL with a password in .env, docker runtime on two nodes: while the job
     runs, `ps -ww -eo args` (what every user of a node sees, whole lines) never shows a
-    value; job.sbatch and node.sh hold none; the values are in runs/<id>/container.env, 0600 in a 0700 folder, and
-    every file of the run holding one is the user's alone; the containers still get them
-    (they write their hashes); `train --slurm --dry-run` prints none."""
+    value; job.sbatch and node.sh hold none; the values are in runs/<id>/container.env, 0600
+    in a 0700 folder, and every file of the run holding one is the user's alone; the
+    containers still get them (they write their hashes); `train --slurm --dry-run` prints
+    none."""
     import hashlib
 
     (project / "probe.py").write_text(ENV_PROBE)
