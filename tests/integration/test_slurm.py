@@ -196,6 +196,11 @@ def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Pa
         (["--partition", "nope"], "dlt: error: Slurm on local has no partition 'nope' ("),
         (["--gpus-per-node", "3"], "dlt: error: no node set on local offers 3 GPU(s) per node"),
         (["--sbatch", "=x"], "dlt: error: --sbatch '=x': write KEY=VALUE"),
+        (["--partition", "debug\nhostname"], "dlt: error: --partition (or DLT_SLURM_PARTITION) "
+         "'debug\\nhostname' holds a control character ('\\n'), which cannot go into a "
+         "Slurm batch script: write the value on one line"),
+        (["--sbatch", "comment=a\rb"], "dlt: error: --sbatch (or DLT_SLURM_SBATCH) "
+         "'comment=a\\rb' holds a control character ('\\r')"),
     ]
     for flags, start in cases:
         r = dlt("train", "--slurm", *flags, cwd=project, env=slurm_lab)
@@ -207,6 +212,17 @@ def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Pa
     assert r.stderr.strip().startswith("dlt: error: no sbatch on local: run --slurm on the "
                                        "cluster's login node"), r.stderr
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
+    comma = project / "a,b"
+    comma.mkdir()
+    slurm_project(comma, torch_image, "DLT_SLURM_RUNTIME=pyxis\n"
+                                      f"DLT_SLURM_IMAGE={project / 'proj.sqsh'}\n")
+    r = dlt("train", "--slurm", cwd=comma, env=slurm_lab)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        f"dlt: error: the mounted path {str(comma)!r} holds ',', which separates the mounts of "
+        "srun --container-mounts: move or link it to a path without ',', or set "
+        "DLT_SLURM_RUNTIME=docker"), r.stderr
+    assert not (comma / "runs").exists() or list((comma / "runs").iterdir()) == []
 
 
 def test_a_pending_job_says_why_and_ctrl_c_cancels_it(torch_image: str, project: Path,
@@ -628,9 +644,13 @@ TOKEN, PASSWORD = "hf_secretvalue6f1d", "pw-9c2e7a"
 SECRETS = {"HF_TOKEN": TOKEN, "DATABASE_URL": f"postgres://u:{PASSWORD}@db/x"}
 
 
+@pytest.mark.parametrize("runtime", ["docker", "pyxis"])
 def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
-        torch_image: str, project: Path, slurm_lab: dict[str, str]) -> None:
-    """HF_TOKEN and a URL with a password in .env, docker runtime on two nodes: while the job
+        torch_image: str, project: Path, slurm_lab: dict[str, str], runtime: str,
+        request: pytest.FixtureRequest) -> None:
+    """HF_TOKEN and a URL with a password in .env, a job on two nodes (docker: the values
+    through `docker run --env-file`; pyxis: sourced by the batch script, handed on by srun,
+    in the squashfs the module's first pyxis job made): while the job
     runs, `ps -ww -eo args` (what every user of a node sees, whole lines) never shows a
     value; job.sbatch and node.sh hold none; the values are in runs/<id>/container.env, 0600
     in a 0700 folder, and every file of the run holding one is the user's alone; the
@@ -639,8 +659,12 @@ def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
     import hashlib
 
     (project / "probe.py").write_text(ENV_PROBE)
+    extra = ""
+    if runtime == "pyxis":
+        (made,) = request.getfixturevalue("pyxis_first").images.glob("*.sqsh")
+        extra = f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE={made}\n"
     (project / ".env").write_text(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 probe.py\n"
-                                  + "".join(f"{k}={v}\n" for k, v in SECRETS.items()))
+                                  + extra + "".join(f"{k}={v}\n" for k, v in SECRETS.items()))
     dry = dlt("train", "--slurm", "--nodes", "2", "--dry-run", cwd=project, env=slurm_lab)
     assert dry.returncode == 0, dry.stderr
     assert "HF_TOKEN=****" in dry.stdout and "DATABASE_URL=****" in dry.stdout, dry.stdout
@@ -660,8 +684,9 @@ def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
         (project / "release").touch()
         out, err = p.communicate(timeout=120)
     assert p.returncode == 0, out + err
-    running = [s for s in snapshots if "--env-file" in s and "docker run" in s]
-    assert running, "ps never showed the job's docker run lines"
+    mark = "docker run" if runtime == "docker" else "--container-image="
+    running = [s for s in snapshots if mark in s]
+    assert running, f"ps never showed the job's {mark} lines"
     for snap in snapshots:
         assert TOKEN not in snap and PASSWORD not in snap
     for text in (out, err):
@@ -671,13 +696,14 @@ def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
     record = only_record(project)
     folder = project / "runs" / record["run_id"]
     assert folder.stat().st_mode & 0o777 == 0o700
-    for name in ("job.sbatch", "node.sh", "container.env"):
+    scripts = ["job.sbatch", "node.sh"] if runtime == "docker" else ["job.sbatch"]
+    for name in [*scripts, "container.env"]:
         assert (folder / name).stat().st_mode & 0o777 == 0o600, name
-    for name in ("job.sbatch", "node.sh"):
+    for name in scripts:
         text = (folder / name).read_text()
         assert TOKEN not in text and PASSWORD not in text and "HF_TOKEN" not in text
-    env = (folder / "container.env").read_text().splitlines()
-    assert f"HF_TOKEN={TOKEN}" in env and f"DATABASE_URL={SECRETS['DATABASE_URL']}" in env
+    env = (folder / "container.env").read_text()
+    assert TOKEN in env and SECRETS["DATABASE_URL"] in env
     for f in folder.rglob("*"):   # a file another user could read (were the folder open)
         if f.is_file() and f.stat().st_mode & 0o044:
             text = f.read_text(errors="replace")
