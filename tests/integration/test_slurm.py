@@ -321,6 +321,10 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
         (Path(ssh_lab.hosts["gpu1"].home)).stat().st_uid      # written as gpu1's user
     record = only_record(d)
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
+    # rsync -a carried the modes: the run's folder there is its user's alone
+    there = Path(ssh_lab.hosts["gpu1"].home) / "dltasks" / name / "runs" / record["run_id"]
+    assert there.stat().st_mode & 0o777 == 0o700
+    assert (there / "container.env").stat().st_mode & 0o777 == 0o600
 
 
 def client_conf(d: Path, **changes: str) -> dict[str, str]:
