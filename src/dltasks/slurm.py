@@ -23,6 +23,14 @@ ends the job. The container runtime (``DLT_SLURM_RUNTIME``):
 
 The script writes ``exit-<job id>`` next to its output when it ends, so a run's end is known
 even where the cluster keeps no accounting and Slurm has forgotten the job.
+
+No container variable's value is on a command line or in the scripts: they are in
+``container.env`` (:data:`ENV_FILE`, mode 0600 in the run's 0700 folder), read by ``docker run
+--env-file`` on each node (docker), or sourced by the batch script, whose environment srun hands
+to pyxis/apptainer (``ps`` shows command lines to every user; a process's environment only to
+its owner). Slurm values (``--partition``, ``--sbatch`` ...) with a control character are
+refused: a newline would add shell lines to the script; the rest are written as sbatch's
+``#SBATCH`` parser reads them back (double quotes, backslash escapes).
 """
 
 from __future__ import annotations
@@ -74,9 +82,40 @@ def make_image_script(runtime: str) -> str:
             f'set -- "$tmp" "$2" "$3" "$1"; {IMAGE_MAKERS[runtime][2]}; mv -f "$1" "$4"')
 
 
+#: The run folder's file of the container's variables (mode 0600): see :func:`env_file`.
+ENV_FILE = "container.env"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What goes into an #SBATCH line as it is; anything else is double-quoted (:func:`sbatch_value`).
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+=,%-]*$")
+#: Each checked field of :class:`SlurmJob`: the flag and the setting it comes from.
+_FLAGS = {"partition": "--partition (or DLT_SLURM_PARTITION)",
+          "time": "--time (or DLT_SLURM_TIME)", "account": "--account (or DLT_SLURM_ACCOUNT)",
+          "qos": "--qos (or DLT_SLURM_QOS)"}
+
+
+def check_line(what: str, value: str, fix: str) -> None:
+    """Refuse ``value`` when it holds a control character (a newline would start a new line of
+    the batch script: a shell command of the user's job, or another #SBATCH option)."""
+    m = _CONTROL.search(value)
+    if m:
+        raise DltError(f"{what} {value!r} holds a control character ({m.group()!r}), which "
+                       f"cannot go into a Slurm batch script: {fix}")
+
+
+def sbatch_value(value: str) -> str:
+    """``value`` as sbatch's ``#SBATCH`` parser reads it back: as it is when plain, else in
+    double quotes with ``\\`` and ``"`` escaped (a space would end the option, ``#`` start a
+    comment)."""
+    if _PLAIN.match(value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 @dataclass(frozen=True)
 class SlurmJob:
-    """What the user asked of Slurm."""
+    """What the user asked of Slurm (checked when made: one line for a value Slurm's batch
+    script cannot carry)."""
 
     nodes: int = 1
     gpus_per_node: int = 0
@@ -89,22 +128,31 @@ class SlurmJob:
     gres: bool = False               # --gres=gpu:G instead of --gpus-per-node=G
     nproc: int = 0                   # torchrun processes per node (0: GPUs, else 1)
 
+    def __post_init__(self) -> None:
+        for field, flag in _FLAGS.items():
+            check_line(flag, getattr(self, field), "write the value on one line")
+        for kv in self.sbatch:
+            check_line("--sbatch (or DLT_SLURM_SBATCH)", kv, "write each KEY=VALUE on one line")
+            key, _, _ = kv.partition("=")
+            if not key or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key.lstrip("-")):
+                raise DltError(f"--sbatch {kv!r}: write KEY=VALUE (e.g. --sbatch mem=64G)")
+
 
 def sbatch_lines(job: SlurmJob, name: str, output: str) -> list[str]:
-    lines = [f"--job-name={name}", f"--nodes={job.nodes}", "--ntasks-per-node=1",
-             f"--output={output}"]
+    """The ``#SBATCH`` lines; ``output``: sbatch's file name pattern (``%j``: the job id)."""
+    check_line("the job's output file", output, "move the project to a path without one")
+    lines = [f"--job-name={sbatch_value(name)}", f"--nodes={job.nodes}", "--ntasks-per-node=1",
+             f"--output={sbatch_value(output)}"]
     if job.gpus_per_node:
         lines.append(f"--gres=gpu:{job.gpus_per_node}" if job.gres
                      else f"--gpus-per-node={job.gpus_per_node}")
     for key, value in (("partition", job.partition), ("time", job.time),
                        ("account", job.account), ("qos", job.qos)):
         if value:
-            lines.append(f"--{key}={value}")
-    for kv in job.sbatch:
+            lines.append(f"--{key}={sbatch_value(value)}")
+    for kv in job.sbatch:  # checked by SlurmJob
         key, sep, value = kv.partition("=")
-        if not key or not re.match(r"^[A-Za-z][A-Za-z0-9_-]*$", key.lstrip("-")):
-            raise DltError(f"--sbatch {kv!r}: write KEY=VALUE (e.g. --sbatch mem=64G)")
-        lines.append(f"--{key.lstrip('-')}" + (f"={value}" if sep else ""))
+        lines.append(f"--{key.lstrip('-')}" + (f"={sbatch_value(value)}" if sep else ""))
     return [f"#SBATCH {x}" for x in lines]
 
 
@@ -119,21 +167,63 @@ def torchrun_line(job: SlurmJob, command: Sequence[str]) -> str:
                      "--no-python", shlex.join(command)])
 
 
+_MOUNT_FLAGS = {"docker": "docker run -v", "pyxis": "srun --container-mounts",
+                "apptainer": "apptainer --bind"}
+
+
+def check_mounts(spec: RunSpec, runtime: str) -> None:
+    """Refuse a mounted path the runtime's mount syntax cannot carry: ``:`` separates source,
+    target and options in all three; ``,`` separates the mounts of pyxis's and apptainer's
+    lists. One line naming the path and the fix."""
+    seps = ":" if runtime == "docker" else ":,"
+    for m in spec.mounts:
+        for path in (m.source, m.target):
+            check_line("the mounted path", path, "move or link it to a path without one")
+            bad = next((c for c in seps if c in path), "")
+            if bad == ":":
+                raise DltError(f"the mounted path {path!r} holds ':', which separates "
+                               f"SOURCE:TARGET[:ro] in {_MOUNT_FLAGS[runtime]}: move or link "
+                               "it to a path without ':'")
+            if bad:
+                raise DltError(f"the mounted path {path!r} holds ',', which separates the "
+                               f"mounts of {_MOUNT_FLAGS[runtime]}: move or link it to a path "
+                               "without ',', or set DLT_SLURM_RUNTIME=docker")
+
+
 def _mounts(spec: RunSpec) -> str:
     return ",".join(f"{m.source}:{m.target}" + (":ro" if m.readonly else "")
                     for m in spec.mounts)
 
 
-def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str) -> str:
-    """The per-node script of the docker runtime (run by srun, one task per node)."""
+def env_file(spec: RunSpec, runtime: str) -> str:
+    """The text of :data:`ENV_FILE`: the container's variables, never on a command line.
+
+    docker: ``docker run --env-file``'s format, ``KEY=VALUE`` a line, taken literally (so a
+    value cannot hold a line break: refused, naming the variable, never its value).
+    pyxis/apptainer: ``export`` lines the batch script sources (shell-quoted)."""
+    if runtime != "docker":
+        return "".join(f"export {shlex.quote(f'{k}={v}')}\n" for k, v in spec.env.items())
+    for k, v in spec.env.items():
+        if "\n" in v or "\r" in v:
+            raise DltError(f"the container variable {k!r} holds a line break, "
+                           "which docker's --env-file (one KEY=VALUE a line) cannot carry to "
+                           "the Slurm nodes: write it on one line, or set "
+                           "DLT_SLURM_RUNTIME=pyxis")
+    return "".join(f"{k}={v}\n" for k, v in spec.env.items())
+
+
+def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str, *, env: str) -> str:
+    """The per-node script of the docker runtime (run by srun, one task per node); ``env``:
+    the run's :data:`ENV_FILE`, which holds the container's variables."""
+    check_mounts(spec, "docker")
     args = ["--rm", "--name", '"$name"', "--network=host", "--init", "--ipc=host"]
     if spec.user:
         args += ["--user", shlex.quote(spec.user)]
     for m in spec.mounts:
         args += ["-v", shlex.quote(f"{m.source}:{m.target}" + (":ro" if m.readonly else ""))]
     args += ["-w", shlex.quote(spec.workdir)]
-    for k, v in spec.env.items():
-        args += ["-e", shlex.quote(f"{k}={v}")]
+    if spec.env:
+        args += ["--env-file", shlex.quote(env)]
     args += ["-e", "DLT_HEAD_ADDR", "-e", "DLT_PORT", "-e", "SLURM_NODEID", "-e", "SLURM_JOB_ID"]
     for k, v in spec.labels.items():
         args += ["--label", shlex.quote(f"{k}={v}")]
@@ -159,13 +249,15 @@ def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str) -> str:
 def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper: str = "",
                port: int = 0) -> str:
     """The batch script; ``run_dir``: the run's folder on the cluster's shared filesystem
-    (output, exit code and, for docker, the per-node ``wrapper`` live there)."""
+    (output, exit code, :data:`ENV_FILE` and, for docker, the per-node ``wrapper`` live
+    there)."""
     if job.runtime not in RUNTIMES:
         raise DltError(f"DLT_SLURM_RUNTIME={job.runtime!r}: expected one of "
                        f"{', '.join(RUNTIMES)}")
+    check_mounts(spec, job.runtime)
     lines = [
-        "#!/bin/bash",
-        *sbatch_lines(job, name, f"{run_dir}/slurm-%j.out"),
+        "#!/bin/bash",  # %% in sbatch's output pattern: a % of the path itself
+        *sbatch_lines(job, name, f"{run_dir.replace('%', '%%')}/slurm-%j.out"),
         f"# written by dltasks (run {name})",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'export DLT_HEAD_ADDR=$(srun --nodes=1 --ntasks=1 -w "$head" hostname --ip-address '
@@ -180,7 +272,8 @@ def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper
     if job.runtime == "docker":
         lines.append(f"{step} bash {shlex.quote(wrapper)}")
     else:
-        lines += [f"export {shlex.quote(f'{k}={v}')}" for k, v in spec.env.items()]
+        if spec.env:  # the values, from the run's private file: in no script, no argv
+            lines.append(f". {shlex.quote(posixpath.join(run_dir, ENV_FILE))}")
         if job.runtime == "pyxis":
             lines.append(f"{step} --container-image={shlex.quote(spec.image)} "
                          f"--container-mounts={shlex.quote(_mounts(spec))} "

@@ -19,16 +19,18 @@ from typing import Any
 
 from .errors import DltError
 from .launch import host_facts, nothing_left, prepare_host
-from .masking import secret_values
+from .masking import mask, secret_values
 from .records import MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
 from .runplan import RunRequest, plan_run
 from .settings import Settings
 from .shell import quote
 from .slurm import (
+    ENV_FILE,
     IMAGE_MAKERS,
     MADE_MEANWHILE,
     SlurmJob,
     docker_wrapper,
+    env_file,
     image_file,
     job_script,
     make_image_script,
@@ -67,25 +69,29 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
                     image=image)
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
     name = f"dlt-{s.project}-{run_id}"
-    wrapper = posixpath.join(host_dir, "node.sh")
+    wrapper, env_path = (posixpath.join(host_dir, f) for f in ("node.sh", ENV_FILE))
     with nothing_left(plan.run_dir, git):
         login = prepare_host(target, plan) if not dry_run else None
         spec = plan.spec if login is None or req.root else replace(plan.spec,
                                                                    user=login.uid_gid)
         script = job_script(spec, job, name=name, run_dir=host_dir, wrapper=wrapper,
                             port=s.master_port)
-        node = docker_wrapper(spec, job, name) if job.runtime == "docker" else ""
+        node = docker_wrapper(spec, job, name, env=env_path) if job.runtime == "docker" else ""
+        env = env_file(spec, job.runtime)
     if dry_run:
         print(script, end="")
         if node:
             print(f"\n# {wrapper}\n{node}", end="")
+        print(f"\n# {env_path} (mode 0600; values not shown)")
+        print("".join(f"{k}={mask(v)}\n" for k, v in spec.env.items()), end="")
         git()
         return 0
     with nothing_left(plan.run_dir, git):  # until sbatch took it
-        plan.run_dir.mkdir(parents=True, exist_ok=True)
-        (plan.run_dir / "job.sbatch").write_text(script)
+        private_dir(plan.run_dir)
+        private_file(plan.run_dir / "job.sbatch", script)
+        private_file(plan.run_dir / ENV_FILE, env)
         if node:
-            (plan.run_dir / "node.sh").write_text(node)
+            private_file(plan.run_dir / "node.sh", node)
         if target.is_remote:
             from .remote.sync import sync_project
 
@@ -122,6 +128,21 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
                        f"({job.time or 'the partition default'}): ask for more with --time",
                        code=code or 1)
     return code
+
+
+def private_dir(path: Any) -> None:
+    """The run's folder, readable by its user only (0700): it holds the container's variables,
+    and rsync -a carries the modes to a login host."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # made earlier (rewritten configs), or a umask that left bits out
+
+
+def private_file(path: Any, text: str) -> None:
+    """A new file readable by its user only (0600), created so from the start: never a
+    moment when another user could open it, never through a planted link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,

@@ -196,6 +196,11 @@ def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Pa
         (["--partition", "nope"], "dlt: error: Slurm on local has no partition 'nope' ("),
         (["--gpus-per-node", "3"], "dlt: error: no node set on local offers 3 GPU(s) per node"),
         (["--sbatch", "=x"], "dlt: error: --sbatch '=x': write KEY=VALUE"),
+        (["--partition", "debug\nhostname"], "dlt: error: --partition (or DLT_SLURM_PARTITION) "
+         "'debug\\nhostname' holds a control character ('\\n'), which cannot go into a "
+         "Slurm batch script: write the value on one line"),
+        (["--sbatch", "comment=a\rb"], "dlt: error: --sbatch (or DLT_SLURM_SBATCH) "
+         "'comment=a\\rb' holds a control character ('\\r')"),
     ]
     for flags, start in cases:
         r = dlt("train", "--slurm", *flags, cwd=project, env=slurm_lab)
@@ -207,6 +212,17 @@ def test_refusals_are_one_line_and_leave_no_record(torch_image: str, project: Pa
     assert r.stderr.strip().startswith("dlt: error: no sbatch on local: run --slurm on the "
                                        "cluster's login node"), r.stderr
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
+    comma = project / "a,b"
+    comma.mkdir()
+    slurm_project(comma, torch_image, "DLT_SLURM_RUNTIME=pyxis\n"
+                                      f"DLT_SLURM_IMAGE={project / 'proj.sqsh'}\n")
+    r = dlt("train", "--slurm", cwd=comma, env=slurm_lab)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        f"dlt: error: the mounted path {str(comma)!r} holds ',', which separates the mounts of "
+        "srun --container-mounts: move or link it to a path without ',', or set "
+        "DLT_SLURM_RUNTIME=docker"), r.stderr
+    assert not (comma / "runs").exists() or list((comma / "runs").iterdir()) == []
 
 
 def test_a_pending_job_says_why_and_ctrl_c_cancels_it(torch_image: str, project: Path,
@@ -305,6 +321,10 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
         (Path(ssh_lab.hosts["gpu1"].home)).stat().st_uid      # written as gpu1's user
     record = only_record(d)
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
+    # rsync -a carried the modes: the run's folder there is its user's alone
+    there = Path(ssh_lab.hosts["gpu1"].home) / "dltasks" / name / "runs" / record["run_id"]
+    assert there.stat().st_mode & 0o777 == 0o700
+    assert (there / "container.env").stat().st_mode & 0o777 == 0o600
 
 
 def client_conf(d: Path, **changes: str) -> dict[str, str]:
@@ -589,3 +609,106 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
             env={**ssh_lab.env(), "DLT_SLURM_IMAGE_DIR": "~/dlt-images"})
     assert r.returncode == 0, r.stderr
     assert f"dlt: would make {home / 'dlt-images'}/" in r.stderr, r.stderr
+
+
+def test_a_project_whose_path_has_a_space_and_a_percent_runs(torch_image: str, tmp_path: Path,
+                                                             slurm_lab: dict[str, str]) -> None:
+    """`#SBATCH --output` of a path with a space (quoted as sbatch reads it) and a % (%% in
+    sbatch's file name pattern): the job runs, its output file lands in the run's folder and
+    the outputs in the project's."""
+    d = tmp_path / "my proj 100%"
+    d.mkdir()
+    slurm_project(d, torch_image)
+    r = dlt("train", "--slurm", "--nodes", "2", cwd=d, env=slurm_lab, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[node 1 rank 1] rank 1 of world 2" in r.stdout
+    w = [json.loads((d / "outputs" / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
+    assert w[0]["weights"] == w[1]["weights"]
+    record = only_record(d)
+    job, folder = record["slurm"]["job_id"], d / "runs" / record["run_id"]
+    assert record["slurm"]["output"] == str(folder / f"slurm-{job}.out")
+    assert "rank 0 of world 2" in (folder / f"slurm-{job}.out").read_text()
+    assert (folder / f"exit-{job}").read_text().strip() == "0"
+    assert f'#SBATCH --output="{str(folder).replace("%", "%%")}/slurm-%j.out"' in \
+        record["slurm"]["script"]
+
+
+ENV_PROBE = """\
+import hashlib, json, os, pathlib, time
+rank = os.environ["RANK"]
+seen = {k: hashlib.sha256(os.environ.get(k, "").encode()).hexdigest()
+        for k in ("HF_TOKEN", "DATABASE_URL")}
+pathlib.Path(f"seen-{rank}.json").write_text(json.dumps(seen))
+print(f"rank {rank} saw its variables", flush=True)
+deadline = time.monotonic() + 120   # until the test has looked at ps
+while not pathlib.Path("release").exists() and time.monotonic() < deadline:
+    time.sleep(0.2)
+"""
+TOKEN, PASSWORD = "hf_secretvalue6f1d", "pw-9c2e7a"
+SECRETS = {"HF_TOKEN": TOKEN, "DATABASE_URL": f"postgres://u:{PASSWORD}@db/x"}
+
+
+@pytest.mark.parametrize("runtime", ["docker", "pyxis"])
+def test_no_secret_on_a_command_line_in_a_readable_file_or_in_the_dry_run(
+        torch_image: str, project: Path, slurm_lab: dict[str, str], runtime: str,
+        request: pytest.FixtureRequest) -> None:
+    """HF_TOKEN and a URL with a password in .env, a job on two nodes (docker: the values
+    through `docker run --env-file`; pyxis: sourced by the batch script, handed on by srun,
+    in the squashfs the module's first pyxis job made): while the job
+    runs, `ps -ww -eo args` (what every user of a node sees, whole lines) never shows a
+    value; job.sbatch and node.sh hold none; the values are in runs/<id>/container.env, 0600
+    in a 0700 folder, and every file of the run holding one is the user's alone; the
+    containers still get them (they write their hashes); `train --slurm --dry-run` prints
+    none."""
+    import hashlib
+
+    (project / "probe.py").write_text(ENV_PROBE)
+    extra = ""
+    if runtime == "pyxis":
+        (made,) = request.getfixturevalue("pyxis_first").images.glob("*.sqsh")
+        extra = f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE={made}\n"
+    (project / ".env").write_text(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 probe.py\n"
+                                  + extra + "".join(f"{k}={v}\n" for k, v in SECRETS.items()))
+    dry = dlt("train", "--slurm", "--nodes", "2", "--dry-run", cwd=project, env=slurm_lab)
+    assert dry.returncode == 0, dry.stderr
+    assert "HF_TOKEN=****" in dry.stdout and "DATABASE_URL=****" in dry.stdout, dry.stdout
+    for text in (dry.stdout, dry.stderr):
+        assert TOKEN not in text and PASSWORD not in text
+    snapshots: list[str] = []
+    with dlt_running(["train", "--slurm", "--nodes", "2"], project, slurm_lab) as p:
+        deadline = time.monotonic() + 180
+        while len(list(project.glob("seen-*.json"))) < 2 and time.monotonic() < deadline:
+            assert p.poll() is None, p.communicate()
+            snapshots.append(subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                            text=True, check=True).stdout)
+            time.sleep(0.2)
+        for _ in range(5):  # both containers are up: their docker run lines are there now
+            snapshots.append(subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                            text=True, check=True).stdout)
+        (project / "release").touch()
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, out + err
+    mark = "docker run" if runtime == "docker" else "--container-image="
+    running = [s for s in snapshots if mark in s]
+    assert running, f"ps never showed the job's {mark} lines"
+    for snap in snapshots:
+        assert TOKEN not in snap and PASSWORD not in snap
+    for text in (out, err):
+        assert TOKEN not in text and PASSWORD not in text
+    want = {k: hashlib.sha256(v.encode()).hexdigest() for k, v in SECRETS.items()}
+    assert [json.loads((project / f"seen-{i}.json").read_text()) for i in (0, 1)] == [want] * 2
+    record = only_record(project)
+    folder = project / "runs" / record["run_id"]
+    assert folder.stat().st_mode & 0o777 == 0o700
+    scripts = ["job.sbatch", "node.sh"] if runtime == "docker" else ["job.sbatch"]
+    for name in [*scripts, "container.env"]:
+        assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+    for name in scripts:
+        text = (folder / name).read_text()
+        assert TOKEN not in text and PASSWORD not in text and "HF_TOKEN" not in text
+    env = (folder / "container.env").read_text()
+    assert TOKEN in env and SECRETS["DATABASE_URL"] in env
+    for f in folder.rglob("*"):   # a file another user could read (were the folder open)
+        if f.is_file() and f.stat().st_mode & 0o044:
+            text = f.read_text(errors="replace")
+            assert TOKEN not in text and PASSWORD not in text, f

@@ -13,6 +13,7 @@ from dltasks.slurm import (
     MADE_MEANWHILE,
     SlurmJob,
     docker_wrapper,
+    env_file,
     image_file,
     job_script,
     make_image_script,
@@ -54,20 +55,27 @@ def test_docker_runtime_script_and_wrapper() -> None:
         "--ntasks-per-node=1 bash /shared/me/proj/runs/r1/node.sh" in script
     assert "export DLT_PORT=$((29500 + SLURM_JOB_ID % 1000))" in script
     assert 'echo "$code" > /shared/me/proj/runs/r1/exit-"$SLURM_JOB_ID"' in script
-    node = docker_wrapper(SPEC, job, "dlt-p-r1")
+    node = docker_wrapper(SPEC, job, "dlt-p-r1", env="/shared/me/proj/runs/r1/container.env")
     assert 'gpus="${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"' in node   # Slurm's, not all
     assert "trap 'cleanup; exit 143' TERM INT HUP" in node
     assert "-v /shared/data:/data:ro" in node and "--network=host" in node
     assert "--nnodes=2 --node-rank=\"$SLURM_NODEID\"" in node
     assert "--nproc-per-node=2 --max-restarts=0" in node
     assert "python3 train.py --lr 0.1" in node
+    # the variables' values come from the private file, never from docker run's argv
+    assert "--env-file /shared/me/proj/runs/r1/container.env " in node
+    assert "offline" not in node and "offline" not in script
+    assert env_file(SPEC, "docker") == "PYTHONUNBUFFERED=1\nWANDB_MODE=offline\n"
 
 
 def test_pyxis_and_apptainer_scripts() -> None:
     pyxis = job_script(SPEC, SlurmJob(nodes=2, runtime="pyxis"), name="n", run_dir="/r")
     assert "--container-image=proj:latest" in pyxis
     assert "--container-mounts=/shared/me/proj:/workspace,/shared/data:/data:ro" in pyxis
-    assert "--container-workdir=/workspace" in pyxis and "export WANDB_MODE=offline" in pyxis
+    assert "--container-workdir=/workspace" in pyxis
+    # the values are sourced from the run's private file, not written into the script
+    assert "\n. /r/container.env\n" in pyxis and "offline" not in pyxis
+    assert env_file(SPEC, "pyxis") == "export PYTHONUNBUFFERED=1\nexport WANDB_MODE=offline\n"
     app = job_script(RunSpec(**{**SPEC.__dict__, "image": "/shared/proj.sif"}),
                      SlurmJob(runtime="apptainer"), name="n", run_dir="/r")
     assert "apptainer exec --nv --bind /shared/me/proj:/workspace,/shared/data:/data:ro " \
@@ -97,8 +105,9 @@ def test_job_scripts_match_their_golden_files(runtime: str, image: str) -> None:
                         run_dir="/shared/me/proj/runs/20261202-010203-abcd",
                         wrapper="/shared/me/proj/runs/20261202-010203-abcd/node.sh")
     if runtime == "docker":
-        script += "\n# node.sh\n" + docker_wrapper(replace(SPEC, image=image), job,
-                                                   "dlt-proj-20261202-010203-abcd")
+        script += "\n# node.sh\n" + docker_wrapper(
+            replace(SPEC, image=image), job, "dlt-proj-20261202-010203-abcd",
+            env="/shared/me/proj/runs/20261202-010203-abcd/container.env")
     golden = GOLDEN / f"{runtime}.sbatch"
     if os.environ.get("DLT_UPDATE_GOLDEN"):
         golden.write_text(script)
@@ -231,3 +240,98 @@ def test_the_nodes_a_job_was_seen_running_on_outlast_scontrols_shrunk_list() -> 
     end = final_state(_Answers(forgotten), {"job_id": 7, "run_dir": "/r"},  # type: ignore[arg-type]
                       seen="n[1-2]")
     assert (end.source, end.state, end.nodes, end.code) == ("exit file", "COMPLETED", "n[1-2]", 0)
+
+
+CONTROL = ["\n", "\r", "\t", "\x00", "\x1b", "\x7f"]
+
+
+@pytest.mark.parametrize("field", ["partition", "time", "account", "qos"])
+@pytest.mark.parametrize("char", CONTROL)
+def test_a_control_character_in_a_slurm_value_is_refused_in_one_line(field: str,
+                                                                     char: str) -> None:
+    """A newline in --partition would add a line (a shell command of the job, or another
+    #SBATCH option) to the batch script: refused, naming the flag and its setting."""
+    value = f"gpu{char}rm -rf ~"
+    with pytest.raises(DltError) as e:
+        SlurmJob(**{field: value})  # type: ignore[arg-type]
+    msg = e.value.message
+    assert "\n" not in msg and msg.startswith(f"--{field} (or DLT_SLURM_{field.upper()}) ")
+    assert f"holds a control character ({char!r})" in msg and "on one line" in msg
+
+
+@pytest.mark.parametrize("char", CONTROL)
+def test_a_control_character_in_an_sbatch_option_is_refused(char: str) -> None:
+    for kv in (f"comment=a{char}b", f"exclusive{char}"):
+        with pytest.raises(DltError) as e:
+            SlurmJob(sbatch=("mem=1G", kv))
+        msg = e.value.message
+        assert "\n" not in msg and msg.startswith("--sbatch (or DLT_SLURM_SBATCH) ")
+        assert f"({char!r})" in msg
+
+
+def test_sbatch_values_are_quoted_as_sbatch_reads_them() -> None:
+    """Values with a space, quote, # or backslash go in double quotes with \\ and " escaped
+    (sbatch's #SBATCH parser; tests/integration/test_slurm.py submits such a job for real)."""
+    job = SlurmJob(partition="gpu", sbatch=('comment=a b "c" #d \\e', "exclusive"))
+    lines = sbatch_lines(job, "dlt-p-r1", "/home/my proj/runs/r1/slurm-%j.out")
+    assert '#SBATCH --output="/home/my proj/runs/r1/slurm-%j.out"' in lines
+    assert '#SBATCH --comment="a b \\"c\\" #d \\\\e"' in lines
+    assert "#SBATCH --partition=gpu" in lines and "#SBATCH --exclusive" in lines
+    script = job_script(SPEC, SlurmJob(), name="n", run_dir="/home/100% me/proj/runs/r1",
+                        wrapper="/home/100% me/proj/runs/r1/node.sh")
+    # a % of the path is %% in sbatch's file name pattern; the shell lines are shell-quoted
+    assert '#SBATCH --output="/home/100%% me/proj/runs/r1/slurm-%j.out"' in script
+    assert "bash '/home/100% me/proj/runs/r1/node.sh'" in script
+    assert "echo \"$code\" > '/home/100% me/proj/runs/r1'/exit-" in script
+    with pytest.raises(DltError, match=r"^the job's output file .*control character \('\\n'\)"):
+        job_script(SPEC, SlurmJob(), name="n", run_dir="/home/a\nb/runs/r1")
+
+
+@pytest.mark.parametrize("runtime", ["pyxis", "apptainer"])
+def test_a_comma_in_a_mounted_path_is_refused_for_mount_lists(runtime: str) -> None:
+    from dataclasses import replace
+
+    spec = replace(SPEC, mounts=(Mount("/shared/me/a,b/proj", "/workspace"),))
+    with pytest.raises(DltError) as e:
+        job_script(spec, SlurmJob(runtime=runtime), name="n", run_dir="/r")
+    msg = e.value.message
+    assert msg.startswith("the mounted path '/shared/me/a,b/proj' holds ',', which separates "
+                          "the mounts of ") and "\n" not in msg
+    assert msg.endswith("move or link it to a path without ',', or set "
+                        "DLT_SLURM_RUNTIME=docker")
+    # docker -v takes one mount each: a comma goes through; a space in a path is quoted
+    ok = replace(SPEC, mounts=(Mount("/shared/me/a,b c/proj", "/workspace"),))
+    assert "-v '/shared/me/a,b c/proj:/workspace'" in docker_wrapper(ok, SlurmJob(), "n",
+                                                                      env="/r/e")
+    spaced = job_script(replace(SPEC, mounts=(Mount("/shared/my proj", "/workspace"),)),
+                        SlurmJob(runtime=runtime), name="n", run_dir="/shared/my proj/runs/r")
+    assert "'/shared/my proj:/workspace'" in spaced
+
+
+def test_a_colon_or_control_character_in_a_mounted_path_is_refused() -> None:
+    from dataclasses import replace
+
+    for runtime in ("docker", "pyxis", "apptainer"):
+        spec = replace(SPEC, mounts=(Mount("/shared/a:b", "/workspace"),))
+        with pytest.raises(DltError, match="^the mounted path '/shared/a:b' holds ':', which "
+                                           "separates SOURCE:TARGET"):
+            job_script(spec, SlurmJob(runtime=runtime), name="n", run_dir="/r")
+    with pytest.raises(DltError, match="separates SOURCE:TARGET.* in docker run -v: move"):
+        docker_wrapper(replace(SPEC, mounts=(Mount("/s", "/a:b"),)), SlurmJob(), "n", env="/e")
+        bad = replace(SPEC, mounts=(Mount("/shared/a\nb", "/workspace"),))
+        with pytest.raises(DltError, match=r"control character \('\\n'\)"):
+            job_script(bad, SlurmJob(runtime=runtime), name="n", run_dir="/r")
+
+
+def test_env_file_carries_any_value_for_pyxis_and_refuses_line_breaks_for_docker() -> None:
+    from dataclasses import replace
+
+    spec = replace(SPEC, env={"HF_TOKEN": "s3cr'et value", "MULTI": "a\nb"})
+    text = env_file(spec, "pyxis")
+    out = subprocess.run(["bash", "-c", f'{text}\nprintf "%s|" "$HF_TOKEN" "$MULTI"'],
+                         capture_output=True, text=True).stdout
+    assert out == "s3cr'et value|a\nb|"
+    with pytest.raises(DltError) as e:
+        env_file(spec, "docker")
+    assert e.value.message.startswith("the container variable 'MULTI' holds a line break")
+    assert "a\nb" not in e.value.message
