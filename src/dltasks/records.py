@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,10 +25,43 @@ MANIFEST = "manifest.json"
 LOG = "output.log"
 
 
+#: Every run id dltasks makes (:func:`new_run_id`: plain runs, jobs, Slurm runs, test-gpu):
+#: the UTC date and time, and 4 hex digits.
+RUN_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{4}")
+#: A leading part of such an id, as `stop`/`logs` take it (no "/", no "..", nothing else).
+RUN_ID_PREFIX = re.compile(r"[0-9]{1,8}|[0-9]{8}-[0-9]{0,6}|[0-9]{8}-[0-9]{6}-[0-9a-f]{0,4}")
+#: What a user is told a run id looks like.
+RUN_ID_EXAMPLE = "20261126-141502-a3f9"
+
+
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique enough: ``20261126-141502-a3f9``."""
     now = now or datetime.now(timezone.utc)
     return now.strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
+
+
+def is_run_id(text: object) -> bool:
+    """Whether ``text`` is a run id as :func:`new_run_id` makes them (so also a safe folder
+    name: no "/", no "..", nothing a label, a record or Slurm could smuggle in)."""
+    return isinstance(text, str) and RUN_ID.fullmatch(text) is not None
+
+
+def check_run_id(text: object, where: str = "") -> str:
+    """``text`` when it is a run id, else a one-line error saying where it came from."""
+    if is_run_id(text):
+        return str(text)
+    source = f" ({where})" if where else ""
+    raise DltError(f"{str(text)[:80]!r}{source} is not a run id (they look like "
+                   f"{RUN_ID_EXAMPLE}): `dlt ps` and `dlt runs` list the runs")
+
+
+def check_run_arg(text: str) -> str:
+    """A RUN argument: a run id or a leading part of one, else a one-line error."""
+    if RUN_ID_PREFIX.fullmatch(text) or is_run_id(text):
+        return text
+    raise DltError(f"{text[:80]!r} is not a run id or the start of one (they look like "
+                   f"{RUN_ID_EXAMPLE}): `dlt ps` lists the runs on the engine, `dlt runs` "
+                   "the records")
 
 
 def utcnow() -> str:
@@ -75,7 +109,9 @@ def git_state(project_dir: Path) -> GitState:
 
 
 def run_dir(project_dir: Path, run_id: str) -> Path:
-    return project_dir / RUNS_DIR / run_id
+    """``runs/<run_id>`` of the project. The id is checked here, so no caller can build a path
+    outside runs/ from an id that came from a label, a record or an argument."""
+    return project_dir / RUNS_DIR / check_run_id(run_id)
 
 
 def write_manifest(path: Path, manifest: dict[str, Any], secret_values: list[str]) -> None:
@@ -103,17 +139,28 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def list_runs(project_dir: Path) -> list[dict[str, Any]]:
-    """Every record under runs/, newest first (unreadable ones reported as such)."""
+    """Every record under runs/, newest first (unreadable ones reported as such).
+
+    Only folders named by a run id count, and a record whose ``run_id`` is not its folder's
+    name is reported, not returned: what callers write back goes to ``runs/<run_id>``, so a
+    record's id must never point elsewhere."""
     base = project_dir / RUNS_DIR
     if not base.is_dir():
         return []
-    out = []
+    out: list[dict[str, Any]] = []
     for d in sorted(base.iterdir(), reverse=True):
         m = d / MANIFEST
-        if not m.is_file():
+        if not is_run_id(d.name) or not m.is_file():
             continue
         try:
-            out.append(read_manifest(m))
+            record = read_manifest(m)
         except (OSError, ValueError):
             out.append({"run_id": d.name, "status": "unreadable manifest"})
+            continue
+        if not isinstance(record, dict) or record.get("run_id") != d.name:
+            said = record.get("run_id") if isinstance(record, dict) else None
+            out.append({"run_id": d.name,
+                        "status": f"record names run id {str(said)[:40]!r}, not its folder's"})
+            continue
+        out.append(record)
     return out

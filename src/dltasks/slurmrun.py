@@ -375,7 +375,9 @@ def outcome(state: str, exit_code: str, written: str) -> tuple[int, str]:
 
 
 def cancel(target: Target, record: dict[str, Any]) -> str:
-    job_id = str(record["slurm"]["job_id"])
+    """``scancel`` the job of Slurm run ``record`` (its job id checked: a record is a file,
+    and ``--user=me`` or a stranger's id must never reach scancel)."""
+    job_id = slurm_job_id(record)
     r = target.shell.run(quote(["scancel", job_id]))
     if not r.ok:
         raise DltError(f"scancel {job_id} on {target.name} failed: {r.tail(1)}")
@@ -383,14 +385,30 @@ def cancel(target: Target, record: dict[str, Any]) -> str:
     return job_id
 
 
-def slurm_record(project_dir: Any, run: str) -> dict[str, Any] | None:
-    """The record of Slurm run ``run`` (id or prefix) in ``project_dir``, if it is one."""
+def _is_job_id(text: str) -> bool:
+    """A job id as ``sbatch --parsable`` prints it (the cluster name cut off): digits."""
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
+def slurm_job_id(record: dict[str, Any]) -> str:
+    """The Slurm job id of ``record``, or a one-line error when it is none."""
+    job_id = str((record.get("slurm") or {}).get("job_id", ""))
+    if not _is_job_id(job_id):
+        raise DltError(f"the record of run {record.get('run_id')} names Slurm job "
+                       f"{job_id[:40]!r}, which is no job id: the record was edited; look in "
+                       f"runs/{record.get('run_id')}/manifest.json")
+    return job_id
+
+
+def slurm_records(project_dir: Any, host: str) -> list[dict[str, Any]]:
+    """The records of this project's Slurm runs submitted on ``host`` (newest first): only
+    records whose run id and job id check out (:func:`.records.list_runs` checks the run id
+    against its folder), since `stop` cancels their jobs."""
     from .records import list_runs
 
-    for m in list_runs(project_dir):
-        if m.get("slurm") and str(m.get("run_id", "")).startswith(run):
-            return m
-    return None
+    return [m for m in list_runs(project_dir)
+            if isinstance(m.get("slurm"), dict) and m.get("host") == host
+            and _is_job_id(str(m["slurm"].get("job_id", "")))]
 
 
 def settle(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:

@@ -247,20 +247,31 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
             allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait)
 
 
-@dlt_task(short={"all": "a"}, help={"all": "Include runs of every project on this engine."})
+@dlt_task(short={"all": "a"}, help={"all": "Include every user's runs of every project on "
+                                           "this engine, and say whose each is."})
 def ps(c: Any, all: bool = False) -> None:
-    """List this project's runs on the engine (running and finished detached runs)."""
-    from ..runlist import find_runs, settle
+    """List your runs of this project on the engine (running and finished detached runs)."""
+    from ..runlist import find_runs, login_of, owner, settle
 
     with target_for(c) as target:
-        runs = find_runs(target, project=None if all else target.settings.project)
-        settle(target, target.settings.project_dir, runs)
-        rows = [("RUN", "KIND", "NODE", "STATUS", "GPUS", "STARTED", "IMAGE")]
-        for r in runs:
+        s = target.settings
+        every = find_runs(target, project=None if all else s.project)
+        login = login_of(target)
+        whose = {r.container_id: owner(r, login, s.project_dir, target.name) for r in every}
+        mine = [r for r in every if not whose[r.container_id]]
+        settle(target, s.project_dir, mine)
+        shown = every if all else mine
+        head = ("RUN", "KIND", "NODE", "STATUS", "GPUS", "STARTED", "IMAGE")
+        rows = [head + (("OWNER", "PROJECT") if all else ())]
+        for r in shown:
             status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
             node = f"{r.node}/{len(r.nodes.split(','))}" if r.node else "-"
-            rows.append((r.run_id, r.kind, node, status, r.gpus, r.started, r.image))
-        _table(rows, title=f"{target.name}: {len(runs)} run(s)")
+            row = (r.run_id, r.kind, node, status, r.gpus, r.started, r.image)
+            rows.append(row + ((whose[r.container_id] or "you", r.project) if all else ()))
+        hidden = len(every) - len(mine) if not all else 0
+        more = (f"; {hidden} more of project {s.project} not yours (other users or folders): "
+                "`ps --all` shows whose") if hidden else ""
+        _table(rows, title=f"{target.name}: {len(shown)} run(s){more}")
         _slurm_jobs(target)
 
 
@@ -268,22 +279,23 @@ def ps(c: Any, all: bool = False) -> None:
           help={"follow": "Keep streaming until the run ends (Ctrl-C detaches, the run goes on).",
                 "node": "A job's node (its rank) whose output to show."})
 def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
-    """Show a run's output (from its start); --follow streams it live."""
-    from ..runlist import find_one, settle
+    """Show a run's output (from its start); --follow streams it live. RUN: its id, or the
+    start of one of your runs' ids (another user's run: its full id)."""
+    from ..runlist import find_runs, pick_node, resolve_run, settle
     from ..runner import check_connection, stream
-    from ..slurmrun import slurm_record
 
-    record = slurm_record(settings_for(c).project_dir, run)
-    if record is not None:
-        _slurm_logs(c, record, follow)
-        return
     with target_for(c) as target:
-        info = find_one(target, run, target.settings.project, None if node < 0 else node)
+        found = resolve_run(target, run)
+        if found.record is not None:
+            _slurm_logs(target, found.record, follow)
+            return
+        info = pick_node(found, None if node < 0 else node, target.name)
         try:
             stream(target, info.container_id, follow=follow and info.status == "running")
             check_connection(target, info.run_id)
             settle(target, target.settings.project_dir,
-                   [find_one(target, info.run_id, target.settings.project)])
+                   [r for r in find_runs(target, run_id=info.run_id)
+                    if r.container_id == info.container_id])
         except KeyboardInterrupt:
             print(f"\ndlt: detached from {info.run_id}; it is still running", file=sys.stderr)
             raise Exit(code=130) from None
@@ -292,48 +304,47 @@ def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
 @dlt_task
 def stop(c: Any, run: str) -> None:
     """Stop a run (grace period DLT_STOP_TIMEOUT, then kill) and remove its container; a
-    job's containers on every one of its hosts."""
-    from ..runlist import find_runs, settle
+    job's containers on every one of its hosts. RUN: its id, or the start of one of your
+    runs' ids (another user's run: its full id); a start that several runs share stops
+    nothing."""
+    from ..runlist import find_runs, resolve_run, settle
     from ..runner import remove
     from ..runner import stop as stop_container
-    from ..slurmrun import slurm_record
 
-    record = slurm_record(settings_for(c).project_dir, run)
-    if record is not None:
-        from ..slurmrun import cancel
-        from ..slurmrun import settle as settle_slurm
-
-        with target_for(c, engine_soon=False) as target:
-            job_id = cancel(target, record)
-            settle_slurm(target, target.settings.project_dir, record)
-        print(f"stopped {record['run_id']}: cancelled Slurm job {job_id} on {target.name}")
-        return
     with target_for(c) as target:
-        parts = [r for r in find_runs(target, project=target.settings.project)
-                 if r.run_id == run and r.node]
-        if parts:
-            _stop_job(c, target, run, parts[0].nodes.split(","))
-            return
-        from ..runlist import find_one
+        found = resolve_run(target, run)
+        whose = "" if found.candidate.mine else f" (a run of {found.candidate.owner})"
+        if found.record is not None:
+            from ..slurmrun import cancel
+            from ..slurmrun import settle as settle_slurm
 
-        info = find_one(target, run, target.settings.project)
-        was = info.status
-        stop_container(target, info.container_id, target.settings.stop_timeout)
-        settle(target, target.settings.project_dir,
-               [find_one(target, info.run_id, target.settings.project)],
-               status="stopped" if was == "running" else "exited")
-        remove(target, info.container_id)
-        print(f"stopped {info.run_id} on {target.name}")
+            job_id = cancel(target, found.record)
+            settle_slurm(target, target.settings.project_dir, found.record)
+            print(f"stopped {found.record['run_id']}: cancelled Slurm job {job_id} on "
+                  f"{target.name}")
+            return
+        parts = [r for r in found.runs if r.node]
+        if parts:
+            _stop_job(c, target, parts[0], parts[0].nodes.split(","), found.candidate.mine)
+            return
+        for info in found.runs:  # one container (a plain run)
+            was = info.status
+            stop_container(target, info.container_id, target.settings.stop_timeout)
+            settle(target, target.settings.project_dir,
+                   [r for r in find_runs(target, run_id=info.run_id)
+                    if r.container_id == info.container_id],
+                   status="stopped" if was == "running" else "exited")
+            remove(target, info.container_id)
+        print(f"stopped {found.candidate.run_id} on {target.name}{whose}")
 
 
 def _slurm_jobs(target: Any) -> None:
     """The project's Slurm runs that have not ended, as Slurm says now (squeue, scontrol)."""
-    from ..records import list_runs
     from ..slurmrun import settle as settle_slurm
+    from ..slurmrun import slurm_records
 
     s = target.settings
-    live = [m for m in list_runs(s.project_dir) if m.get("slurm") and m.get("exit_code") is None
-            and m.get("host") == target.name]
+    live = [m for m in slurm_records(s.project_dir, target.name) if m.get("exit_code") is None]
     if not live:
         return
     rows = [("RUN", "SLURM JOB", "STATE", "NODES", "STARTED")]
@@ -344,40 +355,53 @@ def _slurm_jobs(target: Any) -> None:
     _table(rows, title=f"{target.name}: {len(live)} Slurm run(s) submitted from here")
 
 
-def _slurm_logs(c: Any, record: dict[str, Any], follow: bool) -> None:
+def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
     """A Slurm run's output file (from the login host); --follow until the job ends."""
+    import posixpath
+
+    from ..errors import DltError
     from ..shell import quote
     from ..slurmrun import follow as follow_job
     from ..slurmrun import settle as settle_slurm
+    from ..slurmrun import slurm_job_id
 
-    with target_for(c, engine_soon=False) as target:
-        if follow:
-            try:
-                follow_job(target, record["slurm"], str(record["run_id"]), cancel_on_ctrl_c=False)
-            except KeyboardInterrupt:
-                print(f"\ndlt: detached from {record['run_id']}; the job goes on",
-                      file=sys.stderr)
-                raise Exit(code=130) from None
-        else:
-            r = target.shell.run(quote(["cat", str(record["slurm"]["output"])]))
-            sys.stdout.write(r.stdout)
-        settle_slurm(target, target.settings.project_dir, record)
+    rid, output = str(record["run_id"]), str(record["slurm"].get("output", ""))
+    # the record is a file: show only the job's own output file in the run's folder
+    if (posixpath.normpath(output) != output
+            or posixpath.basename(posixpath.dirname(output)) != rid
+            or posixpath.basename(output) != f"slurm-{slurm_job_id(record)}.out"):
+        raise DltError(f"the record of run {rid} names {output[:80]!r} as the job's output, "
+                       f"not runs/{rid}/slurm-<job>.out: the record was edited")
+    if follow:
+        try:
+            follow_job(target, record["slurm"], rid, cancel_on_ctrl_c=False)
+        except KeyboardInterrupt:
+            print(f"\ndlt: detached from {rid}; the job goes on", file=sys.stderr)
+            raise Exit(code=130) from None
+    else:
+        r = target.shell.run(quote(["cat", output]))
+        sys.stdout.write(r.stdout)
+    settle_slurm(target, target.settings.project_dir, record)
 
 
-def _stop_job(c: Any, here: Any, run: str, hosts: list[str]) -> None:
-    """Stop every node of job ``run`` (its hosts, from its labels) at once, then remove them."""
+def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> None:
+    """Stop every node of the job ``first`` is a node of (its hosts, from its labels) at once,
+    then remove them: on each host, the containers with its run id AND its record label (the
+    launching machine's path, the same on every node), so no one else's run of that id."""
     from ..runlist import find_runs
     from ..runner import remove
     from ..runner import stop as stop_container
     from ..target import is_remote_context
 
+    run = first.run_id
+
     def stop_on(target: Any) -> set[str]:
-        mine = [r for r in find_runs(target, project=target.settings.project)
-                if r.run_id == run and r.node]
-        for r in mine:
+        nodes = [r for r in find_runs(target, project=target.settings.project, run_id=run)
+                 if r.node and r.record == first.record]
+        for r in nodes:
             stop_container(target, r.container_id, target.settings.stop_timeout)
             remove(target, r.container_id)
-        return {r.container_id for r in mine}
+        return {r.container_id for r in nodes}
 
     if not is_remote_context(c) and hosts == ["local"]:
         n = len(stop_on(here))
@@ -390,12 +414,13 @@ def _stop_job(c: Any, here: Any, run: str, hosts: list[str]) -> None:
     from ..records import MANIFEST, read_manifest, run_dir, utcnow, write_manifest
 
     path = run_dir(s.project_dir, run) / MANIFEST
-    if path.is_file():
+    if mine and path.is_file():  # another user's job: its record is theirs, not here
         record = read_manifest(path)
         if record.get("exit_code") is None:
             record.update(ended=utcnow(), status="stopped")
             write_manifest(path, record, [])
-    print(f"stopped job {run}: {n} node container(s) on {', '.join(hosts)}")
+    whose = "" if mine else f" (a job of {first.user or 'another user'})"
+    print(f"stopped job {run}: {n} node container(s) on {', '.join(hosts)}{whose}")
 
 
 @dlt_task
