@@ -42,7 +42,7 @@ from .sync import LOG, MANIFEST, SyncResult, _rsync, exec_input, rsh_for, ssh_ho
 from .syncrules import MARK, RUNS, SyncStats, parse_stats
 
 HOST_FILES = "host-files"
-MARGIN_S = 2
+MARGIN_S = 1  # times are whole seconds, floored
 
 
 @dataclass
