@@ -64,15 +64,15 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
     (d / "outputs").mkdir()
     (d / "outputs" / "local.ckpt").write_text("laptop")
     remote = Path(f"/home/dltgpu1/dltasks/{name}")
-    (remote / "outputs").mkdir(parents=True)
-    (remote / "outputs" / "remote.ckpt").write_text("made on gpu1")
+    (remote / "outputs").mkdir(parents=True)  # only empty folders: still an empty folder
     shutil.chown(remote.parent, "dltgpu1", "dltgpu1")
-    for p in (remote, remote / "outputs", remote / "outputs" / "remote.ckpt"):
+    for p in (remote, remote / "outputs"):
         shutil.chown(p, "dltgpu1", "dltgpu1")
 
     t = _target(ssh_lab, d, monkeypatch)
     try:
         first = sync_project(t, t.settings, quiet=True)
+        (remote / "outputs" / "remote.ckpt").write_text("made on gpu1")  # a run's result
         got = set(_tree(remote))
         assert "pkg/m0/f0.py" in got and "pkg/keep.txt" in got and "main.py" in got
         for ignored in ("a.pyc", "pkg/local_only.txt", "data/big.bin", "notes/a.md", ".env",
@@ -86,20 +86,80 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
         assert second.stats.literal_bytes == 0
         assert second.stats.bytes_sent < first.stats.bytes_sent / 4
 
+        # what a run made on the host, and a synced file a run rewrote: never deleted
+        (remote / "checkpoints").mkdir()
+        (remote / "checkpoints" / "ckpt.pt").write_bytes(b"weights")
+        (remote / "pkg" / "m1" / "notes.log").write_text("host log")
+        (remote / "pkg" / "m1" / "f51.py").write_text("rewritten on the host\n")
         (d / "pkg" / "m0" / "f0.py").unlink()
+        (d / "pkg" / "m1" / "f51.py").unlink()
         (d / "main.py").write_text("print('changed')\n")
         third = sync_project(t, t.settings, runs=["r1"], quiet=True)
         assert third.stats.deleted == 1 and third.stats.transferred == 2  # main.py + r1 record
-        assert not (remote / "pkg" / "m0" / "f0.py").exists()
+        assert not (remote / "pkg" / "m0" / "f0.py").exists()      # sent, gone here: deleted
+        assert (remote / "pkg" / "m1" / "f51.py").read_text() == "rewritten on the host\n"
         assert (remote / "main.py").read_text() == "print('changed')\n"
         assert (remote / "runs" / "r1" / "manifest.json").is_file()
         assert (remote / "outputs" / "remote.ckpt").is_file()  # never deleted by a sync
+        for _ in range(3):  # a plain sync (runs/ not sent) leaves r1's folder too
+            sync_project(t, t.settings, quiet=True, shortcut=False)
+        assert (remote / "checkpoints" / "ckpt.pt").read_bytes() == b"weights"
+        assert (remote / "pkg" / "m1" / "notes.log").read_text() == "host log"
+        assert (remote / "runs" / "r1" / "manifest.json").is_file()
+        shutil.rmtree(d / "pkg" / "m3")  # a whole folder gone here: its files and it go there
+        sync_project(t, t.settings, quiet=True)
+        assert not (remote / "pkg" / "m3").exists() and (remote / "pkg" / "m2").is_dir()
     finally:
         t.close()
 
 
+def test_foreign_folder_refused_untouched(ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (remote / "thesis").mkdir(parents=True)
+    (remote / "thesis" / "chapter1.tex").write_text("years of work")
+    (remote / "main.py").write_text("their main.py")
+    before = _tree(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0
+    line = r.stderr.strip()
+    assert "\n" not in line and line.startswith(f"dlt: error: refusing to sync to {remote}")
+    assert "not made by dltasks" in line and "DLT_REMOTE_DIR" in line
+    assert _tree(remote) == before and not (remote / ".dltasks").exists()
+    # a folder with only (empty) folders in it is empty: taken
+    shutil.rmtree(remote)
+    (remote / "outputs").mkdir(parents=True)
+    shutil.chown(remote.parent, "dltgpu1", "dltgpu1")
+    for p in (remote, remote / "outputs"):
+        shutil.chown(p, "dltgpu1", "dltgpu1")
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / "main.py").read_text() == "print('hi')\n"
+    assert (remote / ".dltasks" / "sent").is_file()
+
+
+def test_dltignore_reinclude_sends_gitignored_inputs(ssh_lab: Lab,
+                                                      remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
+    (d / ".gitignore").write_text("input.txt\n*.bin\n")
+    (d / "data").mkdir()
+    (d / "data" / "input.txt").write_text("First Citizen:\n")
+    (d / "train.bin").write_bytes(b"\1" * 64)
+    (d / "val.bin").write_bytes(b"\2" * 64)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    assert not (remote / "data" / "input.txt").exists() and not (remote / "train.bin").exists()
+    (d / ".dltignore").write_text("!input.txt\n!*.bin\n")
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / "data" / "input.txt").read_text() == "First Citizen:\n"
+    assert (remote / "train.bin").read_bytes() == b"\1" * 64 and (remote / "val.bin").is_file()
+
+
 @pytest.mark.parametrize("remote_dir", ["/", "~", "/home", "/home/dltgpu2", "~/.ssh", "/etc/x",
-                                        "/data", "~/dltasks/.."])
+                                        "/data", "~/dltasks/..", "/var/lib", "/opt/conda",
+                                        "/mnt/data"])
 def test_dangerous_remote_dirs_refused(ssh_lab: Lab, remote_project: tuple[Path, str],
                                        remote_dir: str) -> None:
     d, _ = remote_project

@@ -66,7 +66,12 @@ def test_nothing_to_do_is_known_and_every_change_still_syncs(
     _settled_and_unchanged(d, ssh_lab)
     (there / "pkg" / "stray.py").write_text("left behind\n")             # added there
     assert "synced" in _sync(d, ssh_lab)
-    assert not (there / "pkg" / "stray.py").exists()
+    assert (there / "pkg" / "stray.py").read_text() == "left behind\n"  # not a sync's: kept
+
+    _settled_and_unchanged(d, ssh_lab)
+    (d / "pkg" / "m5.py").unlink()                                       # deleted here
+    assert "synced" in _sync(d, ssh_lab)
+    assert not (there / "pkg" / "m5.py").exists()
 
     _settled_and_unchanged(d, ssh_lab)
     (d / "pkg" / "m4.py").write_text("x = 'edited here'\n")               # changed here

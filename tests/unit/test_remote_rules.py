@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import posixpath
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from dltasks.errors import DltError
 from dltasks.remote.multihost import cli_hosts, is_last_host
 from dltasks.remote.sshconfig import SshHost, known_hosts_files, rsh_command, ssh_argv
-from dltasks.remote.syncrules import check_remote_dir, dockerignore_rules, filter_args, parse_stats
+from dltasks.remote.syncrules import (
+    check_remote_dir,
+    dltignore_rules,
+    dockerignore_rules,
+    filter_args,
+    parse_stats,
+)
 from dltasks.remote.target import expand_remote_dir, from_home
 
 HOME = "/home/me"
@@ -19,11 +27,14 @@ HOME = "/home/me"
     "", "  ", "relative/dir", "/", "//", "/home", "/home/me", "/home/me/", "/home/me/../me",
     "/home/other", "/root", "/Users/x", "/data", "/tmp", "/etc/proj", "/usr/local/proj",
     "/proc/1", "/home/me/.ssh", "/home/me/.config/x", "/home/me/a/../../..",
+    "/var/lib", "/var/lib/docker", "/var/lib/me/proj", "/opt/conda", "/opt/conda/envs/x",
+    "/mnt/data", "/media/usb", "/run/media/me/disk", "/var/tmp", "/snap/x",
 ])
 def test_dangerous_remote_dirs_refused(path: str) -> None:
     with pytest.raises(DltError) as e:
         check_remote_dir(path, HOME, host="gpu1")
     assert "DLT_REMOTE_DIR" in e.value.message and "\n" not in e.value.message
+    assert e.value.message.startswith("refusing to sync to")
 
 
 @pytest.mark.parametrize("path,expected", [
@@ -34,6 +45,8 @@ def test_dangerous_remote_dirs_refused(path: str) -> None:
     ("/mnt/ssd/me/proj", "/mnt/ssd/me/proj"),
     ("/tmp/scratch", "/tmp/scratch"),
     ("/home/me/dltasks/.hidden-ok", "/home/me/dltasks/.hidden-ok"),
+    ("/mnt/data/me-proj", "/mnt/data/me-proj"),
+    ("/var/tmp/me-proj", "/var/tmp/me-proj"),
 ])
 def test_safe_remote_dirs_accepted(path: str, expected: str) -> None:
     assert check_remote_dir(path, HOME) == expected
@@ -72,7 +85,8 @@ def test_expand_remote_dir_refuses_other_users_tilde() -> None:
 def test_filter_rules_order_protects_and_includes() -> None:
     args = filter_args(include_runs=["20261126-1-ab"], protect=["outputs", "../outside", "."],
                        dockerignore="# c\n\n*.pyc\n!keep.pyc\n/data/raw\n**/tmp\n")
-    assert args[:3] == ["--exclude=/.git/", "--exclude=/.env", "--exclude=/.env.*"]
+    assert args[:4] == ["--exclude=/.git/", "--exclude=/.env", "--exclude=/.env.*",
+                        "--exclude=/.dltasks/"]
     assert "--exclude=/outputs/" in args
     assert not any("outside" in a for a in args)
     inc = args.index("--include=/runs/20261126-1-ab/***")
@@ -88,6 +102,39 @@ def test_filter_rules_without_runs_protect_all_runs() -> None:
     args = filter_args()
     assert "--exclude=/runs/" in args and not any(a.startswith("--include") for a in args)
     assert args[-2:] == ["--filter=:- .gitignore", "--filter=:- .dltignore"]
+
+
+def test_dltignore_rules_keep_reincludes_in_gits_order() -> None:
+    text = "# c\n\n*.bin\n!keep.bin\ndata/raw\n/top.txt\n!input.txt\n**/cache\n\\!odd\n"
+    assert dltignore_rules(text) == [
+        "--filter=- !odd", "--filter=- cache", "--filter=+ input.txt", "--filter=- /top.txt",
+        "--filter=- /data/raw", "--filter=+ keep.bin", "--filter=- *.bin"]
+
+
+def test_dltignore_reincludes_come_after_what_is_never_sent() -> None:
+    args = filter_args(dltignore="!.env\n!input.txt\n", dockerignore="input.txt\n")
+    assert args.index("--exclude=/.env") < args.index("--filter=+ .env")
+    assert args.index("--filter=+ input.txt") < args.index("--exclude=/input.txt")
+    assert args.index("--filter=+ input.txt") < args.index("--filter=:- .gitignore")
+
+
+def test_dltignore_reinclude_sends_gitignored_files_with_real_rsync(tmp_path: Path) -> None:
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "data").mkdir(parents=True)
+    (src / "shards").mkdir()
+    (src / ".gitignore").write_text("input.txt\n*.bin\nsecret.key\n")
+    (src / "data" / "input.txt").write_text("to be or not to be\n")
+    for i in range(3):
+        (src / "shards" / f"train_{i}.bin").write_bytes(bytes([i]) * 100)
+    (src / "shards" / "skip.bin").write_bytes(b"x")
+    (src / "secret.key").write_text("k")
+    (src / ".env").write_text("TOKEN=x\n")
+    (src / ".dltignore").write_text("!input.txt\n!*.bin\nshards/skip.bin\n!.env\n")
+    rules = filter_args(dltignore=(src / ".dltignore").read_text())
+    subprocess.run(["rsync", "-a", *rules, f"{src}/", f"{dst}/"], check=True)
+    got = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+    assert got == [".dltignore", ".gitignore", "data/input.txt", "shards/train_0.bin",
+                   "shards/train_1.bin", "shards/train_2.bin"]
 
 
 def test_filter_rules_refuse_odd_run_ids() -> None:

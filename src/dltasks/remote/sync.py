@@ -8,23 +8,35 @@ decided in :mod:`.syncrules`.
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import posixpath
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import DltError
 from ..settings import Settings
 from ..shell import CmdResult, local, quote
 from ..target import HostCopy, Target
+from .sent import (
+    OUT_FORMAT,
+    SENT,
+    HostCopyState,
+    Sent,
+    apply_command,
+    deletions,
+    open_command,
+    open_host_copy,
+    parse_out,
+    record_of,
+)
 from .sshconfig import SshHost, from_connection, rsh_command
-from .synced import listing_digest, write_stamp
-from .syncrules import RUNS, SyncStats, check_remote_dir, filter_args, human, parse_stats
-from .target import quick_exec, remote_home
+from .synced import listing_digest, stamp_path, write_stamp
+from .syncrules import SyncStats, check_remote_dir, filter_args, human, parse_stats
+from .target import remote_home
 
 MANIFEST = "manifest.json"
 LOG = "output.log"
@@ -82,33 +94,75 @@ def _rsync(argv: Sequence[str], host: SshHost) -> tuple[CmdResult, float]:
     return res, took
 
 
-def prepare_remote_dir(target: Target, path: str, home: str) -> str:
-    """Create the folder on the host; refuse it when it (or what it links to) is unsafe."""
+def check_dir(target: Target, path: str, home: str) -> str:
+    """The folder's path when its name is safe (and, seen when connecting, its real path)."""
     safe = check_remote_dir(path, home, host=target.name)
-    if path == target.host_project_dir and target.host_project_real:  # seen when connecting
+    if path == target.host_project_dir and target.host_project_real:
         check_remote_dir(target.host_project_real, home, host=target.name)
-        return safe
-    q = quote([safe])
-    code, out, err = quick_exec(target.shell.c.transport,
-                                f"mkdir -p {q} && test ! -L {q} && cd {q} && pwd -P")
-    if code != 0:
-        why = CmdResult("", code, out, err).tail(2) or f"exit {code}"
-        raise DltError(f"cannot create {safe} on {target.name} (or it is a symlink): {why}; "
-                       "choose another DLT_REMOTE_DIR")
-    check_remote_dir(out.strip(), home, host=target.name)  # no link above points out
     return safe
+
+
+def exec_input(transport: Any, command: str, data: bytes = b"",
+               timeout: float = 120.0) -> tuple[int, str, str]:
+    """:func:`.target.quick_exec` with ``data`` on the command's stdin."""
+    chan = transport.open_session(timeout=timeout)
+    try:
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        if data:
+            chan.sendall(data)
+        chan.shutdown_write()
+        out = chan.makefile("rb").read().decode(errors="surrogateescape")
+        err = chan.makefile_stderr("rb").read().decode(errors="replace")
+        return int(chan.recv_exit_status()), out, err
+    finally:
+        chan.close()
+
+
+def prepare_remote_dir(target: Target, path: str, home: str) -> HostCopyState:
+    """Create the folder on the host and read its sync record; refuse it when it (or what it
+    links to) is unsafe, or when it holds files dltasks did not put there (:mod:`.sent`)."""
+    safe = check_dir(target, path, home)
+    code, out, err = exec_input(target.shell.c.transport,
+                                open_command(safe, stamp_path(target.settings.remote_dir)))
+    state = open_host_copy(out, code, err, safe, target.name)
+    check_remote_dir(state.real, home, host=target.name)  # no link above points out
+    return state
+
+
+def _apply_record(target: Target, state: HostCopyState, sent: Sent) -> int:
+    """Delete on the host what the last sync sent and is no longer sent from here; write the
+    new record. Returns how many files and links were deleted."""
+    lines = deletions(state.sent, sent)
+    if not lines and sent == state.sent:
+        return 0
+    data = "\n".join([*lines, "--", sent.to_json()]).encode(errors="surrogateescape")
+    code, out, err = exec_input(target.shell.c.transport, apply_command(state.real), data)
+    if code != 0:
+        why = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
+        raise DltError(f"synced, but could not record what was sent in {state.real}/{SENT} on "
+                       f"{target.name}: {why[0]}; check that folder there, then sync again")
+    try:
+        return int(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return 0
 
 
 def _home_of(target: Target) -> str:
     return target.host_home or remote_home(target.shell.c, ssh_host(target))
 
 
-def _protected(settings: Settings) -> list[str]:
-    """Folders inside the project that a sync must neither send nor delete (the outputs)."""
+def _protected(settings: Settings, host_dir: str = "") -> list[str]:
+    """Folders inside the project that a sync must not send (the outputs): the outputs folder
+    as a path here inside this project, or as a host path inside the host's project folder
+    (``.env.HOST``'s DLT_OUTPUT_DIR=/home/me/dltasks/proj/results)."""
     out = []
     for value in (settings.output_dir,):
         if not value:
             continue
+        host_root = host_dir.rstrip("/") + "/"
+        if host_dir and posixpath.normpath(value).startswith(host_root):
+            out.append(posixpath.normpath(value)[len(host_root):])
         p = settings.path(value).resolve()
         try:
             out.append(p.relative_to(settings.project_dir.resolve()).as_posix())
@@ -117,12 +171,15 @@ def _protected(settings: Settings) -> list[str]:
     return out
 
 
-def sync_source(settings: Settings, runs: Sequence[str] = ()) -> tuple[str, list[str]]:
+def sync_source(settings: Settings, runs: Sequence[str] = (),
+                host_dir: str = "") -> tuple[str, list[str]]:
     """What a sync sends: the source folder (with its trailing slash) and rsync's filters."""
-    dockerignore = settings.project_dir / ".dockerignore"
-    rules = filter_args(include_runs=runs, protect=_protected(settings),
-                        dockerignore=dockerignore.read_text(errors="replace")
-                        if dockerignore.is_file() else "")
+    def text(name: str) -> str:
+        f = settings.project_dir / name
+        return f.read_text(errors="replace") if f.is_file() else ""
+
+    rules = filter_args(include_runs=runs, protect=_protected(settings, host_dir),
+                        dockerignore=text(".dockerignore"), dltignore=text(".dltignore"))
     return str(settings.project_dir).rstrip("/") + "/", rules
 
 
@@ -136,7 +193,8 @@ def local_listing(settings: Settings) -> str:
 def sync_project(target: Target, settings: Settings, *,
                  runs: Sequence[str] = (), quiet: bool = False, via: str = "tunnel",
                  listing: Future[str] | None = None, shortcut: bool = True) -> SyncResult:
-    """Mirror the project to ``target.host_project_dir`` (deleting there what is gone here).
+    """Send the project to ``target.host_project_dir``; delete there only what an earlier sync
+    sent and is no longer sent from here (:mod:`.sent`), never what appeared on the host.
 
     ``runs``: run ids whose local ``runs/<id>/`` folder (rewritten configs) must be on the host.
     A plain sync (no ``runs``) to a target made with ``check_sync`` skips rsync when neither
@@ -144,8 +202,9 @@ def sync_project(target: Target, settings: Settings, *,
     it was started early (:func:`local_listing`). ``shortcut=False`` runs rsync anyway.
     """
     host = ssh_host(target)
-    dest = prepare_remote_dir(target, target.host_project_dir, _home_of(target))
-    src, rules = sync_source(settings, runs)
+    home = _home_of(target)
+    dest = check_dir(target, target.host_project_dir, home)
+    src, rules = sync_source(settings, runs, dest)
     copy: HostCopy | None = target.host_copy if not runs else None
     digest = ""
     if copy is not None:  # this side's listing, as it is BEFORE rsync reads anything
@@ -156,98 +215,22 @@ def sync_project(target: Target, settings: Settings, *,
                 print(f"dlt: {target.name}:{dest} is up to date: nothing changed here or there "
                       "since the last sync", file=sys.stderr, flush=True)
             return result
-    argv = ["rsync", "-a", "--no-owner", "--no-group", "--delete", "--stats",
-            "-e", rsh_for(target, host, via), *rules,
+    t0 = time.monotonic()
+    state = prepare_remote_dir(target, target.host_project_dir, home)
+    # No --delete: rsync only adds and updates; what it may delete is decided by the record.
+    argv = ["rsync", "-a", "--no-owner", "--no-group", "--stats", "-ii",
+            f"--out-format={OUT_FORMAT}", "-e", rsh_for(target, host, via), *rules,
             src, f"{host.hostname}:{dest}/"]
-    res, took = _rsync(argv, host)
+    res, _ = _rsync(argv, host)
+    deleted = _apply_record(target, state, record_of(settings.project_dir, parse_out(res.stdout)))
+    took = time.monotonic() - t0
     if copy is not None and digest:
         write_stamp(target.shell.c.transport, settings.remote_dir, digest, copy.clock)
-    result = SyncResult(src, f"{target.name}:{dest}", quote(argv), parse_stats(res.stdout), took)
+    stats = dataclasses.replace(parse_stats(res.stdout), deleted=deleted)
+    result = SyncResult(src, f"{target.name}:{dest}", quote(argv), stats, took)
     if not quiet:
         # stderr: under `train` stdout is the run's output (and a detached run's id)
         print(f"dlt: synced {settings.project_dir} -> {target.name}:{dest}: {result.summary()}",
               file=sys.stderr, flush=True)
     return result
 
-
-def _local_manifest(settings: Settings, run_id: str) -> tuple[Path, dict[str, Any]]:
-    path = settings.project_dir / RUNS / run_id / MANIFEST
-    if not path.is_file():
-        raise DltError(f"no record of run {run_id!r} in {settings.project_dir / RUNS}: "
-                       "`inv runs` lists the runs started from here")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return path, data
-
-
-def _pull(host: SshHost, rsh: str, remote: str, dest: Path, extra: Sequence[str]) -> SyncResult:
-    dest.mkdir(parents=True, exist_ok=True)
-    argv = ["rsync", "-a", "--no-owner", "--no-group", "--stats", "-e", rsh, *extra,
-            f"{host.hostname}:{remote.rstrip('/')}/", str(dest) + "/"]
-    res, took = _rsync(argv, host)
-    return SyncResult(f"{host.alias}:{remote}", str(dest), quote(argv), parse_stats(res.stdout),
-                      took)
-
-
-def fetch_run(target: Target, settings: Settings, run_id: str, *,
-              quiet: bool = False, via: str = "tunnel") -> SyncResult:
-    """Bring a run's outputs folder and its folder on the host back here (never deleting here).
-
-    Also saves the container's log as ``runs/<id>/output.log`` and, when the run has ended,
-    completes its record (exit code, end time) from the engine.
-    """
-    host = ssh_host(target)
-    mpath, record = _local_manifest(settings, run_id)
-    ran_on = record.get("host", "")
-    if ran_on and ran_on != target.name:
-        raise DltError(f"run {run_id} ran on {ran_on}, not {target.name}: "
-                       f"`fab -H {ran_on} fetch {run_id}`")
-    pulls: list[tuple[str, Path, list[str]]] = [
-        (str(row["host"]), Path(row["local"]), [])
-        for row in record.get("path_map", []) if row.get("root") == "outputs"]
-    remote_run = f"{target.host_project_dir.rstrip('/')}/{RUNS}/{run_id}"
-    pulls.append((remote_run, mpath.parent, [f"--exclude=/{MANIFEST}", f"--exclude=/{LOG}"]))
-    script = 'for d; do [ -d "$d" ] && printf "%s\\n" "$d"; done; true'
-    found = target.shell.run(quote(["sh", "-c", script, "_", *[p[0] for p in pulls]]),
-                             check=True).stdout.splitlines()
-    rsh = rsh_for(target, host, via)
-    parts = [_pull(host, rsh, remote, dest, extra) for remote, dest, extra in pulls
-             if remote in found]
-    _save_log_and_state(target, settings, run_id, mpath, record)
-    total = SyncStats(**{k: sum(getattr(p.stats, k) for p in parts)
-                         for k in SyncStats.__dataclass_fields__})
-    result = SyncResult(f"{target.name}:{run_id}", str(mpath.parent),
-                        "; ".join(p.command for p in parts), total,
-                        sum(p.seconds for p in parts), tuple(parts))
-    if not quiet:
-        where = ", ".join(p.dest for p in parts) or "nothing to copy"
-        print(f"dlt: fetched {run_id} from {target.name} ({where}): {result.summary()}",
-              file=sys.stderr, flush=True)
-    return result
-
-
-def _save_log_and_state(target: Target, settings: Settings, run_id: str, mpath: Path,
-                        record: dict[str, Any]) -> None:
-    """The container's log into the record folder; its end state into the manifest."""
-    from ..containers import LABEL_RUN
-    from ..engineapi import NotFound
-    from ..masking import scrub, secret_values
-    from ..records import write_manifest
-    from ..runner import log_bytes
-
-    rows = target.engine.containers(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
-    if not rows:
-        return
-    cid = rows[0]["Id"]
-    secrets = secret_values(settings.container_env)
-    try:
-        log = log_bytes(target.engine, cid)
-        info = target.engine.inspect_container(cid)
-    except NotFound:
-        return
-    (mpath.parent / LOG).write_text(scrub(log.decode(errors="replace"), secrets),
-                                    encoding="utf-8")
-    state = info.get("State") or {}
-    if not state.get("Running") and record.get("exit_code") is None:
-        record.update(exit_code=state.get("ExitCode"), ended=state.get("FinishedAt"),
-                      status="exited")
-        write_manifest(mpath, record, secrets)

@@ -8,7 +8,9 @@ delete nothing when both hold:
    successful sync (names, sizes, mtimes, modes): :func:`listing_digest`;
 2. there: nothing in the host's copy changed since that sync began: no file or folder under
    it has a ctime newer than the sync's stamp (``find -cnewer``; a write, a delete, a chmod,
-   a rename all move a ctime, and nobody can set one back).
+   a rename all move a ctime, and nobody can set one back). The sync's own record
+   (``.dltasks/``, :mod:`.sent`) is not looked at: it changes only when the listing of (1)
+   did, and a sync deletes only what the record lists and the listing no longer has.
 
 The stamp is ``~/.cache/dltasks/sync/<name>`` on the host: it holds the digest of (1), and its
 mtime is the host's clock, in whole seconds, one second before that sync began. rsync reads
@@ -48,7 +50,8 @@ def stamp_name(remote_dir: str) -> str:
 #: when nothing under the copy is newer than the stamp.
 CHECK_SCRIPT = ('date +%s; [ -f "$2" ] && [ -n "$real" ] && case "$(stat -f -c %T "$real" '
                 f'2>/dev/null)" in {"|".join(repr(t) for t in LOCAL_FS)}) '
-                'out=$(find "$real" -cnewer "$2" -print -quit 2>&1) && [ -z "$out" ] && '
+                'out=$(find "$real" -path "$real/.dltasks" -prune -o -cnewer "$2" -print -quit '
+                '2>&1) && [ -z "$out" ] && '
                 'cat "$2";; esac')
 
 

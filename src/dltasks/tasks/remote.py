@@ -19,7 +19,8 @@ def _need_remote(c: Any, task: str) -> None:
 @dlt_task(help={"full": "Run rsync even when nothing changed on either side since the last "
                        "sync (which is otherwise known without it)."})
 def sync(c: Any, full: bool = False) -> None:
-    """Mirror the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured)."""
+    """Send the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured; deletes there
+    only what an earlier sync sent and is gone here)."""
     from ..background import in_background
     from ..remote.sync import local_listing, sync_project
 
@@ -31,8 +32,9 @@ def sync(c: Any, full: bool = False) -> None:
 
 @dlt_task(help={"run": "Run id (from `inv runs`)."})
 def fetch(c: Any, run: str) -> None:
-    """Copy a run's outputs and host-side files back here, incrementally; save its log."""
-    from ..remote.sync import fetch_run
+    """Copy that run's outputs and the files it made on the host back here (a differing local
+    file is kept, the host's copy saved beside it); save its log."""
+    from ..remote.fetch import fetch_run
 
     _need_remote(c, "fetch RUN")
     with target_for(c) as target:

@@ -1,0 +1,188 @@
+"""What a sync put on the host, so that a later sync deletes only that, never a run's files.
+
+The host's project folder holds ``.dltasks/sent`` (JSON, written by dltasks after each
+successful sync, never sent from here and never deleted): every file, symlink and folder the
+last sync made identical to this machine's copy, with each file's size and mtime as sent.
+
+* It proves that dltasks made the folder: a folder that holds files but no record is refused
+  (:func:`open_host_copy`), never written to. A folder that has only empty folders in it counts
+  as empty (a remote ``train`` creates the outputs folder while the sync starts). Folders synced
+  by dltasks before the record existed count as made by dltasks when the host has the old sync
+  stamp for them (:mod:`.synced`) or they hold a run record (``runs/*/manifest.json``); their
+  first sync deletes nothing.
+* A later sync deletes on the host only what the record lists, is no longer sent from here
+  (deleted here, or now ignored), and is still as that sync left it: a file of the same size
+  and mtime, a symlink, a folder only when empty. Anything a run wrote (checkpoints, logs,
+  ``wandb/``), a file a run rewrote, and everything under ``runs/`` stay.
+
+The deletes run in one host script: relative paths only, no ``..``, no symlink followed (a
+path under a symlinked folder is skipped), nothing outside the project folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DltError
+from ..shell import quote
+from .syncrules import MARK, RUNS
+
+SENT = f"{MARK}/sent"
+#: rsync's ``--out-format`` for the sync: one line per path it considered (with ``-ii``,
+#: unchanged ones too), so the record lists what the sync made identical, not only what it copied.
+OUT_FORMAT = "dlt:%i:%n"
+
+#: $1: the project folder (absolute); $2: the old sync stamp, from $HOME. Prints the folder's
+#: real path, then its state (mark + the record / empty / legacy / foreign / link).
+OPEN_SCRIPT = (
+    'mkdir -p -- "$1" && [ ! -L "$1" ] && cd -P -- "$1" && pwd -P || exit 3; '
+    f'if [ -L {MARK} ] || [ -L {SENT} ]; then echo link; exit 0; fi; '
+    f'if [ -f {SENT} ]; then echo mark; cat {SENT}; exit 0; fi; '
+    'if [ -n "$(find . ! -type d -print -quit 2>/dev/null)" ]; then '
+    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} || ls {RUNS}/*/manifest.json >/dev/null 2>&1; '
+    'then echo legacy; else echo foreign; exit 0; fi; else echo empty; fi; '
+    f'mkdir -p {MARK} && printf "{{}}" > {SENT}.tmp && mv -f {SENT}.tmp {SENT}')
+
+#: $1: the project folder's real path. stdin: lines "KIND<TAB>SIZE MTIME<TAB>PATH" to delete
+#: (f: a file still of that size and mtime; l: a symlink; d: a folder when empty), then "--",
+#: then the new record. Prints how many files and links it deleted.
+APPLY_SCRIPT = (
+    'cd -P -- "$1" || exit 3; T=$(printf "\\t"); n=0; '
+    'while IFS= read -r line; do [ "$line" = "--" ] && break; '
+    'k=${line%%"$T"*}; r=${line#*"$T"}; want=${r%%"$T"*}; p=${r#*"$T"}; ok=1; q=$p; '
+    'while :; do case $q in */*) q=${q%/*}; '
+    'if [ -L "$q" ] || [ ! -d "$q" ]; then ok=0; break; fi;; *) break;; esac; done; '
+    '[ $ok = 1 ] || continue; case $k in '
+    'f) [ -f "$p" ] && [ ! -L "$p" ] && [ "$(stat -c "%s %Y" -- "$p" 2>/dev/null)" = "$want" ] '
+    '&& rm -f -- "$p" && n=$((n+1));; '
+    'l) [ -L "$p" ] && rm -f -- "$p" && n=$((n+1));; '
+    'd) [ -d "$p" ] && [ ! -L "$p" ] && rmdir -- "$p" 2>/dev/null;; esac; done; '
+    f'[ ! -L {MARK} ] && mkdir -p {MARK} && cat > {SENT}.tmp && mv -f {SENT}.tmp {SENT} '
+    '|| exit 4; echo "$n"')
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The record: files (path -> (size, mtime)), symlinks and folders, relative paths."""
+
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)
+    links: frozenset[str] = frozenset()
+    dirs: frozenset[str] = frozenset()
+
+    def paths(self) -> set[str]:
+        return set(self.files) | set(self.links) | set(self.dirs)
+
+    def to_json(self) -> str:
+        return json.dumps({"version": 1, "files": {k: list(v) for k, v in
+                                                   sorted(self.files.items())},
+                           "links": sorted(self.links), "dirs": sorted(self.dirs)})
+
+    @classmethod
+    def from_json(cls, text: str) -> Sent:
+        """The record as the host holds it; an unreadable one lists nothing (deletes nothing)."""
+        try:
+            data: Any = json.loads(text or "{}")
+            files = {str(k): (int(v[0]), int(v[1])) for k, v in data.get("files", {}).items()}
+            return cls(files, frozenset(map(str, data.get("links", []))),
+                       frozenset(map(str, data.get("dirs", []))))
+        except (ValueError, TypeError, AttributeError, IndexError, KeyError):
+            return cls()
+
+
+@dataclass(frozen=True)
+class HostCopyState:
+    """The host's project folder as :func:`open_host_copy` found it."""
+
+    real: str
+    state: str            # mark, empty, legacy
+    sent: Sent
+
+
+def safe_rel(path: str) -> bool:
+    """A path a sync may record and delete: relative, no ``..``, no newline, not ours/runs'."""
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and "\n" not in path and "\t" not in path \
+        and all(p not in ("", ".", "..") for p in parts) and parts[0] not in (MARK, RUNS)
+
+
+def open_host_copy(out: str, code: int, err: str, folder: str, host: str) -> HostCopyState:
+    """Read :data:`OPEN_SCRIPT`'s answer; refuse a folder dltasks did not make."""
+    lines = out.split("\n", 2)
+    if code != 0 or len(lines) < 2:
+        why = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
+        raise DltError(f"cannot create {folder} on {host} (or it is a symlink): {why[0]}; "
+                       "choose another DLT_REMOTE_DIR")
+    real, state = lines[0].strip(), lines[1].strip()
+    if state == "foreign":
+        raise DltError(f"refusing to sync to {folder} on {host}: it holds files and was not made "
+                       f"by dltasks (no {SENT} in it); set DLT_REMOTE_DIR to a new or empty "
+                       "folder, e.g. ~/dltasks/<project>, or move its files away")
+    if state == "link":
+        raise DltError(f"refusing to sync to {folder} on {host}: its {MARK} is a symlink; "
+                       f"remove {folder}/{MARK} there")
+    return HostCopyState(real, state, Sent.from_json(lines[2] if len(lines) > 2 else ""))
+
+
+_ESC = re.compile(rb"\\#([0-7]{3})")
+
+
+def parse_out(text: str) -> list[str]:
+    """The relative paths of rsync's ``--out-format`` lines (:data:`OUT_FORMAT`), unescaped."""
+    got = []
+    for line in text.splitlines():
+        if not line.startswith("dlt:") or len(line) < 17 or line[15] != ":":
+            continue
+        name = line[16:].rstrip("/")
+        raw = _ESC.sub(lambda m: bytes([int(m.group(1), 8)]),
+                       name.encode(errors="surrogateescape"))
+        name = os.fsdecode(raw)
+        if name and name != ".":
+            got.append(name)
+    return got
+
+
+def record_of(root: Path, paths: Iterable[str]) -> Sent:
+    """The record of ``paths`` (as rsync reported them) from this side's files: what the host
+    now has, since rsync -a gave the host each file's size and mtime."""
+    files: dict[str, tuple[int, int]] = {}
+    links, dirs = set(), set()
+    for rel in paths:
+        if not safe_rel(rel):
+            continue
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            continue  # gone since rsync read it: not recorded, so never deleted
+        if os.path.islink(root / rel):
+            links.add(rel)
+        elif os.path.isdir(root / rel):
+            dirs.add(rel)
+        elif os.path.isfile(root / rel):
+            files[rel] = (st.st_size, int(st.st_mtime))
+    return Sent(files, frozenset(links), frozenset(dirs))
+
+
+def deletions(before: Sent, now: Sent) -> list[str]:
+    """:data:`APPLY_SCRIPT`'s delete lines: what ``before`` lists and ``now`` does not; files
+    and links first, then folders deepest first."""
+    gone = before.paths() - now.paths()
+    lines = [f"f\t{before.files[p][0]} {before.files[p][1]}\t{p}"
+             for p in sorted(gone & set(before.files)) if safe_rel(p)]
+    lines += [f"l\t\t{p}" for p in sorted(gone & before.links) if safe_rel(p)]
+    lines += [f"d\t\t{p}" for p in sorted(gone & before.dirs, key=lambda p: (-p.count("/"), p))
+              if safe_rel(p)]
+    return lines
+
+
+def apply_command(real: str) -> str:
+    return quote(["sh", "-c", APPLY_SCRIPT, "_", real])
+
+
+def open_command(folder: str, stamp: str) -> str:
+    return quote(["sh", "-c", OPEN_SCRIPT, "_", folder, stamp])
