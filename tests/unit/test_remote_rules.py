@@ -83,13 +83,13 @@ def test_expand_remote_dir_refuses_other_users_tilde() -> None:
 
 
 def test_filter_rules_order_protects_and_includes() -> None:
-    args = filter_args(include_runs=["20261126-1-ab"], protect=["outputs", "../outside", "."],
+    args = filter_args(include_runs=["20261126-141502-a3f9"], protect=["outputs", "../outside", "."],
                        dockerignore="# c\n\n*.pyc\n!keep.pyc\n/data/raw\n**/tmp\n")
     assert args[:4] == ["--exclude=/.git/", "--exclude=/.env", "--exclude=/.env.*",
                         "--exclude=/.dltasks/"]
     assert "--exclude=/outputs/" in args
     assert not any("outside" in a for a in args)
-    inc = args.index("--include=/runs/20261126-1-ab/***")
+    inc = args.index("--include=/runs/20261126-141502-a3f9/***")
     assert args.index("--include=/runs/") < inc < args.index("--exclude=/runs/*")
     # the run's folder is let through before any .gitignore could exclude runs/
     assert inc < args.index("--filter=:- .gitignore")

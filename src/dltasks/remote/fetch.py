@@ -188,7 +188,9 @@ def _pull(host: SshHost, rsh: str, remote: str, dest: Path, extra: Sequence[str]
 
 
 def _local_manifest(settings: Settings, run_id: str) -> tuple[Path, dict[str, Any]]:
-    path = settings.project_dir / RUNS / run_id / MANIFEST
+    from ..records import check_run_id, run_dir
+
+    path = run_dir(settings.project_dir, check_run_id(run_id, "fetch RUN")) / MANIFEST
     if not path.is_file():
         raise DltError(f"no record of run {run_id!r} in {settings.project_dir / RUNS}: "
                        "`inv runs` lists the runs started from here")

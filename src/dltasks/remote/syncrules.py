@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..errors import DltError
+from ..records import check_run_id
 
 RUNS = "runs"
 #: The sync's own folder in the host's project folder (never sent, never deleted).
@@ -139,8 +140,7 @@ def filter_args(*, include_runs: Sequence[str] = (), protect: Iterable[str] = ()
         if rel and rel != "." and not rel.startswith(".."):
             args.append(f"--exclude=/{rel}/")
     for run_id in include_runs:
-        if not re.fullmatch(r"[A-Za-z0-9._-]+", run_id):
-            raise DltError(f"bad run id {run_id!r}")
+        check_run_id(run_id, "a run folder to sync")
         args += [f"--include=/{RUNS}/", f"--include=/{RUNS}/{run_id}/***"]
     args.append(f"--exclude=/{RUNS}/" if not include_runs else f"--exclude=/{RUNS}/*")
     args += dltignore_rules(dltignore)
