@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,10 +74,9 @@ def test_a_closed_stdout_leaves_the_run_to_finish(engine: object, base_image: st
     assert _left(engine, project) == []
 
 
-@pytest.fixture
-def full_runs(project: Path) -> Iterator[Path]:
-    """runs/ of the project on a 64 KiB tmpfs: output.log fills it early in the run."""
-    runs = project / "runs"
+@contextlib.contextmanager
+def _small_tmpfs(runs: Path) -> Iterator[Path]:
+    """``runs`` on a 64 KiB tmpfs: output.log fills it early in the run. Unmounted after."""
     runs.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(runs)],
                        capture_output=True, text=True)
@@ -88,6 +89,12 @@ def full_runs(project: Path) -> Iterator[Path]:
         yield runs
     finally:
         subprocess.run(["umount", "-l", str(runs)], check=True)
+
+
+@pytest.fixture
+def full_runs(project: Path) -> Iterator[Path]:
+    with _small_tmpfs(project / "runs") as runs:
+        yield runs
 
 
 def test_a_full_disk_under_runs_leaves_the_run_to_finish(engine: object, base_image: str,
@@ -125,3 +132,28 @@ def test_output_log_holds_no_secret(engine: object, base_image: str, project: Pa
     assert log == "token=****\nsplit=**** end\ndone\n"
     for f in run_dir.iterdir():
         assert SECRET not in f.read_text(errors="replace"), f
+
+
+@pytest.mark.ssh
+def test_the_laptops_full_disk_leaves_a_remote_run_to_finish(
+        engine: object, base_image: str, ssh_lab: Any,
+        remote_project: tuple[Path, str]) -> None:
+    """`fab -H gpu1 train` with this machine's runs/ full: the run on gpu1 goes on to its end,
+    its exit code comes back and is recorded here."""
+    from tests.sshd_harness import fab
+
+    d, name = remote_project
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={base_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n"
+                f"DLT_TRAIN_CMD={LOUD}\n")
+    with _small_tmpfs(d / "runs") as runs:
+        r = fab("-H", "gpu1", "train", cwd=d, env=ssh_lab.env(), timeout=300)
+        assert r.returncode == 3, r.stderr[-2000:]
+        (path,) = runs.glob("*/manifest.json")
+        m = json.loads(path.read_text())
+        assert m["exit_code"] == 3 and m["ended"] and m["status"] == "exited"
+        assert (f"dlt: warning: cannot write runs/{m['run_id']}/output.log: No space left on "
+                "device; the run goes on, its output still goes to stdout") in r.stderr
+    assert r.stdout.splitlines()[-1] == "line 149999"
+    done = Path(ssh_lab.hosts["gpu1"].home) / "dltasks" / name / "done.txt"
+    assert done.read_text() == "finished\n"
