@@ -374,12 +374,13 @@ def _of_run(client: Any, run_id: str) -> list[Any]:
 
 
 @pytest.mark.ssh
-def test_a_detached_job_whose_second_node_cannot_start_leaves_nothing(
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "attached"])
+def test_a_job_whose_second_node_cannot_start_leaves_nothing(
         torch_image: str, hook_torch_engine: Any, ssh_lab: Any,
-        remote_project: tuple[Path, str]) -> None:
-    """`--gpu 0 --detach` over gpu1,gpu2, whose engine is one: node 0 starts holding GPU 0,
-    so node 1's claim of GPU 0 is refused. Node 0 is stopped and removed: nothing runs,
-    nothing holds a GPU, and the record says the job failed to start."""
+        remote_project: tuple[Path, str], detach: bool) -> None:
+    """`--gpu 0` over gpu1,gpu2, whose engine is one: node 0 starts holding GPU 0, so node
+    1's claim of GPU 0 is refused. Node 0 is stopped and removed: nothing runs, nothing holds
+    a GPU, and the record says the job failed to start."""
     from tests.gpu_fixtures import make_fake_smi
     from tests.sshd_harness import fab
 
@@ -390,8 +391,8 @@ def test_a_detached_job_whose_second_node_cannot_start_leaves_nothing(
         job_project(d, torch_image, f"DDP_SLEEP=300\nDLT_DOCKER_HOST={eng.url}\n")
         for host in ("gpu1", "gpu2"):
             (d / f".env.{host}").write_text(f"DLT_NVIDIA_SMI={smi}/nvidia-smi\n")
-        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--gpu", "0", "--detach", cwd=d,
-                env=ssh_lab.env(), timeout=300)
+        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--gpu", "0",
+                *(["--detach"] if detach else []), cwd=d, env=ssh_lab.env(), timeout=300)
     finally:
         subprocess.run(["rm", "-rf", str(smi)], check=False)
     assert r.returncode != 0, r.stdout + r.stderr
