@@ -8,11 +8,13 @@ proves every node runs the same image.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
 
 from .errors import DltError
+from .localio import warn
 from .target import Target
 
 _SAY_EVERY_S = 1.0
@@ -34,20 +36,19 @@ def copy_image(src: Target, dst: Target, image: str) -> None:
                 sent[1] = now
                 text = (f"dlt: copying {image} {src.name} -> {dst.name}: "
                         f"{sent[0] / 2**20:.0f} MiB")
-                sys.stderr.write(f"\r\x1b[K{text}" if tty else text + "\n")
-                sys.stderr.flush()
+                with contextlib.suppress(OSError):  # a progress line is no reason to stop
+                    sys.stderr.write(f"\r\x1b[K{text}" if tty else text + "\n")
+                    sys.stderr.flush()
             yield chunk
 
-    print(f"dlt: {image} is not on {dst.name}: copying it from {src.name} (docker save | "
-          "docker load over SSH)", file=sys.stderr, flush=True)
+    warn(f"dlt: {image} is not on {dst.name}: copying it from {src.name} (docker save | "
+         "docker load over SSH)")
     try:
         for _ in dst.docker.api.load_image(chunks(), quiet=True):
             pass
     except docker.errors.APIError as e:
         raise DltError(f"copying {image} from {src.name} to {dst.name} failed: "
                        f"{e.explanation or e}") from None
-    if tty:
-        sys.stderr.write("\n")
     took = time.monotonic() - t0
-    print(f"dlt: copied {image} to {dst.name}: {sent[0] / 2**20:.0f} MiB in {took:.1f} s",
-          file=sys.stderr, flush=True)
+    warn(("\n" if tty else "") +
+         f"dlt: copied {image} to {dst.name}: {sent[0] / 2**20:.0f} MiB in {took:.1f} s")

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import gpumode, gpushare, jobnet, runner, torchrun
+from . import gpumode, gpushare, jobnet, localio, runner, torchrun
 from .containers import LABEL_GPUS, LABEL_NODE, LABEL_NODES, LABEL_USER, docker_run_cmdline
 from .errors import DltError
 from .launch import (
@@ -43,7 +43,7 @@ from .launch import (
     under_torchrun,
 )
 from .masking import secret_values
-from .records import MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
+from .records import LOG, MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
 from .runplan import RunPlan, RunRequest, plan_run
 from .settings import Settings
 from .shell import quote
@@ -110,7 +110,7 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
         for n in nodes:
             n.access = gpushare.preview(n.target, n.facts, req.gpus, share=req.share)
         _make_specs(nodes, req, job_id, addr, port, ifaces)
-    record = _record(nodes, local, req, job_id, started, addr, port, git=git())
+    record = _record(nodes, local, req, job_id, started, addr, port, image, git=git())
     secrets = secret_values({**local.container_env})
     if dry_run:
         for n in nodes:
@@ -125,16 +125,22 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
         assert n.plan is not None
         n.plan.run_dir.mkdir(parents=True, exist_ok=True)
     mpath = folder / MANIFEST
-    write_manifest(mpath, record, secrets)
+    write_manifest(mpath, record, secrets)  # before the start: a failure here stops nothing
+    room = None if detach else localio.reserve(folder, mpath)  # the end fits a full disk
     print(f"dlt: job {job_id}: {len(nodes)} node(s) ({', '.join(n.name for n in nodes)}), "
           f"master {addr}:{port}", file=sys.stderr, flush=True)
     try:
-        code = _start_and_supervise(nodes, local, detach=detach, share=req.share)
+        code = _start_and_supervise(nodes, local, detach=detach, share=req.share,
+                                    secrets=secrets)
     except DltError as e:
         record.update(ended=utcnow(), status="failed to start", error=e.message,
                       nodes=[n.part() for n in nodes])
-        write_manifest(mpath, record, secrets)
+        localio.save_record(mpath, record, secrets, room=room, what="the job's end")
         raise
+    finally:
+        if room is not None:
+            with contextlib.suppress(OSError):
+                room.unlink(missing_ok=True)
     first = next((n for n in nodes if n.first), None)
     record.update(nodes=[n.part() for n in nodes])
     if detach:
@@ -149,7 +155,8 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
         if first is not None:
             record.update(failed_first={"rank": first.rank, "host": first.name,
                                         "why": first.why})
-    write_manifest(mpath, record, secrets)
+    localio.save_record(mpath, record, secrets,
+                        what="the job's start" if detach else f"the job's end (exit code {code})")
     return code
 
 
@@ -161,13 +168,14 @@ def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
     s = t.settings
     facts_later = gpumode.facts_later(t, req.gpus, tolerant=dry_run)
     image = req.image or s.image or local.image
+    later = False  # node 0's project image (named by its hash), known once node 0 has it
     if not image:
         if n.rank == 0 or s.job_image == "build":
             from .images import ensure_project_image
 
             image = ensure_project_image(t, s)
         else:
-            image = f"{s.project}:latest"  # node 0's, copied when missing
+            later = True
     n.plan = plan_run(local, s, host_facts(t), req, run_id=job_id, started=started,
                       image=image, part=f"node{n.rank}")
     try:
@@ -176,14 +184,31 @@ def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
 
             sync_project(t, s, runs=[job_id], quiet=False)
         n.login = prepare_host(t, n.plan)
-        with contextlib.suppress(DltError):
-            n.image_id = str(image_record(t, image).get("Id") or "")
+        if not later:
+            with contextlib.suppress(DltError):
+                n.image_id = str(image_record(t, image).get("Id") or "")
     finally:
         n.facts = facts_later()
 
 
 def _same_image(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
-    """Every node gets node 0's image (by ID): copied where missing or different."""
+    """Every node gets node 0's image (by ID): copied where missing or different. Then each
+    node's container is made from the image ID proven for it, not from a name that could
+    point elsewhere by the time it starts (a stale ``<project>:latest``, a retag)."""
+    for n in nodes[1:]:
+        if n.plan is not None and not n.plan.spec.image:  # node 0's project image: look it up
+            n.plan.spec = replace(n.plan.spec, image=image)
+            with contextlib.suppress(DltError):
+                n.image_id = str(image_record(n.target, image).get("Id") or "")
+    _prove_same(nodes, image, dry_run)
+    if dry_run:
+        return
+    for n in nodes:
+        if n.plan is not None and n.image_id:
+            n.plan.spec = replace(n.plan.spec, image=n.image_id)
+
+
+def _prove_same(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
     src = nodes[0]
     if not src.image_id:
         have = [n for n in nodes if n.image_id]
@@ -265,12 +290,12 @@ def _make_specs(nodes: Sequence[Node], req: RunRequest, job_id: str, addr: str, 
 
 
 def _record(nodes: Sequence[Node], local: Settings, req: RunRequest, job_id: str,
-            started: str, addr: str, port: int, *, git: Any) -> dict[str, Any]:
+            started: str, addr: str, port: int, image: str, *, git: Any) -> dict[str, Any]:
     head = nodes[0].plan
     assert head is not None
     return {
         "run_id": job_id, "kind": req.kind, "host": ",".join(n.name for n in nodes),
-        "image": head.spec.image, "image_id": nodes[0].image_id,
+        "image": image, "image_id": nodes[0].image_id,
         "git": {"commit": git.commit, "dirty": git.dirty, "diff": git.diff},
         "command": list(head.spec.command),
         "job": {"nnodes": len(nodes), "master_addr": addr, "master_port": port,
@@ -284,45 +309,77 @@ def _record(nodes: Sequence[Node], local: Settings, req: RunRequest, job_id: str
 # -- start and supervise -----------------------------------------------------------------------
 
 def _start_and_supervise(nodes: Sequence[Node], local: Settings, *, detach: bool,
-                         share: bool) -> int:
+                         share: bool, secrets: Sequence[str] = ()) -> int:
     """Start every node (rank order, each under its host's GPU lock), then stream and
     supervise them until the job ends (or, ``detach``, return once all started)."""
     grace = local.stop_timeout
     with contextlib.ExitStack() as stack:
         runs: list[runner.Running] = []
-        for n in nodes:
-            assert n.plan is not None and n.access is not None
-            got = stack.enter_context(gpushare.claimed(n.target, n.facts, n.access.selection,
-                                                       share=share))
-            if detach:
-                try:
-                    n.cid = runner.start_detached(n.target, n.plan.spec)
-                except BaseException:
-                    for done in nodes[:n.rank]:
-                        runner.remove(done.target, done.cid)
-                    raise
-                finally:
-                    got.release()
-                continue
-            run = stack.enter_context(runner.container(n.target, n.plan.spec,
-                                                       stop_timeout=grace, say=False,
-                                                       started=got.release))
-            n.cid = run.cid
-            runs.append(run)
+        try:
+            for n in nodes:
+                assert n.plan is not None and n.access is not None
+                # its GPUs, its lock, its engine: whatever refuses, the job never half-runs
+                got = stack.enter_context(gpushare.claimed(n.target, n.facts,
+                                                           n.access.selection, share=share))
+                if detach:
+                    try:
+                        n.cid = runner.start_detached(n.target, n.plan.spec)
+                    finally:
+                        got.release()
+                    continue
+                run = stack.enter_context(runner.container(n.target, n.plan.spec,
+                                                           stop_timeout=grace, say=False,
+                                                           started=got.release))
+                n.cid = run.cid
+                runs.append(run)
+        except BaseException:
+            # All or nothing: the nodes that started are stopped (grace period: they may
+            # have begun) and removed, detached or not (attached ones are removed again by
+            # their runner.container as the stack unwinds: gone already is fine there).
+            _undo(nodes, grace)
+            raise
         if detach:
             return 0
-        return _supervise(nodes, runs, local, grace)
+        return _supervise(nodes, runs, local, grace, secrets)
+
+
+def _undo(nodes: Sequence[Node], grace: int) -> None:
+    """Stop and remove every node's container that was made; the job did not start."""
+    made = [n for n in nodes if n.cid]
+    if not made:
+        return
+    _stop_all(made, grace)
+
+    def remove(n: Node) -> None:
+        with contextlib.suppress(DltError):
+            runner.remove(n.target, n.cid)
+
+    with runner._block_interrupts(), ThreadPoolExecutor(  # noqa: SLF001
+            len(made), thread_name_prefix="dlt-undo") as pool:
+        list(pool.map(remove, made))
+    for n in made:
+        n.why = "removed: another node could not start"
 
 
 def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Settings,
-               grace: int) -> int:
+               grace: int, secrets: Sequence[str] = ()) -> int:
     ended: queue.Queue[tuple[int, int | None, str]] = queue.Queue()
     out_lock = threading.Lock()
-    logs = [open(n.plan.run_dir / "output.log", "ab") for n in nodes if n.plan]  # noqa: SIM115
+    # Each node's output.log (masked) and our stdout: a local write that fails drops that
+    # sink with one warning; the job goes on (localio). Our stdout shows the job's own
+    # output unmasked: it is the user's terminal, as for a one-host run.
+    logs = [localio.open_log(n.plan.run_dir / LOG, secrets) for n in nodes if n.plan]
+    job_id = nodes[0].plan.run_id if nodes[0].plan else ""
+    out = localio.std_sink("stdout")
+    out.run_id = job_id
+    out.others = [sink for sink, _ in logs if sink is not None]
+    for sink, _ in logs:
+        if sink is not None:
+            sink.others, sink.run_id = [out], job_id
     threads = []
-    for n, run, log in zip(nodes, runs, logs, strict=True):
-        t = threading.Thread(target=_follow, args=(n, run, log, out_lock, ended), daemon=True,
-                             name=f"dlt-node{n.rank}")
+    for n, run, (log, _) in zip(nodes, runs, logs, strict=True):
+        t = threading.Thread(target=_follow, args=(n, run, log, out, out_lock, ended),
+                             daemon=True, name=f"dlt-node{n.rank}")
         t.start()
         threads.append(t)
     first: Node | None = None
@@ -349,8 +406,8 @@ def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Set
             n.why = n.why or "stopped (Ctrl-C)"
         return runner.INTERRUPTED
     finally:
-        for log in logs:
-            log.close()
+        for sink, file in logs:
+            localio.close_log(sink, file)
     if first is None:
         return 0
     if first.code is None:  # its host is out of reach: its container may still run there
@@ -367,8 +424,8 @@ def _next(ended: queue.Queue[tuple[int, int | None, str]]) -> tuple[int, int | N
             return ended.get(timeout=0.5)
 
 
-def _follow(n: Node, run: runner.Running, log: Any, out_lock: threading.Lock,
-            ended: queue.Queue[tuple[int, int | None, str]]) -> None:
+def _follow(n: Node, run: runner.Running, log: localio.Sink | None, out: localio.Sink,
+            out_lock: threading.Lock, ended: queue.Queue[tuple[int, int | None, str]]) -> None:
     """Stream node ``n``'s output with its prefix until it ends; report its exit code."""
     nproc = _nproc_of(n)
     prefix = f"[{n.name} node {n.rank}] ".encode()
@@ -376,13 +433,15 @@ def _follow(n: Node, run: runner.Running, log: Any, out_lock: threading.Lock,
     why = ""
     try:
         for _, data in runner.frames_of(run.stream):
-            log.write(data)
+            if log is not None:
+                with out_lock:  # one lock: a lost sink's warning is not torn by another's
+                    log.write(data)
             pending += data
             *lines, pending = pending.split(b"\n")
             if lines:
-                _emit(out_lock, [_prefixed(ln, n, nproc, prefix) for ln in lines])
+                _emit(out_lock, out, [_prefixed(ln, n, nproc, prefix) for ln in lines])
         if pending:
-            _emit(out_lock, [_prefixed(pending, n, nproc, prefix)])
+            _emit(out_lock, out, [_prefixed(pending, n, nproc, prefix)])
         code: int | None = n.target.engine.wait(run.cid)
     except DltError as e:
         code, why = None, f"lost: {e.message}"
@@ -413,15 +472,14 @@ def _prefixed(line: bytes, n: Node, nproc: int, prefix: bytes) -> bytes:
     return f"[{n.name} rank {rank}] ".encode() + text + b"\n"
 
 
-def _emit(lock: threading.Lock, lines: Sequence[bytes]) -> None:
+def _emit(lock: threading.Lock, out: localio.Sink, lines: Sequence[bytes]) -> None:
     with lock:
-        sys.stdout.buffer.write(b"".join(lines))
-        sys.stdout.buffer.flush()
+        out.write(b"".join(lines))
 
 
 def _say(lock: threading.Lock, text: str) -> None:
     with lock:
-        print(text, file=sys.stderr, flush=True)
+        localio.warn(text)  # a stderr that cannot be written must not stop the supervision
 
 
 def _stop_all(nodes: Sequence[Node], grace: int, but: int = -1) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import gpumode, gpushare, runner, torchrun
+from . import gpumode, gpushare, localio, runner, torchrun
 from .containers import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
 from .errors import DltError
 from .masking import secret_values
@@ -308,7 +308,7 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
     if got.choice.shared:
         record.update(gpus_shared=list(got.choice.shared))
     mpath = plan.run_dir / MANIFEST
-    write_manifest(mpath, record, secrets)
+    write_manifest(mpath, record, secrets)  # before the start: a failure here stops nothing
 
     if detach:
         try:
@@ -316,11 +316,12 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
         finally:
             got.release()
         record.update(container_id=cid, status="running")
-        write_manifest(mpath, record, secrets)
+        localio.save_record(mpath, record, secrets, what="the container's id")
         print(plan.run_id)
         print(f"dlt: started {plan.run_id} on {target.name}; follow it with `inv logs "
               f"{plan.run_id} --follow`, stop it with `inv stop {plan.run_id}`", file=sys.stderr)
         return 0
+    room = localio.reserve(plan.run_dir, mpath)  # the end fits even if output.log fills the disk
     try:
         if req.interactive:
             from .interactive import run_interactive
@@ -329,14 +330,20 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
                                    started=got.release)
         else:
             code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
-                                       log_path=plan.run_dir / LOG, started=got.release)
+                                       log_path=plan.run_dir / LOG, started=got.release,
+                                       secrets=secrets)
     except DltError as e:
         lost = "SSH connection" in e.message
         record.update(ended=utcnow(), status="connection lost" if lost else "failed to start",
                       error=e.message)
-        write_manifest(mpath, record, secrets)
+        localio.save_record(mpath, record, secrets, room=room, what="the run's end")
         raise
+    finally:  # let the room go: the end's write below (or a kill) leaves no reserve behind
+        if room is not None:
+            with contextlib.suppress(OSError):
+                room.unlink(missing_ok=True)
     record.update(ended=utcnow(), exit_code=code,
                   status="interrupted" if code == runner.INTERRUPTED else "exited")
-    write_manifest(mpath, record, secrets)
+    localio.save_record(mpath, record, secrets, room=room,
+                        what=f"the run's end (exit code {code})")
     return code

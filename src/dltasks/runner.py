@@ -14,10 +14,10 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from .containers import (
     LABEL_KIND,
@@ -27,6 +27,7 @@ from .containers import (
 )
 from .engineapi import Engine, EngineError, NotFound, Stream
 from .errors import DltError
+from .localio import Outputs, close_log, open_log, warn
 from .target import Target
 
 INTERRUPTED = 130
@@ -159,15 +160,12 @@ _SHORT_READ, _SETTLE_S = 16 << 10, 0.002
 _HEADER = struct.Struct(">BxxxL")  # stream id (1 stdout, 2 stderr), 3 pad bytes, payload length
 
 
-def _copy(frames: Iterator[tuple[int, bytes]], log: IO[bytes] | None) -> None:
-    """Write each (stream id, bytes) to our stdout or stderr as it comes, and tee it to log."""
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+def _copy(frames: Iterator[tuple[int, bytes]], outputs: Outputs) -> None:
+    """Write each (stream id, bytes) to our stdout or stderr as it comes, and tee it to the
+    log. A sink that fails is dropped (localio); the frames are read to the end all the
+    same, so the container never blocks on output nobody reads."""
     for stream_id, data in frames:
-        dest = err if stream_id == 2 else out
-        dest.write(data)
-        dest.flush()
-        if log is not None:
-            log.write(data)
+        outputs.write(stream_id, data)
 
 
 def _frames(read: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
@@ -226,10 +224,17 @@ class _Settling:
         return data
 
 
-def stream(target: Target, cid: str, *, follow: bool = True, log: IO[bytes] | None = None) -> None:
-    """Copy a container's output from its start (then live, with ``follow``) to ours."""
+def stream(target: Target, cid: str, *, follow: bool = True) -> None:
+    """Copy a container's output from its start (then live, with ``follow``) to ours.
+
+    A closed stdout (`dlt logs ID | head`) raises BrokenPipeError: the run is detached, so
+    nothing but this copy ends (the task exits 141)."""
     sys.stdout.flush()
-    _copy(_log_frames(target.engine.logs(cid, follow=follow)), log)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    for stream_id, data in _log_frames(target.engine.logs(cid, follow=follow)):
+        dest = err if stream_id == 2 else out
+        dest.write(data)
+        dest.flush()
 
 
 def log_bytes(engine: Engine, cid: str) -> bytes:
@@ -301,9 +306,8 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
             try:
                 yield run
             except (KeyboardInterrupt, _Terminated):
-                if say:
-                    print(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...",
-                          file=sys.stderr)
+                if say:  # a stderr that cannot be written must not skip the stop below
+                    warn(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...")
                 with _block_interrupts():
                     stop(target, cid, stop_timeout)
                 run.code = INTERRUPTED
@@ -314,17 +318,25 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
 
 
 def run_attached(target: Target, spec: RunSpec, *, stop_timeout: int,
-                 log_path: Path | None = None, started: Callable[[], None] | None = None) -> int:
+                 log_path: Path | None = None, started: Callable[[], None] | None = None,
+                 secrets: Sequence[str] = ()) -> int:
     """Run to completion with output streamed live; returns the exit code (130 on Ctrl-C).
 
-    The container is removed however the run ends.
+    The container is removed however the run ends. ``log_path`` (output.log) gets the
+    output with every value of ``secrets`` scrubbed. A local write that fails (a full disk,
+    a closed stdout) never ends the run: one warning, and the run goes on (localio).
     """
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    run_id = spec.labels.get(LABEL_RUN, "")
     with container(target, spec, stop_timeout=stop_timeout, started=started) as run:
         frames = _frames(_Settling(run.stream).read)
-        with (open(log_path, "ab") if log_path else contextlib.nullcontext()) as log:
-            _copy(frames, log)
-        check_connection(target, spec.labels.get(LABEL_RUN, ""))
+        sink, log = open_log(log_path, secrets) if log_path else (None, None)
+        try:
+            _copy(frames, Outputs(sink, run_id))
+        finally:
+            close_log(sink, log)
+        check_connection(target, run_id)
         run.code = wait_exit_code(target, run.cid)
     return INTERRUPTED if run.code is None else run.code
 

@@ -365,3 +365,87 @@ def test_c10d_rendezvous_and_build_mode(torch_image: str, engine: Any, ssh_lab: 
     finally:
         for image in engine.images.list(name=name):
             engine.images.remove(image.id, force=True)
+
+
+def _of_run(client: Any, run_id: str) -> list[Any]:
+    found: list[Any] = client.containers.list(all=True,
+                                               filters={"label": f"dltasks.run={run_id}"})
+    return found
+
+
+@pytest.mark.ssh
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "attached"])
+def test_a_job_whose_second_node_cannot_start_leaves_nothing(
+        torch_image: str, hook_torch_engine: Any, ssh_lab: Any,
+        remote_project: tuple[Path, str], detach: bool) -> None:
+    """`--gpu 0` over gpu1,gpu2, whose engine is one: node 0 starts holding GPU 0, so node
+    1's claim of GPU 0 is refused. Node 0 is stopped and removed: nothing runs, nothing holds
+    a GPU, and the record says the job failed to start."""
+    from tests.gpu_fixtures import make_fake_smi
+    from tests.sshd_harness import fab
+
+    eng = hook_torch_engine
+    d, _ = remote_project
+    smi = make_fake_smi(Path(f"/tmp/dlt-fake-smi-job-{time.monotonic_ns()}"), gpus=2)
+    try:
+        job_project(d, torch_image, f"DDP_SLEEP=300\nDLT_DOCKER_HOST={eng.url}\n")
+        for host in ("gpu1", "gpu2"):
+            (d / f".env.{host}").write_text(f"DLT_NVIDIA_SMI={smi}/nvidia-smi\n")
+        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--gpu", "0",
+                *(["--detach"] if detach else []), cwd=d, env=ssh_lab.env(), timeout=300)
+    finally:
+        subprocess.run(["rm", "-rf", str(smi)], check=False)
+    assert r.returncode != 0, r.stdout + r.stderr
+    (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+    assert (f"dlt: error: --gpu 0 on gpu2: GPU 0 is held by run {record['run_id']} (dltgpu1"
+            in r.stderr), r.stderr                   # by node 0, as it should be
+    assert record["status"] == "failed to start" and record["ended"]
+    assert record["nodes"][0]["container_id"]        # node 0 had started: it was undone
+    assert _of_run(eng.client, record["run_id"]) == []
+    assert [c for c in eng.client.containers.list(all=True, filters={"label": "dltasks.gpus"})
+            if c.labels.get("dltasks.run") == record["run_id"]] == []
+
+
+@pytest.mark.ssh
+def test_a_job_without_dlt_image_runs_the_proven_image_on_every_node(
+        torch_image: str, base_image: str, engine: Any, ssh_lab: Any,
+        remote_project: tuple[Path, str], far_engine: Any) -> None:
+    """No DLT_IMAGE: node 0's project image (`<project>:<hash>`) is built on gpu1 and copied
+    to gpu2's engine, whose `<project>:latest` is stale (the base image, no torch). Every
+    node's container is made from the proven image ID, and the record says that ID."""
+    from tests.sshd_harness import fab
+
+    eng, here, there = far_engine
+    d, _ = remote_project
+    job_project(d, torch_image, "DDP_SLEEP=300\n")
+    name = f"dlt-jobproof-{time.monotonic_ns()}"  # its own image name, removed afterwards
+    text = (d / ".env").read_text().replace(f"DLT_IMAGE={torch_image}\n", "")
+    (d / ".env").write_text(text + f"DLT_BASE_IMAGE={torch_image}\nDLT_PROJECT={name}\n")
+    (d / ".env.gpu1").write_text(f"DLT_MASTER_ADDR=169.254.201.1\nGLOO_SOCKET_IFNAME={here}\n")
+    (d / ".env.gpu2").write_text(f"DLT_DOCKER_HOST={eng.url}\nGLOO_SOCKET_IFNAME={there}\n")
+    stale = eng.client.images.get(base_image)
+    stale.tag(name, "latest")
+    try:
+        r = fab("-H", "gpu1,gpu2", "train", "--nnodes", "2", "--detach", cwd=d,
+                env=ssh_lab.env(), timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        (record,) = [json.loads(p.read_text()) for p in (d / "runs").glob("*/manifest.json")]
+        job = record["run_id"]
+        assert r.stdout.splitlines()[-1] == job
+        assert record["image"].startswith(f"{name}:") and record["image"] != f"{name}:latest"
+        proven = engine.images.get(record["image"]).id
+        assert record["image_id"] == proven != stale.id
+        assert [n["image_id"] for n in record["nodes"]] == [proven, proven]
+        assert eng.client.images.get(f"{name}:latest").id == stale.id   # left as it was
+        (node0,) = _of_run(engine, job)
+        (node1,) = _of_run(eng.client, job)
+        assert (node0.labels["dltasks.node"], node1.labels["dltasks.node"]) == ("0", "1")
+        assert node0.attrs["Image"] == node1.attrs["Image"] == proven
+        r = fab("-H", "gpu1", "stop", job, cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0, r.stderr
+        assert _of_run(engine, job) == [] and _of_run(eng.client, job) == []
+    finally:
+        for c in engine.containers.list(all=True, filters={"label": f"dltasks.project={name}"}):
+            c.remove(force=True)
+        for image in engine.images.list(name=name):
+            engine.images.remove(image.id, force=True)
