@@ -83,7 +83,8 @@ def test_expand_remote_dir_refuses_other_users_tilde() -> None:
 
 
 def test_filter_rules_order_protects_and_includes() -> None:
-    args = filter_args(include_runs=["20261126-141502-a3f9"], protect=["outputs", "../outside", "."],
+    args = filter_args(include_runs=["20261126-141502-a3f9"],
+                       protect=["outputs", "../outside", "."],
                        dockerignore="# c\n\n*.pyc\n!keep.pyc\n/data/raw\n**/tmp\n")
     assert args[:4] == ["--exclude=/.git/", "--exclude=/.env", "--exclude=/.env.*",
                         "--exclude=/.dltasks/"]
