@@ -225,6 +225,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
                 print(f"  {rel}: {old} -> {new}")
         for u in plan.unmapped:
             print(f"  unmapped (allowed): {u.path} ({u.where})")
+        for u in plan.image_paths:
+            print(f"  in the image (no such path here): {u.path} ({u.where})")
         shutil.rmtree(plan.run_dir, ignore_errors=True)
         git()  # reap it
         return 0

@@ -100,10 +100,16 @@ def std_sink(which: str) -> Sink:
     return Sink(which, write, lambda: _to_devnull(stream))
 
 
+#: How much of an unfinished line output.log holds back for masking (a progress bar's ``\r``
+#: updates, longer than this, are written as they come).
+LINE_HOLD = 4096
+
+
 class MaskedLog:
-    """``output.log``, written unbuffered with every secret value scrubbed. A value split
-    between two reads is caught: the last (longest secret - 1) bytes wait for the next read
-    (or the close) before they are written."""
+    """``output.log``, written unbuffered with every secret value and every URL's password
+    scrubbed. A value split between two reads is caught: the last (longest secret - 1) bytes,
+    and an unfinished line of up to :data:`LINE_HOLD` bytes (a URL is masked whole), wait
+    for the next read (or the close) before they are written."""
 
     def __init__(self, path: Path, secrets: Sequence[str]) -> None:
         self.path = path
@@ -114,13 +120,14 @@ class MaskedLog:
 
     def write(self, data: bytes) -> None:
         data = self._scrubbed(self._pending + data)
-        cut = len(data) - self._hold if self._hold else len(data)
-        self._pending = data[cut:] if cut > 0 else data
-        self._raw(data[:cut] if cut > 0 else b"")
+        cut = max(0, len(data) - self._hold)
+        line_start = data.rfind(b"\n") + 1
+        if len(data) - line_start <= LINE_HOLD:
+            cut = min(cut, line_start)
+        self._pending = data[cut:]
+        self._raw(data[:cut])
 
     def _scrubbed(self, data: bytes) -> bytes:
-        if not self.secrets:
-            return data
         # surrogateescape: any bytes (a UTF-8 sequence cut in two, binary output) round-trip
         return scrub(data.decode("utf-8", "surrogateescape"), self.secrets).encode(
             "utf-8", "surrogateescape")

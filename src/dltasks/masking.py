@@ -16,9 +16,12 @@ _SECRET_NAME = re.compile(
     r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|CREDENTIAL|AUTH|PRIVATE|COOKIE|SESSION)",
     re.IGNORECASE,
 )
-#: ``scheme://user:password@`` (RFC 3986 userinfo): group 1 keeps ``scheme://user:``, group 2 is
-#: the password, up to the last ``@`` before the host (passwords may hold ``@`` unescaped).
-_URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)([^\s/]*)@")
+#: A URL's userinfo (RFC 3986): ``scheme://`` (group 1), the user (2), ``:password`` (3), up to
+#: the last ``@`` before the host (passwords may hold ``@`` and ``/`` unescaped).
+_URL_USERINFO = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/:@]*)(:[^\s]*?)?@(?=[^\s@/?#]*(?:[/?#\s]|$))")
+#: A user part alone this long is a token (``https://ghp_...@github.com``), not a login name.
+TOKEN_USER_LEN = 20
 
 
 def is_secret_name(name: str) -> bool:
@@ -31,14 +34,26 @@ def mask(value: str) -> str:
 
 
 def mask_urls(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@host`` URL masked."""
-    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + "@" if m.group(2) else m.group(0),
-                             text)
+    """``text`` with the credentials of every URL masked: the password of
+    ``scheme://user:password@host``, the whole user part of ``scheme://token@host``."""
+    def hide(m: re.Match[str]) -> str:
+        if m.group(3):
+            return f"{m.group(1)}{m.group(2)}:{MASK}@" if len(m.group(3)) > 1 else m.group(0)
+        return f"{m.group(1)}{MASK}@" if m.group(2) else m.group(0)
+
+    return _URL_USERINFO.sub(hide, text)
 
 
 def url_passwords(text: str) -> list[str]:
-    """The passwords inside the URLs of ``text``."""
-    return [m.group(2) for m in _URL_PASSWORD.finditer(text) if m.group(2)]
+    """The credentials inside the URLs of ``text``: passwords, and user parts long enough to
+    be tokens."""
+    out = []
+    for m in _URL_USERINFO.finditer(text):
+        if m.group(3) and len(m.group(3)) > 1:
+            out.append(m.group(3)[1:])
+        elif not m.group(3) and len(m.group(2)) >= TOKEN_USER_LEN:
+            out.append(m.group(2))
+    return out
 
 
 def mask_env(env: Mapping[str, str]) -> dict[str, str]:

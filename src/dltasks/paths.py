@@ -33,7 +33,11 @@ What counts as a path, and what happens to it (user-facing rules):
 6. A whole value (an argument, an env value, a config string) that starts with ``/`` and holds
    no list and no second path or option is one path, spaces included (``/home/me/My Data``).
 7. The command itself (``DLT_TRAIN_CMD``, ``shell --cmd``) is scanned as text (rule 5), word by
-   word: its paths are mapped and refused like every other path.
+   word, and ``-o/x`` (a short option glued to its path) counts: its paths are mapped and
+   refused like every other path, except an unmapped path that is neither on this machine nor
+   in a folder of it (``/opt/venv/bin/python``, ``/app/train.py``): a path inside the image,
+   left alone (``--dry-run`` lists them). ``~/x`` and ``$HOME/x`` in the command are refused:
+   in the container they are its own home, gone with it.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from pathlib import Path
 from .configs import FORMATS, format_for, map_text, rewrite_config
 from .errors import DltError
 from .pathmap import (
+    STOP,
     SYSTEM_PREFIXES,
     Hit,
     Kind,
@@ -75,17 +80,35 @@ def map_value(value: str, pathmap: PathMap, *, where: str) -> tuple[str, list[Un
     return _map_hits(value, iter_resolved(value, pathmap), pathmap, where)
 
 
+#: ``-o/x``: a short option glued to its path (``gcc -o/x``, ``tar -C/x``).
+_GLUED = re.compile(r"(?:(?<=[\s\"'])|^)-[A-Za-z](?=/[^/])")
+#: ``~/x``, ``$HOME/x``, ``${HOME}/x`` as a word (or an option's value): the container's home.
+_HOME_WORD = re.compile(r"(?:(?<=[\s\"'=])|^)(?:~|\$HOME|\$\{HOME\})/[^\s\"'`;|&<>()]*")
+HOME_FIX = "write the host path in full: ~ and $HOME are the container's own home, gone with it"
+
+
 def map_command(command: str, pathmap: PathMap, *,
                 where: str = "DLT_TRAIN_CMD") -> tuple[str, list[Unmapped]]:
     """A command string (``DLT_TRAIN_CMD``, ``shell --cmd``) with its host paths mapped.
 
-    The command is scanned word by word, as text is (rule 5): ``python /home/me/p/train.py
-    --out=/home/me/p/outputs`` maps both paths; ``/opt/venv/bin/python train.py`` is a path
-    and a word, never one path with a space (rule 6 is for single values, not commands).
-    Unmapped paths are named ``where``.
+    The command is scanned word by word, as text is (rule 5), and a short option glued to its
+    path (``-o/home/me/p/out``) counts too: ``python /home/me/p/train.py --out=/home/me/p/o``
+    maps both paths; ``/opt/venv/bin/python train.py`` is a path and a word, never one path
+    with a space (rule 6 is for single values, not commands). A word in the home folder
+    (``~/x``, ``$HOME/x``) is reported too: in the container that is a folder that vanishes
+    with it. Unmapped paths are named ``where``; which of them are paths inside the image is
+    the caller's call (it can look at the host's files).
     """
-    hits = [(h, pathmap.resolve(h.path)) for h in scan(command)]
-    return _map_hits(command, hits, pathmap, where)
+    hits = scan(command)
+    for m in _GLUED.finditer(command):
+        end = m.end()
+        while end < len(command) and command[end] not in STOP:
+            end += 1
+        hits.append(Hit(m.end(), end, command[m.end():end]))
+    mapped, unmapped = _map_hits(command, [(h, pathmap.resolve(h.path)) for h in hits],
+                                 pathmap, where)
+    homes = [Unmapped(m.group(0), where, HOME_FIX) for m in _HOME_WORD.finditer(command)]
+    return mapped, [*unmapped, *dict.fromkeys(homes)]
 
 
 def _map_hits(value: str, hits: Iterable[tuple[Hit, Resolution]], pathmap: PathMap,
@@ -191,9 +214,9 @@ def unmapped_message(unmapped: Sequence[Unmapped]) -> str:
         fixes.append(f"add {','.join(mounts)} to DLT_MOUNTS")
     n = len(unmapped)
     noun = "path is" if n == 1 else "paths are"
+    fix = f"{' and '.join(fixes)} in .env (or .env.<host>), or " if fixes else ""
     return (f"{n} host {noun} outside every folder mounted in the container: "
-            f"{'; '.join(parts)}{more}; {' and '.join(fixes)} in .env (or .env.<host>), "
-            f"or pass --allow-unmapped to run anyway")
+            f"{'; '.join(parts)}{more}; {fix}pass --allow-unmapped to run anyway")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,6 +114,21 @@ def run_dir(project_dir: Path, run_id: str) -> Path:
     return project_dir / RUNS_DIR / check_run_id(run_id)
 
 
+def private_dir(path: Path) -> None:
+    """A run's folder, readable by its user alone (0700): it holds the run's configs, its
+    output and (Slurm) the file its variables travel in; rsync -a carries the mode to a host."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # made earlier, or under a umask that left bits out
+
+
+def private_file(path: Path, text: str) -> None:
+    """A new file readable by its user alone (0600), so from its creation: never a moment
+    when another user could open it, never through a planted link."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
 def write_manifest(path: Path, manifest: dict[str, Any], secret_values: list[str]) -> None:
     """Write atomically, every secret value scrubbed from the text."""
     text = json.dumps(_scrubbed(manifest, secret_values), indent=2, default=str)

@@ -39,7 +39,7 @@ from .paths import (
     rewrite_config,
     unmapped_message,
 )
-from .records import RUNS_DIR
+from .records import RUNS_DIR, private_dir
 from .settings import PREFIX, Settings
 
 DATA, OUTPUTS = "/data", "/outputs"
@@ -83,6 +83,7 @@ class RunPlan:
     spec: RunSpec
     configs: list[tuple[str, Mapped]] = field(default_factory=list)
     unmapped: list[Unmapped] = field(default_factory=list)
+    image_paths: list[Unmapped] = field(default_factory=list)  # the command's, in the image
     must_exist: list[str] = field(default_factory=list)   # host paths checked before start
     make_dirs: list[str] = field(default_factory=list)    # host paths created before start
 
@@ -158,7 +159,7 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
         run_dir, host_run_dir = run_dir / part, posixpath.join(host_run_dir, part)
     mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]
     plan = RunPlan(run_id, run_dir, pathmap, RunSpec(image=image, command=()))
-    private_run_dir(local.project_dir / RUNS_DIR / run_id)
+    private_dir(local.project_dir / RUNS_DIR / run_id)
 
     exclude = [RUNS_DIR + "/**", ".git/**"]
     out_root = next((r for r in pathmap.roots if r.name == "outputs"), None)
@@ -184,9 +185,11 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
 
     command, bad_command = map_command(req.command, pathmap, where=_COMMAND_NAME.get(
         req.kind, "the command"))
+    in_image = [u for u in bad_command if _in_image(u.path, req.extra_mounts)]
+    plan.image_paths.extend(in_image)
     args, bad_args = map_args(list(req.args), pathmap)
     env, bad_env = map_env(dict(host.container_env), pathmap)
-    plan.unmapped.extend(bad_command)
+    plan.unmapped.extend(u for u in bad_command if u not in in_image)
     plan.unmapped.extend(bad_args)
     plan.unmapped.extend(bad_env)
     if plan.unmapped and not req.allow_unmapped:
@@ -216,15 +219,22 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
     return plan
 
 
+def _in_image(path: str, extra_mounts: Sequence[Mount]) -> bool:
+    """Whether an absolute path of the command that no root covers names something inside
+    the image (``/opt/venv/bin/python``, ``/app/train.py``) rather than a host file: neither
+    it nor its folder exists here (so the user cannot mean a file of this machine), or it is
+    under a folder dltasks itself mounts (test-gpu's probe). ``~/x`` is never the image's."""
+    if not path.startswith("/"):
+        return False
+    if any(path == m.target or path.startswith(m.target.rstrip("/") + "/")
+           for m in extra_mounts):
+        return True
+    norm = posixpath.normpath(path)
+    return not (os.path.lexists(norm) or os.path.isdir(posixpath.dirname(norm)))
+
+
 #: What the user calls the command of each kind of run, in messages about its paths.
 _COMMAND_NAME = {"train": "DLT_TRAIN_CMD", "shell": "shell --cmd"}
-
-
-def private_run_dir(path: Path) -> None:
-    """A run's record folder, readable by its user alone: it holds the run's configs, its
-    output and (for Slurm) the file its variables travel in."""
-    path.mkdir(parents=True, exist_ok=True)
-    path.chmod(0o700)
 
 
 def dotenv_without_settings(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -20,7 +21,16 @@ from typing import Any
 from .errors import DltError
 from .launch import host_facts, nothing_left, prepare_host
 from .masking import mask, secret_values
-from .records import MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
+from .records import (
+    MANIFEST,
+    git_state_later,
+    new_run_id,
+    private_dir,
+    private_file,
+    run_dir,
+    utcnow,
+    write_manifest,
+)
 from .runplan import RunRequest, plan_run
 from .settings import Settings
 from .shell import quote
@@ -65,12 +75,12 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     run_id, started = new_run_id(), utcnow()
     git = git_state_later(local.project_dir)
     image, made = runtime_image(target, job, req.image, dry_run=dry_run)
-    plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
-                    image=image)
     host_dir = posixpath.join(target.host_project_dir, "runs", run_id)
     name = f"dlt-{s.project}-{run_id}"
     wrapper, env_path = (posixpath.join(host_dir, f) for f in ("node.sh", ENV_FILE))
-    with nothing_left(plan.run_dir, git):
+    with nothing_left(run_dir(local.project_dir, run_id), git):
+        plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
+                        image=image)
         login = prepare_host(target, plan) if not dry_run else None
         spec = plan.spec if login is None or req.root else replace(plan.spec,
                                                                    user=login.uid_gid)
@@ -84,6 +94,7 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
             print(f"\n# {wrapper}\n{node}", end="")
         print(f"\n# {env_path} (mode 0600; values not shown)")
         print("".join(f"{k}={mask(v)}\n" for k, v in spec.env.items()), end="")
+        shutil.rmtree(plan.run_dir, ignore_errors=True)  # a dry run leaves no record
         git()
         return 0
     with nothing_left(plan.run_dir, git):  # until sbatch took it
@@ -129,20 +140,6 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
                        code=code or 1)
     return code
 
-
-def private_dir(path: Any) -> None:
-    """The run's folder, readable by its user only (0700): it holds the container's variables,
-    and rsync -a carries the modes to a login host."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)  # made earlier (rewritten configs), or a umask that left bits out
-
-
-def private_file(path: Any, text: str) -> None:
-    """A new file readable by its user only (0600), created so from the start: never a
-    moment when another user could open it, never through a planted link."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,

@@ -24,12 +24,18 @@ def test_a_secret_cut_between_writes_is_masked(tmp_path: Path, size: int) -> Non
     assert path.read_bytes() == "a **** b\n********\nlast é ****".encode()
 
 
-def test_no_secrets_writes_at_once(tmp_path: Path) -> None:
+def test_no_secrets_writes_whole_lines_at_once(tmp_path: Path) -> None:
     path = tmp_path / "output.log"
     log = MaskedLog(path, [])
-    log.write(b"\xff\xfe binary \x00")
-    assert path.read_bytes() == b"\xff\xfe binary \x00"   # nothing held back
+    log.write(b"\xff\xfe binary \x00\nhalf")
+    assert path.read_bytes() == b"\xff\xfe binary \x00\n"   # the unfinished line waits
+    log.write(b" a line\n")
+    assert path.read_bytes() == b"\xff\xfe binary \x00\nhalf a line\n"
+    log.write(b"x" * 5000)                                  # too long to wait for its end
+    assert path.stat().st_size == 24 + 5000
+    log.write(b"tail")
     log.close()
+    assert path.read_bytes().endswith(b"x" * 5000 + b"tail")
 
 
 def test_a_failing_sink_warns_once_and_is_dropped(capsys: pytest.CaptureFixture[str]) -> None:
@@ -48,3 +54,17 @@ def test_a_failing_sink_warns_once_and_is_dropped(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().err == ("dlt: warning: cannot write runs/x/output.log: No space "
                                        "left on device; the run goes on, its output still goes "
                                        "to stdout\n")
+
+
+def test_output_log_masks_url_passwords_split_across_reads(tmp_path: Path) -> None:
+    from dltasks.localio import MaskedLog
+
+    log = MaskedLog(tmp_path / "output.log", [])
+    line = b"connecting to postgres://user:hunter2-pw@db:5432/x\nnext line\n"
+    for cut in range(1, len(line)):
+        log.write(line[:cut])
+        log.write(line[cut:])
+    log.close()
+    text = (tmp_path / "output.log").read_text()
+    assert "hunter2-pw" not in text
+    assert text.count("postgres://user:****@db:5432/x\n") == len(line) - 1

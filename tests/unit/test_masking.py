@@ -14,7 +14,9 @@ from dltasks.runplan import dotenv_without_settings
     ("redis://:s3cret@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
     ("a=mysql+pymysql://root:toor@127.0.0.1/x b", f"a=mysql+pymysql://root:{MASK}@127.0.0.1/x b"),
     ("http://host/a:b@c", "http://host/a:b@c"),                 # no userinfo
-    ("https://user@host/x", "https://user@host/x"),             # no password
+    ("https://user@host/x", f"https://{MASK}@host/x"),          # a user alone: maybe a token
+    ("https://ghp_0123456789abcdefghij@github.com/o/r", f"https://{MASK}@github.com/o/r"),
+    ("postgres://u:pa/ss@db/x?mail=a@b.c", f"postgres://u:{MASK}@db/x?mail=a@b.c"),
     ("git@github.com:org/repo.git", "git@github.com:org/repo.git"),
     ("s3://bucket/key", "s3://bucket/key"),
 ])
@@ -40,3 +42,9 @@ def test_dotenv_without_settings_keeps_everything_else_byte_for_byte() -> None:
     text = ('# comment\nDLT_GPUS=0\nA=1\n\nexport DLT_SUDO_PASSWORD="multi\nline"\n'
             "B='x y'  # trailing\nDLT_X\n")
     assert dotenv_without_settings(text) == "# comment\nA=1\n\nB='x y'  # trailing\n"
+
+
+def test_url_tokens_as_users_are_secret_values_login_names_are_not() -> None:
+    env = {"REPO": "https://ghp_0123456789abcdefghij@github.com/o/r",
+           "DB": "mysql://root@db/x"}
+    assert secret_values(env) == ["ghp_0123456789abcdefghij"]

@@ -359,13 +359,39 @@ def test_plan_maps_paths_in_the_command_itself(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("kind", "name"), [("train", "DLT_TRAIN_CMD"),
                                             ("shell", "shell --cmd")])
-def test_plan_refuses_an_unmapped_path_in_the_command(tmp_path: Path, kind: str,
-                                                      name: str) -> None:
+def test_plan_refuses_an_unmapped_host_path_in_the_command(tmp_path: Path, kind: str,
+                                                           name: str) -> None:
+    s = plan_project(tmp_path)
+    home = Path.home()                  # there on every machine, outside every root and /tmp
+    missing = f"{home}/dlt-results-not-made-yet"  # not there, but its folder is: a host path
+    with pytest.raises(DltError) as e:
+        plan(s, RunRequest(kind, f"python main.py --table {home} -o{missing}"))
+    msg = one_line(e)
+    assert f"{home} ({name})" in msg and f"{missing} ({name})" in msg
+    assert "--allow-unmapped" in msg
+
+
+def test_plan_leaves_paths_inside_the_image_in_the_command(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    p = plan(s, RunRequest("train", "/opt/dlt-venv-nowhere/bin/python /app-nowhere/train.py"))
+    assert p.spec.command == ("/opt/dlt-venv-nowhere/bin/python", "/app-nowhere/train.py")
+    assert [u.path for u in p.image_paths] == ["/opt/dlt-venv-nowhere/bin/python",
+                                               "/app-nowhere/train.py"]
+    # a folder dltasks mounts itself (test-gpu's probe) is the container's too
+    probe = Mount(str(tmp_path), "/opt/dltasks", True)
+    t = plan(s, RunRequest("test-gpu", "python3 /opt/dltasks/probe.py", extra_mounts=(probe,)))
+    assert t.spec.command == ("python3", "/opt/dltasks/probe.py") and t.unmapped == []
+
+
+def test_plan_refuses_the_home_folder_in_the_command(tmp_path: Path) -> None:
     s = plan_project(tmp_path)
     with pytest.raises(DltError) as e:
-        plan(s, RunRequest(kind, f"python main.py --table {ELSEWHERE}"))
+        plan(s, RunRequest("train", "python main.py --cache ~/ckpt --log=$HOME/logs"))
     msg = one_line(e)
-    assert f"{ELSEWHERE} ({name})" in msg and "--allow-unmapped" in msg
+    assert "~/ckpt (DLT_TRAIN_CMD)" in msg and "$HOME/logs (DLT_TRAIN_CMD)" in msg
+    assert "write the host path in full" in msg and "--allow-unmapped" in msg
+    ok = plan(s, RunRequest("train", "python main.py --cache ~/ckpt", allow_unmapped=True))
+    assert ok.spec.command[-1].endswith("--cache ~/ckpt")
 
 
 def test_plan_run_folder_is_private(tmp_path: Path) -> None:
