@@ -178,7 +178,8 @@ def _one(cands: list[Candidate], run: str, where: str) -> Candidate:
     owners = list(dict.fromkeys(c.owner for c in cands))
     if len(owners) > 1:
         raise DltError(f"{run} names runs of {len(owners)} owners on {where} ({_listed(cands)}):"
-                       " stop it with docker itself, by container")
+                       " act on its containers with docker itself (`docker ps --filter "
+                       f"label=dltasks.run={run}`)")
     slurm = [c for c in cands if c.source == SLURM]
     return slurm[0] if slurm else cands[0]
 
@@ -237,6 +238,10 @@ def resolve_run(target: Target, run: str) -> Found:
     except DltError:
         # no engine there (a Slurm login node): only a Slurm run named in full is certain
         if not any(m["run_id"] == run for m in records):
+            if any(m["run_id"].startswith(run) for m in records):
+                raise DltError(f"no engine answers on {target.name}, so {run} cannot be told "
+                               f"apart from its engine runs: name the Slurm run by its full id "
+                               f"({_fix(target.name)})") from None
             raise
         runs = []
     login = login_of(target)

@@ -371,7 +371,8 @@ def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
             or posixpath.basename(posixpath.dirname(output)) != rid
             or posixpath.basename(output) != f"slurm-{slurm_job_id(record)}.out"):
         raise DltError(f"the record of run {rid} names {output[:80]!r} as the job's output, "
-                       f"not runs/{rid}/slurm-<job>.out: the record was edited")
+                       f"not runs/{rid}/slurm-<job>.out: the record was edited; read the "
+                       f"job's output with `cat` on the login host, or restore the record")
     if follow:
         try:
             follow_job(target, record["slurm"], rid, cancel_on_ctrl_c=False)
