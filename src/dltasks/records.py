@@ -125,7 +125,7 @@ def private_file(path: Path, text: str) -> None:
     """A new file readable by its user alone (0600), so from its creation: never a moment
     when another user could open it, never through a planted link."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(text)
 
 

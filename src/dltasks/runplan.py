@@ -39,7 +39,7 @@ from .paths import (
     rewrite_config,
     unmapped_message,
 )
-from .records import RUNS_DIR, private_dir
+from .records import RUNS_DIR, private_dir, private_file
 from .settings import PREFIX, Settings
 
 DATA, OUTPUTS = "/data", "/outputs"
@@ -272,7 +272,8 @@ def dotenv_copies(project_dir: Path, dest_dir: Path,
         if kept == text and name not in rewritten:
             continue
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(kept, encoding="utf-8", errors="surrogateescape")
+        dest.unlink(missing_ok=True)  # a rewritten config: made anew, private from the start
+        private_file(dest, kept)
         out.append((name, dest))
     return out
 

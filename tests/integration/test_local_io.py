@@ -114,7 +114,7 @@ def test_a_full_disk_under_runs_leaves_the_run_to_finish(engine: object, base_im
     log = full_runs / str(run_id) / "output.log"
     assert log.read_text().startswith("line 0\n") and log.stat().st_size < 64 << 10
     assert sorted(p.name for p in (full_runs / str(run_id)).iterdir()) == \
-        ["manifest.json", "output.log"]     # the room kept for the end was let go
+        ["configs", "manifest.json", "output.log"]   # the room kept for the end was let go
     assert _left(engine, project) == []
 
 
@@ -130,8 +130,10 @@ def test_output_log_holds_no_secret(engine: object, base_image: str, project: Pa
     run_dir = project / "runs" / str(_record(project)["run_id"])
     log = (run_dir / "output.log").read_text()
     assert log == "token=****\nsplit=**** end\ndone\n"
-    for f in run_dir.iterdir():
-        assert SECRET not in f.read_text(errors="replace"), f
+    for f in run_dir.rglob("*"):   # the .env copy the container reads is its user's alone
+        if f.is_file() and f != run_dir / "configs" / ".env":
+            assert SECRET not in f.read_text(errors="replace"), f
+    assert (run_dir / "configs" / ".env").stat().st_mode & 0o077 == 0
 
 
 @pytest.mark.ssh
