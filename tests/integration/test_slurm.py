@@ -453,8 +453,11 @@ def test_pyxis_runs_the_job_in_a_squashfs_made_from_the_project_image(
         assert record["slurm"]["image_id"] == image_id
         script = record["slurm"]["script"]
         assert f"--container-image={made} " in script
-        assert f"--container-mounts={project}:/workspace,{project / 'outputs'}:/outputs " \
-            "--container-workdir=/workspace" in script
+        # the .env the container reads is the copy without DLT_* lines, mounted over it
+        dotenv = project / "runs" / record["run_id"] / "configs" / ".env"
+        assert f"--container-mounts={project}:/workspace,{project / 'outputs'}:/outputs," \
+            f"{dotenv}:/workspace/.env:ro --container-workdir=/workspace" in script
+        assert "DLT_" not in dotenv.read_text()
     assert one["slurm"]["image_made"] is True and two["slurm"]["image_made"] is False
     assert enroot_containers() == []
 
