@@ -506,3 +506,35 @@ def test_each_host_picks_its_own_and_reports_its_own(
         assert "gpu2: 1 GPU(s), 0 free" in r.stdout
     finally:
         subprocess.run(["rm", "-rf", str(one)], check=False)
+
+
+@pytest.mark.ssh
+def test_wait_outlasts_a_held_remote_lock_until_its_own_deadline(
+        gpu_engine: GpuEngine, base_image: str, ssh_lab: Any,
+        remote_project: tuple[Path, str], smi: Path, users: tuple[User, User]) -> None:
+    """`fab -H gpu1 train --gpu free:1 --wait 3` while another user holds gpu1's GPU lock
+    (the lock script over SSH, DLT_LOCK_TIMEOUT 60): it gives up after about 3s, not 60, in
+    one line naming the holder."""
+    from dltasks.gpulock import lock_path
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    a, _ = users
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={base_image}\nDLT_TRAIN_CMD=sleep 600\nDLT_STOP_TIMEOUT=1\n"
+                f"DLT_DOCKER_HOST={gpu_engine.url}\nDLT_LOCK_TIMEOUT=60\n")
+    (d / ".env.gpu1").write_text(f"DLT_NVIDIA_SMI={smi}/nvidia-smi\n")
+    with lock_held_by(a):
+        t0 = time.monotonic()
+        r = fab("-H", "gpu1", "train", "--gpu", "free:1", "--detach", "--wait", "3", cwd=d,
+                env=ssh_lab.env())
+        took = time.monotonic() - t0
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "dlt: waiting for --gpu free:1 on gpu1: the GPU lock there is held by another " \
+        "start" in r.stderr, r.stderr
+    lock = re.escape(lock_path())
+    gave_up = re.search(rf"gave up after waiting (\d+)s: the GPU lock {lock} on gpu1 is held by "
+                        rf"{a.name} \(pid \d+, python3\): .*or wait longer \(--wait\)", r.stderr)
+    assert gave_up and 3 <= int(gave_up[1]) < 10, r.stderr
+    assert "DLT_LOCK_TIMEOUT" not in r.stderr and took < 40, (took, r.stderr)
+    assert not held(gpu_engine)
