@@ -125,7 +125,8 @@ def claimed(target: Target, facts: GpuFacts, sel: GpuSelection, *, share: bool =
             line.show(waited, e.short if isinstance(e, GpusTaken) else
                       f"the GPU lock there is held by {e.who}")
             time.sleep(min(POLL_S, wait - waited))
-            facts = _with_status(facts, status_on(target))
+            if facts.host is not None:  # the driver's account, as it is now
+                facts = _with_status(facts, status_on(target))
             continue
         except BaseException:
             stack.close()
