@@ -15,9 +15,12 @@ cannot stall us) and checked with ``fstat``. A symlink, anything but a plain fil
 other users cannot read is refused in one line naming its owner and the fix; nothing is
 created, truncated or followed through it. ``flock`` needs only a read-only descriptor.
 
-Taking it is bounded: ``DLT_LOCK_TIMEOUT`` seconds, then one line naming the holder where the
-host shows it (``/proc/locks`` gives the pid for the file's inode; a remote holder marks its
-process, :data:`HELD_MARK`, because the ``flock`` program that took the lock has exited).
+Taking it is bounded: ``DLT_LOCK_TIMEOUT`` seconds (with ``--wait``, at most what is left of
+it, and a held lock is then one more reason to wait: :mod:`.gpushare`), then one line
+(:class:`LockBusy`) naming the holder where the host shows it (``/proc/locks`` gives the pid
+for the file's inode; a remote holder marks its process, :data:`HELD_MARK`, because the
+``flock`` program that took the lock has exited). A lock file replaced under us again and
+again is given up on in the same time.
 
 On this machine it is an ``fcntl.flock``; on a remote host, util-linux's ``flock`` on a
 descriptor of a shell in an SSH exec channel (:mod:`.gpulock_remote`), which lets go when the
@@ -82,9 +85,23 @@ def owner_name(uid: int) -> str:
         return f"uid {uid}"
 
 
-_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket",
-          stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
-          stat.S_IFLNK: "symlink"}
+#: What can stand at the lock's name that is not a plain file: its ``S_IFMT``, the word
+#: ``stat -c %F`` says for it (the remote script's), and the word our messages say.
+_KINDS = ((stat.S_IFDIR, "directory", "folder"), (stat.S_IFIFO, "fifo", "FIFO"),
+          (stat.S_IFSOCK, "socket", "socket"),
+          (stat.S_IFCHR, "character special file", "character device"),
+          (stat.S_IFBLK, "block special file", "block device"),
+          (stat.S_IFLNK, "symbolic link", "symlink"))
+
+
+def kind_of(mode: int) -> str:
+    """Our word for what an ``st_mode`` shows (not a plain file)."""
+    return next((word for fmt, _, word in _KINDS if stat.S_IFMT(mode) == fmt), "special file")
+
+
+def kind_named(stat_word: str) -> str:
+    """Our word for what ``stat -c %F`` calls ``stat_word`` (the remote script's answer)."""
+    return next((word for _, said, word in _KINDS if said == stat_word), stat_word)
 
 
 def refusal(path: str, where: str, problem: str, owner: str, mode: int = 0) -> DltError:
@@ -103,20 +120,33 @@ def refusal(path: str, where: str, problem: str, owner: str, mode: int = 0) -> D
                     f"{owner}); {fix}")
 
 
-def busy(path: str, where: str, waited: float, holder: str) -> DltError:
+class LockBusy(DltError):
+    """The GPU lock is still held by another after the time we were given (exit 75).
+
+    ``holder``: who holds it, as far as the host shows ("" when it does not); ``--wait``
+    takes it as one more reason to keep waiting (:mod:`dltasks.gpushare`)."""
+
+    def __init__(self, path: str, where: str, waited: float, holder: str) -> None:
+        self.path, self.where, self.holder = path, where, holder
+        super().__init__(f"the GPU lock {path} on {where} is still held by {self.who} after "
+                         f"{waited:.0f}s: another GPU run is starting there (or its holder is "
+                         "stuck); retry later, ask its owner, or raise DLT_LOCK_TIMEOUT", code=75)
+
+    @property
+    def who(self) -> str:
+        return self.holder or "another process (the host does not show whose)"
+
+
+def busy(path: str, where: str, waited: float, holder: str) -> LockBusy:
     """The one line for a lock still held after DLT_LOCK_TIMEOUT."""
-    who = holder or "another process (the host does not show whose)"
-    return DltError(f"the GPU lock {path} on {where} is still held by {who} after {waited:.0f}s:"
-                    " another GPU run is starting there (or its holder is stuck); retry later, "
-                    "ask its owner, or raise DLT_LOCK_TIMEOUT", code=75)
+    return LockBusy(path, where, waited, holder)
 
 
 def check_fd(fd: int, path: str, where: str) -> os.stat_result:
     """Refuse (one line) a descriptor that is not a plain file every user can read."""
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
-        raise refusal(path, where, _KINDS.get(stat.S_IFMT(st.st_mode), "special file"),
-                      owner_name(st.st_uid))
+        raise refusal(path, where, kind_of(st.st_mode), owner_name(st.st_uid))
     if not st.st_mode & stat.S_IROTH:
         raise refusal(path, where, "mode", owner_name(st.st_uid), stat.S_IMODE(st.st_mode))
     return st
@@ -242,6 +272,11 @@ def local_lock(timeout: float, waiting: Callable[[], None] = lambda: None,
             # removed or replaced while we waited: our lock is on a file nobody else opens
             os.close(fd)
             fd = -1
+            waited = time.monotonic() - t0
+            if waited >= timeout:  # replaced again and again: bounded like a held lock
+                raise DltError(f"the GPU lock {path} on {where} was replaced under us again and "
+                               f"again for {waited:.0f}s: another user keeps removing or "
+                               f"replacing it; ask root to look (ls -l {path})", code=75)
             fd = open_lock(path, where)
         yield path
     finally:
@@ -258,14 +293,20 @@ def _same_file(fd: int, path: str) -> bool:
 
 
 @contextlib.contextmanager
-def gpu_lock(target: Target) -> Iterator[str]:
-    """Hold the GPU lock of ``target``'s host; yields the lock file's path there."""
-    t0 = time.monotonic()
-    timeout = max(0, target.settings.lock_timeout)
+def gpu_lock(target: Target, timeout: float | None = None,
+             waiting: Callable[[], None] | None = None) -> Iterator[str]:
+    """Hold the GPU lock of ``target``'s host; yields the lock file's path there.
 
-    def waiting() -> None:
+    ``timeout``: seconds before :class:`LockBusy` (default DLT_LOCK_TIMEOUT); ``waiting``:
+    called once when the lock is held by another (default: a line saying so)."""
+    t0 = time.monotonic()
+    timeout = max(0.0, target.settings.lock_timeout if timeout is None else timeout)
+
+    def say_waiting() -> None:
         print(f"dlt: waiting for the GPU lock on {target.name} (another GPU run is starting "
-              f"there; giving up after {timeout}s, DLT_LOCK_TIMEOUT)...", file=sys.stderr)
+              f"there; giving up after {timeout:.0f}s, DLT_LOCK_TIMEOUT)...", file=sys.stderr)
+
+    waiting = waiting or say_waiting
 
     if target.is_remote:
         from .gpulock_remote import remote_lock
@@ -274,6 +315,6 @@ def gpu_lock(target: Target) -> Iterator[str]:
     else:
         lock = local_lock(timeout, waiting, target.name)
     with lock as path:
-        if time.monotonic() - t0 > _SAY_AFTER_S:
+        if waiting is say_waiting and time.monotonic() - t0 > _SAY_AFTER_S:
             print(f"dlt: got the GPU lock on {target.name}", file=sys.stderr)
         yield path

@@ -18,6 +18,7 @@ others can name it: ``/proc/locks`` shows the pid of the ``flock`` program, long
 from __future__ import annotations
 
 import contextlib
+import posixpath
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -80,10 +81,6 @@ def _line(out: Any) -> str:
         return "timeout"
 
 
-#: ``stat -c %F``'s words for what is not a plain file, as :func:`gpulock.refusal` says them.
-_KINDS = {"directory": "folder", "fifo": "FIFO"}
-
-
 def _fail(line: str, chan: Any, path: str, where: str, waited: float) -> DltError:
     """The one line for a script that did not get the lock (``path``: the lock's, there)."""
     parts = line.split()
@@ -100,7 +97,7 @@ def _fail(line: str, chan: Any, path: str, where: str, waited: float) -> DltErro
                             "another user is playing with it; ask root to look")
         if kind != "symlink":  # "OWNER:FILE KIND"
             owner, _, kind = " ".join(parts[1:]).partition(":")
-            kind = _KINDS.get(kind, kind)
+            kind = gpulock.kind_named(kind)
         return gpulock.refusal(path, where, kind, owner)
     if line == "nodir":
         return DltError(f"no folder for the GPU lock on {where}: neither /run/lock nor /tmp is "
@@ -116,8 +113,11 @@ def _fail(line: str, chan: Any, path: str, where: str, waited: float) -> DltErro
     code = chan.recv_exit_status() if chan.status_event.wait(5) else -1
     err = chan.makefile_stderr("rb").read().decode(errors="replace").strip() \
         if code >= 0 else ""
-    return DltError(f"cannot take the GPU lock on {where} (exit {code}): "
-                    f"{err.splitlines()[-1] if err else line or 'no answer'}")
+    said = err.splitlines()[-1] if err else line or "no answer"
+    return DltError(f"cannot take the GPU lock {path} on {where} (exit {code}: {said}): check "
+                    f"there that `sh`, `flock` and `stat` run for your user (ssh {where} flock "
+                    f"--version) and that {posixpath.dirname(path)} is a root-owned folder with "
+                    "mode 1777 (ls -ld it)")
 
 
 @contextlib.contextmanager

@@ -6,8 +6,10 @@ driver's account, turns the selection into the GPUs the run gets (:mod:`dltasks.
 and keeps the lock until the container has started (``Claimed.release``), so the next run
 sees it. With ``wait`` it waits, the lock let go, until the GPUs are free, with a live status
 line: the lock is taken only for each look, so other runs take free GPUs meanwhile. Each
-taking of the lock is bounded by DLT_LOCK_TIMEOUT (:mod:`dltasks.gpulock`), ``--wait`` or
-not. A run without GPUs takes no lock.
+taking of the lock is bounded by DLT_LOCK_TIMEOUT (:mod:`dltasks.gpulock`); with ``--wait``
+also by the time left, and a lock still held is one more reason to keep waiting: only when
+``--wait`` runs out does the start end, in one line naming what it waited for (the GPUs'
+holders, or the lock's). A run without GPUs takes no lock.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from . import gpumode
 from .containers import CLAIM_LABELS, LABEL_RUN
 from .errors import DltError
 from .gpuclaims import Choice, Claim, GpusTaken, Status, choose, claims_from, parse_status
-from .gpulock import gpu_lock
+from .gpulock import LockBusy, gpu_lock
 from .gpumode import GpuAccess, GpuFacts
 from .gpus import ALL, FREE, NONE, GpuSelection
 from .target import Target
@@ -109,21 +111,22 @@ def claimed(target: Target, facts: GpuFacts, sel: GpuSelection, *, share: bool =
     started = time.monotonic()
     while True:
         stack = contextlib.ExitStack()
-        stack.enter_context(gpu_lock(target))
         try:
+            stack.enter_context(_lock(target, line, started, wait))
             access, choice = _choose(target, facts, sel, share=share)
-        except GpusTaken as e:
+        except (GpusTaken, LockBusy) as e:
             stack.close()
             waited = time.monotonic() - started
             if wait is None:
                 raise
             if waited >= wait:
                 line.done()
-                raise DltError(f"gave up after waiting {waited:.0f}s: {e.message}",
-                               code=e.code) from None
-            line.show(waited, e.short)
-            time.sleep(POLL_S)
-            facts = _with_status(facts, status_on(target))
+                raise _gave_up(e, waited) from None
+            line.show(waited, e.short if isinstance(e, GpusTaken) else
+                      f"the GPU lock there is held by {e.who}")
+            time.sleep(min(POLL_S, wait - waited))
+            if facts.host is not None:  # the driver's account, as it is now
+                facts = _with_status(facts, status_on(target))
             continue
         except BaseException:
             stack.close()
@@ -138,6 +141,28 @@ def claimed(target: Target, facts: GpuFacts, sel: GpuSelection, *, share: bool =
         finally:
             got.release()
         return
+
+
+def _lock(target: Target, line: _StatusLine, started: float,
+          wait: float | None) -> contextlib.AbstractContextManager[str]:
+    """The GPU lock, for one look: bounded by DLT_LOCK_TIMEOUT and, with ``wait``, by the
+    time it leaves, a holder then shown on the status line (not a line of its own)."""
+    if wait is None:
+        return gpu_lock(target)
+    left = max(0.0, wait - (time.monotonic() - started))
+    return gpu_lock(target, min(float(max(0, target.settings.lock_timeout)), left),
+                    waiting=lambda: line.show(time.monotonic() - started,
+                                              "the GPU lock there is held by another start"))
+
+
+def _gave_up(e: DltError, waited: float) -> DltError:
+    """The one line when ``--wait`` ran out, naming what it waited for last."""
+    if isinstance(e, LockBusy):
+        return DltError(f"gave up after waiting {waited:.0f}s: the GPU lock {e.path} on "
+                        f"{e.where} is held by {e.who}: another GPU run is starting there (or "
+                        "its holder is stuck); retry later, ask its owner, or wait longer "
+                        "(--wait)", code=e.code)
+    return DltError(f"gave up after waiting {waited:.0f}s: {e.message}", code=e.code)
 
 
 def _with_status(facts: GpuFacts, status: Status) -> GpuFacts:

@@ -17,6 +17,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -248,6 +249,36 @@ def test_a_fifo_or_a_folder_at_the_lock_path_is_refused_not_waited_on(
     sh_as(a, f"mkdir -m 755 {path}")
     line, _ = try_here()
     assert f"is a folder, not a plain file (owner {a.name}); " in line and "rm -r" in line
+
+
+def test_a_lock_file_replaced_again_and_again_is_given_up_on_in_time(
+        lock_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another user replaces the file after each of our flocks (the one seam: the moment it
+    # happens, just before we compare the file we locked with the one at the path)
+    path = lock_dir / gpulock.LOCK_NAME
+    real_same = gpulock._same_file
+    swaps = []
+
+    def replaced_first(fd: int, p: str) -> bool:
+        new = lock_dir / f"new-{len(swaps)}"
+        new.write_bytes(b"")
+        new.chmod(0o644)
+        os.rename(new, path)   # a real new file at the lock's name, as `mv` would make
+        swaps.append(1)
+        return real_same(fd, p)
+
+    monkeypatch.setattr(gpulock, "_same_file", replaced_first)
+    result: list[tuple[str, float]] = []
+    t = threading.Thread(target=lambda: result.append(try_here(timeout=1)), daemon=True)
+    t.start()
+    t.join(timeout=30)
+    assert not t.is_alive(), f"still reopening after 30s ({len(swaps)} replacements)"
+    ((line, took),) = result
+    assert line == (f"ERR the GPU lock {path} on local was replaced under us again and again "
+                    "for 1s: another user keeps removing or replacing it; ask root to look "
+                    f"(ls -l {path})"), line
+    assert 1 <= took < 5 and len(swaps) > 1
+    assert path.is_file()   # nothing of theirs removed
 
 
 # -- the remote lock: the same rules in its script, and a heartbeat --------------------------

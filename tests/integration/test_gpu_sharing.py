@@ -9,9 +9,11 @@ system users in the docker group, and the real GPU lock file of this machine.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -270,8 +272,8 @@ def test_killed_starts_leave_nothing_held(gpu_engine: GpuEngine, base_image: str
 
 _HOLD_LOCK = """
 import fcntl, os, sys, time
-from dltasks.gpulock import lock_path
-fd = os.open(lock_path(), os.O_RDONLY)
+from dltasks.gpulock import lock_path, open_lock
+fd = open_lock(lock_path())   # made if missing (a fresh host), as dltasks makes it
 fcntl.flock(fd, fcntl.LOCK_EX)
 print("locked", flush=True)
 time.sleep(600)
@@ -279,10 +281,10 @@ time.sleep(600)
 
 
 def test_lock_file_is_usable_by_every_user(users: tuple[User, User]) -> None:
-    from dltasks.gpulock import lock_path
+    from dltasks.gpulock import lock_path, open_lock
 
     path = lock_path()
-    fd = os.open(path, os.O_RDONLY)
+    fd = open_lock(path)   # made if missing (a fresh host), as dltasks makes it
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     os.close(fd)
     assert os.stat(path).st_mode & 0o444 == 0o444   # made 0644 now (0666 by older versions)
@@ -317,6 +319,26 @@ def test_a_waiter_does_not_hold_the_lock_while_it_waits(
         waiter.wait()
 
 
+@contextlib.contextmanager
+def lock_held_by(u: User) -> Iterator[subprocess.Popen[str]]:
+    """``u`` holds this machine's real GPU lock (a real process of theirs) until the end."""
+    from dltasks.gpulock import lock_path, open_lock
+
+    os.close(open_lock(lock_path()))   # made if missing (a fresh host), as dltasks makes it
+    hold = ("import fcntl, os, sys\n"
+            f"fd = os.open({lock_path()!r}, os.O_RDONLY)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n")
+    holder = subprocess.Popen(["runuser", "-u", u.name, "--", "/usr/bin/python3", "-c", hold],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
 def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
         gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path,
         users: tuple[User, User]) -> None:
@@ -324,21 +346,11 @@ def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
 
     root_project(project, gpu_engine, base_image)
     a, _ = users
-    hold = ("import fcntl, os, sys\n"
-            f"fd = os.open({lock_path()!r}, os.O_RDONLY)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.read()\n")
-    holder = subprocess.Popen(["runuser", "-u", a.name, "--", "/usr/bin/python3", "-c", hold],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    with lock_held_by(a):
         t0 = time.monotonic()
         r = dlt("train", "--gpu", "free:1", "--detach", cwd=project,
                 env={**path_env(smi), "DLT_LOCK_TIMEOUT": "2"}, timeout=120)
         took = time.monotonic() - t0
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=30)
     assert r.returncode == 75, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert lines[0] == ("dlt: waiting for the GPU lock on local (another GPU run is starting "
@@ -347,6 +359,56 @@ def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
                                f"by {a.name} (pid ") and len(lines) == 2, r.stderr
     assert "python3) after 2s: " in lines[1] and took < 30
     assert not held(gpu_engine)
+
+
+def test_wait_outlasts_a_held_lock_and_gives_up_on_its_own_deadline_naming_the_holder(
+        gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path,
+        users: tuple[User, User]) -> None:
+    from dltasks.gpulock import lock_path
+
+    root_project(project, gpu_engine, base_image)
+    a, _ = users
+    # DLT_LOCK_TIMEOUT 1, --wait 300: a lock held past 1s is one more reason to wait
+    env = {**path_env(smi), "DLT_LOCK_TIMEOUT": "1"}
+    with lock_held_by(a):
+        waiter = subprocess.Popen([*_dlt_argv(), "train", "--gpu", "free:1", "--detach",
+                                   "--wait", "300"], cwd=project, env=_env(env),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # said only once an attempt has timed out: the start went on waiting
+            _wait_for_text(waiter, "dlt: waiting for --gpu free:1 on local: the GPU lock there "
+                                   f"is held by {a.name} (pid ")
+            assert waiter.poll() is None
+        except BaseException:
+            waiter.kill()
+            waiter.wait()
+            raise
+    try:
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait()
+    assert waiter.returncode == 0, out + err
+    assert "DLT_LOCK_TIMEOUT" not in err and "dlt: got GPU 0 on local" in err, err
+    assert held(gpu_engine)[out.split()[0]][0] == "0"
+
+    # DLT_LOCK_TIMEOUT 60, --wait 3: the start ends after about 3s, not 60, in one line
+    env = {**path_env(smi), "DLT_LOCK_TIMEOUT": "60"}
+    with lock_held_by(a):
+        t0 = time.monotonic()
+        r = dlt("train", "--gpu", "free:1", "--detach", "--wait", "3", cwd=project, env=env,
+                timeout=120)
+        took = time.monotonic() - t0
+    assert r.returncode == 75, r.stdout + r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    lock = re.escape(lock_path())
+    assert re.fullmatch(rf"dlt: error: gave up after waiting \d+s: the GPU lock {lock} on local "
+                        rf"is held by {a.name} \(pid \d+, python3\): another GPU run is "
+                        r"starting there \(or its holder is stuck\); retry later, ask its owner, "
+                        r"or wait longer \(--wait\)", last), r.stderr
+    assert 3 <= took < 30, took
+    assert len(held(gpu_engine)) == 1                      # nothing more started
 
 
 def test_gpus_shows_who_holds_what(gpu_engine: GpuEngine, base_image: str,
@@ -444,3 +506,35 @@ def test_each_host_picks_its_own_and_reports_its_own(
         assert "gpu2: 1 GPU(s), 0 free" in r.stdout
     finally:
         subprocess.run(["rm", "-rf", str(one)], check=False)
+
+
+@pytest.mark.ssh
+def test_wait_outlasts_a_held_remote_lock_until_its_own_deadline(
+        gpu_engine: GpuEngine, base_image: str, ssh_lab: Any,
+        remote_project: tuple[Path, str], smi: Path, users: tuple[User, User]) -> None:
+    """`fab -H gpu1 train --gpu free:1 --wait 3` while another user holds gpu1's GPU lock
+    (the lock script over SSH, DLT_LOCK_TIMEOUT 60): it gives up after about 3s, not 60, in
+    one line naming the holder."""
+    from dltasks.gpulock import lock_path
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    a, _ = users
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={base_image}\nDLT_TRAIN_CMD=sleep 600\nDLT_STOP_TIMEOUT=1\n"
+                f"DLT_DOCKER_HOST={gpu_engine.url}\nDLT_LOCK_TIMEOUT=60\n")
+    (d / ".env.gpu1").write_text(f"DLT_NVIDIA_SMI={smi}/nvidia-smi\n")
+    with lock_held_by(a):
+        t0 = time.monotonic()
+        r = fab("-H", "gpu1", "train", "--gpu", "free:1", "--detach", "--wait", "3", cwd=d,
+                env=ssh_lab.env())
+        took = time.monotonic() - t0
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert "dlt: waiting for --gpu free:1 on gpu1: the GPU lock there is held by another " \
+        "start" in r.stderr, r.stderr
+    lock = re.escape(lock_path())
+    gave_up = re.search(rf"gave up after waiting (\d+)s: the GPU lock {lock} on gpu1 is held by "
+                        rf"{a.name} \(pid \d+, python3\): .*or wait longer \(--wait\)", r.stderr)
+    assert gave_up and 3 <= int(gave_up[1]) < 10, r.stderr
+    assert "DLT_LOCK_TIMEOUT" not in r.stderr and took < 40, (took, r.stderr)
+    assert not held(gpu_engine)

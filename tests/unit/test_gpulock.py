@@ -70,7 +70,8 @@ def test_messages_are_one_line_with_the_fix() -> None:
     ("refuse mode eve 600", "has mode 0600 (owner eve)"),
     ("refuse eve:directory", "is a folder, not a plain file (owner eve); eve (or root) must "
                              "remove it: rm -r /run/lock/dltasks-gpus.lock"),
-    ("refuse eve:character special file", "is a character special file, not a plain file"),
+    ("refuse eve:character special file", "is a character device, not a plain file"),
+    ("refuse eve:socket", "is a socket, not a plain file"),
     ("missing flock", "`flock` is not installed on gpu1: install util-linux there"),
     ("missing timeout", "install coreutils there"),
     ("nodir", "no folder for the GPU lock on gpu1"),
@@ -88,3 +89,42 @@ def test_the_remote_script_is_posix_sh_and_names_no_waiter() -> None:
     # a waiting shell's command line is the script: the holder's mark must not be in it whole
     assert gpulock.HELD_MARK not in script
     assert ": > " not in script and ">\"$f\"" not in script   # never writes through the name
+
+
+def test_local_and_remote_name_a_kind_alike() -> None:
+    # one table: what fstat shows here and what `stat -c %F` says there get the same word
+    for fmt, stat_word in ((stat.S_IFDIR, "directory"), (stat.S_IFIFO, "fifo"),
+                           (stat.S_IFSOCK, "socket"), (stat.S_IFCHR, "character special file"),
+                           (stat.S_IFBLK, "block special file"), (stat.S_IFLNK, "symbolic link")):
+        assert gpulock.kind_of(fmt | 0o644) == gpulock.kind_named(stat_word)
+    assert gpulock.kind_of(stat.S_IFDIR) == "folder" and gpulock.kind_named("fifo") == "FIFO"
+
+
+class _Channel:
+    """The one seam: a channel whose script ended with ``code`` and ``stderr``."""
+
+    def __init__(self, code: int, stderr: bytes) -> None:
+        import io
+        import threading
+
+        self.code, self.stderr = code, io.BytesIO(stderr)
+        self.status_event = threading.Event()
+        self.status_event.set()
+
+    def recv_exit_status(self) -> int:
+        return self.code
+
+    def makefile_stderr(self, mode: str) -> object:
+        return self.stderr
+
+
+def test_an_unforeseen_remote_failure_is_one_line_with_what_where_and_the_fix() -> None:
+    e = _fail("", _Channel(2, b"noise\nsh: 1: cannot open /run/lock/x: Input/output error\n"),
+              "/run/lock/dltasks-gpus.lock", "gpu1", 0.5)
+    assert e.message == (
+        "cannot take the GPU lock /run/lock/dltasks-gpus.lock on gpu1 (exit 2: sh: 1: cannot "
+        "open /run/lock/x: Input/output error): check there that `sh`, `flock` and `stat` run "
+        "for your user (ssh gpu1 flock --version) and that /run/lock is a root-owned folder "
+        "with mode 1777 (ls -ld it)")
+    e = _fail("what?", _Channel(1, b""), "/tmp/dltasks-gpus.lock", "gpu2", 0.5)
+    assert "(exit 1: what?): check there" in e.message and "/tmp is a root-owned" in e.message
