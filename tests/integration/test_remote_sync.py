@@ -16,6 +16,8 @@ from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]
 
+RID = "20261207-010203-abcd"  # a run id (run folders are sent only for valid ones)
+
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes()
@@ -59,8 +61,8 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
     (d / ".git").mkdir()
     (d / ".git" / "HEAD").write_text("ref")
     (d / ".env.gpu1").write_text("HF_TOKEN=secret\n")
-    (d / "runs" / "r1").mkdir(parents=True)
-    (d / "runs" / "r1" / "manifest.json").write_text("{}")
+    (d / "runs" / RID).mkdir(parents=True)
+    (d / "runs" / RID / "manifest.json").write_text("{}")
     (d / "outputs").mkdir()
     (d / "outputs" / "local.ckpt").write_text("laptop")
     remote = Path(f"/home/dltgpu1/dltasks/{name}")
@@ -76,7 +78,8 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
         got = set(_tree(remote))
         assert "pkg/m0/f0.py" in got and "pkg/keep.txt" in got and "main.py" in got
         for ignored in ("a.pyc", "pkg/local_only.txt", "data/big.bin", "notes/a.md", ".env",
-                        ".env.gpu1", ".git/HEAD", "runs/r1/manifest.json", "outputs/local.ckpt"):
+                        ".env.gpu1", ".git/HEAD", f"runs/{RID}/manifest.json",
+                        "outputs/local.ckpt"):
             assert ignored not in got, ignored
         assert (remote / "outputs" / "remote.ckpt").read_text() == "made on gpu1"
         assert first.stats.transferred >= 200
@@ -94,18 +97,18 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
         (d / "pkg" / "m0" / "f0.py").unlink()
         (d / "pkg" / "m1" / "f51.py").unlink()
         (d / "main.py").write_text("print('changed')\n")
-        third = sync_project(t, t.settings, runs=["r1"], quiet=True)
-        assert third.stats.deleted == 1 and third.stats.transferred == 2  # main.py + r1 record
+        third = sync_project(t, t.settings, runs=[RID], quiet=True)
+        assert third.stats.deleted == 1 and third.stats.transferred == 2  # main.py + the run record
         assert not (remote / "pkg" / "m0" / "f0.py").exists()      # sent, gone here: deleted
         assert (remote / "pkg" / "m1" / "f51.py").read_text() == "rewritten on the host\n"
         assert (remote / "main.py").read_text() == "print('changed')\n"
-        assert (remote / "runs" / "r1" / "manifest.json").is_file()
+        assert (remote / "runs" / RID / "manifest.json").is_file()
         assert (remote / "outputs" / "remote.ckpt").is_file()  # never deleted by a sync
-        for _ in range(3):  # a plain sync (runs/ not sent) leaves r1's folder too
+        for _ in range(3):  # a plain sync (runs/ not sent) leaves the run folder too
             sync_project(t, t.settings, quiet=True, shortcut=False)
         assert (remote / "checkpoints" / "ckpt.pt").read_bytes() == b"weights"
         assert (remote / "pkg" / "m1" / "notes.log").read_text() == "host log"
-        assert (remote / "runs" / "r1" / "manifest.json").is_file()
+        assert (remote / "runs" / RID / "manifest.json").is_file()
         shutil.rmtree(d / "pkg" / "m3")  # a whole folder gone here: its files and it go there
         sync_project(t, t.settings, quiet=True)
         assert not (remote / "pkg" / "m3").exists() and (remote / "pkg" / "m2").is_dir()

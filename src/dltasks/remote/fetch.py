@@ -38,8 +38,9 @@ from ..shell import quote
 from ..target import Target
 from .sent import SENT, Sent
 from .sshconfig import SshHost
-from .sync import LOG, MANIFEST, SyncResult, _rsync, exec_input, rsh_for, ssh_host
+from .sync import LOG, MANIFEST, SyncResult, _rsync, rsh_for, ssh_host
 from .syncrules import MARK, RUNS, SyncStats, parse_stats
+from .target import quick_exec
 
 HOST_FILES = "host-files"
 MARGIN_S = 1  # times are whole seconds, floored
@@ -147,8 +148,8 @@ def _list_script(roots: Sequence[tuple[str, Sequence[str]]], start: int, end: in
 
 def _run_files(target: Target, roots: Sequence[tuple[str, Sequence[str]]], start: int,
                end: int | None) -> list[list[str]]:
-    code, out, err = exec_input(target.shell.c.transport,
-                                quote(["sh", "-c", _list_script(roots, start, end)]))
+    code, out, err = quick_exec(target.shell.c.transport,
+                                quote(["sh", "-c", _list_script(roots, start, end)]), 120.0)
     if code != 0:
         raise DltError(f"cannot list the run's files on {target.name}: "
                        f"{(err or out).strip()[:200]}; check that the host has find and touch")
@@ -198,15 +199,20 @@ def _local_manifest(settings: Settings, run_id: str) -> tuple[Path, dict[str, An
     return path, data
 
 
-def _container(target: Target, run_id: str) -> tuple[str, dict[str, Any]] | None:
-    from ..containers import LABEL_RUN
+def _container(target: Target, settings: Settings,
+               run_id: str) -> tuple[str, dict[str, Any]] | None:
+    """YOUR container of that run of this project (:func:`.runlist.owner`): another user's,
+    or any container that merely carries the label, never lands in your record."""
     from ..engineapi import NotFound
+    from ..runlist import find_runs, login_of, owner
 
-    rows = target.engine.containers(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
-    if not rows:
+    login = login_of(target)
+    mine = [r for r in find_runs(target, project=settings.project, run_id=run_id)
+            if r.run_id == run_id and not owner(r, login, settings.project_dir, target.name)]
+    if not mine:
         return None
     try:
-        return rows[0]["Id"], target.engine.inspect_container(rows[0]["Id"])
+        return mine[0].container_id, target.engine.inspect_container(mine[0].container_id)
     except NotFound:
         return None
 
@@ -225,7 +231,7 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
     if ran_on and ran_on != target.name:
         raise DltError(f"run {run_id} ran on {ran_on}, not {target.name}: "
                        f"`fab -H {ran_on} fetch {run_id}`")
-    found = _container(target, run_id)
+    found = _container(target, settings, run_id)
     start, end = run_window(record, found[1] if found else None)
     project = target.host_project_dir.rstrip("/")
     outputs = [(str(row["host"]).rstrip("/"), Path(row["local"]))
@@ -265,13 +271,13 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
 
 
 def _is_dir(target: Target, path: str) -> bool:
-    code, _, _ = exec_input(target.shell.c.transport, quote(["test", "-d", path]))
+    code, _, _ = quick_exec(target.shell.c.transport, quote(["test", "-d", path]))
     return code == 0
 
 
 def _host_sent(target: Target, project: str) -> set[str]:
     """The paths the syncs sent to the host's project folder (never fetched as run files)."""
-    code, out, _ = exec_input(target.shell.c.transport, quote(["cat", f"{project}/{SENT}"]))
+    code, out, _ = quick_exec(target.shell.c.transport, quote(["cat", f"{project}/{SENT}"]))
     return Sent.from_json(out).paths() if code == 0 else set()
 
 
