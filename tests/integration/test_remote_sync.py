@@ -141,6 +141,69 @@ def test_foreign_folder_refused_untouched(ssh_lab: Lab, remote_project: tuple[Pa
     assert (remote / ".dltasks" / "sent").is_file()
 
 
+def _own(root: Path, user: str = "dltgpu1") -> None:
+    """Files a test made as another user, handed to the host's login (as if it made them)."""
+    shutil.chown(root.parent, user, user)
+    for p in (root, *root.rglob("*")):
+        shutil.chown(p, user, user)
+
+
+def test_foreign_folder_refusal_names_adopt_and_adopt_overwrites_nothing(
+        ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (remote / "thesis").mkdir(parents=True)
+    (remote / "thesis" / "chapter1.tex").write_text("years of work")
+    (remote / "main.py").write_text("their main.py")
+    _own(remote)
+    before = _tree(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0 and "\n" not in r.stderr.strip()
+    assert "fab -H gpu1 sync --adopt" in r.stderr, r.stderr
+    assert _tree(remote) == before
+    (d / "other.py").write_text("x = 1\n")
+    r = fab("-H", "gpu1", "sync", "--adopt", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / "main.py").read_text() == "their main.py"      # not overwritten
+    assert (remote / "thesis" / "chapter1.tex").read_text() == "years of work"
+    assert (remote / "other.py").read_text() == "x = 1\n"             # new: sent
+    kept = [x for x in r.stderr.splitlines() if x.startswith("dlt: kept 1 file")]
+    assert len(kept) == 1 and "(main.py)" in kept[0] and "gpu1 made" in kept[0], r.stderr
+    (d / "main.py").unlink()
+    (d / "other.py").unlink()
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert not (remote / "other.py").exists()                       # sent by a sync: deleted
+    assert (remote / "main.py").read_text() == "their main.py"      # never sent: stays
+
+
+def test_folder_a_train_made_before_the_record_is_taken(
+        ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    """What `fab -H gpu1 train` of an older dltasks left (code + runs/<id>/configs/, no sync
+    stamp, no manifest there) is dltasks' own: synced, not refused."""
+    d, name = remote_project
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (remote / "runs" / RID / "configs").mkdir(parents=True)
+    (remote / "runs" / RID / "configs" / "train.yaml").write_text("lr: 1\n")
+    (remote / "main.py").write_text("print('hi')\n")
+    _own(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / ".dltasks" / "sent").is_file()
+    assert (remote / "runs" / RID / "configs" / "train.yaml").read_text() == "lr: 1\n"
+    # a folder named runs/<not a run id>/ proves nothing: refused (no sync stamp either)
+    from dltasks.remote.synced import stamp_path
+
+    (ssh_lab.hosts["gpu1"].home / stamp_path(f"~/dltasks/{name}")).unlink()
+    shutil.rmtree(remote)
+    (remote / "runs" / "notes").mkdir(parents=True)
+    (remote / "main.py").write_text("theirs")
+    _own(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0 and "not made by dltasks" in r.stderr, r.stderr
+    assert (remote / "main.py").read_text() == "theirs"
+
+
 def test_dltignore_reinclude_sends_gitignored_inputs(ssh_lab: Lab,
                                                       remote_project: tuple[Path, str]) -> None:
     d, name = remote_project
