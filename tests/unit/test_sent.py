@@ -10,7 +10,18 @@ import pytest
 
 from dltasks.errors import DltError
 from dltasks.remote.fetch import beside, merge, run_window
-from dltasks.remote.sent import Sent, deletions, open_host_copy, parse_out, record_of, safe_rel
+from dltasks.remote.sent import (
+    RUN_ID_GLOB,
+    Sent,
+    deletions,
+    identical,
+    open_host_copy,
+    parse_items,
+    parse_out,
+    record_of,
+    safe_rel,
+    split_new,
+)
 
 
 def test_parse_out_keeps_paths_unescaped_and_skips_the_root() -> None:
@@ -48,7 +59,7 @@ def test_a_folder_dltasks_did_not_make_is_refused_in_one_line() -> None:
     with pytest.raises(DltError) as e:
         open_host_copy("/h/p\nforeign\n", 0, "", "/h/p", "gpu1")
     assert "\n" not in e.value.message and "not made by dltasks" in e.value.message
-    assert "DLT_REMOTE_DIR" in e.value.message
+    assert "DLT_REMOTE_DIR" in e.value.message and "`fab -H gpu1 sync --adopt`" in e.value.message
     got = open_host_copy('/real/p\nmark\n{"files": {"a": [1, 2]}}', 0, "", "/h/p", "gpu1")
     assert got.real == "/real/p" and got.sent.files == {"a": (1, 2)}
 
@@ -87,3 +98,33 @@ def test_run_window_prefers_the_engines_times() -> None:
     assert run_window(record, None) == (1767225599, None)
     with pytest.raises(DltError):
         run_window({}, None)
+
+
+def test_new_paths_are_those_no_sync_sent() -> None:
+    out = ("dlt:cd+++++++++:./\ndlt:>f+++++++++:main.py\ndlt:cd+++++++++:checkpoints/\n"
+           "dlt:>f+++++++++:checkpoints/ckpt.pt\ndlt:cd+++++++++:runs/\n"
+           "dlt:>f+++++++++:runs/20261207-010203-abcd/configs/a.yaml\n")
+    before = Sent({"main.py": (1, 2)})
+    known, new = split_new(parse_items(out), before)
+    assert new == ["checkpoints", "checkpoints/ckpt.pt"]
+    assert known == ["main.py", "runs", "runs/20261207-010203-abcd/configs/a.yaml"]
+    assert split_new(parse_items(out), Sent())[1] == ["main.py", "checkpoints",
+                                                        "checkpoints/ckpt.pt"]
+
+
+@pytest.mark.parametrize("item,same", [(".f         ", True), (".f...p.....", True),
+                                       (".L         ", True), (">f.st......", False),
+                                       (">f..t......", False), (".f.s.......", False),
+                                       ("cL+++++++++", False), ("*deleting  ", False)])
+def test_identical_is_rsyncs_quick_check(item: str, same: bool) -> None:
+    assert identical(item) is same
+
+
+def test_run_id_glob_is_the_run_id() -> None:
+    import fnmatch
+
+    from dltasks.records import RUN_ID, RUN_ID_EXAMPLE
+
+    assert fnmatch.fnmatchcase(RUN_ID_EXAMPLE, RUN_ID_GLOB) and RUN_ID.fullmatch(RUN_ID_EXAMPLE)
+    for bad in ("notes", "20261207-010203-abcg", "2026120-010203-abcd", "r1"):
+        assert not fnmatch.fnmatchcase(bad, RUN_ID_GLOB), bad
