@@ -163,3 +163,39 @@ def test_fetch_brings_that_runs_files_and_keeps_differing_local_ones(
         assert (d / "outputs" / "shared.txt").read_text() == "my local edit\n"
     finally:
         _cleanup(engine, name)
+
+
+def test_fetch_reads_only_your_run_and_brings_no_planted_link_or_lost_file(
+        ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
+    """A container anyone labelled with your run's id is not read; a host file named like
+    fetch's own file list arrives; a symlink planted in the host's runs/RUN/ does not."""
+    import json
+
+    from dltasks.remote.fetch import HOST_FILES
+
+    d, name = remote_project
+    _setup(d, name, base_image)
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    try:
+        a = _detached(ssh_lab, d, "sh -c 'echo mine; echo list > .files; echo x > .hidden; "
+                                  "exit 3'")
+        (c,) = engine.containers.list(  # type: ignore[attr-defined]
+            all=True, filters={"label": f"dltasks.run={a}"})
+        assert c.wait(timeout=60)["StatusCode"] == 3
+        hostile = engine.containers.run(  # type: ignore[attr-defined]
+            base_image, ["sh", "-c", "echo HOSTILE; exit 7"], detach=True,
+            labels={"dltasks.run": a, "dltasks.project": name, "dltasks.user": "mallory"})
+        assert hostile.wait(timeout=60)["StatusCode"] == 7
+        (remote / "runs" / a / "evil").symlink_to("/etc")
+        (remote / "runs" / a / "up").symlink_to("../../../..")
+        r = fab("-H", "gpu1", "fetch", a, cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0, r.stderr
+        log = (d / "runs" / a / "output.log").read_text()
+        assert "mine" in log and "HOSTILE" not in log
+        assert json.loads((d / "runs" / a / "manifest.json").read_text())["exit_code"] == 3
+        made = d / "runs" / a / HOST_FILES
+        assert (made / ".files").read_text() == "list\n" and (made / ".hidden").is_file()
+        assert not (d / "runs" / a / "evil").is_symlink()
+        assert not (d / "runs" / a / "up").is_symlink()
+    finally:
+        _cleanup(engine, name)

@@ -4,6 +4,7 @@ test_remote_results.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,24 @@ def test_merge_keeps_differing_local_files(tmp_path: Path) -> None:
     (staging / "m.txt").write_text("theirs, later")
     assert merge(staging, dest, "gpu1").kept == [("m.txt", "m.from-gpu1-2.txt")]
     assert beside(Path("a/ckpt"), "h", 1) == Path("a/ckpt.from-h")
+
+
+def test_merge_never_follows_or_brings_a_symlink_out_of_dest(tmp_path: Path) -> None:
+    staging, dest, outside = tmp_path / "s", tmp_path / "d", tmp_path / "outside"
+    (staging / "sub" / "deep").mkdir(parents=True)
+    dest.mkdir()
+    outside.mkdir()
+    (staging / "abs").symlink_to(outside)                     # absolute: out
+    (staging / "sub" / "up").symlink_to("../../outside")      # relative, climbs out
+    (staging / "sub" / "ok").symlink_to("deep")                # stays inside: brought
+    (staging / "gone").mkdir()
+    (staging / "gone" / "x.txt").write_text("x")
+    (dest / "gone").symlink_to(outside / "nothing-yet")       # a dangling link in dest
+    done = merge(staging, dest, "gpu1")
+    assert sorted(done.unsafe) == ["abs", "sub/up"] and done.blocked == ["gone/x.txt"]
+    assert not os.path.lexists(dest / "abs") and not os.path.lexists(dest / "sub" / "up")
+    assert os.readlink(dest / "sub" / "ok") == "deep"
+    assert list(outside.iterdir()) == []                       # nothing landed outside
 
 
 def test_run_window_prefers_the_engines_times() -> None:

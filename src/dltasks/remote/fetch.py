@@ -49,12 +49,14 @@ MARGIN_S = 1  # times are whole seconds, floored
 @dataclass
 class Merged:
     """What a merge did: files moved in, files identical here, local files kept (with where the
-    host's copy went), files that could not be put (a file here is in the way)."""
+    host's copy went), files that could not be put (a file here is in the way), symlinks
+    that point out of the folder (never brought)."""
 
     moved: int = 0
     same: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)   # symlinks pointing out: not brought
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -70,6 +72,14 @@ def beside(path: Path, tag: str, n: int) -> Path:
         else path.with_name(path.name + mark)
 
 
+def _leaves(rel: Path, link: str) -> bool:
+    """Whether a symlink at ``rel`` pointing at ``link`` points out of the folder it is in."""
+    if os.path.isabs(link):
+        return True
+    where = os.path.normpath(os.path.join(rel.parent.as_posix(), link))
+    return where == ".." or where.startswith("../")
+
+
 def merge(staging: Path, dest: Path, tag: str) -> Merged:
     """Move what ``staging`` holds into ``dest``, never replacing a file of ``dest`` that
     differs: the incoming one is then saved beside it (:func:`beside`)."""
@@ -80,8 +90,13 @@ def merge(staging: Path, dest: Path, tag: str) -> Merged:
             src = Path(top) / name
             rel = src.relative_to(staging)
             out = dest / rel
+            if src.is_symlink() and _leaves(rel, os.readlink(src)):
+                done.unsafe.append(rel.as_posix())  # (rsync --safe-links dropped it already)
+                continue
+            # never through a symlink (dangling ones too) of dest: nothing lands outside it
             parent_ok = all(not (dest / p).is_symlink() and (dest / p).is_dir()
-                            or not (dest / p).exists() for p in rel.parents if str(p) != ".")
+                            or not os.path.lexists(dest / p)
+                            for p in rel.parents if str(p) != ".")
             if not parent_ok:
                 done.blocked.append(rel.as_posix())
                 continue
@@ -169,22 +184,24 @@ def _pull(host: SshHost, rsh: str, remote: str, dest: Path, extra: Sequence[str]
     :func:`merge` it into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".dlt-fetch-", dir=dest))
+    # the file list lives outside the staging folder: a host file of the same name there
+    # can never replace it, nor be taken for it
+    lists = tempfile.TemporaryDirectory(prefix="dlt-fetch-list-")
     try:
-        argv = ["rsync", "-a", "--no-owner", "--no-group", "--stats",
+        # --safe-links: a symlink a run planted that points out of the pulled tree stays there
+        argv = ["rsync", "-a", "--safe-links", "--no-owner", "--no-group", "--stats",
                 f"--compare-dest={dest.resolve()}", "-e", rsh, *extra]
-        listing = None
         if files is not None:
-            listing = staging / ".files"
+            listing = Path(lists.name) / "files"
             listing.write_bytes(b"\0".join(os.fsencode(f) for f in files))
             argv += [f"--files-from={listing}", "--from0"]
         argv += [f"{host.hostname}:{remote.rstrip('/')}/", str(staging) + "/"]
         res, took = _rsync(argv, host)
-        if listing is not None:
-            listing.unlink()
         merged = merge(staging, dest, tag)
         return SyncResult(f"{host.alias}:{remote}", str(dest), quote(argv),
                           parse_stats(res.stdout), took), merged
     finally:
+        lists.cleanup()
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -293,6 +310,11 @@ def _say_conflicts(host: str, done: Sequence[tuple[SyncResult, Merged]]) -> None
     if blocked:
         print(f"dlt: not fetched, a local file is in the way: {', '.join(blocked[:5])}"
               f"{' ...' if len(blocked) > 5 else ''}; move it, then fetch again",
+              file=sys.stderr, flush=True)
+    unsafe = [str(Path(p.dest) / rel) for p, m in done for rel in m.unsafe]
+    if unsafe:
+        print(f"dlt: not fetched, symlinks that point out of their folder: "
+              f"{', '.join(unsafe[:5])}{' ...' if len(unsafe) > 5 else ''}",
               file=sys.stderr, flush=True)
 
 
