@@ -386,7 +386,9 @@ def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, remote_project: tuple[P
             time.sleep(0.1)
         assert any("started" in x for x in lines), (lines, proc.poll())
         runs = engine.containers.list(filters={"label": "dltasks.host=gpu1"})  # type: ignore[attr-defined]
-        mine = [c for c in runs if c.labels.get("dltasks.project") == d.name]
+        # this test's run (its record label is this folder's): other tests' projects are
+        # also named "proj" and may run on the same engine meanwhile
+        mine = [c for c in runs if c.labels.get("dltasks.record", "").startswith(f"{d}/")]
         assert len(mine) == 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) != 0
