@@ -54,6 +54,41 @@ def test_checkpoints_survive_trains_and_syncs(ssh_lab: Lab, remote_project: tupl
         _cleanup(engine, name)
 
 
+def test_host_made_file_is_never_overwritten_by_a_local_file_of_that_name(
+        ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
+    d, name = remote_project
+    _setup(d, name, base_image)
+    (d / ".gitignore").write_text("outputs/\n")  # checkpoints/ is NOT ignored: it would go
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    write = "sh -c 'mkdir -p checkpoints && echo trained > checkpoints/ckpt.pt'"
+    check = "sh -c 'cat checkpoints/ckpt.pt'"
+    try:
+        r = fab("-H", "gpu1", "train", cwd=d, env=ssh_lab.env(DLT_TRAIN_CMD=write))
+        assert r.returncode == 0, r.stderr
+        (d / "checkpoints").mkdir()
+        (d / "checkpoints" / "ckpt.pt").write_text("an old local checkpoint\n")
+        for i in range(3):
+            (d / f"extra{i}.py").write_text("x = 1\n")  # each sync has something to send
+            r = fab("-H", "gpu1", "sync", "--full", cwd=d, env=ssh_lab.env())
+            assert r.returncode == 0, r.stderr
+            kept = [x for x in r.stderr.splitlines() if x.startswith("dlt: kept")]
+            assert kept == ["dlt: kept 1 file(s) gpu1 made (checkpoints/ckpt.pt): a file of "
+                            "that name here was not sent; rename one of them"], r.stderr
+            assert (remote / f"extra{i}.py").is_file()
+        r = fab("-H", "gpu1", "train", cwd=d, env=ssh_lab.env(DLT_TRAIN_CMD=check))
+        assert r.returncode == 0 and "trained" in r.stdout, r.stderr
+        assert "dlt: kept 1 file(s) gpu1 made (checkpoints/ckpt.pt)" in r.stderr
+        assert (remote / "checkpoints" / "ckpt.pt").read_text() == "trained\n"
+        sent = (remote / ".dltasks" / "sent").read_text()
+        assert "checkpoints/ckpt.pt" not in sent and "extra2.py" in sent
+        (d / "checkpoints" / "ckpt.pt").unlink()  # never sent: a local delete deletes nothing
+        r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0, r.stderr
+        assert (remote / "checkpoints" / "ckpt.pt").read_text() == "trained\n"
+    finally:
+        _cleanup(engine, name)
+
+
 def test_outputs_as_host_path_inside_the_project_survive(
         ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
     d, name = remote_project
@@ -126,5 +161,41 @@ def test_fetch_brings_that_runs_files_and_keeps_differing_local_ones(
         assert rb.returncode == 0, rb.stderr
         assert (d / "outputs" / "b.txt").read_text() == "B\n"
         assert (d / "outputs" / "shared.txt").read_text() == "my local edit\n"
+    finally:
+        _cleanup(engine, name)
+
+
+def test_fetch_reads_only_your_run_and_brings_no_planted_link_or_lost_file(
+        ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
+    """A container anyone labelled with your run's id is not read; a host file named like
+    fetch's own file list arrives; a symlink planted in the host's runs/RUN/ does not."""
+    import json
+
+    from dltasks.remote.fetch import HOST_FILES
+
+    d, name = remote_project
+    _setup(d, name, base_image)
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    try:
+        a = _detached(ssh_lab, d, "sh -c 'echo mine; echo list > .files; echo x > .hidden; "
+                                  "exit 3'")
+        (c,) = engine.containers.list(  # type: ignore[attr-defined]
+            all=True, filters={"label": f"dltasks.run={a}"})
+        assert c.wait(timeout=60)["StatusCode"] == 3
+        hostile = engine.containers.run(  # type: ignore[attr-defined]
+            base_image, ["sh", "-c", "echo HOSTILE; exit 7"], detach=True,
+            labels={"dltasks.run": a, "dltasks.project": name, "dltasks.user": "mallory"})
+        assert hostile.wait(timeout=60)["StatusCode"] == 7
+        (remote / "runs" / a / "evil").symlink_to("/etc")
+        (remote / "runs" / a / "up").symlink_to("../../../..")
+        r = fab("-H", "gpu1", "fetch", a, cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0, r.stderr
+        log = (d / "runs" / a / "output.log").read_text()
+        assert "mine" in log and "HOSTILE" not in log
+        assert json.loads((d / "runs" / a / "manifest.json").read_text())["exit_code"] == 3
+        made = d / "runs" / a / HOST_FILES
+        assert (made / ".files").read_text() == "list\n" and (made / ".hidden").is_file()
+        assert not (d / "runs" / a / "evil").is_symlink()
+        assert not (d / "runs" / a / "up").is_symlink()
     finally:
         _cleanup(engine, name)

@@ -16,6 +16,8 @@ from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]
 
+RID = "20261207-010203-abcd"  # a run id (run folders are sent only for valid ones)
+
 
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes()
@@ -59,8 +61,8 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
     (d / ".git").mkdir()
     (d / ".git" / "HEAD").write_text("ref")
     (d / ".env.gpu1").write_text("HF_TOKEN=secret\n")
-    (d / "runs" / "r1").mkdir(parents=True)
-    (d / "runs" / "r1" / "manifest.json").write_text("{}")
+    (d / "runs" / RID).mkdir(parents=True)
+    (d / "runs" / RID / "manifest.json").write_text("{}")
     (d / "outputs").mkdir()
     (d / "outputs" / "local.ckpt").write_text("laptop")
     remote = Path(f"/home/dltgpu1/dltasks/{name}")
@@ -76,7 +78,8 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
         got = set(_tree(remote))
         assert "pkg/m0/f0.py" in got and "pkg/keep.txt" in got and "main.py" in got
         for ignored in ("a.pyc", "pkg/local_only.txt", "data/big.bin", "notes/a.md", ".env",
-                        ".env.gpu1", ".git/HEAD", "runs/r1/manifest.json", "outputs/local.ckpt"):
+                        ".env.gpu1", ".git/HEAD", f"runs/{RID}/manifest.json",
+                        "outputs/local.ckpt"):
             assert ignored not in got, ignored
         assert (remote / "outputs" / "remote.ckpt").read_text() == "made on gpu1"
         assert first.stats.transferred >= 200
@@ -94,18 +97,18 @@ def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tupl
         (d / "pkg" / "m0" / "f0.py").unlink()
         (d / "pkg" / "m1" / "f51.py").unlink()
         (d / "main.py").write_text("print('changed')\n")
-        third = sync_project(t, t.settings, runs=["r1"], quiet=True)
-        assert third.stats.deleted == 1 and third.stats.transferred == 2  # main.py + r1 record
+        third = sync_project(t, t.settings, runs=[RID], quiet=True)
+        assert third.stats.deleted == 1 and third.stats.transferred == 2  # main.py + the run record
         assert not (remote / "pkg" / "m0" / "f0.py").exists()      # sent, gone here: deleted
         assert (remote / "pkg" / "m1" / "f51.py").read_text() == "rewritten on the host\n"
         assert (remote / "main.py").read_text() == "print('changed')\n"
-        assert (remote / "runs" / "r1" / "manifest.json").is_file()
+        assert (remote / "runs" / RID / "manifest.json").is_file()
         assert (remote / "outputs" / "remote.ckpt").is_file()  # never deleted by a sync
-        for _ in range(3):  # a plain sync (runs/ not sent) leaves r1's folder too
+        for _ in range(3):  # a plain sync (runs/ not sent) leaves the run folder too
             sync_project(t, t.settings, quiet=True, shortcut=False)
         assert (remote / "checkpoints" / "ckpt.pt").read_bytes() == b"weights"
         assert (remote / "pkg" / "m1" / "notes.log").read_text() == "host log"
-        assert (remote / "runs" / "r1" / "manifest.json").is_file()
+        assert (remote / "runs" / RID / "manifest.json").is_file()
         shutil.rmtree(d / "pkg" / "m3")  # a whole folder gone here: its files and it go there
         sync_project(t, t.settings, quiet=True)
         assert not (remote / "pkg" / "m3").exists() and (remote / "pkg" / "m2").is_dir()
@@ -136,6 +139,69 @@ def test_foreign_folder_refused_untouched(ssh_lab: Lab, remote_project: tuple[Pa
     assert r.returncode == 0, r.stderr
     assert (remote / "main.py").read_text() == "print('hi')\n"
     assert (remote / ".dltasks" / "sent").is_file()
+
+
+def _own(root: Path, user: str = "dltgpu1") -> None:
+    """Files a test made as another user, handed to the host's login (as if it made them)."""
+    shutil.chown(root.parent, user, user)
+    for p in (root, *root.rglob("*")):
+        shutil.chown(p, user, user)
+
+
+def test_foreign_folder_refusal_names_adopt_and_adopt_overwrites_nothing(
+        ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    d, name = remote_project
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (remote / "thesis").mkdir(parents=True)
+    (remote / "thesis" / "chapter1.tex").write_text("years of work")
+    (remote / "main.py").write_text("their main.py")
+    _own(remote)
+    before = _tree(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0 and "\n" not in r.stderr.strip()
+    assert "fab -H gpu1 sync --adopt" in r.stderr, r.stderr
+    assert _tree(remote) == before
+    (d / "other.py").write_text("x = 1\n")
+    r = fab("-H", "gpu1", "sync", "--adopt", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / "main.py").read_text() == "their main.py"      # not overwritten
+    assert (remote / "thesis" / "chapter1.tex").read_text() == "years of work"
+    assert (remote / "other.py").read_text() == "x = 1\n"             # new: sent
+    kept = [x for x in r.stderr.splitlines() if x.startswith("dlt: kept 1 file")]
+    assert len(kept) == 1 and "(main.py)" in kept[0] and "gpu1 made" in kept[0], r.stderr
+    (d / "main.py").unlink()
+    (d / "other.py").unlink()
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert not (remote / "other.py").exists()                       # sent by a sync: deleted
+    assert (remote / "main.py").read_text() == "their main.py"      # never sent: stays
+
+
+def test_folder_a_train_made_before_the_record_is_taken(
+        ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    """What `fab -H gpu1 train` of an older dltasks left (code + runs/<id>/configs/, no sync
+    stamp, no manifest there) is dltasks' own: synced, not refused."""
+    d, name = remote_project
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (remote / "runs" / RID / "configs").mkdir(parents=True)
+    (remote / "runs" / RID / "configs" / "train.yaml").write_text("lr: 1\n")
+    (remote / "main.py").write_text("print('hi')\n")
+    _own(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert (remote / ".dltasks" / "sent").is_file()
+    assert (remote / "runs" / RID / "configs" / "train.yaml").read_text() == "lr: 1\n"
+    # a folder named runs/<not a run id>/ proves nothing: refused (no sync stamp either)
+    from dltasks.remote.synced import stamp_path
+
+    (ssh_lab.hosts["gpu1"].home / stamp_path(f"~/dltasks/{name}")).unlink()
+    shutil.rmtree(remote)
+    (remote / "runs" / "notes").mkdir(parents=True)
+    (remote / "main.py").write_text("theirs")
+    _own(remote)
+    r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode != 0 and "not made by dltasks" in r.stderr, r.stderr
+    assert (remote / "main.py").read_text() == "theirs"
 
 
 def test_dltignore_reinclude_sends_gitignored_inputs(ssh_lab: Lab,
@@ -320,7 +386,9 @@ def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, remote_project: tuple[P
             time.sleep(0.1)
         assert any("started" in x for x in lines), (lines, proc.poll())
         runs = engine.containers.list(filters={"label": "dltasks.host=gpu1"})  # type: ignore[attr-defined]
-        mine = [c for c in runs if c.labels.get("dltasks.project") == d.name]
+        # this test's run (its record label is this folder's): other tests' projects are
+        # also named "proj" and may run on the same engine meanwhile
+        mine = [c for c in runs if c.labels.get("dltasks.record", "").startswith(f"{d}/")]
         assert len(mine) == 1
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) != 0

@@ -221,3 +221,25 @@ def test_several_hosts() -> None:
 
     assert several_hosts(["fab", "-H", "a,b", "ps"])
     assert not several_hosts(["fab", "-H", "a", "ps"]) and not several_hosts(["inv", "ps"])
+
+
+@pytest.mark.parametrize("value", ["~/dltasks/proj/results", "/home/me/dltasks/proj/results",
+                                   "/home/me/dltasks/proj/./results/", "results"])
+def test_outputs_inside_the_host_project_are_protected_in_every_spelling(
+        tmp_path: Path, value: str) -> None:
+    from dltasks.remote.sync import _protected
+    from dltasks.settings import resolve
+
+    s = resolve(tmp_path, environ={"DLT_OUTPUT_DIR": value})
+    assert "results" in _protected(s, "/home/me/dltasks/proj", "/home/me")
+    rules = filter_args(protect=_protected(s, "/home/me/dltasks/proj", "/home/me"))
+    assert "--exclude=/results/" in rules or "--exclude=/results" in rules, rules
+
+
+def test_outputs_outside_the_host_project_protect_nothing(tmp_path: Path) -> None:
+    from dltasks.remote.sync import _protected
+    from dltasks.settings import resolve
+
+    for value in ("~/other/results", "/home/me/dltasks/proj2", "/data/results"):
+        s = resolve(tmp_path, environ={"DLT_OUTPUT_DIR": value})
+        assert _protected(s, "/home/me/dltasks/proj", "/home/me") == [], value

@@ -4,13 +4,25 @@ test_remote_results.py."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from dltasks.errors import DltError
 from dltasks.remote.fetch import beside, merge, run_window
-from dltasks.remote.sent import Sent, deletions, open_host_copy, parse_out, record_of, safe_rel
+from dltasks.remote.sent import (
+    RUN_ID_GLOB,
+    Sent,
+    deletions,
+    identical,
+    open_host_copy,
+    parse_items,
+    parse_out,
+    record_of,
+    safe_rel,
+    split_new,
+)
 
 
 def test_parse_out_keeps_paths_unescaped_and_skips_the_root() -> None:
@@ -48,7 +60,7 @@ def test_a_folder_dltasks_did_not_make_is_refused_in_one_line() -> None:
     with pytest.raises(DltError) as e:
         open_host_copy("/h/p\nforeign\n", 0, "", "/h/p", "gpu1")
     assert "\n" not in e.value.message and "not made by dltasks" in e.value.message
-    assert "DLT_REMOTE_DIR" in e.value.message
+    assert "DLT_REMOTE_DIR" in e.value.message and "`fab -H gpu1 sync --adopt`" in e.value.message
     got = open_host_copy('/real/p\nmark\n{"files": {"a": [1, 2]}}', 0, "", "/h/p", "gpu1")
     assert got.real == "/real/p" and got.sent.files == {"a": (1, 2)}
 
@@ -77,6 +89,24 @@ def test_merge_keeps_differing_local_files(tmp_path: Path) -> None:
     assert beside(Path("a/ckpt"), "h", 1) == Path("a/ckpt.from-h")
 
 
+def test_merge_never_follows_or_brings_a_symlink_out_of_dest(tmp_path: Path) -> None:
+    staging, dest, outside = tmp_path / "s", tmp_path / "d", tmp_path / "outside"
+    (staging / "sub" / "deep").mkdir(parents=True)
+    dest.mkdir()
+    outside.mkdir()
+    (staging / "abs").symlink_to(outside)                     # absolute: out
+    (staging / "sub" / "up").symlink_to("../../outside")      # relative, climbs out
+    (staging / "sub" / "ok").symlink_to("deep")                # stays inside: brought
+    (staging / "gone").mkdir()
+    (staging / "gone" / "x.txt").write_text("x")
+    (dest / "gone").symlink_to(outside / "nothing-yet")       # a dangling link in dest
+    done = merge(staging, dest, "gpu1")
+    assert sorted(done.unsafe) == ["abs", "sub/up"] and done.blocked == ["gone/x.txt"]
+    assert not os.path.lexists(dest / "abs") and not os.path.lexists(dest / "sub" / "up")
+    assert os.readlink(dest / "sub" / "ok") == "deep"
+    assert list(outside.iterdir()) == []                       # nothing landed outside
+
+
 def test_run_window_prefers_the_engines_times() -> None:
     record = {"started": "2026-01-01T00:00:00+00:00", "ended": None}
     info = {"State": {"Running": False, "StartedAt": "2026-01-01T00:00:10.5Z",
@@ -87,3 +117,33 @@ def test_run_window_prefers_the_engines_times() -> None:
     assert run_window(record, None) == (1767225599, None)
     with pytest.raises(DltError):
         run_window({}, None)
+
+
+def test_new_paths_are_those_no_sync_sent() -> None:
+    out = ("dlt:cd+++++++++:./\ndlt:>f+++++++++:main.py\ndlt:cd+++++++++:checkpoints/\n"
+           "dlt:>f+++++++++:checkpoints/ckpt.pt\ndlt:cd+++++++++:runs/\n"
+           "dlt:>f+++++++++:runs/20261207-010203-abcd/configs/a.yaml\n")
+    before = Sent({"main.py": (1, 2)})
+    known, new = split_new(parse_items(out), before)
+    assert new == ["checkpoints", "checkpoints/ckpt.pt"]
+    assert known == ["main.py", "runs", "runs/20261207-010203-abcd/configs/a.yaml"]
+    assert split_new(parse_items(out), Sent())[1] == ["main.py", "checkpoints",
+                                                        "checkpoints/ckpt.pt"]
+
+
+@pytest.mark.parametrize("item,same", [(".f         ", True), (".f...p.....", True),
+                                       (".L         ", True), (">f.st......", False),
+                                       (">f..t......", False), (".f.s.......", False),
+                                       ("cL+++++++++", False), ("*deleting  ", False)])
+def test_identical_is_rsyncs_quick_check(item: str, same: bool) -> None:
+    assert identical(item) is same
+
+
+def test_run_id_glob_is_the_run_id() -> None:
+    import fnmatch
+
+    from dltasks.records import RUN_ID, RUN_ID_EXAMPLE
+
+    assert fnmatch.fnmatchcase(RUN_ID_EXAMPLE, RUN_ID_GLOB) and RUN_ID.fullmatch(RUN_ID_EXAMPLE)
+    for bad in ("notes", "20261207-010203-abcg", "2026120-010203-abcd", "r1"):
+        assert not fnmatch.fnmatchcase(bad, RUN_ID_GLOB), bad

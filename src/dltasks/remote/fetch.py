@@ -38,8 +38,9 @@ from ..shell import quote
 from ..target import Target
 from .sent import SENT, Sent
 from .sshconfig import SshHost
-from .sync import LOG, MANIFEST, SyncResult, _rsync, exec_input, rsh_for, ssh_host
+from .sync import LOG, MANIFEST, SyncResult, _rsync, rsh_for, ssh_host
 from .syncrules import MARK, RUNS, SyncStats, parse_stats
+from .target import quick_exec
 
 HOST_FILES = "host-files"
 MARGIN_S = 1  # times are whole seconds, floored
@@ -48,12 +49,14 @@ MARGIN_S = 1  # times are whole seconds, floored
 @dataclass
 class Merged:
     """What a merge did: files moved in, files identical here, local files kept (with where the
-    host's copy went), files that could not be put (a file here is in the way)."""
+    host's copy went), files that could not be put (a file here is in the way), symlinks
+    that point out of the folder (never brought)."""
 
     moved: int = 0
     same: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)   # symlinks pointing out: not brought
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -69,6 +72,14 @@ def beside(path: Path, tag: str, n: int) -> Path:
         else path.with_name(path.name + mark)
 
 
+def _leaves(rel: Path, link: str) -> bool:
+    """Whether a symlink at ``rel`` pointing at ``link`` points out of the folder it is in."""
+    if os.path.isabs(link):
+        return True
+    where = os.path.normpath(os.path.join(rel.parent.as_posix(), link))
+    return where == ".." or where.startswith("../")
+
+
 def merge(staging: Path, dest: Path, tag: str) -> Merged:
     """Move what ``staging`` holds into ``dest``, never replacing a file of ``dest`` that
     differs: the incoming one is then saved beside it (:func:`beside`)."""
@@ -79,8 +90,13 @@ def merge(staging: Path, dest: Path, tag: str) -> Merged:
             src = Path(top) / name
             rel = src.relative_to(staging)
             out = dest / rel
+            if src.is_symlink() and _leaves(rel, os.readlink(src)):
+                done.unsafe.append(rel.as_posix())  # (rsync --safe-links dropped it already)
+                continue
+            # never through a symlink (dangling ones too) of dest: nothing lands outside it
             parent_ok = all(not (dest / p).is_symlink() and (dest / p).is_dir()
-                            or not (dest / p).exists() for p in rel.parents if str(p) != ".")
+                            or not os.path.lexists(dest / p)
+                            for p in rel.parents if str(p) != ".")
             if not parent_ok:
                 done.blocked.append(rel.as_posix())
                 continue
@@ -147,8 +163,8 @@ def _list_script(roots: Sequence[tuple[str, Sequence[str]]], start: int, end: in
 
 def _run_files(target: Target, roots: Sequence[tuple[str, Sequence[str]]], start: int,
                end: int | None) -> list[list[str]]:
-    code, out, err = exec_input(target.shell.c.transport,
-                                quote(["sh", "-c", _list_script(roots, start, end)]))
+    code, out, err = quick_exec(target.shell.c.transport,
+                                quote(["sh", "-c", _list_script(roots, start, end)]), 120.0)
     if code != 0:
         raise DltError(f"cannot list the run's files on {target.name}: "
                        f"{(err or out).strip()[:200]}; check that the host has find and touch")
@@ -168,22 +184,24 @@ def _pull(host: SshHost, rsh: str, remote: str, dest: Path, extra: Sequence[str]
     :func:`merge` it into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".dlt-fetch-", dir=dest))
+    # the file list lives outside the staging folder: a host file of the same name there
+    # can never replace it, nor be taken for it
+    lists = tempfile.TemporaryDirectory(prefix="dlt-fetch-list-")
     try:
-        argv = ["rsync", "-a", "--no-owner", "--no-group", "--stats",
+        # --safe-links: a symlink a run planted that points out of the pulled tree stays there
+        argv = ["rsync", "-a", "--safe-links", "--no-owner", "--no-group", "--stats",
                 f"--compare-dest={dest.resolve()}", "-e", rsh, *extra]
-        listing = None
         if files is not None:
-            listing = staging / ".files"
+            listing = Path(lists.name) / "files"
             listing.write_bytes(b"\0".join(os.fsencode(f) for f in files))
             argv += [f"--files-from={listing}", "--from0"]
         argv += [f"{host.hostname}:{remote.rstrip('/')}/", str(staging) + "/"]
         res, took = _rsync(argv, host)
-        if listing is not None:
-            listing.unlink()
         merged = merge(staging, dest, tag)
         return SyncResult(f"{host.alias}:{remote}", str(dest), quote(argv),
                           parse_stats(res.stdout), took), merged
     finally:
+        lists.cleanup()
         shutil.rmtree(staging, ignore_errors=True)
 
 
@@ -198,15 +216,20 @@ def _local_manifest(settings: Settings, run_id: str) -> tuple[Path, dict[str, An
     return path, data
 
 
-def _container(target: Target, run_id: str) -> tuple[str, dict[str, Any]] | None:
-    from ..containers import LABEL_RUN
+def _container(target: Target, settings: Settings,
+               run_id: str) -> tuple[str, dict[str, Any]] | None:
+    """YOUR container of that run of this project (:func:`.runlist.owner`): another user's,
+    or any container that merely carries the label, never lands in your record."""
     from ..engineapi import NotFound
+    from ..runlist import find_runs, login_of, owner
 
-    rows = target.engine.containers(all=True, filters={"label": [f"{LABEL_RUN}={run_id}"]})
-    if not rows:
+    login = login_of(target)
+    mine = [r for r in find_runs(target, project=settings.project, run_id=run_id)
+            if r.run_id == run_id and not owner(r, login, settings.project_dir, target.name)]
+    if not mine:
         return None
     try:
-        return rows[0]["Id"], target.engine.inspect_container(rows[0]["Id"])
+        return mine[0].container_id, target.engine.inspect_container(mine[0].container_id)
     except NotFound:
         return None
 
@@ -225,7 +248,7 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
     if ran_on and ran_on != target.name:
         raise DltError(f"run {run_id} ran on {ran_on}, not {target.name}: "
                        f"`fab -H {ran_on} fetch {run_id}`")
-    found = _container(target, run_id)
+    found = _container(target, settings, run_id)
     start, end = run_window(record, found[1] if found else None)
     project = target.host_project_dir.rstrip("/")
     outputs = [(str(row["host"]).rstrip("/"), Path(row["local"]))
@@ -265,13 +288,13 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
 
 
 def _is_dir(target: Target, path: str) -> bool:
-    code, _, _ = exec_input(target.shell.c.transport, quote(["test", "-d", path]))
+    code, _, _ = quick_exec(target.shell.c.transport, quote(["test", "-d", path]))
     return code == 0
 
 
 def _host_sent(target: Target, project: str) -> set[str]:
     """The paths the syncs sent to the host's project folder (never fetched as run files)."""
-    code, out, _ = exec_input(target.shell.c.transport, quote(["cat", f"{project}/{SENT}"]))
+    code, out, _ = quick_exec(target.shell.c.transport, quote(["cat", f"{project}/{SENT}"]))
     return Sent.from_json(out).paths() if code == 0 else set()
 
 
@@ -287,6 +310,11 @@ def _say_conflicts(host: str, done: Sequence[tuple[SyncResult, Merged]]) -> None
     if blocked:
         print(f"dlt: not fetched, a local file is in the way: {', '.join(blocked[:5])}"
               f"{' ...' if len(blocked) > 5 else ''}; move it, then fetch again",
+              file=sys.stderr, flush=True)
+    unsafe = [str(Path(p.dest) / rel) for p, m in done for rel in m.unsafe]
+    if unsafe:
+        print(f"dlt: not fetched, symlinks that point out of their folder: "
+              f"{', '.join(unsafe[:5])}{' ...' if len(unsafe) > 5 else ''}",
               file=sys.stderr, flush=True)
 
 

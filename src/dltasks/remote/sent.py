@@ -38,15 +38,22 @@ SENT = f"{MARK}/sent"
 #: unchanged ones too), so the record lists what the sync made identical, not only what it copied.
 OUT_FORMAT = "dlt:%i:%n"
 
-#: $1: the project folder (absolute); $2: the old sync stamp, from $HOME. Prints the folder's
-#: real path, then its state (mark + the record / empty / legacy / foreign / link).
+#: A run id (:data:`dltasks.records.RUN_ID`) as a shell glob.
+RUN_ID_GLOB = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 4
+
+#: $1: the project folder (absolute); $2: the old sync stamp, from $HOME; $3: "adopt" to take
+#: a foreign folder. Prints the folder's real path, then its state (mark + the record / empty
+#: / legacy / adopted / foreign / link). A folder a remote ``train`` of an older dltasks
+#: made holds ``runs/<run id>/`` (its configs): legacy, like one with the old sync stamp.
 OPEN_SCRIPT = (
     'mkdir -p -- "$1" && [ ! -L "$1" ] && cd -P -- "$1" && pwd -P || exit 3; '
     f'if [ -L {MARK} ] || [ -L {SENT} ]; then echo link; exit 0; fi; '
     f'if [ -f {SENT} ]; then echo mark; cat {SENT}; exit 0; fi; '
     'if [ -n "$(find . ! -type d -print -quit 2>/dev/null)" ]; then '
-    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} || ls {RUNS}/*/manifest.json >/dev/null 2>&1; '
-    'then echo legacy; else echo foreign; exit 0; fi; else echo empty; fi; '
+    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} || ls {RUNS}/*/manifest.json >/dev/null 2>&1 '
+    f'|| ls -d {RUNS}/{RUN_ID_GLOB}/ >/dev/null 2>&1; then echo legacy; '
+    'elif [ "$3" = adopt ]; then echo adopted; else echo foreign; exit 0; fi; '
+    'else echo empty; fi; '
     f'mkdir -p {MARK} && printf "{{}}" > {SENT}.tmp && mv -f {SENT}.tmp {SENT}')
 
 #: $1: the project folder's real path. stdin: lines "KIND<TAB>SIZE MTIME<TAB>PATH" to delete
@@ -100,7 +107,7 @@ class HostCopyState:
     """The host's project folder as :func:`open_host_copy` found it."""
 
     real: str
-    state: str            # mark, empty, legacy
+    state: str            # mark, empty, legacy, adopted
     sent: Sent
 
 
@@ -121,8 +128,10 @@ def open_host_copy(out: str, code: int, err: str, folder: str, host: str) -> Hos
     real, state = lines[0].strip(), lines[1].strip()
     if state == "foreign":
         raise DltError(f"refusing to sync to {folder} on {host}: it holds files and was not made "
-                       f"by dltasks (no {SENT} in it); set DLT_REMOTE_DIR to a new or empty "
-                       "folder, e.g. ~/dltasks/<project>, or move its files away")
+                       f"by dltasks (no {SENT} in it); if it is a copy of this project, adopt it "
+                       f"with `fab -H {host} sync --adopt` (nothing in it is then overwritten "
+                       "or deleted), else set DLT_REMOTE_DIR to a new or empty folder, e.g. "
+                       "~/dltasks/<project>")
     if state == "link":
         raise DltError(f"refusing to sync to {folder} on {host}: its {MARK} is a symlink; "
                        f"remove {folder}/{MARK} there")
@@ -132,8 +141,9 @@ def open_host_copy(out: str, code: int, err: str, folder: str, host: str) -> Hos
 _ESC = re.compile(rb"\\#([0-7]{3})")
 
 
-def parse_out(text: str) -> list[str]:
-    """The relative paths of rsync's ``--out-format`` lines (:data:`OUT_FORMAT`), unescaped."""
+def parse_items(text: str) -> list[tuple[str, str]]:
+    """(itemize string, relative path) of rsync's ``--out-format`` lines (:data:`OUT_FORMAT`),
+    the path unescaped; folders without their trailing slash."""
     got = []
     for line in text.splitlines():
         if not line.startswith("dlt:") or len(line) < 17 or line[15] != ":":
@@ -143,8 +153,34 @@ def parse_out(text: str) -> list[str]:
                        name.encode(errors="surrogateescape"))
         name = os.fsdecode(raw)
         if name and name != ".":
-            got.append(name)
+            got.append((line[4:15], name))
     return got
+
+
+def parse_out(text: str) -> list[str]:
+    """The relative paths of rsync's ``--out-format`` lines (:data:`OUT_FORMAT`), unescaped."""
+    return [name for _, name in parse_items(text)]
+
+
+def split_new(listing: Iterable[tuple[str, str]], before: Sent) -> tuple[list[str], list[str]]:
+    """This side's paths (``listing``: :func:`parse_items` of a dry run) as (known, new).
+
+    New: a file, link or folder the record does not list. The host may hold a path of that
+    name that a run made, so new paths are sent only where the host has none (rsync
+    ``--ignore-existing``). Known: what the record lists (an update of what a sync put there),
+    and what a sync never records (``runs/<id>/``, sent for a run)."""
+    known: list[str] = []
+    new: list[str] = []
+    sent = before.paths()
+    for _, path in listing:
+        (new if safe_rel(path) and path not in sent else known).append(path)
+    return known, new
+
+
+def identical(item: str) -> bool:
+    """An itemize string of a dry run that finds the host's file as this one (same type, size
+    and mtime: what rsync's quick check takes as the same file)."""
+    return len(item) >= 5 and item[0] == "." and item[3:5].strip(". ") == ""
 
 
 def record_of(root: Path, paths: Iterable[str]) -> Sent:
@@ -184,5 +220,5 @@ def apply_command(real: str) -> str:
     return quote(["sh", "-c", APPLY_SCRIPT, "_", real])
 
 
-def open_command(folder: str, stamp: str) -> str:
-    return quote(["sh", "-c", OPEN_SCRIPT, "_", folder, stamp])
+def open_command(folder: str, stamp: str, *, adopt: bool = False) -> str:
+    return quote(["sh", "-c", OPEN_SCRIPT, "_", folder, stamp, "adopt" if adopt else ""])

@@ -9,13 +9,14 @@ decided in :mod:`.syncrules`.
 from __future__ import annotations
 
 import dataclasses
-import posixpath
+import os
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from ..errors import DltError
 from ..settings import Settings
@@ -28,15 +29,18 @@ from .sent import (
     Sent,
     apply_command,
     deletions,
+    identical,
     open_command,
     open_host_copy,
+    parse_items,
     parse_out,
     record_of,
+    split_new,
 )
 from .sshconfig import SshHost, from_connection, rsh_command
 from .synced import listing_digest, stamp_path, write_stamp
 from .syncrules import SyncStats, check_remote_dir, filter_args, human, parse_stats
-from .target import remote_home
+from .target import quick_exec, remote_home
 
 MANIFEST = "manifest.json"
 LOG = "output.log"
@@ -102,29 +106,15 @@ def check_dir(target: Target, path: str, home: str) -> str:
     return safe
 
 
-def exec_input(transport: Any, command: str, data: bytes = b"",
-               timeout: float = 120.0) -> tuple[int, str, str]:
-    """:func:`.target.quick_exec` with ``data`` on the command's stdin."""
-    chan = transport.open_session(timeout=timeout)
-    try:
-        chan.settimeout(timeout)
-        chan.exec_command(command)
-        if data:
-            chan.sendall(data)
-        chan.shutdown_write()
-        out = chan.makefile("rb").read().decode(errors="surrogateescape")
-        err = chan.makefile_stderr("rb").read().decode(errors="replace")
-        return int(chan.recv_exit_status()), out, err
-    finally:
-        chan.close()
-
-
-def prepare_remote_dir(target: Target, path: str, home: str) -> HostCopyState:
+def prepare_remote_dir(target: Target, path: str, home: str, *,
+                       adopt: bool = False) -> HostCopyState:
     """Create the folder on the host and read its sync record; refuse it when it (or what it
-    links to) is unsafe, or when it holds files dltasks did not put there (:mod:`.sent`)."""
+    links to) is unsafe, or when it holds files dltasks did not put there (:mod:`.sent`),
+    unless ``adopt`` (then it gets an empty record)."""
     safe = check_dir(target, path, home)
-    code, out, err = exec_input(target.shell.c.transport,
-                                open_command(safe, stamp_path(target.settings.remote_dir)))
+    code, out, err = quick_exec(target.shell.c.transport,
+                                open_command(safe, stamp_path(target.settings.remote_dir),
+                                             adopt=adopt))
     state = open_host_copy(out, code, err, safe, target.name)
     check_remote_dir(state.real, home, host=target.name)  # no link above points out
     return state
@@ -137,7 +127,8 @@ def _apply_record(target: Target, state: HostCopyState, sent: Sent) -> int:
     if not lines and sent == state.sent:
         return 0
     data = "\n".join([*lines, "--", sent.to_json()]).encode(errors="surrogateescape")
-    code, out, err = exec_input(target.shell.c.transport, apply_command(state.real), data)
+    code, out, err = quick_exec(target.shell.c.transport, apply_command(state.real),
+                                120.0, data)
     if code != 0:
         why = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
         raise DltError(f"synced, but could not record what was sent in {state.real}/{SENT} on "
@@ -148,37 +139,99 @@ def _apply_record(target: Target, state: HostCopyState, sent: Sent) -> int:
         return 0
 
 
+def _dry_run(rules: Sequence[str], src: str) -> str:
+    """What a sync of ``src`` through ``rules`` would send, as rsync's itemized lines: a dry
+    run into a folder that does not exist (nothing is written)."""
+    with tempfile.TemporaryDirectory(prefix="dlt-list-") as tmp:
+        res = local(["rsync", "-a", "-n", "-ii", f"--out-format={OUT_FORMAT}", *rules, src,
+                     f"{tmp}/none/"])
+    if not res.ok:
+        raise DltError(f"rsync cannot list {src} (exit {res.code}): {res.tail(2)}; "
+                       "check the project folder's permissions")
+    return res.stdout
+
+
+def _files_from(tmp: str, name: str, paths: Sequence[str]) -> str:
+    """A NUL-separated ``--files-from`` list (outside the project: never sent itself)."""
+    f = Path(tmp) / name
+    f.write_bytes(b"\0".join(os.fsencode(p) for p in paths))
+    return f"--files-from={f}"
+
+
+def _send_split(host: SshHost, base: list[str], src: str, there: str, known: Sequence[str],
+                new: Sequence[str]) -> tuple[list[CmdResult], list[str], list[str]]:
+    """Update ``known`` paths; send ``new`` ones only where the host has none of that name.
+    Returns rsync's results, the paths the host now holds as here, and the new paths kept
+    as the host has them (it made them; not identical)."""
+    passes: list[CmdResult] = []
+    recorded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dlt-sync-") as tmp:
+        if known:
+            res, _ = _rsync([*base, _files_from(tmp, "known", known), "--from0", src, there],
+                            host)
+            passes.append(res)
+            recorded += parse_out(res.stdout)
+        res, _ = _rsync([*base, "--ignore-existing", _files_from(tmp, "new", new), "--from0",
+                         src, there], host)
+        passes.append(res)
+        made = set(parse_out(res.stdout))
+        recorded += made
+        skipped = [p for p in new if p not in made]
+        if not skipped:
+            return passes, recorded, []
+        # what the host already had: the same file (a copy a sync sent before the record, or
+        # an adopted folder's) is recorded; any other is the host's, kept and said
+        check, _ = _rsync([*base, "-n", _files_from(tmp, "check", skipped), "--from0", src,
+                           there], host)
+    same = {p for item, p in parse_items(check.stdout) if identical(item)}
+    recorded += [p for p in skipped if p in same]
+    kept = [p for p in skipped if p not in same and not os.path.isdir(Path(src) / p)]
+    return passes, recorded, kept
+
+
+def _sum(stats: Iterable[SyncStats]) -> SyncStats:
+    got = list(stats)
+    return SyncStats(**{k: sum(getattr(s, k) for s in got)
+                        for k in SyncStats.__dataclass_fields__})
+
+
 def _home_of(target: Target) -> str:
     return target.host_home or remote_home(target.shell.c, ssh_host(target))
 
 
-def _protected(settings: Settings, host_dir: str = "") -> list[str]:
+def _protected(settings: Settings, host_dir: str = "", host_home: str = "") -> list[str]:
     """Folders inside the project that a sync must not send (the outputs): the outputs folder
-    as a path here inside this project, or as a host path inside the host's project folder
-    (``.env.HOST``'s DLT_OUTPUT_DIR=/home/me/dltasks/proj/results)."""
+    as a path here inside this project, or as a host path inside the host's project folder in
+    any spelling a run accepts (:func:`dltasks.runplan._host_path`: ``.env.HOST``'s
+    DLT_OUTPUT_DIR=/home/me/dltasks/proj/results, ``~/dltasks/proj/results``)."""
+    from ..runplan import _host_path
+
     out = []
     for value in (settings.output_dir,):
         if not value:
             continue
         host_root = host_dir.rstrip("/") + "/"
-        if host_dir and posixpath.normpath(value).startswith(host_root):
-            out.append(posixpath.normpath(value)[len(host_root):])
+        on_host = _host_path(value, host_dir, host_home) if host_dir else ""
+        if on_host.startswith(host_root):
+            out.append(on_host[len(host_root):])
         p = settings.path(value).resolve()
         try:
-            out.append(p.relative_to(settings.project_dir.resolve()).as_posix())
+            rel = p.relative_to(settings.project_dir.resolve()).as_posix()
         except ValueError:
             continue
+        if rel not in out:
+            out.append(rel)
     return out
 
 
-def sync_source(settings: Settings, runs: Sequence[str] = (),
-                host_dir: str = "") -> tuple[str, list[str]]:
+def sync_source(settings: Settings, runs: Sequence[str] = (), host_dir: str = "",
+                host_home: str = "") -> tuple[str, list[str]]:
     """What a sync sends: the source folder (with its trailing slash) and rsync's filters."""
     def text(name: str) -> str:
         f = settings.project_dir / name
         return f.read_text(errors="replace") if f.is_file() else ""
 
-    rules = filter_args(include_runs=runs, protect=_protected(settings, host_dir),
+    rules = filter_args(include_runs=runs, protect=_protected(settings, host_dir, host_home),
                         dockerignore=text(".dockerignore"), dltignore=text(".dltignore"))
     return str(settings.project_dir).rstrip("/") + "/", rules
 
@@ -192,7 +245,8 @@ def local_listing(settings: Settings) -> str:
 
 def sync_project(target: Target, settings: Settings, *,
                  runs: Sequence[str] = (), quiet: bool = False, via: str = "tunnel",
-                 listing: Future[str] | None = None, shortcut: bool = True) -> SyncResult:
+                 listing: Future[str] | None = None, shortcut: bool = True,
+                 adopt: bool = False) -> SyncResult:
     """Send the project to ``target.host_project_dir``; delete there only what an earlier sync
     sent and is no longer sent from here (:mod:`.sent`), never what appeared on the host.
 
@@ -200,11 +254,16 @@ def sync_project(target: Target, settings: Settings, *,
     A plain sync (no ``runs``) to a target made with ``check_sync`` skips rsync when neither
     side changed since the last one (:mod:`.synced`); ``listing`` is this side's digest when
     it was started early (:func:`local_listing`). ``shortcut=False`` runs rsync anyway.
+
+    A file here that the record does not list goes only where the host has no file of that
+    name: one the host has (a run's ``checkpoints/ckpt.pt``) is kept there, said in one line.
+    ``adopt``: take a folder that holds files but no record (an older copy of the project) as
+    dltasks' own, with an empty record: nothing in it is then overwritten or deleted.
     """
     host = ssh_host(target)
     home = _home_of(target)
     dest = check_dir(target, target.host_project_dir, home)
-    src, rules = sync_source(settings, runs, dest)
+    src, rules = sync_source(settings, runs, dest, home)
     copy: HostCopy | None = target.host_copy if not runs else None
     digest = ""
     if copy is not None:  # this side's listing, as it is BEFORE rsync reads anything
@@ -216,18 +275,30 @@ def sync_project(target: Target, settings: Settings, *,
                       "since the last sync", file=sys.stderr, flush=True)
             return result
     t0 = time.monotonic()
-    state = prepare_remote_dir(target, target.host_project_dir, home)
+    state = prepare_remote_dir(target, target.host_project_dir, home, adopt=adopt)
     # No --delete: rsync only adds and updates; what it may delete is decided by the record.
-    argv = ["rsync", "-a", "--no-owner", "--no-group", "--stats", "-ii",
-            f"--out-format={OUT_FORMAT}", "-e", rsh_for(target, host, via), *rules,
-            src, f"{host.hostname}:{dest}/"]
-    res, _ = _rsync(argv, host)
-    deleted = _apply_record(target, state, record_of(settings.project_dir, parse_out(res.stdout)))
+    base = ["rsync", "-a", "--no-owner", "--no-group", "--stats", "-ii",
+            f"--out-format={OUT_FORMAT}", "-e", rsh_for(target, host, via), *rules]
+    there = f"{host.hostname}:{dest}/"
+    known: list[str] = []
+    new: list[str] = []
+    if state.state not in ("empty", "legacy"):  # (those: a plain update, as before the record)
+        known, new = split_new(parse_items(_dry_run(rules, src)), state.sent)
+    if new:
+        passes, recorded, kept = _send_split(host, base, src, there, known, new)
+    else:  # nothing here that the host may have made: one plain update
+        res, _ = _rsync([*base, src, there], host)
+        passes, recorded, kept = [res], parse_out(res.stdout), []
+    deleted = _apply_record(target, state, record_of(settings.project_dir, recorded))
     took = time.monotonic() - t0
     if copy is not None and digest:
         write_stamp(target.shell.c.transport, settings.remote_dir, digest, copy.clock)
-    stats = dataclasses.replace(parse_stats(res.stdout), deleted=deleted)
-    result = SyncResult(src, f"{target.name}:{dest}", quote(argv), stats, took)
+    stats = dataclasses.replace(_sum(parse_stats(r.stdout) for r in passes), deleted=deleted)
+    result = SyncResult(src, f"{target.name}:{dest}", quote([*base, src, there]), stats, took)
+    if kept:  # always said: a file here did not go, and the user must know which
+        print(f"dlt: kept {len(kept)} file(s) {target.name} made ({kept[0]}"
+              f"{', ...' if len(kept) > 1 else ''}): a file of that name here was not sent; "
+              "rename one of them", file=sys.stderr, flush=True)
     if not quiet:
         # stderr: under `train` stdout is the run's output (and a detached run's id)
         print(f"dlt: synced {settings.project_dir} -> {target.name}:{dest}: {result.summary()}",

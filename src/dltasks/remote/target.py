@@ -57,8 +57,10 @@ def expand_remote_dir(remote_dir: str, home: str) -> str:
     return posixpath.normpath(posixpath.join(home, d)) if d else ""
 
 
-def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int, str, str]:
-    """Run a short command in an exec channel: (exit code, stdout, stderr).
+def quick_exec(transport: Any, command: str, timeout: float = 60.0,
+               data: bytes = b"") -> tuple[int, str, str]:
+    """Run a short command in an exec channel, ``data`` on its stdin: (exit code, stdout,
+    stderr); stdout keeps undecodable bytes (surrogateescape: host paths come back as-is).
 
     For our own small probes (home folder, target folder checks): a bare paramiko channel costs
     a round trip, where ``Connection.run`` adds tens of milliseconds of runner machinery.
@@ -67,8 +69,10 @@ def quick_exec(transport: Any, command: str, timeout: float = 60.0) -> tuple[int
     try:
         chan.settimeout(timeout)
         chan.exec_command(command)
+        if data:
+            chan.sendall(data)
         chan.shutdown_write()
-        out = chan.makefile("rb").read().decode(errors="replace")
+        out = chan.makefile("rb").read().decode(errors="surrogateescape")
         err = chan.makefile_stderr("rb").read().decode(errors="replace")
         return int(chan.recv_exit_status()), out, err
     finally:

@@ -17,8 +17,11 @@ def _need_remote(c: Any, task: str) -> None:
 
 
 @dlt_task(help={"full": "Run rsync even when nothing changed on either side since the last "
-                       "sync (which is otherwise known without it)."})
-def sync(c: Any, full: bool = False) -> None:
+                       "sync (which is otherwise known without it).",
+                "adopt": "Take a host folder that holds files but was not made by dltasks "
+                         "(e.g. an older copy of this project) as this project's: nothing "
+                         "in it is overwritten or deleted."})
+def sync(c: Any, full: bool = False, adopt: bool = False) -> None:
     """Send the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured; deletes there
     only what an earlier sync sent and is gone here)."""
     from ..background import in_background
@@ -27,7 +30,8 @@ def sync(c: Any, full: bool = False) -> None:
     _need_remote(c, "sync")
     listing = in_background(local_listing, settings_for(c))  # while we connect
     with target_for(c, engine_soon=False, check_sync=True) as target:
-        sync_project(target, target.settings, listing=listing, shortcut=not full)
+        sync_project(target, target.settings, listing=listing, shortcut=not full,
+                     adopt=adopt)
 
 
 @dlt_task(help={"run": "Run id (from `inv runs`)."})
