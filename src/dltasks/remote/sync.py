@@ -165,25 +165,27 @@ def _send_split(host: SshHost, base: list[str], src: str, there: str, known: Seq
     as the host has them (it made them; not identical)."""
     passes: list[CmdResult] = []
     recorded: list[str] = []
+    same: set[str] = set()
     with tempfile.TemporaryDirectory(prefix="dlt-sync-") as tmp:
-        if known:
-            res, _ = _rsync([*base, _files_from(tmp, "known", known), "--from0", src, there],
-                            host)
-            passes.append(res)
-            recorded += parse_out(res.stdout)
         res, _ = _rsync([*base, "--ignore-existing", _files_from(tmp, "new", new), "--from0",
                          src, there], host)
         passes.append(res)
         made = set(parse_out(res.stdout))
         recorded += made
         skipped = [p for p in new if p not in made]
-        if not skipped:
-            return passes, recorded, []
-        # what the host already had: the same file (a copy a sync sent before the record, or
-        # an adopted folder's) is recorded; any other is the host's, kept and said
-        check, _ = _rsync([*base, "-n", _files_from(tmp, "check", skipped), "--from0", src,
-                           there], host)
-    same = {p for item, p in parse_items(check.stdout) if identical(item)}
+        if skipped:
+            # what the host already had: the same file (a copy a sync sent before the record,
+            # or an adopted folder's) is recorded; any other is the host's, kept and said
+            check, _ = _rsync([*base, "-n", _files_from(tmp, "check", skipped), "--from0",
+                               src, there], host)
+            same = {p for item, p in parse_items(check.stdout) if identical(item)}
+        # the known paths (their folders too) last: the folders' times end as a plain update
+        # leaves them, though new files changed them, so the next sync finds nothing to do
+        if known:
+            res, _ = _rsync([*base, _files_from(tmp, "known", known), "--from0", src, there],
+                            host)
+            passes.append(res)
+            recorded += parse_out(res.stdout)
     recorded += [p for p in skipped if p in same]
     kept = [p for p in skipped if p not in same and not os.path.isdir(Path(src) / p)]
     return passes, recorded, kept
@@ -286,6 +288,11 @@ def sync_project(target: Target, settings: Settings, *,
         known, new = split_new(parse_items(_dry_run(rules, src)), state.sent)
     if new:
         passes, recorded, kept = _send_split(host, base, src, there, known, new)
+        # the project folder's own time, as a plain update sets it ("." in a --files-from
+        # list would send what is right in it, new files included)
+        mtime = settings.project_dir.stat().st_mtime_ns
+        quick_exec(target.shell.c.transport, quote(
+            ["touch", "-m", "-d", f"@{mtime // 10**9}.{mtime % 10**9:09d}", state.real]))
     else:  # nothing here that the host may have made: one plain update
         res, _ = _rsync([*base, src, there], host)
         passes, recorded, kept = [res], parse_out(res.stdout), []
