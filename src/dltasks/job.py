@@ -44,7 +44,7 @@ from .launch import (
 )
 from .masking import secret_values
 from .records import LOG, MANIFEST, git_state_later, new_run_id, run_dir, utcnow, write_manifest
-from .runplan import RunPlan, RunRequest, plan_run
+from .runplan import RunPlan, RunRequest, image_paths_note, plan_run
 from .settings import Settings
 from .shell import quote
 from .target import Target
@@ -178,6 +178,8 @@ def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
             later = True
     n.plan = plan_run(local, s, host_facts(t), req, run_id=job_id, started=started,
                       image=image, part=f"node{n.rank}")
+    if n.rank == 0 and n.plan.image_paths:
+        print(image_paths_note(n.plan), file=sys.stderr, flush=True)
     try:
         if t.is_remote and not dry_run:
             from .remote.sync import sync_project

@@ -29,7 +29,15 @@ from .records import (
     utcnow,
     write_manifest,
 )
-from .runplan import HostFacts, RunPlan, RunRequest, mapping_table, missing_message, plan_run
+from .runplan import (
+    HostFacts,
+    RunPlan,
+    RunRequest,
+    image_paths_note,
+    mapping_table,
+    missing_message,
+    plan_run,
+)
 from .settings import Settings
 from .shell import quote
 from .target import Target
@@ -201,6 +209,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     with nothing_left(run_dir(local.project_dir, run_id), git):
         plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
     secrets = secret_values({**settings.container_env})
+    if plan.image_paths and not dry_run:
+        print(image_paths_note(plan), file=sys.stderr, flush=True)
 
     if dry_run:
         found = gpu_facts()

@@ -17,9 +17,11 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 #: A URL's userinfo (RFC 3986): ``scheme://`` (group 1), the user (2), ``:password`` (3), up to
-#: the last ``@`` before the host (passwords may hold ``@`` and ``/`` unescaped).
+#: the last ``@`` before the host (passwords may hold ``@`` and ``/`` unescaped; never a
+#: quote or the next URL's ``://``, so a URL cannot swallow the text after it).
 _URL_USERINFO = re.compile(
-    r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/:@]*)(:[^\s]*?)?@(?=[^\s@/?#]*(?:[/?#\s]|$))")
+    r"([A-Za-z][A-Za-z0-9+.-]*://)([^\s/:@\"'<>]*)(:(?:(?!://)[^\s\"'<>])*?)?@"
+    r"(?=[^\s@/?#\"'<>]*(?:[/?#\s\"'<>]|$))")
 #: A user part alone this long is a token (``https://ghp_...@github.com``), not a login name.
 TOKEN_USER_LEN = 20
 

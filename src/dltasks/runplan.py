@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,9 +180,11 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
     if facts.project_dir == str(local.project_dir):  # the code folder is this one: its .env
         for rel, _ in dotenv_copies(local.project_dir, run_dir / "configs",
                                        [rel for rel, _ in plan.configs]):
-            mounts = [m for m in mounts if m.target != posixpath.join(host.workdir, rel)]
-            mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel),
-                                posixpath.join(host.workdir, rel), True))
+            # every place the container sees the file: the code folder, and any other root
+            # that holds the project (DLT_DATA_DIR=its parent)
+            for target in in_container(pathmap, str(local.project_dir / rel)):
+                mounts = [m for m in mounts if m.target != target]
+                mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel), target, True))
 
     command, bad_command = map_command(req.command, pathmap, where=_COMMAND_NAME.get(
         req.kind, "the command"))
@@ -219,22 +222,59 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
     return plan
 
 
+#: Where users keep their own files on any host (homes, disks, shared filesystems): a path of
+#: the command under one of these is a host path even when it does not exist yet (an outputs
+#: folder the run would make), never one inside the image.
+USER_PLACES = ("/home", "/Users", "/root", "/mnt", "/media", "/run/media", "/scratch", "/srv",
+               "/data", "/datasets", "/nfs", "/lustre", "/gpfs", "/work", "/shared", "/storage")
+
+
 def _in_image(path: str, extra_mounts: Sequence[Mount]) -> bool:
     """Whether an absolute path of the command that no root covers names something inside
-    the image (``/opt/venv/bin/python``, ``/app/train.py``) rather than a host file: neither
-    it nor its folder exists here (so the user cannot mean a file of this machine), or it is
-    under a folder dltasks itself mounts (test-gpu's probe). ``~/x`` is never the image's."""
+    the image (``/opt/venv/bin/python``, ``/app/train.py``) rather than a host file: it is not
+    where users keep files (:data:`USER_PLACES`, ``/data2/x`` too) and neither it nor its
+    folder exists here (so the user cannot mean a file of this machine), or it is under a
+    folder dltasks itself mounts (test-gpu's probe). ``~/x`` is never the image's."""
     if not path.startswith("/"):
         return False
     if any(path == m.target or path.startswith(m.target.rstrip("/") + "/")
            for m in extra_mounts):
         return True
     norm = posixpath.normpath(path)
+    top = "/" + norm.split("/")[1]
+    if any(top == p or (top.startswith(p) and top[len(p):].isdigit()) or
+           norm.startswith(p + "/") for p in USER_PLACES):      # /data2 too
+        return False
     return not (os.path.lexists(norm) or os.path.isdir(posixpath.dirname(norm)))
+
+
+def in_container(pathmap: PathMap, path: str) -> list[str]:
+    """Every container path of the host file ``path``: one per root that holds it (the
+    longest spelling of each root)."""
+    out = []
+    for r in pathmap.roots:
+        for sp in sorted(r.spellings, key=len, reverse=True):
+            if path == sp or path.startswith(sp.rstrip("/") + "/"):
+                out.append(r.container + path[len(sp.rstrip("/")):])
+                break
+    return list(dict.fromkeys(out))
+
+
+def image_paths_note(plan: RunPlan) -> str:
+    """One line naming the command's paths left as paths inside the image ("" when none): a
+    path the user wrote is never passed over without a word."""
+    if not plan.image_paths:
+        return ""
+    listed = ", ".join(f"{u.path} ({u.where})" for u in plan.image_paths)
+    return (f"dlt: left as paths inside the image (not on this machine, no root covers them): "
+            f"{listed}")
 
 
 #: What the user calls the command of each kind of run, in messages about its paths.
 _COMMAND_NAME = {"train": "DLT_TRAIN_CMD", "shell": "shell --cmd"}
+
+
+_SETTING_LINE = re.compile(r"\s*(?:export\s+)?" + PREFIX)
 
 
 def dotenv_without_settings(text: str) -> str:
@@ -248,7 +288,9 @@ def dotenv_without_settings(text: str) -> str:
     out = []
     for b in parse_stream(io.StringIO(text)):
         line = b.original.string
-        if (b.key or "").startswith(PREFIX):  # its blank lines before it stay
+        # a line python-dotenv cannot parse has no key: judged by its text
+        if (b.key or "").startswith(PREFIX) or _SETTING_LINE.match(line):
+            # its blank lines before it stay
             lead = line[:len(line) - len(line.lstrip(" \t\r\n"))]
             line = lead[:lead.rfind("\n") + 1]
         out.append(line)

@@ -232,7 +232,8 @@ def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str, *, env: str) -> str:
         "#!/bin/bash",
         "# dltasks: one node of a Slurm job (docker runtime). The container is the engine's",
         "# child, not Slurm's: it is removed here when Slurm signals the step.",
-        f'name="{name}-n$SLURM_NODEID"',
+        f'name="{name}-n$SLURM_NODEID"' if _PLAIN.match(name)
+        else f'name={shlex.quote(name)}"-n$SLURM_NODEID"',  # DLT_PROJECT is the user's
         'gpus="${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"',
         'gpuflag=(); [ -n "$gpus" ] && gpuflag=(--gpus "\\"device=$gpus\\"")',
         'cleanup() { docker rm -f "$name" >/dev/null 2>&1; }',
@@ -258,7 +259,7 @@ def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper
     lines = [
         "#!/bin/bash",  # %% in sbatch's output pattern: a % of the path itself
         *sbatch_lines(job, name, f"{run_dir.replace('%', '%%')}/slurm-%j.out"),
-        f"# written by dltasks (run {name})",
+        f"# written by dltasks (run {name})" if _PLAIN.match(name) else "# written by dltasks",
         'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
         'export DLT_HEAD_ADDR=$(srun --nodes=1 --ntasks=1 -w "$head" hostname --ip-address '
         "| awk '{print $1}')",

@@ -31,7 +31,7 @@ from .records import (
     utcnow,
     write_manifest,
 )
-from .runplan import RunRequest, plan_run
+from .runplan import RunRequest, image_paths_note, plan_run
 from .settings import Settings
 from .shell import quote
 from .slurm import (
@@ -81,6 +81,8 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
     with nothing_left(run_dir(local.project_dir, run_id), git):
         plan = plan_run(local, s, host_facts(target), req, run_id=run_id, started=started,
                         image=image)
+        if plan.image_paths:
+            print(image_paths_note(plan), file=sys.stderr, flush=True)
         login = prepare_host(target, plan) if not dry_run else None
         spec = plan.spec if login is None or req.root else replace(plan.spec,
                                                                    user=login.uid_gid)

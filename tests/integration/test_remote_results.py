@@ -89,6 +89,46 @@ def test_host_made_file_is_never_overwritten_by_a_local_file_of_that_name(
         _cleanup(engine, name)
 
 
+def test_a_synced_file_a_run_rewrote_is_never_reverted(
+        ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
+    d, name = remote_project
+    _setup(d, name, base_image)
+    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    (d / "results.csv").write_text("epoch,loss\n")
+    (d / "data.txt").write_text("raw\n")
+    rewrite = "sh -c 'echo 1,0.5 >> results.csv && echo prepared > data.txt && echo done'"
+    try:
+        r = fab("-H", "gpu1", "train", cwd=d, env=ssh_lab.env(DLT_TRAIN_CMD=rewrite))
+        assert r.returncode == 0 and "done" in r.stdout, r.stderr
+        # unchanged here: the run's versions stay, and nothing is said
+        r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0 and "kept" not in r.stderr, r.stderr
+        assert (remote / "results.csv").read_text() == "epoch,loss\n1,0.5\n"
+        assert (remote / "data.txt").read_text() == "prepared\n"
+        # changed here too: the host's stays, said in one line, every sync until it is settled
+        time.sleep(1.1)  # a new mtime (whole seconds) for the edit here
+        (d / "results.csv").write_text("epoch,loss,acc\n")
+        for _ in range(2):
+            r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+            assert r.returncode == 0, r.stderr
+            assert "kept 1 file(s) as gpu1 has them (results.csv)" in r.stderr, r.stderr
+            assert (remote / "results.csv").read_text() == "epoch,loss\n1,0.5\n"
+        # deleted here: the host's rewritten copy is not the one a sync sent, so it stays
+        (d / "results.csv").unlink()
+        r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0 and "0 deleted" in r.stderr, r.stderr
+        assert (remote / "results.csv").is_file()
+        # a synced file the host lost (unchanged here) is sent again
+        (remote / "data.txt").unlink()
+        (remote / "main.py").unlink()
+        r = fab("-H", "gpu1", "sync", cwd=d, env=ssh_lab.env())
+        assert r.returncode == 0, r.stderr
+        assert (remote / "main.py").read_text() == (d / "main.py").read_text()
+        assert (remote / "data.txt").read_text() == "raw\n"
+    finally:
+        _cleanup(engine, name)
+
+
 def test_outputs_as_host_path_inside_the_project_survive(
         ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
     d, name = remote_project

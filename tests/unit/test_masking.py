@@ -48,3 +48,14 @@ def test_url_tokens_as_users_are_secret_values_login_names_are_not() -> None:
     env = {"REPO": "https://ghp_0123456789abcdefghij@github.com/o/r",
            "DB": "mysql://root@db/x"}
     assert secret_values(env) == ["ghp_0123456789abcdefghij"]
+
+
+def test_a_url_never_swallows_the_text_after_it() -> None:
+    text = '{"a":"https://x.com:8080/p","b":"postgres://u:pw@db/x"}'
+    assert mask_urls(text) == '{"a":"https://x.com:8080/p","b":"postgres://u:****@db/x"}'
+
+
+def test_an_unparsable_dlt_line_is_dropped_too() -> None:
+    text = 'A=1\nDLT_SUDO_PASSWORD="unterminated\nB=2\n'
+    kept = dotenv_without_settings(text)
+    assert "DLT_" not in kept and "unterminated" not in kept and kept.startswith("A=1\n")

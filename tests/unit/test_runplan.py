@@ -419,3 +419,23 @@ def test_plan_env_overlay_only_where_the_code_folder_is_this_one(tmp_path: Path)
     facts = HostFacts("gpu1", "/home/u/dltasks/proj", "1000:1000", "/home/u")
     p = plan(s, RunRequest("train", "python main.py"), facts=facts)
     assert not any(m.target == "/workspace/.env" for m in p.spec.mounts)
+
+
+@pytest.mark.parametrize("path", ["/root/newexp/run1", "/scratch/me/exp1", "/mnt/results/x",
+                                  "/data2/runs/e1", "/home/nobody-here/out"])
+def test_plan_never_takes_a_users_place_for_the_image(tmp_path: Path, path: str) -> None:
+    s = plan_project(tmp_path)
+    with pytest.raises(DltError) as e:
+        plan(s, RunRequest("train", f"python main.py --out {path}"))
+    assert f"{path} (DLT_TRAIN_CMD)" in one_line(e)
+
+
+def test_plan_mounts_the_env_copy_wherever_the_container_sees_the_project(
+        tmp_path: Path) -> None:
+    dotenv = "DLT_SUDO_PASSWORD=pw-1\nA=1\n"
+    s = plan_project(tmp_path, dotenv=dotenv)
+    s2 = resolve(s.project_dir, environ={"DLT_DATA_DIR": str(tmp_path)})  # holds the project
+    p = plan(s2, RunRequest("train", "python main.py"))
+    copy = str(p.run_dir / "configs" / ".env")
+    targets = {m.target for m in p.spec.mounts if m.source == copy}
+    assert targets == {"/workspace/.env", "/data/proj/.env"}

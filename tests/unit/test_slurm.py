@@ -335,3 +335,17 @@ def test_env_file_carries_any_value_for_pyxis_and_refuses_line_breaks_for_docker
         env_file(spec, "docker")
     assert e.value.message.startswith("the container variable 'MULTI' holds a line break")
     assert "a\nb" not in e.value.message
+
+
+def test_a_project_name_with_shell_characters_is_quoted_in_the_scripts() -> None:
+    import subprocess
+
+    name = 'dlt-my "x" $(touch /tmp/pwned-by-name)-r1'
+    node = docker_wrapper(SPEC, SlurmJob(), name, env="/shared/r1/container.env")
+    line = next(ln for ln in node.splitlines() if ln.startswith("name="))
+    got = subprocess.run(["bash", "-c", f"SLURM_NODEID=3; {line}; printf %s \"$name\""],
+                         capture_output=True, text=True, check=True).stdout
+    assert got == name + "-n3"
+    script = job_script(SPEC, SlurmJob(), name=name, run_dir="/shared/r1",
+                        wrapper="/shared/r1/node.sh")
+    assert "$(touch" not in "\n".join(ln for ln in script.splitlines() if ln.startswith("# "))

@@ -23,6 +23,7 @@ import filecmp
 import json
 import os
 import shutil
+import time
 import sys
 import tempfile
 from calendar import timegm
@@ -145,6 +146,18 @@ def run_window(record: dict[str, Any], info: dict[str, Any] | None) -> tuple[int
     return start - MARGIN_S, (end + MARGIN_S if end is not None else None)
 
 
+def _host_clock_skew(target: Target) -> int:
+    """Seconds the host's clock is ahead of this machine's (0 when it cannot say), rounded
+    outwards by :func:`run_window`'s margin."""
+    t0 = time.time()
+    code, out, _ = quick_exec(target.shell.c.transport, "date +%s")
+    t1 = time.time()
+    try:
+        return int(out.strip()) - round((t0 + t1) / 2) if code == 0 else 0
+    except ValueError:
+        return 0
+
+
 def _list_script(roots: Sequence[tuple[str, Sequence[str]]], start: int, end: int | None) -> str:
     """List (NUL-separated, "@@I" before root I's files) the files under each root modified in
     the window, pruning each root's folders ``prune``."""
@@ -250,6 +263,9 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
                        f"`fab -H {ran_on} fetch {run_id}`")
     found = _container(target, settings, run_id)
     start, end = run_window(record, found[1] if found else None)
+    if not found:  # the record's times are this machine's clock: put them on the host's
+        skew = _host_clock_skew(target)
+        start, end = start + skew, (end + skew if end is not None else None)
     project = target.host_project_dir.rstrip("/")
     outputs = [(str(row["host"]).rstrip("/"), Path(row["local"]))
                for row in record.get("path_map", []) if row.get("root") == "outputs"]

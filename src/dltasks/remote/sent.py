@@ -8,7 +8,7 @@ last sync made identical to this machine's copy, with each file's size and mtime
   (:func:`open_host_copy`), never written to. A folder that has only empty folders in it counts
   as empty (a remote ``train`` creates the outputs folder while the sync starts). Folders synced
   by dltasks before the record existed count as made by dltasks when the host has the old sync
-  stamp for them (:mod:`.synced`) or they hold a run record (``runs/*/manifest.json``); their
+  stamp for them (:mod:`.synced`) or they hold a run's folder (``runs/<run id>/``); their
   first sync deletes nothing.
 * A later sync deletes on the host only what the record lists, is no longer sent from here
   (deleted here, or now ignored), and is still as that sync left it: a file of the same size
@@ -50,7 +50,7 @@ OPEN_SCRIPT = (
     f'if [ -L {MARK} ] || [ -L {SENT} ]; then echo link; exit 0; fi; '
     f'if [ -f {SENT} ]; then echo mark; cat {SENT}; exit 0; fi; '
     'if [ -n "$(find . ! -type d -print -quit 2>/dev/null)" ]; then '
-    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} || ls {RUNS}/*/manifest.json >/dev/null 2>&1 '
+    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} '
     f'|| ls -d {RUNS}/{RUN_ID_GLOB}/ >/dev/null 2>&1; then echo legacy; '
     'elif [ "$3" = adopt ]; then echo adopted; else echo foreign; exit 0; fi; '
     'else echo empty; fi; '
@@ -175,6 +175,56 @@ def split_new(listing: Iterable[tuple[str, str]], before: Sent) -> tuple[list[st
     for _, path in listing:
         (new if safe_rel(path) and path not in sent else known).append(path)
     return known, new
+
+
+def split_known(known: Iterable[str], before: Sent, root: Path) -> tuple[list[str], list[str]]:
+    """``known`` paths as (unchanged, changed): files whose copy here is still as the last sync
+    sent it (nothing of ours to send: the host's copy is that one, or a run rewrote it, which
+    must stay; sent only where the host lost it), and the rest (changed here, folders, links,
+    ``runs/<id>/``), which are updated."""
+    unchanged: list[str] = []
+    changed: list[str] = []
+    for rel in known:
+        was = before.files.get(rel)
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            st = None
+        same = (was is not None and st is not None and not os.path.islink(root / rel)
+                and (st.st_size, int(st.st_mtime)) == was)
+        (unchanged if same else changed).append(rel)
+    return unchanged, changed
+
+
+#: $1: the project folder's real path; stdin: relative paths, one a line. Prints, a line each,
+#: "SIZE MTIME" of the host's file there, or "-" when it has no plain file of that name.
+STAT_SCRIPT = ('cd -P -- "$1" || exit 3; while IFS= read -r p; do '
+               'if [ -f "$p" ] && [ ! -L "$p" ]; then stat -c "%s %Y" -- "$p" 2>/dev/null '
+               '|| echo -; else echo -; fi; done')
+
+
+def rewritten(paths: list[str], before: Sent, stat_out: str) -> list[str]:
+    """Of ``paths`` (files the record lists), those the host holds in another state than the
+    last sync left them (a run rewrote them): never overwritten. ``stat_out``: what
+    :data:`STAT_SCRIPT` printed for them; a missing answer counts as rewritten."""
+    lines = stat_out.splitlines()
+    out = []
+    for i, rel in enumerate(paths):
+        got = lines[i].strip() if i < len(lines) else "?"
+        if got != "-" and got != "{} {}".format(*before.files[rel]):
+            out.append(rel)
+    return out
+
+
+def with_entries(now: Sent, before: Sent, paths: Iterable[str]) -> Sent:
+    """``now`` with ``before``'s entries for ``paths`` (files left as the host has them: the
+    record keeps what the last sync sent, so they are never deleted as ours)."""
+    keep = {p: before.files[p] for p in paths if p in before.files}
+    return Sent({**now.files, **keep}, now.links, now.dirs)
+
+
+def stat_command(real: str) -> str:
+    return quote(["sh", "-c", STAT_SCRIPT, "_", real])
 
 
 def identical(item: str) -> bool:

@@ -35,7 +35,11 @@ from .sent import (
     parse_items,
     parse_out,
     record_of,
+    rewritten,
+    split_known,
     split_new,
+    stat_command,
+    with_entries,
 )
 from .sshconfig import SshHost, from_connection, rsh_command
 from .synced import listing_digest, stamp_path, write_stamp
@@ -158,37 +162,61 @@ def _files_from(tmp: str, name: str, paths: Sequence[str]) -> str:
     return f"--files-from={f}"
 
 
-def _send_split(host: SshHost, base: list[str], src: str, there: str, known: Sequence[str],
-                new: Sequence[str]) -> tuple[list[CmdResult], list[str], list[str]]:
-    """Update ``known`` paths; send ``new`` ones only where the host has none of that name.
-    Returns rsync's results, the paths the host now holds as here, and the new paths kept
-    as the host has them (it made them; not identical)."""
-    passes: list[CmdResult] = []
-    recorded: list[str] = []
-    same: set[str] = set()
+@dataclass
+class _Sent:
+    """What the passes of one sync did."""
+
+    passes: list[CmdResult] = field(default_factory=list)
+    recorded: list[str] = field(default_factory=list)   # the host now holds them as here
+    kept: list[str] = field(default_factory=list)       # new here, the host made its own
+    rewritten: list[str] = field(default_factory=list)  # changed here and there: the host's
+
+
+def _send_recorded(target: Target, state: HostCopyState, host: SshHost, base: list[str],
+                   src: str, there: str, rules: Sequence[str]) -> _Sent:
+    """A sync into a folder with a record (:mod:`.sent`): nothing is sent over a file the
+    last sync did not leave there. New paths go only where the host has none of that name;
+    files unchanged here go only where the host lost them (a run's rewrite of one stays);
+    files changed here are updated unless the host's copy changed too (then it stays, said).
+    Known folders last, so their times end as a plain update leaves them."""
+    root = Path(src)
+    known, new = split_new(parse_items(_dry_run(rules, src)), state.sent)
+    unchanged, changed = split_known(known, state.sent, root)
+    ours = [p for p in changed if p in state.sent.files]
+    out = _Sent()
+    if ours:
+        data = "".join(f"{p}\n" for p in ours).encode(errors="surrogateescape")
+        code, stat_out, err = quick_exec(target.shell.c.transport, stat_command(state.real),
+                                         120.0, data)
+        if code != 0:
+            raise DltError(f"cannot read the files of {state.real} on {target.name} "
+                           f"({(err or stat_out).strip()[-200:] or f'exit {code}'}); check "
+                           "that folder there, then sync again")
+        out.rewritten = rewritten(ours, state.sent, stat_out)
+    update = [p for p in changed if p not in out.rewritten]
     with tempfile.TemporaryDirectory(prefix="dlt-sync-") as tmp:
-        res, _ = _rsync([*base, "--ignore-existing", _files_from(tmp, "new", new), "--from0",
-                         src, there], host)
-        passes.append(res)
-        made = set(parse_out(res.stdout))
-        recorded += made
-        skipped = [p for p in new if p not in made]
-        if skipped:
-            # what the host already had: the same file (a copy a sync sent before the record,
-            # or an adopted folder's) is recorded; any other is the host's, kept and said
-            check, _ = _rsync([*base, "-n", _files_from(tmp, "check", skipped), "--from0",
-                               src, there], host)
-            same = {p for item, p in parse_items(check.stdout) if identical(item)}
-        # the known paths (their folders too) last: the folders' times end as a plain update
-        # leaves them, though new files changed them, so the next sync finds nothing to do
-        if known:
-            res, _ = _rsync([*base, _files_from(tmp, "known", known), "--from0", src, there],
+        if new or unchanged:
+            res, _ = _rsync([*base, "--ignore-existing",
+                             _files_from(tmp, "missing", [*new, *unchanged]), "--from0", src,
+                             there], host)
+            out.passes.append(res)
+            made = set(parse_out(res.stdout))
+            skipped = [p for p in new if p not in made]
+            same: set[str] = set()
+            if skipped:
+                # what the host already had: the same file (a copy a sync sent before the
+                # record, or an adopted folder's) is recorded; any other is the host's
+                check, _ = _rsync([*base, "-n", _files_from(tmp, "check", skipped), "--from0",
+                                   src, there], host)
+                same = {p for item, p in parse_items(check.stdout) if identical(item)}
+            out.recorded += [*made, *unchanged, *(p for p in skipped if p in same)]
+            out.kept = [p for p in skipped if p not in same and not (root / p).is_dir()]
+        if update and (out.passes or any(not (root / p).is_dir() for p in update)):
+            res, _ = _rsync([*base, _files_from(tmp, "update", update), "--from0", src, there],
                             host)
-            passes.append(res)
-            recorded += parse_out(res.stdout)
-    recorded += [p for p in skipped if p in same]
-    kept = [p for p in skipped if p not in same and not os.path.isdir(Path(src) / p)]
-    return passes, recorded, kept
+            out.passes.append(res)
+            out.recorded += parse_out(res.stdout)
+    return out
 
 
 def _sum(stats: Iterable[SyncStats]) -> SyncStats:
@@ -282,30 +310,36 @@ def sync_project(target: Target, settings: Settings, *,
     base = ["rsync", "-a", "--no-owner", "--no-group", "--stats", "-ii",
             f"--out-format={OUT_FORMAT}", "-e", rsh_for(target, host, via), *rules]
     there = f"{host.hostname}:{dest}/"
-    known: list[str] = []
-    new: list[str] = []
-    if state.state not in ("empty", "legacy"):  # (those: a plain update, as before the record)
-        known, new = split_new(parse_items(_dry_run(rules, src)), state.sent)
-    if new:
-        passes, recorded, kept = _send_split(host, base, src, there, known, new)
-        # the project folder's own time, as a plain update sets it ("." in a --files-from
-        # list would send what is right in it, new files included)
-        mtime = settings.project_dir.stat().st_mtime_ns
-        quick_exec(target.shell.c.transport, quote(
-            ["touch", "-m", "-d", f"@{mtime // 10**9}.{mtime % 10**9:09d}", state.real]))
-    else:  # nothing here that the host may have made: one plain update
+    if state.state in ("empty", "legacy"):  # nothing the host made to mind: a plain update
         res, _ = _rsync([*base, src, there], host)
-        passes, recorded, kept = [res], parse_out(res.stdout), []
-    deleted = _apply_record(target, state, record_of(settings.project_dir, recorded))
+        sent = _Sent([res], parse_out(res.stdout))
+    else:
+        sent = _send_recorded(target, state, host, base, src, there, rules)
+        if sent.passes:
+            # the project folder's own time, as a plain update sets it ("." in a
+            # --files-from list would send what is right in it, new files included)
+            mtime = settings.project_dir.stat().st_mtime_ns
+            quick_exec(target.shell.c.transport, quote(
+                ["touch", "-m", "-d", f"@{mtime // 10**9}.{mtime % 10**9:09d}", state.real]))
+    record = with_entries(record_of(settings.project_dir, sent.recorded), state.sent,
+                          sent.rewritten)
+    deleted = _apply_record(target, state, record)
     took = time.monotonic() - t0
-    if copy is not None and digest:
+    if copy is not None and digest and not (sent.kept or sent.rewritten):
+        # (with files left as the host has them, the next sync must say so again)
         write_stamp(target.shell.c.transport, settings.remote_dir, digest, copy.clock)
+    passes, kept = sent.passes, sent.kept
     stats = dataclasses.replace(_sum(parse_stats(r.stdout) for r in passes), deleted=deleted)
     result = SyncResult(src, f"{target.name}:{dest}", quote([*base, src, there]), stats, took)
     if kept:  # always said: a file here did not go, and the user must know which
         print(f"dlt: kept {len(kept)} file(s) {target.name} made ({kept[0]}"
               f"{', ...' if len(kept) > 1 else ''}): a file of that name here was not sent; "
               "rename one of them", file=sys.stderr, flush=True)
+    if sent.rewritten:
+        print(f"dlt: kept {len(sent.rewritten)} file(s) as {target.name} has them "
+              f"({sent.rewritten[0]}{', ...' if len(sent.rewritten) > 1 else ''}): changed "
+              "there since the last sync and here too, so yours was not sent; fetch or rename "
+              "one of them", file=sys.stderr, flush=True)
     if not quiet:
         # stderr: under `train` stdout is the run's output (and a detached run's id)
         print(f"dlt: synced {settings.project_dir} -> {target.name}:{dest}: {result.summary()}",
