@@ -23,9 +23,9 @@ import filecmp
 import json
 import os
 import shutil
-import time
 import sys
 import tempfile
+import time
 from calendar import timegm
 from collections.abc import Sequence
 from dataclasses import dataclass, field
