@@ -188,7 +188,9 @@ def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest,
 
     command, bad_command = map_command(req.command, pathmap, where=_COMMAND_NAME.get(
         req.kind, "the command"))
-    in_image = [u for u in bad_command if _in_image(u.path, req.extra_mounts)]
+    # under a folder dltasks mounts itself (test-gpu's probe): the container's, said nowhere
+    bad_command = [u for u in bad_command if not _under_mounts(u.path, req.extra_mounts)]
+    in_image = [u for u in bad_command if _in_image(u.path)]
     plan.image_paths.extend(in_image)
     args, bad_args = map_args(list(req.args), pathmap)
     env, bad_env = map_env(dict(host.container_env), pathmap)
@@ -229,17 +231,18 @@ USER_PLACES = ("/home", "/Users", "/root", "/mnt", "/media", "/run/media", "/scr
                "/data", "/datasets", "/nfs", "/lustre", "/gpfs", "/work", "/shared", "/storage")
 
 
-def _in_image(path: str, extra_mounts: Sequence[Mount]) -> bool:
+def _under_mounts(path: str, mounts: Sequence[Mount]) -> bool:
+    return any(path == m.target or path.startswith(m.target.rstrip("/") + "/") for m in mounts)
+
+
+def _in_image(path: str) -> bool:
     """Whether an absolute path of the command that no root covers names something inside
     the image (``/opt/venv/bin/python``, ``/app/train.py``) rather than a host file: it is not
     where users keep files (:data:`USER_PLACES`, ``/data2/x`` too) and neither it nor its
-    folder exists here (so the user cannot mean a file of this machine), or it is under a
-    folder dltasks itself mounts (test-gpu's probe). ``~/x`` is never the image's."""
+    folder exists here (so the user cannot mean a file of this machine). ``~/x`` is never the
+    image's."""
     if not path.startswith("/"):
         return False
-    if any(path == m.target or path.startswith(m.target.rstrip("/") + "/")
-           for m in extra_mounts):
-        return True
     norm = posixpath.normpath(path)
     top = "/" + norm.split("/")[1]
     if any(top == p or (top.startswith(p) and top[len(p):].isdigit()) or

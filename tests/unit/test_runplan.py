@@ -381,6 +381,7 @@ def test_plan_leaves_paths_inside_the_image_in_the_command(tmp_path: Path) -> No
     probe = Mount(str(tmp_path), "/opt/dltasks", True)
     t = plan(s, RunRequest("test-gpu", "python3 /opt/dltasks/probe.py", extra_mounts=(probe,)))
     assert t.spec.command == ("python3", "/opt/dltasks/probe.py") and t.unmapped == []
+    assert t.image_paths == []                       # ours: never announced as the image's
 
 
 def test_plan_refuses_the_home_folder_in_the_command(tmp_path: Path) -> None:
