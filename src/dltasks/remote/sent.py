@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ OPEN_SCRIPT = (
     f'mkdir -p {MARK} && printf "{{}}" > {SENT}.tmp && mv -f {SENT}.tmp {SENT}')
 
 #: $1: the project folder's real path. stdin: lines "KIND<TAB>SIZE MTIME<TAB>PATH" to delete
-#: (f: a file still of that size and mtime; l: a symlink; d: a folder when empty), then "--",
+#: (f: a file still of that size and mtime; l: a symlink; d: a folder when empty; t: a folder
+#: whose time to set, SECONDS.NANOSECONDS, after the deletes in it), then "--",
 #: then the new record. Prints how many files and links it deleted.
 APPLY_SCRIPT = (
     'cd -P -- "$1" || exit 3; T=$(printf "\\t"); n=0; '
@@ -69,7 +71,8 @@ APPLY_SCRIPT = (
     'f) [ -f "$p" ] && [ ! -L "$p" ] && [ "$(stat -c "%s %Y" -- "$p" 2>/dev/null)" = "$want" ] '
     '&& rm -f -- "$p" && n=$((n+1));; '
     'l) [ -L "$p" ] && rm -f -- "$p" && n=$((n+1));; '
-    'd) [ -d "$p" ] && [ ! -L "$p" ] && rmdir -- "$p" 2>/dev/null;; esac; done; '
+    'd) [ -d "$p" ] && [ ! -L "$p" ] && rmdir -- "$p" 2>/dev/null;; '
+    't) [ -d "$p" ] && [ ! -L "$p" ] && touch -m -d "@$want" -- "$p";; esac; done; '
     f'[ ! -L {MARK} ] && mkdir -p {MARK} && cat > {SENT}.tmp && mv -f {SENT}.tmp {SENT} '
     '|| exit 4; echo "$n"')
 
@@ -264,6 +267,22 @@ def deletions(before: Sent, now: Sent) -> list[str]:
     lines += [f"d\t\t{p}" for p in sorted(gone & before.dirs, key=lambda p: (-p.count("/"), p))
               if safe_rel(p)]
     return lines
+
+
+def folder_times(lines: Iterable[str], root: Path) -> list[str]:
+    """``t`` lines for :data:`APPLY_SCRIPT`: the folders the ``lines`` delete from get this
+    side's times back (as a plain update leaves them), so the next sync finds nothing to do."""
+    parents = {posixpath.dirname(line.rsplit("\t", 1)[-1]) or "." for line in lines}
+    out = []
+    for rel in sorted(parents, key=lambda p: (-p.count("/"), p)):
+        try:
+            st = os.lstat(root / rel)
+        except OSError:
+            continue
+        if (rel == "." or safe_rel(rel)) and not os.path.islink(root / rel):
+            ns = st.st_mtime_ns
+            out.append(f"t\t{ns // 10**9}.{ns % 10**9:09d}\t{rel}")
+    return out
 
 
 def apply_command(real: str) -> str:

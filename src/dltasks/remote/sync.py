@@ -29,6 +29,7 @@ from .sent import (
     Sent,
     apply_command,
     deletions,
+    folder_times,
     identical,
     open_command,
     open_host_copy,
@@ -124,12 +125,14 @@ def prepare_remote_dir(target: Target, path: str, home: str, *,
     return state
 
 
-def _apply_record(target: Target, state: HostCopyState, sent: Sent) -> int:
-    """Delete on the host what the last sync sent and is no longer sent from here; write the
-    new record. Returns how many files and links were deleted."""
+def _apply_record(target: Target, state: HostCopyState, sent: Sent, root: Path) -> int:
+    """Delete on the host what the last sync sent and is no longer sent from here (the folders
+    it deletes from get ``root``'s times back); write the new record. Returns how many files
+    and links were deleted."""
     lines = deletions(state.sent, sent)
     if not lines and sent == state.sent:
         return 0
+    lines += folder_times(lines, root)
     data = "\n".join([*lines, "--", sent.to_json()]).encode(errors="surrogateescape")
     code, out, err = quick_exec(target.shell.c.transport, apply_command(state.real),
                                 120.0, data)
@@ -315,15 +318,18 @@ def sync_project(target: Target, settings: Settings, *,
         sent = _Sent([res], parse_out(res.stdout))
     else:
         sent = _send_recorded(target, state, host, base, src, there, rules)
-        if sent.passes:
-            # the project folder's own time, as a plain update sets it ("." in a
-            # --files-from list would send what is right in it, new files included)
-            mtime = settings.project_dir.stat().st_mtime_ns
-            quick_exec(target.shell.c.transport, quote(
-                ["touch", "-m", "-d", f"@{mtime // 10**9}.{mtime % 10**9:09d}", state.real]))
     record = with_entries(record_of(settings.project_dir, sent.recorded), state.sent,
                           sent.rewritten)
-    deleted = _apply_record(target, state, record)
+    deleted = _apply_record(target, state, record, settings.project_dir)
+    if sent.passes:
+        # the project folder's own time as a plain update leaves it ("." in a --files-from
+        # list would send what is right in it, new files included), set only when it differs
+        # (setting it moves its ctime: the next sync could not know nothing changed)
+        mtime = settings.project_dir.stat().st_mtime_ns
+        stamp = f"{mtime // 10**9}.{mtime % 10**9:09d}"
+        quick_exec(target.shell.c.transport, quote(
+            ["sh", "-c", '[ "$(date -r "$1" +%s.%N)" = "$2" ] || touch -m -d "@$2" -- "$1"',
+             "_", state.real, stamp]))
     took = time.monotonic() - t0
     if copy is not None and digest and not (sent.kept or sent.rewritten):
         # (with files left as the host has them, the next sync must say so again)
