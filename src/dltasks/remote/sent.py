@@ -6,7 +6,9 @@ last sync made identical to this machine's copy, with each file's size and mtime
 
 * It proves that dltasks made the folder: a folder that holds files but no record is refused
   (:func:`open_host_copy`), never written to. A folder that has only empty folders in it counts
-  as empty (a remote ``train`` creates the outputs folder while the sync starts). Folders synced
+  as empty (a remote ``train`` creates the outputs folder while the sync starts), and so does
+  one with files only under ``runs/``, dltasks' own (a Slurm image made there before the first
+  sync). Folders synced
   by dltasks before the record existed count as made by dltasks when the host has the old sync
   stamp for them (:mod:`.synced`) or they hold a run's folder (``runs/<run id>/``); their
   first sync deletes nothing.
@@ -50,7 +52,7 @@ OPEN_SCRIPT = (
     'mkdir -p -- "$1" && [ ! -L "$1" ] && cd -P -- "$1" && pwd -P || exit 3; '
     f'if [ -L {MARK} ] || [ -L {SENT} ]; then echo link; exit 0; fi; '
     f'if [ -f {SENT} ]; then echo mark; cat {SENT}; exit 0; fi; '
-    'if [ -n "$(find . ! -type d -print -quit 2>/dev/null)" ]; then '
+    f'if [ -n "$(find . -path ./{RUNS} -prune -o ! -type d -print -quit 2>/dev/null)" ]; then '
     f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} '
     f'|| ls -d {RUNS}/{RUN_ID_GLOB}/ >/dev/null 2>&1; then echo legacy; '
     'elif [ "$3" = adopt ]; then echo adopted; else echo foreign; exit 0; fi; '
