@@ -8,7 +8,6 @@ from the first of those commands that sees its container finished.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -94,14 +93,6 @@ def find_runs(target: Target, *, project: str | None = None, run_id: str | None 
 
 # --------------------------------------------------------------------------------------------
 # whose run
-
-
-def login_of(target: Target) -> str:
-    """Who we are on the target host: the name its runs' user label holds (launch writes
-    this machine's login, or the SSH login on a remote host)."""
-    if target.is_remote:
-        return str(getattr(target.shell.c, "user", "") or "")
-    return getpass.getuser()
 
 
 def _same_path(a: str, b: Path) -> bool:
@@ -244,7 +235,7 @@ def resolve_run(target: Target, run: str) -> Found:
                                f"({_fix(target.name)})") from None
             raise
         runs = []
-    login = login_of(target)
+    login = target.login
     whose = {r.container_id: owner(r, login, s.project_dir, target.name) for r in runs}
     cands = [Candidate(r.run_id, ENGINE, whose[r.container_id], r.status) for r in runs]
     chosen = choose(run, [*cands, *slurm_candidates(records)], target.name)
@@ -289,7 +280,7 @@ def settle(target: Target, project_dir: Path, runs: list[RunInfo], *,
     Only your own runs of this project folder (:func:`owner`) are settled: another's
     container never rewrites a record here, whatever its labels say."""
     changed = 0
-    login = login_of(target) if runs else ""
+    login = target.login if runs else ""
     for r in runs:
         if r.status not in ("exited", "dead") or not is_mine(r, login, project_dir, target.name):
             continue

@@ -10,6 +10,7 @@ the same way.
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack
@@ -130,6 +131,8 @@ class Target:
     host_project_real: str = ""
     #: For a sync: what the host said of its copy of the project.
     host_copy: HostCopy | None = None
+    #: Who we are on the host: the login its runs' user label holds.
+    login: str = ""
 
     @property
     def is_remote(self) -> bool:
@@ -176,4 +179,4 @@ def local_target(c: Any, settings: Settings) -> Target:
     return Target(name="local", kind=LOCAL, shell=Shell(c, sudo_password=settings.sudo_password),
                   settings=settings, endpoint=endpoint,
                   resources=Resources(local_engine_addr(settings, endpoint)),
-                  host_project_dir=str(settings.project_dir))
+                  host_project_dir=str(settings.project_dir), login=getpass.getuser())

@@ -234,9 +234,9 @@ def _container(target: Target, settings: Settings,
     """YOUR container of that run of this project (:func:`.runlist.owner`): another user's,
     or any container that merely carries the label, never lands in your record."""
     from ..engineapi import NotFound
-    from ..runlist import find_runs, login_of, owner
+    from ..runlist import find_runs, owner
 
-    login = login_of(target)
+    login = target.login
     mine = [r for r in find_runs(target, project=settings.project, run_id=run_id)
             if r.run_id == run_id and not owner(r, login, settings.project_dir, target.name)]
     if not mine:

@@ -159,7 +159,8 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
     return Target(name=host.alias, kind=REMOTE,
                   shell=Shell(c, sudo_password=settings.sudo_password), settings=settings,
                   endpoint=endpoint, resources=resources, host_project_dir=project_dir,
-                  host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy)
+                  host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy,
+                  login=str(c.user or ""))
 
 
 def _fix(fwd: SocketForward, alias: str) -> str:

@@ -251,12 +251,12 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
                                            "this engine, and say whose each is."})
 def ps(c: Any, all: bool = False) -> None:
     """List your runs of this project on the engine (running and finished detached runs)."""
-    from ..runlist import find_runs, login_of, owner, settle
+    from ..runlist import find_runs, owner, settle
 
     with target_for(c) as target:
         s = target.settings
         every = find_runs(target, project=None if all else s.project)
-        login = login_of(target)
+        login = target.login
         whose = {r.container_id: owner(r, login, s.project_dir, target.name) for r in every}
         mine = [r for r in every if not whose[r.container_id]]
         settle(target, s.project_dir, mine)
