@@ -25,7 +25,6 @@ from .records import (
     MANIFEST,
     git_state_later,
     new_run_id,
-    private_dir,
     private_file,
     run_dir,
     utcnow,
@@ -100,7 +99,6 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         git()
         return 0
     with nothing_left(plan.run_dir, git):  # until sbatch took it
-        private_dir(plan.run_dir)
         private_file(plan.run_dir / "job.sbatch", script)
         private_file(plan.run_dir / ENV_FILE, env)
         if node:

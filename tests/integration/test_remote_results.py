@@ -19,18 +19,19 @@ def _cleanup(engine: object, project: str) -> None:
         c.remove(force=True)
 
 
-def _setup(d: Path, name: str, base_image: str) -> None:
+def _setup(d: Path, name: str, base_image: str) -> Path:
+    """The project's settings and .gitignore; returns its folder on gpu1."""
     with (d / ".env").open("a") as f:
         f.write(f"DLT_PROJECT={name}\nDLT_IMAGE={base_image}\nDLT_GPUS=none\n"
                 "DLT_OUTPUT_DIR=outputs\n")
     (d / ".gitignore").write_text("checkpoints/\noutputs/\n")
+    return Path(f"/home/dltgpu1/dltasks/{name}")
 
 
 def test_checkpoints_survive_trains_and_syncs(ssh_lab: Lab, remote_project: tuple[Path, str],
                                              engine: object, base_image: str) -> None:
     d, name = remote_project
-    _setup(d, name, base_image)
-    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    remote = _setup(d, name, base_image)
     write = "sh -c 'mkdir -p checkpoints && echo step1 > checkpoints/ckpt.pt && echo saved'"
     check = "sh -c 'cat checkpoints/ckpt.pt'"
     try:
@@ -57,9 +58,8 @@ def test_checkpoints_survive_trains_and_syncs(ssh_lab: Lab, remote_project: tupl
 def test_host_made_file_is_never_overwritten_by_a_local_file_of_that_name(
         ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
     d, name = remote_project
-    _setup(d, name, base_image)
+    remote = _setup(d, name, base_image)
     (d / ".gitignore").write_text("outputs/\n")  # checkpoints/ is NOT ignored: it would go
-    remote = Path(f"/home/dltgpu1/dltasks/{name}")
     write = "sh -c 'mkdir -p checkpoints && echo trained > checkpoints/ckpt.pt'"
     check = "sh -c 'cat checkpoints/ckpt.pt'"
     try:
@@ -92,8 +92,7 @@ def test_host_made_file_is_never_overwritten_by_a_local_file_of_that_name(
 def test_a_synced_file_a_run_rewrote_is_never_reverted(
         ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
     d, name = remote_project
-    _setup(d, name, base_image)
-    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    remote = _setup(d, name, base_image)
     (d / "results.csv").write_text("epoch,loss\n")
     (d / "data.txt").write_text("raw\n")
     rewrite = "sh -c 'echo 1,0.5 >> results.csv && echo prepared > data.txt && echo done'"
@@ -132,8 +131,7 @@ def test_a_synced_file_a_run_rewrote_is_never_reverted(
 def test_outputs_as_host_path_inside_the_project_survive(
         ssh_lab: Lab, remote_project: tuple[Path, str], engine: object, base_image: str) -> None:
     d, name = remote_project
-    _setup(d, name, base_image)
-    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    remote = _setup(d, name, base_image)
     (d / ".env.gpu1").write_text(f"DLT_OUTPUT_DIR={remote}/results\n")
     (d / "results").mkdir()
     (d / "results" / "model.pt").write_text("the laptop's, never sent over the host's\n")
@@ -214,8 +212,7 @@ def test_fetch_reads_only_your_run_and_brings_no_planted_link_or_lost_file(
     from dltasks.remote.fetch import HOST_FILES
 
     d, name = remote_project
-    _setup(d, name, base_image)
-    remote = Path(f"/home/dltgpu1/dltasks/{name}")
+    remote = _setup(d, name, base_image)
     try:
         a = _detached(ssh_lab, d, "sh -c 'echo mine; echo list > .files; echo x > .hidden; "
                                   "exit 3'")
