@@ -41,9 +41,9 @@ def in_process(proj: Path) -> float:
 
     from invoke import Context
 
-    from dltasks.images import ensure_project_image
+    from dltasks.hosts.target import local_target
+    from dltasks.images.build import ensure_project_image
     from dltasks.settings import resolve
-    from dltasks.target import local_target
 
     start = time.perf_counter()
     settings = resolve(proj)

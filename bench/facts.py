@@ -2,9 +2,9 @@
 
     python bench/facts.py [--runs 9] [--project DIR] [--python PY]
 
-`dlt train --gpu N` asks the host about its GPUs in one program (dltasks.gpumode's facts
+`dlt train --gpu N` asks the host about its GPUs in one program (dltasks.gpu.modes's facts
 script): the driver discovery of direct mode and the CDI specs, while nvidia-smi's two queries
-(dltasks.gpuclaims) run at once. This times, as dlt starts them (subprocess, no shell of
+(dltasks.gpu.claims) run at once. This times, as dlt starts them (subprocess, no shell of
 ours): the whole script, the discovery alone, the status alone, each nvidia-smi query alone
 and the two together; and the start-up of ``--python`` (the Python `dlt` runs on: its
 ``site`` is paid by every `dlt` client) with and without ``-S``/``-I``. Medians of ``--runs``
@@ -45,8 +45,8 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable)
     a = ap.parse_args()
 
-    from dltasks.gpuclaims import APP_FIELDS, GPU_FIELDS, status_script
-    from dltasks.gpumode import _script
+    from dltasks.gpu.claims import APP_FIELDS, GPU_FIELDS, status_script
+    from dltasks.gpu.modes import _script
     from dltasks.settings import resolve
 
     s = resolve(a.project)

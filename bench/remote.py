@@ -9,7 +9,7 @@ the user). Prints medians and ratios:
    create/start/wait/remove), which is what the CLI adds its start-up cost to.
 2. `fab -H gpu1 sync` of an unchanged 5,000-file tree vs raw `rsync -a` of the same tree over
    the same ssh options                                                     (target <= 1.2);
-   `fab sync` knows "nothing changed" without running rsync (dltasks/remote/synced.py), so the
+   `fab sync` knows "nothing changed" without running rsync (dltasks/hosts/remote/synced.py), so the
    bench also times `sync --full` (rsync run anyway) and `sync_project` inside a running
    process (rsync through the open connection).
 
@@ -94,7 +94,7 @@ def bench_run(the_lab: Lab, proj: Path, image: str, runs: int, skip_train: bool,
 def _target_run(the_lab: Lab, proj: Path, image: str, cmd: str) -> None:
     import fabric
 
-    from dltasks.remote import remote_target
+    from dltasks.hosts.remote import remote_target
     from dltasks.settings import resolve
 
     os.environ["HOME"] = str(the_lab.home)
@@ -115,9 +115,9 @@ def _target_run(the_lab: Lab, proj: Path, image: str, cmd: str) -> None:
 def bench_sync(the_lab: Lab, proj: Path, runs: int) -> None:
     import fabric
 
-    from dltasks.remote import remote_target
-    from dltasks.remote.sshconfig import from_connection, rsh_command
-    from dltasks.remote.sync import sync_project
+    from dltasks.hosts.remote import remote_target
+    from dltasks.hosts.remote.sshconfig import from_connection, rsh_command
+    from dltasks.hosts.remote.sync import sync_project
     from dltasks.settings import resolve
 
     env = the_lab.env()

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Facts from a real GPU host that the code and its test fixtures depend on, printed in one go
 # (no engine, no network needed; run as root there: `bash dev/gpu-facts.sh`):
-#   - what nvidia-smi's queries print (the CSV that dltasks.gpuclaims parses), idle and while a
+#   - what nvidia-smi's queries print (the CSV that dltasks.gpu.claims parses), idle and while a
 #     process holds 10 GiB of GPU memory, and how long one query takes;
-#   - how long the driver discovery of direct mode takes (dltasks.gpudriver);
+#   - how long the driver discovery of direct mode takes (dltasks.gpu.driver);
 #   - what the host's python3 spends its start-up on (the floor under any `dlt` command).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +34,7 @@ nvidia-smi --query-compute-apps=$APPQ --format=csv,noheader,nounits
 nvidia-smi --query-compute-apps=$APPQ --format=csv
 kill $holder; wait $holder 2>/dev/null; rm -f /tmp/held
 say "driver discovery (direct mode)"
-script=$(PYTHONPATH=src python3 -c 'from dltasks.gpudriver import DISCOVER_SCRIPT; print(DISCOVER_SCRIPT)')
+script=$(PYTHONPATH=src python3 -c 'from dltasks.gpu.driver import DISCOVER_SCRIPT; print(DISCOVER_SCRIPT)')
 for _ in 1 2 3; do ms sh -c "$script" _ ""; done
 for _ in 1 2 3; do ms ldconfig -p; done
 say "python3 start-up"

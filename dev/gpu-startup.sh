@@ -28,8 +28,8 @@ py = sys.executable
 print(f"interpreter floor ({py} -c pass): {med([py, '-c', 'pass']):.0f} ms")
 print(f"import dltasks.cli (invoke, the task collection): "
       f"{med([py, '-c', 'import dltasks.cli']):.0f} ms")
-run_path = ("import dltasks.cli, dltasks.gpumode, dltasks.launch, dltasks.target, "
-            "dltasks.gpushare, dltasks.runner")
+run_path = ("import dltasks.cli, dltasks.gpu.modes, dltasks.runs.single, dltasks.hosts.target, "
+            "dltasks.gpu.share, dltasks.engine.lifecycle")
 print(f"+ the run path's modules: {med([py, '-c', run_path]):.0f} ms")
 probe = r'''
 import dataclasses, time
@@ -53,13 +53,13 @@ def timed(*a, **k):
         count[0] += 1
 dataclasses._process_class = timed
 t = time.perf_counter()
-import dltasks.cli, dltasks.gpumode, dltasks.launch, dltasks.target, dltasks.gpushare, dltasks.runner
+import dltasks.cli, dltasks.gpu.modes, dltasks.runs.single, dltasks.hosts.target, dltasks.gpu.share, dltasks.engine.lifecycle
 total = time.perf_counter() - t
 print(f"run path imports in-process: {total * 1000:.0f} ms, of which {count[0]} dataclasses: "
       f"{spent[0] * 1000:.0f} ms")
 '''
 subprocess.run([py, "-c", probe])
 PY
-"$py" -X importtime -c "import dltasks.cli, dltasks.gpumode, dltasks.launch, dltasks.target, dltasks.gpushare, dltasks.runner" 2>&1 \
+"$py" -X importtime -c "import dltasks.cli, dltasks.gpu.modes, dltasks.runs.single, dltasks.hosts.target, dltasks.gpu.share, dltasks.engine.lifecycle" 2>&1 \
   | sort -t'|' -k2 -n -r | head -25
 rm -rf "$(dirname "$venv")"

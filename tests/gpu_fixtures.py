@@ -59,7 +59,7 @@ def make_driver(root: Path, layout: str = "debian", gpus: int = 2, *,
 
 
 #: The nvidia-smi the sharing tests put first on PATH: it prints gpus.csv or apps.csv from its
-#: own folder for the two queries dltasks asks (dltasks.gpuclaims), as the real one does.
+#: own folder for the two queries dltasks asks (dltasks.gpu.claims), as the real one does.
 FAKE_SMI = """#!/bin/sh
 d=$(dirname "$0")
 case "$1" in

@@ -1,5 +1,5 @@
 """``python -m dltasks`` is the ``dlt`` program."""
 
-from .warm import main
+from dltasks.warm import main
 
 main()

@@ -57,8 +57,8 @@ _import_invoke_deferring()
 
 from invoke.program import Program  # noqa: E402
 
-from . import __version__  # noqa: E402
-from .tasks import ns  # noqa: E402
+from dltasks import __version__  # noqa: E402
+from dltasks.tasks import ns  # noqa: E402
 
 
 class DltProgram(Program):
@@ -67,7 +67,7 @@ class DltProgram(Program):
 
     def normalize_argv(self, argv: list[str] | None) -> None:
         super().normalize_argv(argv)
-        from .tasks import _common
+        from dltasks.tasks import _common
 
         _common.PROGRAM_ARGV[:] = list(self.argv)
 

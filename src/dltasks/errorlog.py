@@ -14,7 +14,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .errors import DltError
+from dltasks.errors import DltError
 
 
 def log_path() -> Path:
@@ -26,7 +26,7 @@ def log_path() -> Path:
 def known_secrets(folder: Path | None = None) -> list[str]:
     """Secret values this process may know: the environment's and the ``.env*`` files' of
     ``folder`` (default: the current folder). Never fails."""
-    from .masking import secret_values
+    from dltasks.settings.masking import secret_values
 
     values: dict[str, str] = dict(os.environ)
     try:
@@ -43,8 +43,8 @@ def known_secrets(folder: Path | None = None) -> list[str]:
 
 def unexpected(err: BaseException) -> DltError:
     """``err`` as a one-line DltError; its traceback appended to :func:`log_path`."""
-    from . import __version__
-    from .masking import scrub
+    from dltasks import __version__
+    from dltasks.settings.masking import scrub
 
     secrets = known_secrets()
     first = scrub((str(err).strip().splitlines() or [""])[0][:200], secrets)

@@ -55,7 +55,7 @@ def main() -> None:
     code = run_warm(sys.argv)
     if code is not None:
         sys.exit(code)
-    from .cli import program
+    from dltasks.cli import program
 
     program.run()
 
@@ -77,7 +77,7 @@ def socket_path(environ: Any = os.environ) -> str | None:
     a login session is only ever run by a server of that job or session (its GPUs, its
     limits; it goes when they end).
     """
-    from . import __version__
+    from dltasks import __version__
 
     # one folder per user, whatever TMPDIR says: a server per TMPDIR would pile up
     runtime = environ.get("XDG_RUNTIME_DIR", "")

@@ -24,11 +24,12 @@ import sys
 import threading
 from typing import Any
 
-from .warm import _CODE, _STARTED, FORWARDED, IDLE_S
+from dltasks.warm import _CODE, _STARTED, FORWARDED, IDLE_S
 
 #: The modules a run and the listing tasks need, imported once by the server.
-PRELOAD = ("dltasks.cli", "dltasks.gpumode", "dltasks.launch", "dltasks.target",
-           "dltasks.gpushare", "dltasks.runner", "dltasks.runlist", "dltasks.records",
+PRELOAD = ("dltasks.cli", "dltasks.gpu.modes", "dltasks.runs.single", "dltasks.hosts.target",
+           "dltasks.gpu.share", "dltasks.engine.lifecycle", "dltasks.runs.listing",
+           "dltasks.runs.record",
            "dotenv")
 
 
@@ -198,8 +199,8 @@ _EXIT = [1]
 
 
 def _run(argv: list[str]) -> int:
-    from .cli import program
-    from .tasks.run import start_early
+    from dltasks.cli import program
+    from dltasks.tasks.run import start_early
 
     start_early(argv)  # a GPU run's facts script, started before invoke parses the command
     try:

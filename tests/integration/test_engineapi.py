@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from dltasks.engine import open_engine
-from dltasks.engineapi import Engine, NotFound
-from dltasks.runner import _frames, log_bytes
+from dltasks.engine.api import Engine, NotFound
+from dltasks.engine.client import open_engine
+from dltasks.engine.lifecycle import _frames, log_bytes
 
 pytestmark = pytest.mark.docker
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from dltasks import gpulock
 from dltasks.errors import DltError
-from dltasks.gpulock_remote import remote_lock
+from dltasks.gpu import lock as gpulock
+from dltasks.hosts.remote.gpulock import remote_lock
 from tests.sshd_harness import Lab
 from tests.users import User, throwaway_user
 
@@ -67,7 +67,7 @@ def scratch() -> Iterator[Path]:
 def as_user(u: User, code: str, dirs: tuple[str, ...] | None, *, timeout: float = 60,
             popen: bool = False) -> Any:
     """Python ``code`` as ``u`` with this tree's dltasks (LOCK_DIRS set to ``dirs``)."""
-    pre = "import dltasks.gpulock as g\n" + (f"g.LOCK_DIRS = {dirs!r}\n" if dirs else "")
+    pre = "import dltasks.gpu.lock as g\n" + (f"g.LOCK_DIRS = {dirs!r}\n" if dirs else "")
     argv = ["runuser", "-u", u.name, "--", "env", "-i", f"PYTHONPATH={u.py}",
             f"PATH={BASE_PATH}", "LANG=C.UTF-8", "/usr/bin/python3", "-c", pre + code]
     if popen:
@@ -362,8 +362,8 @@ def test_remote_and_local_holders_are_named_to_each_other(
 
 _REMOTE_HOLDER = """
 import sys, time, fabric
-import dltasks.gpulock as g
-from dltasks.gpulock_remote import remote_lock
+import dltasks.gpu.lock as g
+from dltasks.hosts.remote.gpulock import remote_lock
 g.LOCK_DIRS = ({d!r},)
 c = fabric.Connection("gpu1")
 c.open()

@@ -174,9 +174,9 @@ def test_setup_goes_on_without_the_toolkit_when_the_driver_can_give_gpus(
 
     from invoke import Context
 
+    from dltasks.hosts.target import local_target
     from dltasks.hostsetup import onboard
     from dltasks.settings import resolve
-    from dltasks.target import local_target
 
     why = "cannot reach NVIDIA's package repository from local (timeout): use --offline DIR"
     for root, want in ((driver_root, "skipped"), (tmp_path / "none", "failed")):

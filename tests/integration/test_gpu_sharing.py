@@ -272,7 +272,7 @@ def test_killed_starts_leave_nothing_held(gpu_engine: GpuEngine, base_image: str
 
 _HOLD_LOCK = """
 import fcntl, os, sys, time
-from dltasks.gpulock import lock_path, open_lock
+from dltasks.gpu.lock import lock_path, open_lock
 fd = open_lock(lock_path())   # made if missing (a fresh host), as dltasks makes it
 fcntl.flock(fd, fcntl.LOCK_EX)
 print("locked", flush=True)
@@ -281,7 +281,7 @@ time.sleep(600)
 
 
 def test_lock_file_is_usable_by_every_user(users: tuple[User, User]) -> None:
-    from dltasks.gpulock import lock_path, open_lock
+    from dltasks.gpu.lock import lock_path, open_lock
 
     path = lock_path()
     fd = open_lock(path)   # made if missing (a fresh host), as dltasks makes it
@@ -322,7 +322,7 @@ def test_a_waiter_does_not_hold_the_lock_while_it_waits(
 @contextlib.contextmanager
 def lock_held_by(u: User) -> Iterator[subprocess.Popen[str]]:
     """``u`` holds this machine's real GPU lock (a real process of theirs) until the end."""
-    from dltasks.gpulock import lock_path, open_lock
+    from dltasks.gpu.lock import lock_path, open_lock
 
     os.close(open_lock(lock_path()))   # made if missing (a fresh host), as dltasks makes it
     hold = ("import fcntl, os, sys\n"
@@ -342,7 +342,7 @@ def lock_held_by(u: User) -> Iterator[subprocess.Popen[str]]:
 def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
         gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path,
         users: tuple[User, User]) -> None:
-    from dltasks.gpulock import lock_path
+    from dltasks.gpu.lock import lock_path
 
     root_project(project, gpu_engine, base_image)
     a, _ = users
@@ -364,7 +364,7 @@ def test_a_lock_held_by_another_user_ends_the_start_in_one_line_naming_them(
 def test_wait_outlasts_a_held_lock_and_gives_up_on_its_own_deadline_naming_the_holder(
         gpu_engine: GpuEngine, base_image: str, project: Path, smi: Path,
         users: tuple[User, User]) -> None:
-    from dltasks.gpulock import lock_path
+    from dltasks.gpu.lock import lock_path
 
     root_project(project, gpu_engine, base_image)
     a, _ = users
@@ -515,7 +515,7 @@ def test_wait_outlasts_a_held_remote_lock_until_its_own_deadline(
     """`fab -H gpu1 train --gpu free:1 --wait 3` while another user holds gpu1's GPU lock
     (the lock script over SSH, DLT_LOCK_TIMEOUT 60): it gives up after about 3s, not 60, in
     one line naming the holder."""
-    from dltasks.gpulock import lock_path
+    from dltasks.gpu.lock import lock_path
     from tests.sshd_harness import fab
 
     d, _ = remote_project

@@ -9,10 +9,10 @@ import pytest
 from invoke import Context
 
 from dltasks.errors import DltError
+from dltasks.hosts.shell import Shell
 from dltasks.hostsetup import toolkit as tk
 from dltasks.hostsetup.apply import run_plan
 from dltasks.hostsetup.facts import HostFacts, gather
-from dltasks.shell import Shell
 from tests.conftest import dlt
 
 

@@ -209,7 +209,7 @@ def test_fetch_reads_only_your_run_and_brings_no_planted_link_or_lost_file(
     fetch's own file list arrives; a symlink planted in the host's runs/RUN/ does not."""
     import json
 
-    from dltasks.remote.fetch import HOST_FILES
+    from dltasks.hosts.remote.fetch import HOST_FILES
 
     d, name = remote_project
     remote = _setup(d, name, base_image)

@@ -43,8 +43,8 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, remote_project: 
                                                    base_image: str, engine: object) -> None:
     import fabric
 
-    from dltasks.remote import remote_target
-    from dltasks.remote.forward import SocketForward
+    from dltasks.hosts.remote import remote_target
+    from dltasks.hosts.remote.forward import SocketForward
     from dltasks.settings import resolve
 
     d, name = remote_project
@@ -121,8 +121,8 @@ def test_proxyjump_honoured(ssh_lab: Lab, remote_project: tuple[Path, str],
                             monkeypatch: pytest.MonkeyPatch) -> None:
     import fabric
 
-    from dltasks.remote import remote_target
-    from dltasks.remote.sync import sync_project
+    from dltasks.hosts.remote import remote_target
+    from dltasks.hosts.remote.sync import sync_project
     from dltasks.settings import resolve
 
     d, name = remote_project
@@ -193,7 +193,7 @@ def test_an_engine_started_after_connecting_is_found(
     failed first attempt is not the last word."""
     import fabric
 
-    from dltasks.remote import remote_target
+    from dltasks.hosts.remote import remote_target
     from dltasks.settings import resolve
 
     d, _ = remote_project

@@ -30,7 +30,7 @@ def _target(ssh_lab: Lab,
             alias: str = "gpu1"):  # type: ignore[no-untyped-def]
     import fabric
 
-    from dltasks.remote import remote_target
+    from dltasks.hosts.remote import remote_target
     from dltasks.settings import resolve
 
     monkeypatch.setenv("HOME", str(ssh_lab.home))
@@ -39,7 +39,7 @@ def _target(ssh_lab: Lab,
 
 def test_sync_incremental_ignores_and_deletes(ssh_lab: Lab, remote_project: tuple[Path, str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from dltasks.remote.sync import sync_project
+    from dltasks.hosts.remote.sync import sync_project
 
     d, name = remote_project
     with (d / ".env").open("a") as f:
@@ -192,7 +192,7 @@ def test_folder_a_train_made_before_the_record_is_taken(
     assert (remote / ".dltasks" / "sent").is_file()
     assert (remote / "runs" / RID / "configs" / "train.yaml").read_text() == "lr: 1\n"
     # a folder named runs/<not a run id>/ proves nothing: refused (no sync stamp either)
-    from dltasks.remote.synced import stamp_path
+    from dltasks.hosts.remote.synced import stamp_path
 
     (ssh_lab.hosts["gpu1"].home / stamp_path(f"~/dltasks/{name}")).unlink()
     shutil.rmtree(remote)
@@ -345,7 +345,7 @@ def test_run_outlives_killed_connection_and_logs_reattach(
 def test_lost_connection_is_reported_and_closing_is_quiet(
         ssh_lab: Lab, remote_project: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     from dltasks.errors import DltError
-    from dltasks.remote.target import check_alive, connection_lost
+    from dltasks.hosts.remote.target import check_alive, connection_lost
 
     d, _ = remote_project
     before = set(ssh_lab.sshd_children("gpu1"))

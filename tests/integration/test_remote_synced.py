@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.remote.synced import MARGIN_S
+from dltasks.hosts.remote.synced import MARGIN_S
 from tests.sshd_harness import Lab, fab
 
 pytestmark = [pytest.mark.ssh]

@@ -164,7 +164,7 @@ def test_the_remote_users_docker_context_chooses_the_engine(proj: tuple[Path, st
     import os
     import tempfile
 
-    from dltasks.dockerhost import context_id
+    from dltasks.engine.endpoint import context_id
 
     d, _ = proj
     home = ssh_lab.hosts["gpu1"].home

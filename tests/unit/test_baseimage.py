@@ -6,8 +6,8 @@ import shlex
 
 import pytest
 
-from dltasks import baseimage as bi
 from dltasks.errors import DltError
+from dltasks.images import base as bi
 
 DEB822 = """\
 Types: deb

@@ -8,8 +8,8 @@ import tarfile
 
 import pytest
 
-from dltasks import dockerfile as df
 from dltasks.errors import DltError
+from dltasks.images import dockerfile as df
 
 BASE = "dlt-test-base:latest"
 BASE_ID = "sha256:" + "a" * 64

@@ -1,5 +1,5 @@
-"""Which engine (dltasks.dockerhost): the docker CLI's rules over real files in a temporary home,
-read the local way and the remote way (the shell script a host runs, parsed back)."""
+"""Which engine (dltasks.engine.endpoint): the docker CLI's rules over real files in a temporary
+home, read the local way and the remote way (the shell script a host runs, parsed back)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.dockerhost import (
+from dltasks.engine.endpoint import (
     VIEW_SCRIPT,
     DockerView,
     Endpoint,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.engine import open_engine
-from dltasks.engineapi import MAX_API, Engine, EngineError, NotFound
+from dltasks.engine.api import MAX_API, Engine, EngineError, NotFound
+from dltasks.engine.client import open_engine
 from dltasks.errors import DltError
 
 NEWEST = ".".join(map(str, MAX_API))

@@ -6,7 +6,7 @@ import signal
 
 from invoke import Context
 
-from dltasks.shell import Shell, exit_code, local_start
+from dltasks.hosts.shell import Shell, exit_code, local_start
 
 
 def test_a_local_child_killed_by_a_signal_is_128_plus_n() -> None:

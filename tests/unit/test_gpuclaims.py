@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dltasks.containers import CLAIM_LABELS
+from dltasks.engine.spec import CLAIM_LABELS
 from dltasks.errors import DltError
-from dltasks.gpuclaims import (
+from dltasks.gpu.claims import (
     Claim,
     GpusTaken,
     NotEnoughGpus,
@@ -20,9 +20,9 @@ from dltasks.gpuclaims import (
     parse_gpus,
     parse_status,
 )
-from dltasks.gpureport import report, table
-from dltasks.gpus import parse_gpus as parse_selection
-from dltasks.gpushare import parse_wait
+from dltasks.gpu.report import report, table
+from dltasks.gpu.selection import parse_gpus as parse_selection
+from dltasks.gpu.share import parse_wait
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-smi"
 

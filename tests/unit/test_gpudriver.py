@@ -1,6 +1,6 @@
-"""Driver discovery (dltasks.gpudriver) over fixture trees made of real device nodes and files,
-through the real discovery script; GPU selection; CDI specs (dltasks.cdi); the mode choice
-(dltasks.gpumode.decide) and what it puts into a RunSpec."""
+"""Driver discovery (dltasks.gpu.driver) over fixture trees made of real device nodes and files,
+through the real discovery script; GPU selection; CDI specs (dltasks.gpu.cdi); the mode choice
+(dltasks.gpu.modes.decide) and what it puts into a RunSpec."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dltasks import cdi
-from dltasks.containers import RunSpec, create_config, docker_run_cmdline
+from dltasks.engine.spec import RunSpec, create_config, docker_run_cmdline
 from dltasks.errors import DltError
-from dltasks.gpudriver import DISCOVER_SCRIPT, Driver, Edits, FileMount, Node, edits_for, parse
-from dltasks.gpumode import CDI, DIRECT, RUNTIME, HostGpus, apply, decide
-from dltasks.gpus import GpuSelection, parse_gpus
+from dltasks.gpu import cdi
+from dltasks.gpu.driver import DISCOVER_SCRIPT, Driver, Edits, FileMount, Node, edits_for, parse
+from dltasks.gpu.modes import CDI, DIRECT, RUNTIME, HostGpus, apply, decide
+from dltasks.gpu.selection import GpuSelection, parse_gpus
 from tests.gpu_fixtures import LAYOUTS, VERSION, make_driver
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")

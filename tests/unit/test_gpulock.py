@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from dltasks import gpulock
 from dltasks.errors import DltError
-from dltasks.gpulock_remote import _fail, remote_script
+from dltasks.gpu import lock as gpulock
+from dltasks.hosts.remote.gpulock import _fail, remote_script
 
 LOCKS = """\
 1: POSIX  ADVISORY  WRITE 19050 fe:00:2147814 0 EOF

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dltasks.containers import (
+from dltasks.engine.spec import (
     Mount,
     RunSpec,
     command_argv,
@@ -13,7 +13,7 @@ from dltasks.containers import (
     size_bytes,
 )
 from dltasks.errors import DltError
-from dltasks.gpus import GpuSelection, cli_flags, device_requests, parse_gpus
+from dltasks.gpu.selection import GpuSelection, cli_flags, device_requests, parse_gpus
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.localio import MaskedLog, Sink
+from dltasks.runs.output import MaskedLog, Sink
 
 SECRET = "hf_Zq8sEcReTvAlUe41"
 TEXT = f"a {SECRET} b\n{SECRET}{SECRET}\nlast é {SECRET}".encode()
@@ -57,7 +57,7 @@ def test_a_failing_sink_warns_once_and_is_dropped(capsys: pytest.CaptureFixture[
 
 
 def test_output_log_masks_url_passwords_split_across_reads(tmp_path: Path) -> None:
-    from dltasks.localio import MaskedLog
+    from dltasks.runs.output import MaskedLog
 
     log = MaskedLog(tmp_path / "output.log", [])
     line = b"connecting to postgres://user:hunter2-pw@db:5432/x\nnext line\n"

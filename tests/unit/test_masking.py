@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dltasks.masking import MASK, mask_env, mask_urls, scrub, secret_values
-from dltasks.runplan import dotenv_without_settings
+from dltasks.runs.plan import dotenv_without_settings
+from dltasks.settings.masking import MASK, mask_env, mask_urls, scrub, secret_values
 
 
 @pytest.mark.parametrize(("text", "masked"), [

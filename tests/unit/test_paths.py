@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.pathmap import Kind, scan, value_hits
-from dltasks.paths import (
+from dltasks.paths.map import Kind, scan, value_hits
+from dltasks.paths.scan import (
     Mapped,
     PathMap,
     Root,
@@ -829,7 +829,7 @@ def test_structured_rewrite_equals_mapping_each_value(fmt: str, seed: int) -> No
 
     import yaml
 
-    from dltasks.paths import map_value
+    from dltasks.paths.scan import map_value
 
     rnd = random.Random(seed)
     for _ in range(30):

@@ -28,7 +28,7 @@ from dltasks.probe import (
     parse_smi_header,
     script_path,
 )
-from dltasks.probe_script import cuda_version_text, framework_facts, report_lines
+from dltasks.probe.script import cuda_version_text, framework_facts, report_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-smi"
 H100 = Gpu(index=0, name="NVIDIA H100 80GB HBM3", memory_mib=81559, compute_cap="9.0",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.progress import BuildView, Steps
+from dltasks.images.progress import BuildView, Steps
 
 OK_STREAM: list[dict[str, Any]] = [
     {"stream": "Step 1/3 : FROM dlt-test-base:latest"},

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.masking import MASK
-from dltasks.records import (
+from dltasks.runs.record import (
     MANIFEST,
     RUNS_DIR,
     GitState,
@@ -21,6 +20,7 @@ from dltasks.records import (
     run_dir,
     write_manifest,
 )
+from dltasks.settings.masking import MASK
 
 
 @pytest.fixture(autouse=True)

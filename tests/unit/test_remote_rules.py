@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.remote.multihost import cli_hosts, is_last_host
-from dltasks.remote.sshconfig import SshHost, known_hosts_files, rsh_command, ssh_argv
-from dltasks.remote.syncrules import (
+from dltasks.hosts.remote.multihost import cli_hosts, is_last_host
+from dltasks.hosts.remote.sshconfig import SshHost, known_hosts_files, rsh_command, ssh_argv
+from dltasks.hosts.remote.syncrules import (
     check_remote_dir,
     dltignore_rules,
     dockerignore_rules,
     filter_args,
     parse_stats,
 )
-from dltasks.remote.target import expand_remote_dir, from_home
+from dltasks.hosts.remote.target import expand_remote_dir, from_home
 
 HOME = "/home/me"
 
@@ -217,7 +217,7 @@ def test_is_last_host() -> None:
 
 
 def test_several_hosts() -> None:
-    from dltasks.remote.multihost import several_hosts
+    from dltasks.hosts.remote.multihost import several_hosts
 
     assert several_hosts(["fab", "-H", "a,b", "ps"])
     assert not several_hosts(["fab", "-H", "a", "ps"]) and not several_hosts(["inv", "ps"])
@@ -227,7 +227,7 @@ def test_several_hosts() -> None:
                                    "/home/me/dltasks/proj/./results/", "results"])
 def test_outputs_inside_the_host_project_are_protected_in_every_spelling(
         tmp_path: Path, value: str) -> None:
-    from dltasks.remote.sync import _protected
+    from dltasks.hosts.remote.sync import _protected
     from dltasks.settings import resolve
 
     s = resolve(tmp_path, environ={"DLT_OUTPUT_DIR": value})
@@ -237,7 +237,7 @@ def test_outputs_inside_the_host_project_are_protected_in_every_spelling(
 
 
 def test_outputs_outside_the_host_project_protect_nothing(tmp_path: Path) -> None:
-    from dltasks.remote.sync import _protected
+    from dltasks.hosts.remote.sync import _protected
     from dltasks.settings import resolve
 
     for value in ("~/other/results", "/home/me/dltasks/proj2", "/data/results"):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.records import (
+from dltasks.runs.listing import ENGINE, SLURM, Candidate, RunInfo, choose, owner
+from dltasks.runs.record import (
     MANIFEST,
     RUNS_DIR,
     check_run_arg,
@@ -21,8 +22,7 @@ from dltasks.records import (
     run_dir,
     write_manifest,
 )
-from dltasks.runlist import ENGINE, SLURM, Candidate, RunInfo, choose, owner
-from dltasks.slurmrun import slurm_job_id, slurm_records
+from dltasks.runs.slurm import slurm_job_id, slurm_records
 
 A = "20261207-101500-ab12"
 B = "20261207-101502-cd34"

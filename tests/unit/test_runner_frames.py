@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
-from dltasks.engineapi import Stream, _Reader
-from dltasks.runner import _frames, _log_frames, _Settling
+from dltasks.engine.api import Stream, _Reader
+from dltasks.engine.lifecycle import _frames, _log_frames, _Settling
 
 Frame = tuple[int, bytes]
 

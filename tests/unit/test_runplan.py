@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.containers import (
+from dltasks.engine.spec import (
     LABEL_GPUS,
     LABEL_HOST,
     LABEL_KIND,
@@ -18,9 +18,9 @@ from dltasks.containers import (
     Mount,
 )
 from dltasks.errors import DltError
-from dltasks.gpus import GpuSelection
-from dltasks.paths import PathMap, Root
-from dltasks.runplan import HostFacts, RunPlan, RunRequest, build_pathmap, parse_mount, plan_run
+from dltasks.gpu.selection import GpuSelection
+from dltasks.paths.scan import PathMap, Root
+from dltasks.runs.plan import HostFacts, RunPlan, RunRequest, build_pathmap, parse_mount, plan_run
 from dltasks.settings import Settings, resolve
 
 RUN_ID, STARTED, IMAGE = "20261126-141502-a3f9", "2026-11-26T14:15:02+00:00", "proj:latest"

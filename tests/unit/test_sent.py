@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.remote.fetch import beside, merge, run_window
-from dltasks.remote.sent import (
+from dltasks.hosts.remote.fetch import beside, merge, run_window
+from dltasks.hosts.remote.sent import (
     RUN_ID_GLOB,
     Sent,
     deletions,
@@ -142,7 +142,7 @@ def test_identical_is_rsyncs_quick_check(item: str, same: bool) -> None:
 def test_run_id_glob_is_the_run_id() -> None:
     import fnmatch
 
-    from dltasks.records import RUN_ID, RUN_ID_EXAMPLE
+    from dltasks.runs.record import RUN_ID, RUN_ID_EXAMPLE
 
     assert fnmatch.fnmatchcase(RUN_ID_EXAMPLE, RUN_ID_GLOB) and RUN_ID.fullmatch(RUN_ID_EXAMPLE)
     for bad in ("notes", "20261207-010203-abcg", "2026120-010203-abcd", "r1"):

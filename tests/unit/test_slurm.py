@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dltasks.containers import Mount, RunSpec
+from dltasks.engine.spec import Mount, RunSpec
 from dltasks.errors import DltError
-from dltasks.slurm import (
+from dltasks.runs.slurmscript import (
     MADE_MEANWHILE,
     SlurmJob,
     docker_wrapper,
@@ -179,7 +179,7 @@ def test_slurm_answers() -> None:
 
 
 def test_how_a_job_ended() -> None:
-    from dltasks.slurmrun import outcome, parse_sacct
+    from dltasks.runs.slurm import outcome, parse_sacct
 
     assert parse_sacct("CANCELLED by 0|0:15|n[1-2]\n") == ("CANCELLED", "0:15", "n[1-2]")
     assert parse_sacct("") == ("", "", "")
@@ -193,7 +193,7 @@ class _Answers:
     """The one seam: a host whose shell answers final_state's round trips in turn."""
 
     def __init__(self, *stdouts: str) -> None:
-        from dltasks.shell import CmdResult
+        from dltasks.hosts.shell import CmdResult
 
         self.results = [CmdResult("sh", 0, out, "") for out in stdouts]
         self.calls = 0
@@ -207,7 +207,7 @@ class _Answers:
 def test_the_end_waits_for_sacct_while_it_lags_behind_scontrol() -> None:
     """scontrol says COMPLETED with the node list shrunk to what is still completing; sacct
     still says RUNNING, then has the end with the whole allocation: sacct's answer is kept."""
-    from dltasks.slurmrun import final_state
+    from dltasks.runs.slurm import final_state
 
     lagging = "RUNNING|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
     known = "COMPLETED|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
@@ -228,7 +228,7 @@ def test_the_nodes_a_job_was_seen_running_on_outlast_scontrols_shrunk_list() -> 
     """Accounting that has not heard of the job (slurmdbd behind, or none): the allocation
     squeue showed while the job ran is kept over scontrol's list of the nodes still
     completing; scontrol's list stands where no one saw the job run."""
-    from dltasks.slurmrun import final_state
+    from dltasks.runs.slurm import final_state
 
     shrunk = "--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
     end = final_state(_Answers(shrunk), {"job_id": 7, "run_dir": "/r"},  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dltasks.remote.synced import (
+from dltasks.hosts.remote.synced import (
     CHECK_SCRIPT,
     LOCAL_FS,
     HostCopy,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.jobnet import listening_ports, pick_port, route_dev, route_src
-from dltasks.torchrun import Launch, count, omp_threads, parse_nproc, rank_prefix, wrap
+from dltasks.runs.jobnet import listening_ports, pick_port, route_dev, route_src
+from dltasks.runs.torchrun import Launch, count, omp_threads, parse_nproc, rank_prefix, wrap
 
 
 def test_one_host_standalone_around_any_command() -> None:
@@ -69,7 +69,7 @@ def test_routes_and_ports() -> None:
 
 
 def test_job_hosts_must_match_nnodes() -> None:
-    from dltasks.job import check_hosts
+    from dltasks.runs.job import check_hosts
 
     with pytest.raises(DltError, match="--nnodes 2 needs the job's hosts: fab -H gpu1,gpu2"):
         check_hosts(2, [], "DLT_HOSTS")

@@ -8,17 +8,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from ..engine import EngineAddr
-from ..engine import try_connect as connect
-from ..errors import DltError
-from . import engine as eng
-from . import toolkit as tk
-from .facts import HostFacts, driver_hint, gather
-from .osrelease import OsInfo, check_toolkit_support
+from dltasks.engine.client import EngineAddr
+from dltasks.engine.client import try_connect as connect
+from dltasks.errors import DltError
+from dltasks.hostsetup import engine as eng
+from dltasks.hostsetup import toolkit as tk
+from dltasks.hostsetup.facts import HostFacts, driver_hint, gather
+from dltasks.hostsetup.osrelease import OsInfo, check_toolkit_support
 
 if TYPE_CHECKING:
-    from ..shell import Shell
-    from ..target import Target
+    from dltasks.hosts.shell import Shell
+    from dltasks.hosts.target import Target
 
 
 def run_plan(shell: Shell, plan: Sequence[tk.Command], os: OsInfo | None = None, *,

@@ -10,8 +10,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .facts import DriverInfo
-from .toolkit import daemon_json_has_nvidia
+from dltasks.hostsetup.facts import DriverInfo
+from dltasks.hostsetup.toolkit import daemon_json_has_nvidia
 
 OK, INFO, WARN, ERROR = "ok", "info", "warn", "error"
 GIB = 1024**3
@@ -28,7 +28,7 @@ class Finding:
 @dataclass(frozen=True)
 class DoctorFacts:
     engine_url: str
-    engine_source: str = ""  # why that engine (dltasks.dockerhost): "context gpu-box from ..."
+    engine_source: str = ""  # why that engine (dltasks.engine.endpoint): "context gpu-box from ..."
     engine_error: str = ""  # why the engine could not be reached; "" when it answered
     dockerd_found: bool = True
     start_command: str = "systemctl start docker"
@@ -55,7 +55,7 @@ class DoctorFacts:
     shm_mode: str = ""  # "--ipc=host" or "--shm-size=16g"
     shm_need: int = GIB
     stale: str | None = None  # None: not checked; "": up to date; else why it is stale
-    gpu_mode: str = ""  # how a run would get GPUs (dltasks.gpumode): runtime, cdi, direct, none
+    gpu_mode: str = ""  # how a run would get GPUs (dltasks.gpu.modes): runtime, cdi, direct, none
     gpu_mode_why: str = ""
 
 

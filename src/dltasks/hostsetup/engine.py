@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shlex
 
-from ..errors import DltError
-from .osrelease import APT, DNF, YUM, ZYPPER, OsInfo
-from .toolkit import Command
+from dltasks.errors import DltError
+from dltasks.hostsetup.osrelease import APT, DNF, YUM, ZYPPER, OsInfo
+from dltasks.hostsetup.toolkit import Command
 
 SYSTEMD, SYSV, NONE = "systemd", "sysv", "none"
 DOCKERD_LOG = "/var/log/dockerd.log"

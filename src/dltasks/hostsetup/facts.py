@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .engine import init_system
-from .osrelease import OsInfo, detect
-from .toolkit import ToolkitState, parse_ctk_version
+from dltasks.hostsetup.engine import init_system
+from dltasks.hostsetup.osrelease import OsInfo, detect
+from dltasks.hostsetup.toolkit import ToolkitState, parse_ctk_version
 
 if TYPE_CHECKING:
-    from ..shell import Shell
+    from dltasks.hosts.shell import Shell
 
 #: Sections of the gathering script, each printed after a ``@@name`` marker line.
 SCRIPT = r"""

@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from ..engine import try_connect as connect
-from ..errors import DltError
-from . import apply
-from . import checklist as cl
-from . import engine as eng
-from .doctor import why_unreachable
-from .facts import HostFacts, driver_hint
-from .probes import gpu_probe, local_image, probe_images, stale_reason
-from .toolkit import Command
+from dltasks.engine.client import try_connect as connect
+from dltasks.errors import DltError
+from dltasks.hostsetup import apply
+from dltasks.hostsetup import checklist as cl
+from dltasks.hostsetup import engine as eng
+from dltasks.hostsetup.doctor import why_unreachable
+from dltasks.hostsetup.facts import HostFacts, driver_hint
+from dltasks.hostsetup.probes import gpu_probe, local_image, probe_images, stale_reason
+from dltasks.hostsetup.toolkit import Command
 
 if TYPE_CHECKING:
-    from ..target import Target
+    from dltasks.hosts.target import Target
 
 
 @dataclass
@@ -51,7 +51,7 @@ def _cmds(plan: Sequence[Command]) -> list[str]:
 
 def _engine(st: _State) -> cl.StepResult:
     name, url, addr = "docker engine", st.target.endpoint.url, st.target.engine_addr
-    from ..engine import DEFAULT_URL
+    from dltasks.engine.client import DEFAULT_URL
 
     # the host's own engine (locally the default socket; remotely the forwarded one) is ours to
     # install and start; an engine elsewhere (DLT_DOCKER_HOST=tcp://..., another socket) is not
@@ -187,7 +187,7 @@ def _toolkit(st: _State) -> cl.StepResult:
 def _without_toolkit(st: _State, name: str, what: str, why: str) -> cl.StepResult:
     """The toolkit cannot be had here (no network to NVIDIA's repository, an unsupported
     system): where the host's driver or a CDI spec can give GPUs instead, say so and go on."""
-    from ..gpumode import gather
+    from dltasks.gpu.modes import gather
 
     if st.target.settings.gpu_mode != "auto":
         return cl.failed(name, what, why)
@@ -289,7 +289,7 @@ def _image(st: _State) -> cl.StepResult:
     if st.opts.dry_run:
         return cl.planned(name, "would build it (extend-image): "
                           f"{stale or 'its base image is not local yet'}")
-    from ..images import ensure_project_image
+    from dltasks.images.build import ensure_project_image
 
     try:
         ref = ensure_project_image(st.target, s, out=st.out)
@@ -308,7 +308,7 @@ def _dotenv(st: _State) -> cl.StepResult:
         return cl.ok(name, f"{path} exists")
     if st.opts.dry_run:
         return cl.planned(name, f"would write {path} from env.example")
-    from ..settings import env_example
+    from dltasks.settings import env_example
 
     path.write_text(env_example() + "\n", encoding="utf-8")
     return cl.changed(name, f"wrote {path} from env.example (every key commented out)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from ..errors import DltError
+from dltasks.errors import DltError
 
 APT, DNF, YUM, ZYPPER = "apt", "dnf", "yum", "zypper"
 

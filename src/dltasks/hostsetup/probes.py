@@ -8,19 +8,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..engine import try_connect as connect
-from ..errors import DltError
-from .doctor import GIB, DoctorFacts, parse_df, shm_of_df
-from .engine import restart_command, start_command
-from .facts import HostFacts
+from dltasks.engine.client import try_connect as connect
+from dltasks.errors import DltError
+from dltasks.hostsetup.doctor import GIB, DoctorFacts, parse_df, shm_of_df
+from dltasks.hostsetup.engine import restart_command, start_command
+from dltasks.hostsetup.facts import HostFacts
 
 if TYPE_CHECKING:
     import docker
 
-    from ..engineapi import Engine
-    from ..gpumode import GpuAccess
-    from ..settings import Settings
-    from ..target import Target
+    from dltasks.engine.api import Engine
+    from dltasks.gpu.modes import GpuAccess
+    from dltasks.hosts.target import Target
+    from dltasks.settings import Settings
 
 PROBE_LABEL = "dltasks.probe"
 
@@ -40,19 +40,19 @@ class Ran:
 def run_once(target: Target, image: str, command: list[str], *, gpus: bool = False,
              shm_size: str = "", ipc_host: bool = False, timeout: int = 120,
              access: GpuAccess | None = None) -> Ran:
-    """One short-lived container through the one lifecycle (dltasks.runner.container):
+    """One short-lived container through the one lifecycle (dltasks.engine.lifecycle.container):
     created, started, read, waited for and removed, whatever happens. With ``gpus`` it gets
     every GPU the way a run would (``access``, when already decided)."""
-    from ..containers import RunSpec
-    from ..gpus import ALL, NONE, GpuSelection
-    from ..runner import run_captured
+    from dltasks.engine.lifecycle import run_captured
+    from dltasks.engine.spec import RunSpec
+    from dltasks.gpu.selection import ALL, NONE, GpuSelection
 
     spec = RunSpec(image=image, command=tuple(command), gpus=GpuSelection(ALL if gpus else NONE),
                    workdir="/", ipc_host=ipc_host, shm_size=shm_size, init=False,
                    labels={PROBE_LABEL: "1"})
     try:
         if gpus:  # the GPUs come the way a run's would (runtime, CDI or the driver itself)
-            from ..gpumode import access_for, apply
+            from dltasks.gpu.modes import access_for, apply
 
             access = access or access_for(target, spec.gpus, tolerant=True)
             if access.mode == "none":  # no way to give the GPUs: why, as the probe's answer
@@ -111,11 +111,11 @@ def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
 def stale_reason(engine: Engine, settings: Settings) -> str | None:
     """"" when ``<project>:<hash>`` exists for today's inputs, else why not; None: unknown.
 
-    Computes the hash exactly as extend-image does (dltasks.images / dltasks.dockerfile), without
-    building or pulling anything."""
+    Computes the hash exactly as extend-image does (dltasks.images.build and
+    dltasks.images.dockerfile), without building or pulling anything."""
     try:
-        from .. import dockerfile as df
-        from ..images import extend_spec
+        from dltasks.images import dockerfile as df
+        from dltasks.images.build import extend_spec
     except ImportError:
         return None
     try:
@@ -188,8 +188,8 @@ def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
 def _gpu_access(target: Target) -> GpuAccess:
     """How a run with every GPU would get them, and why (``none`` with the reason when none
     can be had)."""
-    from ..gpumode import GpuAccess, access_for
-    from ..gpus import ALL, NONE, GpuSelection
+    from dltasks.gpu.modes import GpuAccess, access_for
+    from dltasks.gpu.selection import ALL, NONE, GpuSelection
 
     try:
         return access_for(target, GpuSelection(ALL), tolerant=True)

@@ -22,8 +22,8 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import DltError
-from .osrelease import APT, DNF, YUM, ZYPPER, OsInfo
+from dltasks.errors import DltError
+from dltasks.hostsetup.osrelease import APT, DNF, YUM, ZYPPER, OsInfo
 
 REPO = "https://nvidia.github.io/libnvidia-container"
 GPGKEY_URL = f"{REPO}/gpgkey"

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from invoke import Collection, Task
 
-from . import config, gpu, images, remote, run, setup
+from dltasks.tasks import config, gpu, images, remote, run, setup
 
 _MODULES: list[ModuleType] = [config, images, run, gpu, setup, remote]
 

@@ -63,7 +63,7 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def body(c: Any, *a: Any, **kw: Any) -> Any:
-            from ..errors import DltError
+            from dltasks.errors import DltError
 
             if any(v in _HELP for v in (*a, *(kw.get(n) for n in wanted))):
                 _task_help(fn.__name__.replace("_", "-"))
@@ -79,14 +79,14 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
                     os.dup2(devnull, sys.stdout.fileno())
                     raise Exit(code=141) from None
                 except Exception as e:  # noqa: BLE001 - not foreseen: one line, the rest logged
-                    from ..errorlog import unexpected
+                    from dltasks.errorlog import unexpected
 
                     raise unexpected(e) from None
             except DltError as e:
                 if not remote:
                     raise Exit(f"dlt: error: {e.message}", code=e.code) from None
                 # fab -H a,b: report per host; exit only after the last host had its turn.
-                from ..remote.multihost import host_failed
+                from dltasks.hosts.remote.multihost import host_failed
 
                 exit_text = host_failed(c, e.message)
                 if exit_text:
@@ -95,7 +95,7 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
             except Exit as e:  # e.g. a run's non-zero exit code, on one of several hosts
                 if not (remote and e.code):
                     raise
-                from ..remote.multihost import host_failed, several_hosts
+                from dltasks.hosts.remote.multihost import host_failed, several_hosts
 
                 if not several_hosts():
                     raise
@@ -104,7 +104,7 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
                     raise Exit(exit_text, code=e.code) from None
                 return None
             if remote:
-                from ..remote.multihost import host_done, summary
+                from dltasks.hosts.remote.multihost import host_done, summary
 
                 if host_done(c):
                     raise Exit(summary(), code=1)
@@ -135,7 +135,7 @@ def _task_help(name: str) -> None:
     that waits for a positional value (`stop RUN`) the ``-h`` itself, as that value."""
     from invoke import Program
 
-    from . import ns
+    from dltasks.tasks import ns
 
     binary = "dlt" if PROGRAM_ARGV else os.path.basename(sys.argv[0]) or "inv"
     Program(namespace=ns, name=binary, binary=binary).run([binary, "--help", name], exit=False)
@@ -162,8 +162,8 @@ def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
     For a remote context ``.env.<host>`` is layered over ``.env``, unless ``host_layer`` is
     off: that gives the laptop's side of the three-way path map.
     """
-    from ..settings import resolve
-    from ..target import is_remote_context
+    from dltasks.hosts.target import is_remote_context
+    from dltasks.settings import resolve
 
     cfg = c.config.get("dlt", None) or {}
     # .env.<host> is named after what the user typed (gpu1), not the HostName it resolves to.
@@ -175,7 +175,7 @@ def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
 def settings_for_host(c: Any, host: str | None, **flags: Any) -> Any:
     """Settings as :func:`settings_for` resolves them for a context on ``host`` (None: this
     machine's side)."""
-    from ..settings import resolve
+    from dltasks.settings import resolve
 
     cfg = c.config.get("dlt", None) or {}
     return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
@@ -187,9 +187,9 @@ def job_targets(c: Any, hosts: list[str], **flags: Any) -> Iterator[list[Any]]:
     closed together. A host that cannot be reached is a one-line error naming it."""
     from contextlib import ExitStack
 
-    from ..background import in_background
-    from ..remote import remote_target
-    from ..target import is_remote_context
+    from dltasks.hosts.background import in_background
+    from dltasks.hosts.remote import remote_target
+    from dltasks.hosts.target import is_remote_context
 
     def open_one(host: str) -> Any:
         from fabric import Config, Connection
@@ -233,11 +233,11 @@ def target_for(c: Any, *, engine_soon: bool = True, check_sync: bool = False,
     For a remote host: ``engine_soon`` starts talking to its engine while connecting;
     ``check_sync`` asks it what a sync needs to know in the same round trip.
     """
-    from ..target import is_remote_context, local_target
+    from dltasks.hosts.target import is_remote_context, local_target
 
     settings = settings_for(c, **flags)
     if is_remote_context(c):
-        from ..remote import remote_target
+        from dltasks.hosts.remote import remote_target
 
         t = remote_target(c, settings, engine_soon=engine_soon, check_sync=check_sync)
     else:

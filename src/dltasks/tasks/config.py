@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import dlt_task, settings_for, target_for
+from dltasks.tasks._common import dlt_task, settings_for, target_for
 
 
 @dlt_task
@@ -17,7 +17,7 @@ def config(c: Any) -> None:
     for key, value, source in rows:
         print(f"{key:<{w0}}  {value:<{w1}}  {source}")
     if s.container_env:
-        from ..masking import mask_env
+        from dltasks.settings.masking import mask_env
 
         print(f"\ncontainer environment (from .env and DLT_ENV), project {s.project_dir}:")
         for k, v in mask_env(s.container_env).items():
@@ -26,8 +26,8 @@ def config(c: Any) -> None:
 
 
 def _engine_line(c: Any) -> str:
-    """Which engine runs would use, and why (the docker CLI's rules, dltasks.dockerhost)."""
-    from ..errors import DltError
+    """Which engine runs would use, and why (the docker CLI's rules, dltasks.engine.endpoint)."""
+    from dltasks.errors import DltError
 
     try:
         with target_for(c, engine_soon=False) as target:

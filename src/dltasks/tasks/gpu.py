@@ -6,13 +6,13 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import dlt_task, settings_for, target_for
+from dltasks.tasks._common import dlt_task, settings_for, target_for
 
 
 def _selection(gpu: list[str] | None, default: str) -> Any:
     """The GPUs to test: refuse bad ids and `none` before anything starts; auto means all."""
-    from ..errors import DltError
-    from ..gpus import ALL, AUTO, NONE, GpuSelection, parse_gpus
+    from dltasks.errors import DltError
+    from dltasks.gpu.selection import ALL, AUTO, NONE, GpuSelection, parse_gpus
 
     sel = parse_gpus(gpu or None, default=default)
     if sel.mode == NONE:
@@ -25,13 +25,13 @@ def _selection(gpu: list[str] | None, default: str) -> Any:
 
 def _probe_on_host(target: Any) -> str:
     """The probe as a file on the target host: the package's file locally, uploaded remotely."""
-    from ..probe import script_path, script_text
+    from dltasks.probe import script_path, script_text
 
     if not target.is_remote:
         return str(script_path())
     import hashlib
 
-    from ..shell import quote
+    from dltasks.hosts.shell import quote
 
     text = script_text()
     name = f"probe-{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
@@ -51,13 +51,13 @@ def _probe_on_host(target: Any) -> str:
 def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
              dry_run: bool = False, share: bool = False) -> None:
     """Run nvidia-smi and the GPU probe (devices, versions, a timed matmul) in the image."""
-    from ..containers import Mount
-    from ..errors import DltError
-    from ..gpus import FREE, IDS
-    from ..launch import launch
-    from ..probe import CONTAINER_PATH, container_command, parse_probe_output
-    from ..records import LOG, new_run_id, run_dir
-    from ..runplan import RunRequest
+    from dltasks.engine.spec import Mount
+    from dltasks.errors import DltError
+    from dltasks.gpu.selection import FREE, IDS
+    from dltasks.probe import CONTAINER_PATH, container_command, parse_probe_output
+    from dltasks.runs.plan import RunRequest
+    from dltasks.runs.record import LOG, new_run_id, run_dir
+    from dltasks.runs.single import launch
 
     local = settings_for(c, host_layer=False, image=image or None)
     sel = _selection(gpu, local.gpus)
@@ -93,9 +93,9 @@ def gpu_spec(c: Any, print: bool = False, output: str = "") -> None:  # noqa: A0
     """Write the CDI spec of the NVIDIA driver found on the host (for Podman, Docker 25+...)."""
     import builtins
 
-    from ..cdi import dump, spec_for
-    from ..gpumode import gather
-    from ..shell import quote
+    from dltasks.gpu.cdi import dump, spec_for
+    from dltasks.gpu.modes import gather
+    from dltasks.hosts.shell import quote
 
     with target_for(c, engine_soon=False) as target:
         host = target.name
@@ -111,7 +111,7 @@ def gpu_spec(c: Any, print: bool = False, output: str = "") -> None:  # noqa: A0
         if not r.ok:
             r = target.shell.sudo(argv)
         if not r.ok:
-            from ..errors import DltError
+            from dltasks.errors import DltError
 
             raise DltError(f"cannot write {path} on {host} ({r.tail(1)}): pass --output, or "
                            "rerun with sudo rights")
@@ -128,10 +128,10 @@ def gpus(c: Any, json: bool = False) -> None:
     running dltasks containers of every user."""
     import json as json_module
 
-    from ..errors import DltError
-    from ..gpumode import gather
-    from ..gpureport import report, table
-    from ..gpushare import claims_on
+    from dltasks.errors import DltError
+    from dltasks.gpu.modes import gather
+    from dltasks.gpu.report import report, table
+    from dltasks.gpu.share import claims_on
 
     with target_for(c) as target:
         found = gather(target, target.settings, status=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import dlt_task, settings_for, target_for
+from dltasks.tasks._common import dlt_task, settings_for, target_for
 
 
 @dlt_task(help={
@@ -27,7 +27,7 @@ def extend_image(c: Any, force: bool = False, print: bool = False,
     SSL_CERT_FILE and apt trust it during the build, and it is kept in the image (the
     environment variables too), so runs that install packages through the proxy work as well.
     """
-    from .. import images
+    from dltasks.images import build as images
 
     flags = {"ca_bundle": ca_bundle or None, "base_image": base_image or None}
     if print:
@@ -54,8 +54,8 @@ def build(c: Any, path: str = "", dockerfile: str = "", tag: str = "", build_arg
     <project>-build:latest, apart from <project>:latest that extend-image owns; set
     DLT_BASE_IMAGE to the result to extend it with the project's packages.
     """
-    from ..dockerfile import parse_pairs
-    from ..images import build_framework
+    from dltasks.images.build import build_framework
+    from dltasks.images.dockerfile import parse_pairs
 
     with target_for(c, dockerfile=dockerfile or None) as t:
         s = t.settings
@@ -88,8 +88,8 @@ def base_image(c: Any, name: str = "", suite: str = "bookworm", mirror: str = ""
     air-gapped hosts and CI need no registry. Idempotent: the image carries a hash of all its
     inputs, and the same inputs make nothing new. Needs root (sudo) and debootstrap.
     """
-    from ..baseimage import BaseImageSpec, make_base_image
-    from ..dockerfile import parse_pairs
+    from dltasks.images.base import BaseImageSpec, make_base_image
+    from dltasks.images.dockerfile import parse_pairs
 
     def split(items: Any) -> tuple[str, ...]:
         return tuple(x.strip() for item in (items or []) for x in item.split(",") if x.strip())

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._common import dlt_task, settings_for, target_for
+from dltasks.tasks._common import dlt_task, settings_for, target_for
 
 
 def _need_remote(c: Any, task: str) -> None:
-    from ..errors import DltError
-    from ..target import is_remote_context
+    from dltasks.errors import DltError
+    from dltasks.hosts.target import is_remote_context
 
     if not is_remote_context(c):
         raise DltError(f"`{task}` copies between this machine and a remote host: run it as "
@@ -24,8 +24,8 @@ def _need_remote(c: Any, task: str) -> None:
 def sync(c: Any, full: bool = False, adopt: bool = False) -> None:
     """Send the project to DLT_REMOTE_DIR on the host (rsync; ignores honoured; deletes there
     only what an earlier sync sent and is gone here)."""
-    from ..background import in_background
-    from ..remote.sync import local_listing, sync_project
+    from dltasks.hosts.background import in_background
+    from dltasks.hosts.remote.sync import local_listing, sync_project
 
     _need_remote(c, "sync")
     listing = in_background(local_listing, settings_for(c))  # while we connect
@@ -38,7 +38,7 @@ def sync(c: Any, full: bool = False, adopt: bool = False) -> None:
 def fetch(c: Any, run: str) -> None:
     """Copy that run's outputs and the files it made on the host back here (a differing local
     file is kept, the host's copy saved beside it); save its log."""
-    from ..remote.fetch import fetch_run
+    from dltasks.hosts.remote.fetch import fetch_run
 
     _need_remote(c, "fetch RUN")
     with target_for(c) as target:

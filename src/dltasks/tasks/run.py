@@ -1,6 +1,6 @@
 """Runs: `train`, `shell`, and the run-finding tasks `ps`, `logs`, `stop`, `runs`.
 
-Each task parses flags into a RunRequest and hands it to ``dltasks.launch``; the same body
+Each task parses flags into a RunRequest and hands it to ``dltasks.runs.single``; the same body
 serves `inv` (this machine) and `fab -H host` (a remote host).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import (
+from dltasks.tasks._common import (
     dlt_task,
     job_targets,
     program_argv,
@@ -43,7 +43,7 @@ def _remainder(c: Any) -> list[str]:
     argv = program_argv()
     if "--" not in argv:
         return []
-    from ..target import is_remote_context
+    from dltasks.hosts.target import is_remote_context
 
     if is_remote_context(c):
         raise Exit("dlt: error: with fab, pass arguments as --args '...' (fab would run the "
@@ -77,18 +77,18 @@ def early_gpus(argv: list[str]) -> list[str] | None:
 
 def start_early(argv: list[str]) -> None:
     """Before invoke parses ``argv``: start the GPU facts a local `dlt train` will ask for
-    (:func:`dltasks.gpumode.facts_early`), 10-20 ms sooner than :func:`_launch` would; the
+    (:func:`dltasks.gpu.modes.facts_early`), 10-20 ms sooner than :func:`_launch` would; the
     warm server's worker calls this. Never fails: on any doubt, nothing is started and the
     command runs as it would have."""
     values = early_gpus(argv)
     if values is None:
         return
     try:
-        from ..gpumode import facts_early
-        from ..gpus import NONE, parse_gpus
-        from ..settings import resolve
-        from ..target import local_engine_addr
-        from ._common import working_dir
+        from dltasks.gpu.modes import facts_early
+        from dltasks.gpu.selection import NONE, parse_gpus
+        from dltasks.hosts.target import local_engine_addr
+        from dltasks.settings import resolve
+        from dltasks.tasks._common import working_dir
 
         s = resolve(working_dir())
         if parse_gpus(values or None, default=s.gpus).mode != NONE:
@@ -101,18 +101,18 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None,
             nproc: str = "") -> None:
-    from ..gpumode import facts_later
-    from ..gpus import parse_gpus
+    from dltasks.gpu.modes import facts_later
+    from dltasks.gpu.selection import parse_gpus
 
     with target_for(c, image=image or None) as target:
         s = target.settings
         gpus = parse_gpus(gpu or None, default=s.gpus)
         # the host's GPU facts (nvidia-smi: tens of ms) come while the rest is imported
         facts = facts_later(target, gpus, tolerant=dry_run)
-        from ..gpushare import parse_wait
-        from ..launch import launch
-        from ..runplan import RunRequest
-        from ..torchrun import parse_nproc
+        from dltasks.gpu.share import parse_wait
+        from dltasks.runs.plan import RunRequest
+        from dltasks.runs.single import launch
+        from dltasks.runs.torchrun import parse_nproc
 
         local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
@@ -163,10 +163,10 @@ def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = 
 def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, root: bool,
            allow_unmapped: bool, nproc: str, nodes: int, gpus_per_node: int, partition: str,
            time: str, account: str, qos: str, sbatch: list[str]) -> None:
-    from ..runplan import RunRequest
-    from ..slurm import SlurmJob
-    from ..slurmrun import submit
-    from ..torchrun import parse_nproc
+    from dltasks.runs.plan import RunRequest
+    from dltasks.runs.slurm import submit
+    from dltasks.runs.slurmscript import SlurmJob
+    from dltasks.runs.torchrun import parse_nproc
 
     with target_for(c, image=image or None) as target:
         s = target.settings
@@ -193,8 +193,8 @@ _JOB_RAN: list[str] = []
 
 def _job_hosts(c: Any) -> tuple[list[str], str]:
     """The job's hosts (node 0 first) and where they came from."""
-    from ..remote.multihost import cli_hosts
-    from ..target import is_remote_context
+    from dltasks.hosts.remote.multihost import cli_hosts
+    from dltasks.hosts.target import is_remote_context
 
     if is_remote_context(c):
         return cli_hosts(program_argv()), "-H"
@@ -205,16 +205,16 @@ def _job_hosts(c: Any) -> tuple[list[str], str]:
 def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool,
          dry_run: bool, root: bool, allow_unmapped: bool, args: list[str], share: bool,
          nproc: str) -> None:
-    from ..errors import DltError
+    from dltasks.errors import DltError
 
     if _JOB_RAN:
         return  # fab's call for another host of the job: it ran on the first one
     _JOB_RAN.append("yes")
     try:
-        from ..gpus import parse_gpus
-        from ..job import check_hosts, run_job
-        from ..runplan import RunRequest
-        from ..torchrun import parse_nproc
+        from dltasks.gpu.selection import parse_gpus
+        from dltasks.runs.job import check_hosts, run_job
+        from dltasks.runs.plan import RunRequest
+        from dltasks.runs.torchrun import parse_nproc
 
         hosts, where = _job_hosts(c)
         check_hosts(nnodes, hosts, where)
@@ -251,7 +251,7 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
                                            "this engine, and say whose each is."})
 def ps(c: Any, all: bool = False) -> None:
     """List your runs of this project on the engine (running and finished detached runs)."""
-    from ..runlist import find_runs, owner, settle
+    from dltasks.runs.listing import find_runs, owner, settle
 
     with target_for(c) as target:
         s = target.settings
@@ -281,8 +281,8 @@ def ps(c: Any, all: bool = False) -> None:
 def logs(c: Any, run: str, follow: bool = False, node: int = -1) -> None:
     """Show a run's output (from its start); --follow streams it live. RUN: its id, or the
     start of one of your runs' ids (another user's run: its full id)."""
-    from ..runlist import find_runs, pick_node, resolve_run, settle
-    from ..runner import check_connection, stream
+    from dltasks.engine.lifecycle import check_connection, stream
+    from dltasks.runs.listing import find_runs, pick_node, resolve_run, settle
 
     with target_for(c) as target:
         found = resolve_run(target, run)
@@ -307,16 +307,16 @@ def stop(c: Any, run: str) -> None:
     job's containers on every one of its hosts. RUN: its id, or the start of one of your
     runs' ids (another user's run: its full id); a start that several runs share stops
     nothing."""
-    from ..runlist import find_runs, resolve_run, settle
-    from ..runner import remove
-    from ..runner import stop as stop_container
+    from dltasks.engine.lifecycle import remove
+    from dltasks.engine.lifecycle import stop as stop_container
+    from dltasks.runs.listing import find_runs, resolve_run, settle
 
     with target_for(c) as target:
         found = resolve_run(target, run)
         whose = "" if found.candidate.mine else f" (a run of {found.candidate.owner})"
         if found.record is not None:
-            from ..slurmrun import cancel
-            from ..slurmrun import settle as settle_slurm
+            from dltasks.runs.slurm import cancel
+            from dltasks.runs.slurm import settle as settle_slurm
 
             job_id = cancel(target, found.record)
             settle_slurm(target, target.settings.project_dir, found.record)
@@ -340,8 +340,8 @@ def stop(c: Any, run: str) -> None:
 
 def _slurm_jobs(target: Any) -> None:
     """The project's Slurm runs that have not ended, as Slurm says now (squeue, scontrol)."""
-    from ..slurmrun import settle as settle_slurm
-    from ..slurmrun import slurm_records
+    from dltasks.runs.slurm import settle as settle_slurm
+    from dltasks.runs.slurm import slurm_records
 
     s = target.settings
     live = [m for m in slurm_records(s.project_dir, target.name) if m.get("exit_code") is None]
@@ -359,11 +359,11 @@ def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
     """A Slurm run's output file (from the login host); --follow until the job ends."""
     import posixpath
 
-    from ..errors import DltError
-    from ..shell import quote
-    from ..slurmrun import follow as follow_job
-    from ..slurmrun import settle as settle_slurm
-    from ..slurmrun import slurm_job_id
+    from dltasks.errors import DltError
+    from dltasks.hosts.shell import quote
+    from dltasks.runs.slurm import follow as follow_job
+    from dltasks.runs.slurm import settle as settle_slurm
+    from dltasks.runs.slurm import slurm_job_id
 
     rid, output = str(record["run_id"]), str(record["slurm"].get("output", ""))
     # the record is a file: show only the job's own output file in the run's folder
@@ -389,10 +389,10 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
     """Stop every node of the job ``first`` is a node of (its hosts, from its labels) at once,
     then remove them: on each host, the containers with its run id AND its record label (the
     launching machine's path, the same on every node), so no one else's run of that id."""
-    from ..runlist import find_runs
-    from ..runner import remove
-    from ..runner import stop as stop_container
-    from ..target import is_remote_context
+    from dltasks.engine.lifecycle import remove
+    from dltasks.engine.lifecycle import stop as stop_container
+    from dltasks.hosts.target import is_remote_context
+    from dltasks.runs.listing import find_runs
 
     run = first.run_id
 
@@ -412,7 +412,7 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
         with job_targets(c, hosts) as targets, ThreadPoolExecutor(len(targets)) as pool:
             n = len(set().union(*pool.map(stop_on, targets)))
     s = here.settings
-    from ..records import MANIFEST, read_manifest, run_dir, utcnow, write_manifest
+    from dltasks.runs.record import MANIFEST, read_manifest, run_dir, utcnow, write_manifest
 
     path = run_dir(s.project_dir, run) / MANIFEST
     if mine and path.is_file():  # another user's job: its record is theirs, not here
@@ -427,9 +427,9 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
 @dlt_task
 def runs(c: Any) -> None:
     """List the run records in runs/ (newest first); with fab -H, each host's own."""
-    from ..records import list_runs
-    from ..runlist import find_runs, settle, unsettled
-    from ..target import is_remote_context
+    from dltasks.hosts.target import is_remote_context
+    from dltasks.runs.listing import find_runs, settle, unsettled
+    from dltasks.runs.record import list_runs
 
     s = settings_for(c)
     host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
@@ -440,7 +440,7 @@ def runs(c: Any) -> None:
     pending_slurm = [m for m in records if m.get("slurm") and m.get("exit_code") is None
                      and (not host or m.get("host") == host)]
     if pending_slurm:  # Slurm runs that may have ended: sacct / scontrol / their exit file
-        from ..slurmrun import settle as settle_slurm
+        from dltasks.runs.slurm import settle as settle_slurm
 
         with target_for(c, engine_soon=False) as target:
             for m in pending_slurm:  # updated in place: the table shows what Slurm says now

@@ -7,7 +7,7 @@ from typing import Any
 
 from invoke import Exit
 
-from ._common import dlt_task, target_for
+from dltasks.tasks._common import dlt_task, target_for
 
 
 @dlt_task(help={
@@ -20,8 +20,8 @@ from ._common import dlt_task, target_for
 def install_nvidia_docker(c: Any, dry_run: bool = False, version: str = "",
                           offline: str = "") -> None:
     """Install and configure the NVIDIA Container Toolkit for Docker (idempotent)."""
-    from ..hostsetup import apply, toolkit
-    from ..hostsetup.facts import gather
+    from dltasks.hostsetup import apply, toolkit
+    from dltasks.hostsetup.facts import gather
 
     version = version or os.environ.get("NVIDIA_CONTAINER_TOOLKIT_VERSION", "")
     with target_for(c) as t:
@@ -58,8 +58,8 @@ def install_nvidia_docker(c: Any, dry_run: bool = False, version: str = "",
 def setup(c: Any, no_gpu: bool = False, dry_run: bool = False, load: Any = None,
           version: str = "", offline: str = "") -> None:
     """Onboard this host: engine, docker group, driver, toolkit, project image, GPU check, .env."""
-    from ..hostsetup import checklist, onboard
-    from ..hostsetup.apply import ToolkitRequest
+    from dltasks.hostsetup import checklist, onboard
+    from dltasks.hostsetup.apply import ToolkitRequest
 
     version = version or os.environ.get("NVIDIA_CONTAINER_TOOLKIT_VERSION", "")
     opts = onboard.SetupOptions(gpu=not no_gpu, dry_run=dry_run, load=tuple(load or ()),
@@ -83,10 +83,10 @@ def setup(c: Any, no_gpu: bool = False, dry_run: bool = False, load: Any = None,
 })
 def doctor(c: Any, no_gpu: bool = False, min_shm: str = "1g", min_free: str = "20g") -> None:
     """Diagnose this host read-only: engine, driver, toolkit, GPU, CUDA, /dev/shm, disk, image."""
-    from ..errors import DltError
-    from ..hostsetup import doctor as dr
-    from ..hostsetup.facts import gather
-    from ..hostsetup.probes import doctor_facts
+    from dltasks.errors import DltError
+    from dltasks.hostsetup import doctor as dr
+    from dltasks.hostsetup.facts import gather
+    from dltasks.hostsetup.probes import doctor_facts
 
     try:
         shm_need, free_need = dr.parse_size(min_shm), dr.parse_size(min_free)

@@ -1,0 +1,516 @@
+"""One training job across hosts: one run id, one container per host, torchrun in each.
+
+``fab -H gpu1,gpu2 train --nnodes 2`` (or ``DLT_HOSTS``) runs :func:`run_job` once:
+
+1. every host is made ready at once (:func:`_ready`): code synced, paths mapped for that host
+   (its ``.env.<host>``), the outputs folder made, the image looked up;
+2. the same image on every node, proved by image ID: a host that lacks it gets it copied from
+   node 0 (:mod:`.imagecopy`), or built there with ``DLT_JOB_IMAGE=build``;
+3. node 0's address, a free port there, each node's interface (:mod:`.jobnet`);
+4. each node's container (host networking, ``torchrun --nnodes N --node-rank R
+   --max-restarts 0``) is created and started under its host's GPU lock, in rank order;
+5. every node's output is streamed live, each line prefixed with its host and rank;
+6. supervision: the first node to exit non-zero (or to lose its host's connection), or Ctrl-C,
+   stops every other node (grace period, then kill); every container is removed; the job exits
+   with the first failure's code, and the record says which node failed first and why.
+
+Errors that can be known before anything starts (host count, an unreachable host, a taken
+port, an image no host has) are one line each, with nothing started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sys
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dltasks.engine import lifecycle as runner
+from dltasks.engine.spec import LABEL_GPUS, LABEL_NODE, LABEL_NODES, LABEL_USER, docker_run_cmdline
+from dltasks.errors import DltError
+from dltasks.gpu import modes as gpumode
+from dltasks.gpu import share as gpushare
+from dltasks.hosts.shell import quote
+from dltasks.hosts.target import Target
+from dltasks.runs import jobnet, torchrun
+from dltasks.runs import output as localio
+from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, plan_run
+from dltasks.runs.record import (
+    LOG,
+    MANIFEST,
+    git_state_later,
+    new_run_id,
+    run_dir,
+    utcnow,
+    write_manifest,
+)
+from dltasks.runs.single import (
+    HostLogin,
+    gpu_count,
+    host_facts,
+    image_record,
+    nothing_left,
+    prepare_host,
+    under_torchrun,
+)
+from dltasks.settings import Settings
+from dltasks.settings.masking import secret_values
+
+_NCCL_FIXED = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
+
+
+@dataclass
+class Node:
+    """One host's part of the job."""
+
+    rank: int
+    target: Target
+    plan: RunPlan | None = None
+    login: HostLogin | None = None
+    image_id: str = ""
+    facts: gpumode.GpuFacts = field(default_factory=gpumode.GpuFacts)
+    access: gpumode.GpuAccess | None = None
+    cid: str = ""
+    code: int | None = None
+    why: str = ""           # how it ended, when it ended the job
+    first: bool = False     # the node whose end ended the job
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def part(self) -> dict[str, Any]:
+        spec = self.plan.spec if self.plan else None
+        return {"rank": self.rank, "host": self.name, "image_id": self.image_id,
+                "gpus": spec.gpus.describe() if spec else "", "container_id": self.cid,
+                "exit_code": self.code, "ended_by": self.why,
+                "docker_run": docker_run_cmdline(spec) if spec else ""}
+
+
+def check_hosts(nnodes: int, hosts: Sequence[str], where: str) -> None:
+    """``--nnodes`` must match the hosts given (``where``: how they were given)."""
+    if not hosts:
+        raise DltError(f"--nnodes {nnodes} needs the job's hosts: fab -H gpu1,gpu2 train "
+                       f"--nnodes {nnodes}, or DLT_HOSTS=gpu1,gpu2 in .env")
+    if nnodes != len(hosts):
+        raise DltError(f"--nnodes {nnodes} but {len(hosts)} host(s) in {where}: give one host "
+                       f"per node (fab -H gpu1,gpu2 train --nnodes 2)")
+    if len(set(hosts)) != len(hosts):
+        raise DltError(f"a host appears twice in {where}: {','.join(hosts)}")
+
+
+def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
+            detach: bool = False, dry_run: bool = False) -> int:
+    """Run ``req`` as one job over ``targets`` (node 0 first); returns its exit code."""
+    job_id, started = new_run_id(), utcnow()
+    nodes = [Node(r, t) for r, t in enumerate(targets)]
+    git = git_state_later(local.project_dir)
+    folder = run_dir(local.project_dir, job_id)
+    with nothing_left(folder, git):
+        with ThreadPoolExecutor(len(nodes), thread_name_prefix="dlt-node") as pool:
+            for f in [pool.submit(_ready, n, local, req, job_id, started, dry_run)
+                      for n in nodes]:
+                f.result()
+        image = nodes[0].plan.spec.image if nodes[0].plan else ""
+        _same_image(nodes, image, dry_run)
+        addr, port, ifaces = _meeting_point(nodes)
+        for n in nodes:
+            n.access = gpushare.preview(n.target, n.facts, req.gpus, share=req.share)
+        _make_specs(nodes, req, job_id, addr, port, ifaces)
+    record = _record(nodes, local, req, job_id, started, addr, port, image, git=git())
+    secrets = secret_values({**local.container_env})
+    if dry_run:
+        for n in nodes:
+            assert n.plan is not None
+            print(f"# node {n.rank} on {n.name}")
+            print(docker_run_cmdline(n.plan.spec, detach=detach))
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        return 0
+    for n in nodes:
+        assert n.plan is not None
+        n.plan.run_dir.mkdir(parents=True, exist_ok=True)
+    mpath = folder / MANIFEST
+    write_manifest(mpath, record, secrets)  # before the start: a failure here stops nothing
+    room = None if detach else localio.reserve(folder, mpath)  # the end fits a full disk
+    print(f"dlt: job {job_id}: {len(nodes)} node(s) ({', '.join(n.name for n in nodes)}), "
+          f"master {addr}:{port}", file=sys.stderr, flush=True)
+    try:
+        code = _start_and_supervise(nodes, local, detach=detach, share=req.share,
+                                    secrets=secrets)
+    except DltError as e:
+        record.update(ended=utcnow(), status="failed to start", error=e.message,
+                      nodes=[n.part() for n in nodes])
+        localio.save_record(mpath, record, secrets, room=room, what="the job's end")
+        raise
+    finally:
+        if room is not None:
+            with contextlib.suppress(OSError):
+                room.unlink(missing_ok=True)
+    first = next((n for n in nodes if n.first), None)
+    record.update(nodes=[n.part() for n in nodes])
+    if detach:
+        record.update(status="running")
+        print(job_id)
+        print(f"dlt: started job {job_id}; follow node K with `fab -H <its host> logs {job_id} "
+              f"--follow`, stop it with `fab -H {nodes[0].name} stop {job_id}`",
+              file=sys.stderr)
+    else:
+        record.update(ended=utcnow(), exit_code=code,
+                      status="interrupted" if code == runner.INTERRUPTED else "exited")
+        if first is not None:
+            record.update(failed_first={"rank": first.rank, "host": first.name,
+                                        "why": first.why})
+    localio.save_record(mpath, record, secrets,
+                        what="the job's start" if detach else f"the job's end (exit code {code})")
+    return code
+
+
+def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
+           dry_run: bool) -> None:
+    """Plan node ``n`` for its host, sync the code there, make its outputs folder, learn who
+    runs there and the image's ID; its GPU facts come in the same moment."""
+    t = n.target
+    s = t.settings
+    facts_later = gpumode.facts_later(t, req.gpus, tolerant=dry_run)
+    image = req.image or s.image or local.image
+    later = False  # node 0's project image (named by its hash), known once node 0 has it
+    if not image:
+        if n.rank == 0 or s.job_image == "build":
+            from dltasks.images.build import ensure_project_image
+
+            image = ensure_project_image(t, s)
+        else:
+            later = True
+    n.plan = plan_run(local, s, host_facts(t), req, run_id=job_id, started=started,
+                      image=image, part=f"node{n.rank}")
+    if n.rank == 0 and n.plan.image_paths:
+        print(image_paths_note(n.plan), file=sys.stderr, flush=True)
+    try:
+        if t.is_remote and not dry_run:
+            from dltasks.hosts.remote.sync import sync_project
+
+            sync_project(t, s, runs=[job_id], quiet=False)
+        n.login = prepare_host(t, n.plan)
+        if not later:
+            with contextlib.suppress(DltError):
+                n.image_id = str(image_record(t, image).get("Id") or "")
+    finally:
+        n.facts = facts_later()
+
+
+def _same_image(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
+    """Every node gets node 0's image (by ID): copied where missing or different. Then each
+    node's container is made from the image ID proven for it, not from a name that could
+    point elsewhere by the time it starts (a stale ``<project>:latest``, a retag)."""
+    for n in nodes[1:]:
+        if n.plan is not None and not n.plan.spec.image:  # node 0's project image: look it up
+            n.plan.spec = replace(n.plan.spec, image=image)
+            with contextlib.suppress(DltError):
+                n.image_id = str(image_record(n.target, image).get("Id") or "")
+    _prove_same(nodes, image, dry_run)
+    if dry_run:
+        return
+    for n in nodes:
+        if n.plan is not None and n.image_id:
+            n.plan.spec = replace(n.plan.spec, image=n.image_id)
+
+
+def _prove_same(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
+    src = nodes[0]
+    if not src.image_id:
+        have = [n for n in nodes if n.image_id]
+        if not have:
+            raise DltError(f"image {image} is on none of the job's hosts "
+                           f"({', '.join(n.name for n in nodes)}): build it with `fab -H "
+                           f"{src.name} extend-image`, or set DLT_IMAGE to an image they have")
+        src = have[0]
+    for n in nodes:
+        if n.image_id == src.image_id or dry_run:
+            continue
+        if n.target.settings.job_image == "build" and n.image_id:
+            continue  # built there: same inputs, its own ID (the record says which)
+        from dltasks.images.copy import copy_image
+
+        copy_image(src.target, n.target, image)
+        n.image_id = str(image_record(n.target, image).get("Id") or "")
+        if n.image_id != src.image_id:
+            raise DltError(f"image {image} on {n.name} is {n.image_id[:19]} after the copy, "
+                           f"not {src.image_id[:19]} as on {src.name}")
+
+
+def _meeting_point(nodes: Sequence[Node]) -> tuple[str, int, list[str]]:
+    """(node 0's address as the others reach it, a free port there, each node's interface
+    toward it; "" where unknown)."""
+    head = nodes[0]
+    s = head.target.settings
+    addr = s.master_addr
+    if not addr:
+        peer = _peer_address(nodes[1].target) if len(nodes) > 1 else "127.0.0.1"
+        line = _sh(head.target, jobnet.ROUTE_SCRIPT, peer)
+        addr = jobnet.route_src(line) or _peer_address(head.target)
+    port = jobnet.pick_port(jobnet.listening_ports(_sh(head.target, jobnet.PORTS_SCRIPT)),
+                            s.master_port, where=head.name)
+    with ThreadPoolExecutor(len(nodes), thread_name_prefix="dlt-route") as pool:
+        lines = list(pool.map(lambda n: _sh(n.target, jobnet.ROUTE_SCRIPT, addr), nodes))
+    return addr, port, [jobnet.route_dev(ln) for ln in lines]
+
+
+def _peer_address(t: Target) -> str:
+    """The address this machine's SSH connection to ``t`` goes to."""
+    transport = getattr(t.shell.c, "transport", None)
+    sock = getattr(transport, "sock", None)
+    try:
+        return str(sock.getpeername()[0]) if sock is not None else "127.0.0.1"
+    except OSError:
+        return "127.0.0.1"
+
+
+def _sh(t: Target, script: str, *args: str) -> str:
+    return t.shell.run(quote(["sh", "-c", script, "_", *args])).stdout
+
+
+def _make_specs(nodes: Sequence[Node], req: RunRequest, job_id: str, addr: str, port: int,
+                ifaces: Sequence[str]) -> None:
+    hosts = ",".join(n.name for n in nodes)
+    for n, iface in zip(nodes, ifaces, strict=True):
+        assert n.plan is not None and n.login is not None and n.access is not None
+        spec = gpumode.apply(n.plan.spec, n.access, {})
+        env = dict(spec.env)
+        given = {**torchrun.passed_env(os.environ), **env}  # .env.<host>, then the shell
+        for key in _NCCL_FIXED:
+            if iface and key not in given:
+                env[key] = iface
+        if n.login.user:
+            env = {"USER": n.login.user, "LOGNAME": n.login.user, **env}
+        labels = {**spec.labels, LABEL_NODE: str(n.rank), LABEL_NODES: hosts,
+                  LABEL_GPUS: n.access.selection.describe(), LABEL_USER: n.login.user}
+        spec = replace(spec, network="host", env=env, labels=labels,
+                       user=None if req.root else n.login.uid_gid)
+        nproc = req.nproc or (torchrun.GPU if gpu_count(n.access, n.facts) else "1")
+        how = torchrun.Launch(1, nnodes=len(nodes), node_rank=n.rank, master_addr=addr,
+                              master_port=port, rdzv=n.target.settings.rendezvous,
+                              job_id=job_id)
+
+
+        n.plan.spec = under_torchrun(spec, replace(req, nproc=nproc), n.access, n.facts,
+                                      n.login.cpus, n.name, launch=how)
+
+
+def _record(nodes: Sequence[Node], local: Settings, req: RunRequest, job_id: str,
+            started: str, addr: str, port: int, image: str, *, git: Any) -> dict[str, Any]:
+    head = nodes[0].plan
+    assert head is not None
+    return {
+        "run_id": job_id, "kind": req.kind, "host": ",".join(n.name for n in nodes),
+        "image": image, "image_id": nodes[0].image_id,
+        "git": {"commit": git.commit, "dirty": git.dirty, "diff": git.diff},
+        "command": list(head.spec.command),
+        "job": {"nnodes": len(nodes), "master_addr": addr, "master_port": port,
+                "rendezvous": nodes[0].target.settings.rendezvous},
+        "nodes": [n.part() for n in nodes],
+        "settings": {k: {"value": v, "source": s} for k, v, s in local.rows()},
+        "started": started, "ended": None, "exit_code": None,
+    }
+
+
+# -- start and supervise -----------------------------------------------------------------------
+
+def _start_and_supervise(nodes: Sequence[Node], local: Settings, *, detach: bool,
+                         share: bool, secrets: Sequence[str] = ()) -> int:
+    """Start every node (rank order, each under its host's GPU lock), then stream and
+    supervise them until the job ends (or, ``detach``, return once all started)."""
+    grace = local.stop_timeout
+    with contextlib.ExitStack() as stack:
+        runs: list[runner.Running] = []
+        try:
+            for n in nodes:
+                assert n.plan is not None and n.access is not None
+                # its GPUs, its lock, its engine: whatever refuses, the job never half-runs
+                got = stack.enter_context(gpushare.claimed(n.target, n.facts,
+                                                           n.access.selection, share=share))
+                if detach:
+                    try:
+                        n.cid = runner.start_detached(n.target, n.plan.spec)
+                    finally:
+                        got.release()
+                    continue
+                run = stack.enter_context(runner.container(n.target, n.plan.spec,
+                                                           stop_timeout=grace, say=False,
+                                                           started=got.release))
+                n.cid = run.cid
+                runs.append(run)
+        except BaseException:
+            # All or nothing: the nodes that started are stopped (grace period: they may
+            # have begun) and removed, detached or not (attached ones are removed again by
+            # their runner.container as the stack unwinds: gone already is fine there).
+            _undo(nodes, grace)
+            raise
+        if detach:
+            return 0
+        return _supervise(nodes, runs, local, grace, secrets)
+
+
+def _undo(nodes: Sequence[Node], grace: int) -> None:
+    """Stop and remove every node's container that was made; the job did not start."""
+    made = [n for n in nodes if n.cid]
+    if not made:
+        return
+    _stop_all(made, grace)
+
+    def remove(n: Node) -> None:
+        with contextlib.suppress(DltError):
+            runner.remove(n.target, n.cid)
+
+    with runner._block_interrupts(), ThreadPoolExecutor(  # noqa: SLF001
+            len(made), thread_name_prefix="dlt-undo") as pool:
+        list(pool.map(remove, made))
+    for n in made:
+        n.why = "removed: another node could not start"
+
+
+def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Settings,
+               grace: int, secrets: Sequence[str] = ()) -> int:
+    ended: queue.Queue[tuple[int, int | None, str]] = queue.Queue()
+    out_lock = threading.Lock()
+    # Each node's output.log (masked) and our stdout: a local write that fails drops that
+    # sink with one warning; the job goes on (localio). Our stdout shows the job's own
+    # output unmasked: it is the user's terminal, as for a one-host run.
+    logs = [localio.open_log(n.plan.run_dir / LOG, secrets) for n in nodes if n.plan]
+    job_id = nodes[0].plan.run_id if nodes[0].plan else ""
+    out = localio.std_sink("stdout")
+    out.run_id = job_id
+    out.others = [sink for sink, _ in logs if sink is not None]
+    for sink, _ in logs:
+        if sink is not None:
+            sink.others, sink.run_id = [out], job_id
+    threads = []
+    for n, run, (log, _) in zip(nodes, runs, logs, strict=True):
+        t = threading.Thread(target=_follow, args=(n, run, log, out, out_lock, ended),
+                             daemon=True, name=f"dlt-node{n.rank}")
+        t.start()
+        threads.append(t)
+    first: Node | None = None
+    try:
+        left = len(nodes)
+        while left:
+            rank, code, why = _next(ended)
+            left -= 1
+            n = nodes[rank]
+            n.code = code
+            if first is None and (code != 0 or why):
+                first = n
+                n.first = True
+                n.why = why or f"exited with code {code}"
+                _say(out_lock, f"dlt: node {rank} ({n.name}) {n.why}: stopping the other "
+                     f"node(s) (up to {grace}s)")
+                _stop_all(nodes, grace, but=rank)
+    except runner.INTERRUPTS:
+        _say(out_lock, f"\ndlt: interrupted, stopping the job on every node (up to {grace}s)")
+        _stop_all(nodes, grace)
+        for t in threads:
+            t.join(timeout=grace + 10)
+        for n in nodes:
+            n.why = n.why or "stopped (Ctrl-C)"
+        return runner.INTERRUPTED
+    finally:
+        for sink, file in logs:
+            localio.close_log(sink, file)
+    if first is None:
+        return 0
+    if first.code is None:  # its host is out of reach: its container may still run there
+        _say(out_lock, f"dlt: node {first.rank}'s container on {first.name} may still run: "
+             f"stop it with `fab -H {first.name} stop {first.plan.run_id if first.plan else ''}`"
+             " once the host answers")
+        return 255
+    return first.code or 1
+
+
+def _next(ended: queue.Queue[tuple[int, int | None, str]]) -> tuple[int, int | None, str]:
+    while True:  # a timeout, so that Ctrl-C reaches the main thread
+        with contextlib.suppress(queue.Empty):
+            return ended.get(timeout=0.5)
+
+
+def _follow(n: Node, run: runner.Running, log: localio.Sink | None, out: localio.Sink,
+            out_lock: threading.Lock, ended: queue.Queue[tuple[int, int | None, str]]) -> None:
+    """Stream node ``n``'s output with its prefix until it ends; report its exit code."""
+    nproc = _nproc_of(n)
+    prefix = f"[{n.name} node {n.rank}] ".encode()
+    pending = b""
+    why = ""
+    try:
+        for _, data in runner.frames_of(run.stream):
+            if log is not None:
+                with out_lock:  # one lock: a lost sink's warning is not torn by another's
+                    log.write(data)
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            if lines:
+                _emit(out_lock, out, [_prefixed(ln, n, nproc, prefix) for ln in lines])
+        if pending:
+            _emit(out_lock, out, [_prefixed(pending, n, nproc, prefix)])
+        code: int | None = n.target.engine.wait(run.cid)
+    except DltError as e:
+        code, why = None, f"lost: {e.message}"
+    except OSError as e:
+        code, why = None, f"lost its stream ({e})"
+    if code is None and not why:
+        why = "lost"
+    if n.target.is_remote:
+        from dltasks.hosts.remote.target import connection_lost
+
+        if connection_lost(n.target):
+            code, why = None, f"lost the SSH connection to {n.name}"
+    ended.put((n.rank, code, why))
+
+
+def _nproc_of(n: Node) -> int:
+    cmd = n.plan.spec.command if n.plan else ()
+    for a in cmd:
+        if a.startswith("--nproc-per-node="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+def _prefixed(line: bytes, n: Node, nproc: int, prefix: bytes) -> bytes:
+    rank, text = torchrun.rank_prefix(line, n.rank, nproc)
+    if rank is None:
+        return prefix + line + b"\n"
+    return f"[{n.name} rank {rank}] ".encode() + text + b"\n"
+
+
+def _emit(lock: threading.Lock, out: localio.Sink, lines: Sequence[bytes]) -> None:
+    with lock:
+        out.write(b"".join(lines))
+
+
+def _say(lock: threading.Lock, text: str) -> None:
+    with lock:
+        localio.warn(text)  # a stderr that cannot be written must not stop the supervision
+
+
+def _stop_all(nodes: Sequence[Node], grace: int, but: int = -1) -> None:
+    """Stop every node's container but ``but``'s, at once (each on its own engine link)."""
+    def stop(n: Node) -> None:
+        from dltasks.engine.client import open_engine
+
+        with contextlib.suppress(DltError):
+            engine = open_engine(n.target.engine_addr)
+            try:
+                engine.stop(n.cid, timeout=grace)
+            finally:
+                engine.close()
+
+    others = [n for n in nodes if n.rank != but and n.cid]
+    if others:
+        with ThreadPoolExecutor(len(others), thread_name_prefix="dlt-stop") as pool:
+            list(pool.map(stop, others))
+        for n in others:
+            n.why = n.why or "stopped by dltasks"
