@@ -12,12 +12,12 @@ from dltasks.errors import DltError
 from dltasks.hosts.shell import Shell
 from dltasks.hostsetup import toolkit as tk
 from dltasks.hostsetup.apply import run_plan
-from dltasks.hostsetup.facts import HostFacts, gather
+from dltasks.hostsetup.facts import SetupFacts, gather_setup_facts
 from tests.conftest import dlt
 
 
-def _host() -> HostFacts:
-    return gather(Shell(Context()))
+def _host() -> SetupFacts:
+    return gather_setup_facts(Shell(Context()))
 
 
 def test_no_driver_stops_with_the_driver_hint(project: Path) -> None:

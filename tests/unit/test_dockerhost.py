@@ -19,7 +19,7 @@ from dltasks.engine.endpoint import (
     local_view,
     normalize_url,
     parse_view,
-    resolve,
+    resolve_endpoint,
 )
 from dltasks.errors import DltError
 
@@ -57,7 +57,7 @@ def views(home: Path, env: dict[str, str]) -> list[DockerView]:
 
 def resolved(home: Path, env: dict[str, str], setting: str = "") -> Endpoint:
     """Both readings must agree; the answer."""
-    a, b = (resolve(setting, ".env", v) for v in views(home, env))
+    a, b = (resolve_endpoint(setting, ".env", v) for v in views(home, env))
     assert a == b
     return a
 
@@ -174,10 +174,10 @@ def _rootless_view(tmp_path: Path, default_exists: bool) -> DockerView:
 
 
 def test_rootless_socket_when_the_default_is_missing(tmp_path: Path) -> None:
-    e = resolve("", "", _rootless_view(tmp_path, default_exists=False))
+    e = resolve_endpoint("", "", _rootless_view(tmp_path, default_exists=False))
     assert e.url == f"unix://{tmp_path}/run/docker.sock"
     assert "rootless" in e.source and "/var/run/docker.sock does not exist" in e.source
-    assert resolve("", "", _rootless_view(tmp_path / "b", default_exists=True)).url == \
+    assert resolve_endpoint("", "", _rootless_view(tmp_path / "b", default_exists=True)).url == \
         "unix:///var/run/docker.sock"
 
 

@@ -6,7 +6,7 @@ import signal
 
 from invoke import Context
 
-from dltasks.hosts.shell import Shell, exit_code, local_start
+from dltasks.hosts.shell import Shell, local_start, shell_exit_code
 
 
 def test_a_local_child_killed_by_a_signal_is_128_plus_n() -> None:
@@ -22,4 +22,4 @@ def test_invoke_local_runs_say_the_same() -> None:
 
 
 def test_exit_code() -> None:
-    assert [exit_code(c) for c in (0, 1, 255, -9, -15)] == [0, 1, 255, 137, 143]
+    assert [shell_exit_code(c) for c in (0, 1, 255, -9, -15)] == [0, 1, 255, 137, 143]

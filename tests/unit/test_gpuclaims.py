@@ -12,25 +12,25 @@ from dltasks.errors import DltError
 from dltasks.gpu.claims import (
     Claim,
     GpusTaken,
+    GpuStatus,
     NotEnoughGpus,
-    Status,
-    choose,
+    choose_gpus,
     claims_from,
     parse_apps,
-    parse_gpus,
+    parse_smi_gpus,
     parse_status,
 )
 from dltasks.gpu.report import report, table
-from dltasks.gpu.selection import parse_gpus as parse_selection
+from dltasks.gpu.selection import parse_gpu_request as parse_selection
 from dltasks.gpu.share import parse_wait
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-smi"
 
 
-def status(name: str) -> Status:
+def status(name: str) -> GpuStatus:
     gpus = (DATA / f"{name}-gpus.csv").read_text().splitlines()
     apps = (DATA / f"{name}-apps.csv").read_text().splitlines()
-    return Status(parse_gpus(gpus), parse_apps(apps), True)
+    return GpuStatus(parse_smi_gpus(gpus), parse_apps(apps), True)
 
 
 def row(run: str, gpus: str, state: str = "running", user: str = "alice",
@@ -44,9 +44,9 @@ def claims(*rows: dict[str, Any]) -> list[Claim]:
     return claims_from(rows, labels=CLAIM_LABELS)
 
 
-def pick(sel: str, st: Status, cl: list[Claim], share: bool = False, free_mib: int = 1024
+def pick(sel: str, st: GpuStatus, cl: list[Claim], share: bool = False, free_mib: int = 1024
          ) -> tuple[str, ...]:
-    got = choose(parse_selection(sel), st, cl, free_mib=free_mib, where="gpu1", share=share)
+    got = choose_gpus(parse_selection(sel), st, cl, free_mib=free_mib, where="gpu1", share=share)
     return got.selection.ids
 
 
@@ -131,18 +131,18 @@ def test_an_id_the_host_does_not_have() -> None:
 def test_all_and_auto_refuse_when_another_run_holds_one() -> None:
     st = status("h200-idle")
     with pytest.raises(GpusTaken, match=r"^DLT_GPUS=auto \(all GPUs\) on gpu1: GPU 0 is held"):
-        choose(parse_selection("all"), st, claims(row("r1", "0")), free_mib=1024, where="gpu1",
+        choose_gpus(parse_selection("all"), st, claims(row("r1", "0")), free_mib=1024, where="gpu1",
                asked="auto")
 
 
 def test_without_nvidia_smi_the_driver_list_and_claims_still_decide() -> None:
-    st = Status(problem="no nvidia-smi")
-    got = choose(parse_selection("free:1"), st, claims(row("r1", "0")), free_mib=1024,
+    st = GpuStatus(problem="no nvidia-smi")
+    got = choose_gpus(parse_selection("free:1"), st, claims(row("r1", "0")), free_mib=1024,
                  where="gpu1", indices=[0, 1])
     assert got.selection.ids == ("1",)
     with pytest.raises(DltError, match=r"cannot list the GPUs of gpu1 \(no nvidia-smi\)"):
-        choose(parse_selection("free:1"), st, [], free_mib=1024, where="gpu1")
-    assert choose(parse_selection("3"), st, [], free_mib=1024, where="gpu1").selection.ids == \
+        choose_gpus(parse_selection("free:1"), st, [], free_mib=1024, where="gpu1")
+    assert choose_gpus(parse_selection("3"), st, [], free_mib=1024, where="gpu1").selection.ids == \
         ("3",)
 
 

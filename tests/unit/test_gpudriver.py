@@ -14,9 +14,17 @@ import yaml
 from dltasks.engine.spec import RunSpec, create_config, docker_run_cmdline
 from dltasks.errors import DltError
 from dltasks.gpu import cdi
-from dltasks.gpu.driver import DISCOVER_SCRIPT, Driver, Edits, FileMount, Node, edits_for, parse
-from dltasks.gpu.modes import CDI, DIRECT, RUNTIME, HostGpus, apply, decide
-from dltasks.gpu.selection import GpuSelection, parse_gpus
+from dltasks.gpu.driver import (
+    DISCOVER_SCRIPT,
+    DeviceNode,
+    Driver,
+    Edits,
+    FileMount,
+    edits_for,
+    parse_driver,
+)
+from dltasks.gpu.modes import CDI, DIRECT, RUNTIME, HostGpus, apply_access, decide
+from dltasks.gpu.selection import GpuSelection, parse_gpu_request
 from tests.gpu_fixtures import LAYOUTS, VERSION, make_driver
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
@@ -26,7 +34,7 @@ def discover(root: Path | str, path: str | None = None) -> Driver:
     env = {"PATH": path or os.environ["PATH"]}
     out = subprocess.run(["sh", "-c", DISCOVER_SCRIPT, "_", str(root)], env=env,
                          capture_output=True, text=True, check=True).stdout
-    return parse(out, str(root))
+    return parse_driver(out, str(root))
 
 
 @needs_root
@@ -55,15 +63,15 @@ def test_discovery_finds_nodes_libraries_binaries_firmware(tmp_path: Path, layou
 @needs_root
 def test_a_selection_gets_only_its_gpus_node(tmp_path: Path) -> None:
     d = discover(make_driver(tmp_path, gpus=4))
-    e = edits_for(d, parse_gpus("1,3"), "gpu1")
+    e = edits_for(d, parse_gpu_request("1,3"), "gpu1")
     gpu_nodes = [n.path for n in e.nodes if n.path[-1].isdigit()]
     assert gpu_nodes == ["/dev/nvidia1", "/dev/nvidia3"]
     assert "/dev/nvidiactl" in [n.path for n in e.nodes]
-    assert edits_for(d, parse_gpus("none"), "gpu1") == Edits()
+    assert edits_for(d, parse_gpu_request("none"), "gpu1") == Edits()
     with pytest.raises(DltError, match=r"GPU 7 is not on gpu1 \(its GPUs: 0, 1, 2, 3\)"):
-        edits_for(d, parse_gpus("7"), "gpu1")
+        edits_for(d, parse_gpu_request("7"), "gpu1")
     with pytest.raises(DltError, match="GPUs by UUID need the NVIDIA runtime or a CDI spec"):
-        edits_for(d, parse_gpus("GPU-1234"), "gpu1")
+        edits_for(d, parse_gpu_request("GPU-1234"), "gpu1")
 
 
 def test_the_loader_cache_listing_is_read(tmp_path: Path) -> None:
@@ -90,7 +98,7 @@ def test_gpu_index_is_the_pci_order_and_the_minor_comes_from_procfs() -> None:
     out = "\n".join(["dev\t/dev/nvidiactl", "dev\t/dev/nvidia0", "dev\t/dev/nvidia1",
                      "gpu\t0000:86:00.0\t0", "gpu\t0000:3b:00.0\t1",
                      "version\t580.159.04"])
-    d = parse(out)
+    d = parse_driver(out)
     assert d.gpus[0].path == "/dev/nvidia1" and d.gpus[1].path == "/dev/nvidia0"
 
 
@@ -109,14 +117,14 @@ def test_procfs_of_the_driver_root_is_read(tmp_path: Path) -> None:
 def test_a_gpu_whose_node_is_missing_is_not_offered() -> None:
     out = "\n".join(["dev\t/dev/nvidiactl", "dev\t/dev/nvidia0", "gpu\t0000:3b:00.0\t0",
                      "gpu\t0000:86:00.0\t1"])
-    assert sorted(parse(out).gpus) == [0]
+    assert sorted(parse_driver(out).gpus) == [0]
 
 
 def test_no_driver_is_one_line() -> None:
-    d = parse("")
+    d = parse_driver("")
     assert not d.found
     with pytest.raises(DltError, match=r"no NVIDIA driver on gpu1 \(no /dev/nvidiactl\)"):
-        decide(DIRECT, parse_gpus("0"), has_runtime=False, engine_cdi=False,
+        decide(DIRECT, parse_gpu_request("0"), has_runtime=False, engine_cdi=False,
                host=HostGpus(d, None), where="gpu1")
 
 
@@ -154,10 +162,10 @@ containerEdits:
 def test_cdi_spec_devices_and_common_edits() -> None:
     spec = cdi.load([("/etc/cdi/nvidia.yaml", SPEC)])
     assert spec is not None and spec.files == ("/etc/cdi/nvidia.yaml",)
-    names, e = spec.edits_for(parse_gpus("1"), "gpu1")
+    names, e = spec.edits_for(parse_gpu_request("1"), "gpu1")
     assert names == ["1"]
     assert [n.path for n in e.nodes] == ["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia1"]
-    assert Node("/host/dev/nvidia-uvm", "/dev/nvidia-uvm") in e.nodes
+    assert DeviceNode("/host/dev/nvidia-uvm", "/dev/nvidia-uvm") in e.nodes
     assert e.env == (("NVIDIA_VISIBLE_DEVICES", "void"),)
     assert e.library_path == ("/usr/lib/x86_64-linux-gnu",)
     assert e.hooks == ("nvidia-cdi-hook create-symlinks",)
@@ -172,7 +180,7 @@ def test_cdi_later_files_win_and_other_kinds_are_ignored() -> None:
     spec = cdi.load([("/etc/cdi/a.yaml", SPEC), ("/etc/cdi/fpga.yaml", other),
                      ("/var/run/cdi/b.yaml", late)])
     assert spec is not None and spec.files == ("/etc/cdi/a.yaml", "/var/run/cdi/b.yaml")
-    assert spec.devices["0"].nodes == (Node("/dev/nvidia9", "/dev/nvidia9"),)
+    assert spec.devices["0"].nodes == (DeviceNode("/dev/nvidia9", "/dev/nvidia9"),)
     assert cdi.load([("/etc/cdi/fpga.yaml", other)]) is None
 
 
@@ -195,7 +203,7 @@ def test_cdi_device_not_in_the_spec() -> None:
     spec = cdi.load([("/etc/cdi/nvidia.yaml", SPEC)])
     assert spec is not None
     with pytest.raises(DltError, match=r"has no device nvidia.com/gpu=5 \(it has: 0, 1, all\)"):
-        spec.edits_for(parse_gpus("5"), "gpu1")
+        spec.edits_for(parse_gpu_request("5"), "gpu1")
 
 
 @needs_root
@@ -208,22 +216,23 @@ def test_written_spec_reads_back_as_the_same_edits(tmp_path: Path) -> None:
         ["0", "1", "all"]
     spec = cdi.load([("/etc/cdi/dltasks-nvidia.yaml", text)])
     assert spec is not None
-    _, back = spec.edits_for(parse_gpus("1"), "gpu1")
-    want = edits_for(d, parse_gpus("1"), "gpu1")
+    _, back = spec.edits_for(parse_gpu_request("1"), "gpu1")
+    want = edits_for(d, parse_gpu_request("1"), "gpu1")
     assert set(back.nodes) == set(want.nodes) and set(back.mounts) == set(want.mounts)
     assert back.env == (("LD_LIBRARY_PATH", "/usr/local/nvidia/lib64"),)
 
 
 # -- the mode choice --------------------------------------------------------------------------
 
-DRIVER = Driver("", VERSION, (Node("/dev/nvidiactl", "/dev/nvidiactl"),),
-                {0: Node("/dev/nvidia0", "/dev/nvidia0"), 1: Node("/dev/nvidia1", "/dev/nvidia1")},
+DRIVER = Driver("", VERSION, (DeviceNode("/dev/nvidiactl", "/dev/nvidiactl"),),
+                {0: DeviceNode("/dev/nvidia0", "/dev/nvidia0"),
+                 1: DeviceNode("/dev/nvidia1", "/dev/nvidia1")},
                 (FileMount("/usr/lib/x86_64-linux-gnu/libcuda.so.1",
                            "/usr/lib/x86_64-linux-gnu/libcuda.so.1"),))
 
 
 def test_auto_prefers_runtime_then_cdi_then_direct() -> None:
-    sel = parse_gpus("auto")
+    sel = parse_gpu_request("auto")
     spec = cdi.load([("/etc/cdi/nvidia.yaml", SPEC)])
     a = decide("auto", sel, has_runtime=True, engine_cdi=False, host=None, where="h")
     assert a.mode == RUNTIME and a.selection.mode == "all"
@@ -236,25 +245,25 @@ def test_auto_prefers_runtime_then_cdi_then_direct() -> None:
     a = decide("auto", sel, has_runtime=False, engine_cdi=False, host=HostGpus(DRIVER, None),
                where="h")
     assert a.mode == DIRECT and a.why.endswith("(driver 580.159.04)")
-    a = decide("auto", sel, has_runtime=False, engine_cdi=False, host=HostGpus(parse(""), None),
-               where="h")
+    a = decide("auto", sel, has_runtime=False, engine_cdi=False,
+               host=HostGpus(parse_driver(""), None), where="h")
     assert a.mode == "none" and a.selection.mode == "none"
     # asked for a GPU with nothing to give it: the runtime path (and its error) as before
-    a = decide("auto", parse_gpus("0"), has_runtime=False, engine_cdi=False,
-               host=HostGpus(parse(""), None), where="h")
+    a = decide("auto", parse_gpu_request("0"), has_runtime=False, engine_cdi=False,
+               host=HostGpus(parse_driver(""), None), where="h")
     assert a.mode == RUNTIME
 
 
 def test_cdi_mode_without_a_spec_is_one_line() -> None:
     with pytest.raises(DltError, match="DLT_GPU_MODE=cdi but h has no CDI spec"):
-        decide("cdi", parse_gpus("0"), has_runtime=False, engine_cdi=False,
+        decide("cdi", parse_gpu_request("0"), has_runtime=False, engine_cdi=False,
                host=HostGpus(DRIVER, None), where="h")
 
 
 def test_direct_access_in_the_run_spec_and_the_docker_run_line() -> None:
-    a = decide("direct", parse_gpus("1"), has_runtime=False, engine_cdi=False,
+    a = decide("direct", parse_gpu_request("1"), has_runtime=False, engine_cdi=False,
                host=HostGpus(DRIVER, None), where="h")
-    spec = apply(RunSpec("img", ("python", "main.py"), gpus=parse_gpus("1")), a,
+    spec = apply_access(RunSpec("img", ("python", "main.py"), gpus=parse_gpu_request("1")), a,
                  {"LD_LIBRARY_PATH": "/usr/local/cuda/lib64"})
     hc = create_config(spec)["HostConfig"]
     assert "DeviceRequests" not in hc
@@ -274,9 +283,9 @@ def test_direct_access_in_the_run_spec_and_the_docker_run_line() -> None:
 
 def test_cdi_requests_for_an_engine_that_knows_cdi() -> None:
     spec_ = cdi.load([("/etc/cdi/nvidia.yaml", SPEC)])
-    a = decide("cdi", parse_gpus("0,1"), has_runtime=False, engine_cdi=True,
+    a = decide("cdi", parse_gpu_request("0,1"), has_runtime=False, engine_cdi=True,
                host=HostGpus(DRIVER, spec_), where="h")
-    spec = apply(RunSpec("img", ("true",), gpus=parse_gpus("0,1")), a, {})
+    spec = apply_access(RunSpec("img", ("true",), gpus=parse_gpu_request("0,1")), a, {})
     hc = create_config(spec)["HostConfig"]
     assert hc["DeviceRequests"][0]["Driver"] == "cdi"
     assert hc["DeviceRequests"][0]["DeviceIDs"] == ["nvidia.com/gpu=0", "nvidia.com/gpu=1"]
@@ -284,9 +293,9 @@ def test_cdi_requests_for_an_engine_that_knows_cdi() -> None:
 
 
 def test_runtime_access_keeps_the_device_request() -> None:
-    a = decide("runtime", parse_gpus("0"), has_runtime=False, engine_cdi=False, host=None,
+    a = decide("runtime", parse_gpu_request("0"), has_runtime=False, engine_cdi=False, host=None,
                where="h")
-    spec = apply(RunSpec("img", ("true",), gpus=parse_gpus("0")), a, {})
+    spec = apply_access(RunSpec("img", ("true",), gpus=parse_gpu_request("0")), a, {})
     assert create_config(spec)["HostConfig"]["DeviceRequests"][0]["DeviceIDs"] == ["0"]
     assert "--gpus" in docker_run_cmdline(spec)
 
@@ -294,8 +303,8 @@ def test_runtime_access_keeps_the_device_request() -> None:
 def test_version_line_of_the_open_kernel_module() -> None:
     line = ("version\tNVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  "
             "Release Build  (dvs-builder@U22-I3-AF03-09-1)  Thu Oct 30 2025")
-    assert parse(line).version == "580.159.04"
-    assert parse("version\tNVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue "
+    assert parse_driver(line).version == "580.159.04"
+    assert parse_driver("version\tNVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue "
                  "Mar  5 22:23:56 UTC 2024").version == "550.54.15"
 
 
@@ -305,7 +314,7 @@ def test_one_copy_of_each_library_from_the_driver_folder() -> None:
     lines = [f"lib\t/usr/local/nvidia/lib64/{n}" for n in names]
     lines += [f"lib\t/lib/{n}" for n in names] + [f"lib\t/usr/lib/{n}" for n in names]
     lines += ["lib\t/usr/lib/libnvidia-gpucomp.so", "lib\t/lib/libnvidia-gpucomp.so"]
-    d = parse("\n".join(lines))
+    d = parse_driver("\n".join(lines))
     assert [m.path for m in d.libraries] == [
         "/usr/local/nvidia/lib64/libcuda.so.1", "/usr/local/nvidia/lib64/libcuda.so",
         "/usr/local/nvidia/lib64/libnvidia-ml.so.1", "/usr/lib/libnvidia-gpucomp.so"]

@@ -13,7 +13,7 @@ from dltasks.engine.spec import (
     size_bytes,
 )
 from dltasks.errors import DltError
-from dltasks.gpu.selection import GpuSelection, cli_flags, device_requests, parse_gpus
+from dltasks.gpu.selection import GpuSelection, cli_flags, device_requests, parse_gpu_request
 
 
 @pytest.mark.parametrize(
@@ -36,20 +36,20 @@ from dltasks.gpu.selection import GpuSelection, cli_flags, device_requests, pars
     ],
 )
 def test_parse_gpus(values: list[str] | None, mode: str, ids: tuple[str, ...]) -> None:
-    sel = parse_gpus(values)
+    sel = parse_gpu_request(values)
     assert (sel.mode, sel.ids) == (mode, ids)
 
 
 @pytest.mark.parametrize("bad", [["abc"], ["-1"], ["0", "all"], ["none,1"], ["1.5"], ["gpu0"]])
 def test_bad_gpu_ids_refused(bad: list[str]) -> None:
     with pytest.raises(DltError) as e:
-        parse_gpus(bad)
+        parse_gpu_request(bad)
     assert "\n" not in str(e.value)
 
 
 def test_default_comes_from_setting() -> None:
-    assert parse_gpus(None, default="none").mode == "none"
-    assert parse_gpus(None, default="0,1").ids == ("0", "1")
+    assert parse_gpu_request(None, default="none").mode == "none"
+    assert parse_gpu_request(None, default="0,1").ids == ("0", "1")
 
 
 def test_auto_resolution() -> None:
@@ -59,19 +59,19 @@ def test_auto_resolution() -> None:
 
 
 def test_device_requests_never_set_cuda_visible_devices() -> None:
-    reqs = device_requests(parse_gpus(["1,2"]))
+    reqs = device_requests(parse_gpu_request(["1,2"]))
     assert reqs == [{"Driver": "", "Count": 0, "DeviceIDs": ["1", "2"],
                      "Capabilities": [["gpu"]], "Options": {}}]
-    assert device_requests(parse_gpus(["all"]))[0]["Count"] == -1
-    assert device_requests(parse_gpus(["none"])) == []
-    spec = RunSpec(image="i", command=("x",), gpus=parse_gpus(["3"]))
+    assert device_requests(parse_gpu_request(["all"]))[0]["Count"] == -1
+    assert device_requests(parse_gpu_request(["none"])) == []
+    spec = RunSpec(image="i", command=("x",), gpus=parse_gpu_request(["3"]))
     assert "CUDA_VISIBLE_DEVICES" not in str(create_config(spec))
 
 
 def test_cli_flags() -> None:
-    assert cli_flags(parse_gpus(["all"])) == ["--gpus", "all"]
-    assert cli_flags(parse_gpus(["0,1"])) == ["--gpus", '"device=0,1"']
-    assert cli_flags(parse_gpus(["none"])) == []
+    assert cli_flags(parse_gpu_request(["all"])) == ["--gpus", "all"]
+    assert cli_flags(parse_gpu_request(["0,1"])) == ["--gpus", '"device=0,1"']
+    assert cli_flags(parse_gpu_request(["none"])) == []
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_size_bytes(text: str, n: int) -> None:
 
 def test_create_config_and_cmdline_agree() -> None:
     spec = RunSpec(image="proj:abc", command=("python", "main.py", "--out", "/outputs/x y"),
-                   gpus=parse_gpus(["0"]),
+                   gpus=parse_gpu_request(["0"]),
                    mounts=(Mount("/home/me/p", "/workspace"), Mount("/d", "/data", True)),
                    env={"HF_TOKEN": "secret-value", "A": "1"}, workdir="/workspace",
                    user="1000:1000", labels={"dltasks.run": "r1"}, name="dlt-proj-r1")

@@ -78,10 +78,10 @@ def test_df_parsing() -> None:
 
 
 def test_human() -> None:
-    assert dr.human(1024) == "1.0 KiB"
-    assert dr.human(64 * 2**20) == "64.0 MiB"
-    assert dr.human(int(77.4 * 2**30)) == "77.4 GiB"
-    assert dr.human(3) == "3 B"
+    assert dr.human_kib(1024) == "1.0 KiB"
+    assert dr.human_kib(64 * 2**20) == "64.0 MiB"
+    assert dr.human_kib(int(77.4 * 2**30)) == "77.4 GiB"
+    assert dr.human_kib(3) == "3 B"
 
 
 HEALTHY = dr.DoctorFacts(

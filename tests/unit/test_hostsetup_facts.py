@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dltasks.hostsetup import engine as eng
-from dltasks.hostsetup.facts import driver_hint, parse_facts, parse_nvidia_smi, sections
+from dltasks.hostsetup.facts import driver_hint, parse_facts, parse_smi_driver, sections
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "os-release"
 
@@ -79,15 +79,15 @@ def test_sections_keep_multiline_values_and_ignore_noise_before_the_first_marker
 
 
 def test_nvidia_smi_banner() -> None:
-    d = parse_nvidia_smi(SMI)
+    d = parse_smi_driver(SMI)
     assert (d.driver_version, d.cuda_version, d.brand) == ("550.54.15", "12.4", "")
-    assert parse_nvidia_smi("").driver_version == ""
+    assert parse_smi_driver("").driver_version == ""
 
 
 def test_real_h100_banner_and_cuda_requirements() -> None:
     """nvidia-smi (plus the Product Brand line of -q) as printed on an H100 host, driver 580."""
     text = (SAMPLES.parent / "nvidia-smi" / "h100-driver-580.txt").read_text()
-    d = parse_nvidia_smi(text)
+    d = parse_smi_driver(text)
     assert (d.driver_version, d.cuda_version, d.brand) == ("580.159.04", "13.0", "nvidia")
     from dltasks.hostsetup.doctor import cuda_satisfied
 

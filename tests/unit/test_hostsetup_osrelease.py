@@ -15,7 +15,7 @@ from dltasks.hostsetup.osrelease import (
     check_toolkit_support,
     detect,
     normalize_arch,
-    parse,
+    parse_os_release,
 )
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "os-release"
@@ -100,7 +100,7 @@ def test_arch_spellings(machine: str, arch: str, deb: str) -> None:
 
 def test_parse_handles_quotes_comments_and_blank_lines() -> None:
     text = '# comment\n\nID="rocky"\nNAME=\'Rocky Linux\'\nBAD LINE\nVERSION_ID=9.4\nEMPTY=\n'
-    assert parse(text) == {"ID": "rocky", "NAME": "Rocky Linux", "VERSION_ID": "9.4",
+    assert parse_os_release(text) == {"ID": "rocky", "NAME": "Rocky Linux", "VERSION_ID": "9.4",
                            "EMPTY": ""}
 
 

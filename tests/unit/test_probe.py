@@ -20,18 +20,18 @@ import pytest
 from dltasks.errors import DltError
 from dltasks.probe import (
     MARK,
-    Gpu,
+    ProbedGpu,
     container_command,
-    diagnose,
-    parse_nvidia_smi,
+    diagnose_probe,
     parse_probe_output,
+    parse_probe_smi,
     parse_smi_header,
     script_path,
 )
 from dltasks.probe.script import cuda_version_text, framework_facts, report_lines
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-smi"
-H100 = Gpu(index=0, name="NVIDIA H100 80GB HBM3", memory_mib=81559, compute_cap="9.0",
+H100 = ProbedGpu(index=0, name="NVIDIA H100 80GB HBM3", memory_mib=81559, compute_cap="9.0",
            uuid="GPU-15804f80-052e-5977-4b45-0e26aacd1327", driver_version="580.159.04")
 
 
@@ -46,42 +46,42 @@ def facts_of(name: str) -> dict[str, Any]:
 
 
 def codes(facts: dict[str, Any], expect: int = 1) -> list[str]:
-    return [f.code for f in diagnose(facts, expect) if f.severity == "error"]
+    return [f.code for f in diagnose_probe(facts, expect) if f.severity == "error"]
 
 
 # --- nvidia-smi ---------------------------------------------------------------------------------
 
 
 def test_parse_nvidia_smi_real_h100_query() -> None:
-    assert parse_nvidia_smi(read("h100-x1-query.csv")) == [H100]
+    assert parse_probe_smi(read("h100-x1-query.csv")) == [H100]
 
 
 def test_parse_nvidia_smi_several_gpus_and_blank_lines() -> None:
     text = ("\n0, GPU-aaa, NVIDIA H100 80GB HBM3, 580.159.04, 81559, 9.0\n\n"
             "1, GPU-bbb, NVIDIA A100-SXM4-40GB, 580.159.04, 40960, 8.0\n")
-    gpus = parse_nvidia_smi(text)
+    gpus = parse_probe_smi(text)
     assert [(g.index, g.name, g.memory_mib, g.compute_cap) for g in gpus] == [
         (0, "NVIDIA H100 80GB HBM3", 81559, "9.0"), (1, "NVIDIA A100-SXM4-40GB", 40960, "8.0")]
 
 
 def test_parse_nvidia_smi_without_compute_cap_column() -> None:
-    gpus = parse_nvidia_smi("0, GPU-ccc, Tesla V100-SXM2-16GB, 470.82.01, 16160\n")
-    assert gpus == [Gpu(0, "Tesla V100-SXM2-16GB", 16160, "", "GPU-ccc", "470.82.01")]
+    gpus = parse_probe_smi("0, GPU-ccc, Tesla V100-SXM2-16GB, 470.82.01, 16160\n")
+    assert gpus == [ProbedGpu(0, "Tesla V100-SXM2-16GB", 16160, "", "GPU-ccc", "470.82.01")]
 
 
 def test_parse_nvidia_smi_not_available_values() -> None:
-    gpus = parse_nvidia_smi("0, GPU-ddd, NVIDIA H100 80GB HBM3, 580.159.04, [N/A], [N/A]\n")
+    gpus = parse_probe_smi("0, GPU-ddd, NVIDIA H100 80GB HBM3, 580.159.04, [N/A], [N/A]\n")
     assert (gpus[0].memory_mib, gpus[0].compute_cap) == (0, "")
 
 
 def test_parse_nvidia_smi_quoted_name_with_comma() -> None:
-    gpus = parse_nvidia_smi('0, GPU-eee, "Odd, Name", 580.1, 1024, 8.6\n')
+    gpus = parse_probe_smi('0, GPU-eee, "Odd, Name", 580.1, 1024, 8.6\n')
     assert gpus[0].name == "Odd, Name" and gpus[0].compute_cap == "8.6"
 
 
 def test_parse_nvidia_smi_empty_output_means_no_gpus() -> None:
-    assert parse_nvidia_smi("") == []
-    assert parse_nvidia_smi("\n  \n") == []
+    assert parse_probe_smi("") == []
+    assert parse_probe_smi("\n  \n") == []
 
 
 @pytest.mark.parametrize("text", [
@@ -92,12 +92,12 @@ def test_parse_nvidia_smi_empty_output_means_no_gpus() -> None:
 ])
 def test_parse_nvidia_smi_refuses_error_text(text: str) -> None:
     with pytest.raises(ValueError, match="unexpected nvidia-smi line"):
-        parse_nvidia_smi(text)
+        parse_probe_smi(text)
 
 
 def test_parse_nvidia_smi_refuses_real_bad_field_message() -> None:
     with pytest.raises(ValueError, match="bogus_field"):
-        parse_nvidia_smi(read("h100-x1-bad-field.txt"))
+        parse_probe_smi(read("h100-x1-bad-field.txt"))
 
 
 def test_parse_smi_header_real_h100() -> None:
@@ -166,15 +166,15 @@ def test_report_lines_of_a_real_run_name_devices_and_speed() -> None:
     assert lines[-1].startswith("OK: 1 GPU(s) usable, slowest matmul ")
 
 
-# --- diagnose: the real runs, then one change at a time ------------------------------------------
+# --- diagnose_probe: the real runs, then one change at a time ------------------------------------
 
 
 def test_diagnose_real_healthy_run_finds_nothing() -> None:
-    assert diagnose(facts_of("h100-x1-probe-ok.txt")) == []
+    assert diagnose_probe(facts_of("h100-x1-probe-ok.txt")) == []
 
 
 def test_diagnose_real_cuda_visible_devices_run() -> None:
-    found = diagnose(facts_of("h100-x1-probe-cuda-visible-devices-3.txt"))
+    found = diagnose_probe(facts_of("h100-x1-probe-cuda-visible-devices-3.txt"))
     assert [f.code for f in found] == ["cuda-visible-devices"]
     assert "CUDA_VISIBLE_DEVICES='3'" in found[0].message and "unset it" in found[0].message
 
@@ -202,7 +202,7 @@ def smi_error(f: dict[str, Any], text: str) -> dict[str, Any]:
 
 
 def test_diagnose_nothing_visible_points_at_the_runtime_installer() -> None:
-    (f,) = diagnose(no_gpu(healthy()))
+    (f,) = diagnose_probe(no_gpu(healthy()))
     assert f.code == "no-gpu-visible" and f.severity == "error"
     assert "no /dev/nvidia* devices, no nvidia-smi" in f.message
     assert "`inv install-nvidia-docker`" in f.message and "\n" not in f.message
@@ -211,12 +211,12 @@ def test_diagnose_nothing_visible_points_at_the_runtime_installer() -> None:
 def test_diagnose_device_nodes_without_any_answer() -> None:
     f = no_gpu(healthy())
     f["dev_nodes"] = ["/dev/nvidia0"]
-    assert "/dev/nvidia* exists but no device answers" in diagnose(f)[0].message
+    assert "/dev/nvidia* exists but no device answers" in diagnose_probe(f)[0].message
 
 
 def test_diagnose_driver_library_mismatch_says_reboot() -> None:
     f = smi_error(healthy(), "Failed to initialize NVML: Driver/library version mismatch")
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert found.code == "driver-mismatch" and "reboot the host" in found.message
 
 
@@ -234,7 +234,7 @@ def test_diagnose_driver_not_loaded() -> None:
 
 
 def test_diagnose_nvml_unknown_error() -> None:
-    (found,) = diagnose(smi_error(healthy(), "Failed to initialize NVML: Unknown Error"))
+    (found,) = diagnose_probe(smi_error(healthy(), "Failed to initialize NVML: Unknown Error"))
     assert found.code == "nvml-failed" and "Unknown Error" in found.message
 
 
@@ -259,7 +259,7 @@ def test_diagnose_missing_libcuda_means_missing_compute_capability() -> None:
     f = healthy()
     f["libcuda"] = {"found": False, "devices": [], "init_error": "", "cuda_version": ""}
     f["frameworks"], f["matmul"] = {}, []
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert found.code == "no-libcuda" and "NVIDIA_DRIVER_CAPABILITIES" in found.message
 
 
@@ -269,7 +269,7 @@ def test_diagnose_cpu_build_of_torch() -> None:
                                 "available": False, "devices": []}
     f["matmul"] = []
     assert codes(f) == ["torch-cpu-build"]
-    assert "2.5.1+cpu is a CPU-only build" in diagnose(f)[0].message
+    assert "2.5.1+cpu is a CPU-only build" in diagnose_probe(f)[0].message
 
 
 def test_diagnose_cpu_torch_and_no_gpu_are_both_reported() -> None:
@@ -284,7 +284,7 @@ def test_diagnose_torch_newer_than_driver() -> None:
     f["frameworks"]["torch"].update(cuda="12.8", available=False, devices=[],
                                     cuda_error="The NVIDIA driver on your system is too old")
     f["matmul"] = []
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert found.code == "driver-too-old"
     assert "built for CUDA 12.8 but the driver supports CUDA 12.2" in found.message
 
@@ -293,7 +293,7 @@ def test_diagnose_torch_cannot_use_gpu_for_another_reason() -> None:
     f = healthy()
     f["frameworks"]["torch"].update(available=False, devices=[], cuda_error="boom")
     f["matmul"] = []
-    assert codes(f) == ["torch-cuda-failed"] and "(boom)" in diagnose(f)[0].message
+    assert codes(f) == ["torch-cuda-failed"] and "(boom)" in diagnose_probe(f)[0].message
 
 
 def test_diagnose_torch_that_does_not_import() -> None:
@@ -309,14 +309,14 @@ def test_diagnose_matmul_failure_and_wrong_result() -> None:
     assert codes(f) == ["matmul-failed"]
     f = healthy()
     f["matmul"][0].update(check_ok=False, check_error=0.9)
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert found.code == "matmul-wrong" and "0.9" in found.message
 
 
 def test_diagnose_gpu_without_framework_is_a_warning_only() -> None:
     f = healthy()
     f["frameworks"], f["matmul"] = {}, []
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert (found.severity, found.code) == ("warning", "no-framework")
 
 
@@ -326,7 +326,7 @@ def test_every_finding_is_one_line_with_a_fix() -> None:
              smi_error(healthy(), "Failed to initialize NVML: Unknown Error"),
              facts_of("h100-x1-probe-cuda-visible-devices-3.txt")]
     for facts in cases:
-        for f in diagnose(facts):
+        for f in diagnose_probe(facts):
             assert "\n" not in f.message and ": " in f.message, f.message
 
 
@@ -374,7 +374,7 @@ def test_diagnose_cuda_visible_devices_subset_is_a_warning() -> None:
     second = dict(f["nvidia_smi"]["gpus"][0], index=1, uuid="GPU-other")
     f["nvidia_smi"]["gpus"].append(second)
     f["env"]["CUDA_VISIBLE_DEVICES"] = "0"
-    (found,) = diagnose(f)
+    (found,) = diagnose_probe(f)
     assert (found.severity, found.code) == ("warning", "cuda-visible-devices")
     assert "leaves 1 of the 2 GPU(s)" in found.message
     assert codes(f) == []
@@ -384,8 +384,8 @@ def test_diagnose_cuda_visible_devices_subset_is_a_warning() -> None:
 
 
 def test_parse_nvidia_smi_real_two_gpu_queries_with_and_without_compute_cap() -> None:
-    six = parse_nvidia_smi(read("h100-x2-query.csv"))
-    five = parse_nvidia_smi(read("h100-x2-query-no-compute-cap.csv"))
+    six = parse_probe_smi(read("h100-x2-query.csv"))
+    five = parse_probe_smi(read("h100-x2-query-no-compute-cap.csv"))
     assert [g.index for g in six] == [0, 1] and len({g.uuid for g in six}) == 2
     assert [g.compute_cap for g in six] == ["9.0", "9.0"]
     assert [g.compute_cap for g in five] == ["", ""]
@@ -402,13 +402,14 @@ def test_parse_probe_output_real_two_gpu_run_has_a_matmul_per_gpu() -> None:
     assert [(m.device, m.dtype, m.n) for m in r.matmuls] == [(0, "bfloat16", 8192),
                                                               (1, "bfloat16", 8192)]
     assert all(100 < m.tflops < 2000 and not m.error for m in r.matmuls)
-    assert diagnose(r.raw, expect=2) == []
+    assert diagnose_probe(r.raw, expect=2) == []
     assert codes(r.raw, expect=3) == ["too-few-gpus"]
 
 
 def test_real_run_with_one_of_two_gpus_selected_warns_and_counts_one() -> None:
     facts = facts_of("h100-x2-probe-cuda-visible-devices-1.txt")
-    assert [(f.severity, f.code) for f in diagnose(facts)] == [("warning", "cuda-visible-devices")]
+    assert [(f.severity, f.code) for f in diagnose_probe(facts)] == \
+        [("warning", "cuda-visible-devices")]
     assert codes(facts, expect=2) == ["too-few-gpus"]
-    facts["findings"] = [f.__dict__ for f in diagnose(facts)]
+    facts["findings"] = [f.__dict__ for f in diagnose_probe(facts)]
     assert report_lines(facts)[-1].startswith("OK: 1 GPU(s) usable")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.runs.listing import ENGINE, SLURM, Candidate, RunInfo, choose, owner
+from dltasks.runs.listing import ENGINE, SLURM, Candidate, RunInfo, choose_candidate, owner
 from dltasks.runs.record import (
     MANIFEST,
     RUNS_DIR,
@@ -175,20 +175,20 @@ def slu(rid: str, job: int = 42) -> Candidate:
 
 def refusal(run: str, cands: list[Candidate], where: str = "local") -> str:
     with pytest.raises(DltError) as e:
-        choose(run, cands, where)
+        choose_candidate(run, cands, where)
     assert "\n" not in e.value.message
     return e.value.message
 
 
 def test_exact_id_wins_over_prefix_matches() -> None:
     node1 = replace(eng(A), note="exited")  # a job's second node: the same run
-    assert choose(A, [eng(A), node1, eng(B)], "local") == eng(A)
-    assert choose(B, [eng(A), eng(B)], "local") == eng(B)
+    assert choose_candidate(A, [eng(A), node1, eng(B)], "local") == eng(A)
+    assert choose_candidate(B, [eng(A), eng(B)], "local") == eng(B)
 
 
 def test_a_unique_prefix_of_your_runs_resolves() -> None:
-    assert choose("20261208", [eng(A), eng(B), slu(C)], "local") == slu(C)
-    assert choose("20261207-101502", [eng(A), eng(B)], "local") == eng(B)
+    assert choose_candidate("20261208", [eng(A), eng(B), slu(C)], "local") == slu(C)
+    assert choose_candidate("20261207-101502", [eng(A), eng(B)], "local") == eng(B)
 
 
 def test_an_ambiguous_prefix_is_refused_with_every_candidate() -> None:
@@ -203,8 +203,8 @@ def test_a_slurm_record_does_not_win_by_prefix_over_an_engine_run() -> None:
 
 def test_slurm_containers_of_a_slurm_run_are_that_run() -> None:
     # the Slurm run's node containers on this engine carry its id: the record decides
-    assert choose(A, [eng(A), slu(A)], "local").source == SLURM
-    assert choose("2026", [eng(A), slu(A)], "local").source == SLURM
+    assert choose_candidate(A, [eng(A), slu(A)], "local").source == SLURM
+    assert choose_candidate("2026", [eng(A), slu(A)], "local").source == SLURM
 
 
 def test_another_users_run_only_by_its_full_id() -> None:
@@ -212,15 +212,15 @@ def test_another_users_run_only_by_its_full_id() -> None:
     msg = refusal("20261207-1015", [eng(A, "bob"), theirs])
     assert "no run of yours" in msg and A in msg and B in msg and "of bob" in msg
     assert "full id" in msg
-    assert choose(B, [theirs, eng(A)], "gpu1") == theirs
+    assert choose_candidate(B, [theirs, eng(A)], "gpu1") == theirs
     # a prefix resolves among yours only, however many of others' share it
-    assert choose("20261207", [eng(A), eng(B, "bob")], "local") == eng(A)
+    assert choose_candidate("20261207", [eng(A), eng(B, "bob")], "local") == eng(A)
 
 
 def test_an_id_of_two_owners_is_refused() -> None:
     msg = refusal(A, [eng(A, "bob"), eng(A, "carol")])
     assert "bob" in msg and "carol" in msg
-    assert choose(A, [eng(A, "bob"), eng(A)], "local") == eng(A)  # yours first
+    assert choose_candidate(A, [eng(A, "bob"), eng(A)], "local") == eng(A)  # yours first
 
 
 def test_nothing_matches_says_where_to_look() -> None:

@@ -20,7 +20,7 @@ from dltasks.engine.spec import (
 from dltasks.errors import DltError
 from dltasks.gpu.selection import GpuSelection
 from dltasks.paths.scan import PathMap, Root
-from dltasks.runs.plan import HostFacts, RunPlan, RunRequest, build_pathmap, parse_mount, plan_run
+from dltasks.runs.plan import RunPlan, RunRequest, TargetFacts, build_pathmap, parse_mount, plan_run
 from dltasks.settings import Settings, resolve
 
 RUN_ID, STARTED, IMAGE = "20261126-141502-a3f9", "2026-11-26T14:15:02+00:00", "proj:latest"
@@ -200,11 +200,11 @@ def plan_project(tmp_path: Path, extra_config: str = "", dotenv: str = "") -> Se
     return resolve(proj, environ={"DLT_DATA_DIR": str(data), "DLT_OUTPUT_DIR": str(out)})
 
 
-def local_facts(s: Settings) -> HostFacts:
-    return HostFacts("local", str(s.project_dir), "1234:5678")
+def local_facts(s: Settings) -> TargetFacts:
+    return TargetFacts("local", str(s.project_dir), "1234:5678")
 
 
-def plan(s: Settings, req: RunRequest, facts: HostFacts | None = None,
+def plan(s: Settings, req: RunRequest, facts: TargetFacts | None = None,
          host: Settings | None = None) -> RunPlan:
     return plan_run(s, host or s, facts or local_facts(s), req, run_id=RUN_ID, started=STARTED,
                     image=IMAGE)
@@ -305,7 +305,7 @@ def test_plan_remote_host_paths(tmp_path: Path) -> None:
     proj = s.project_dir
     (proj / ".env.gpu1").write_text("DLT_DATA_DIR=/mnt/ssd/data\nDLT_OUTPUT_DIR=outputs\n")
     host = resolve(proj, environ={}, host="gpu1")
-    facts = HostFacts("gpu1", REMOTE_DIR, "1000:1000")
+    facts = TargetFacts("gpu1", REMOTE_DIR, "1000:1000")
     p = plan(s, RunRequest("train", "python main.py"), facts=facts, host=host)
     mounts = {m.target: m for m in p.spec.mounts}
     assert mounts["/workspace"].source == REMOTE_DIR
@@ -417,7 +417,7 @@ def test_plan_mounts_env_files_without_dlt_lines(tmp_path: Path) -> None:
 
 def test_plan_env_overlay_only_where_the_code_folder_is_this_one(tmp_path: Path) -> None:
     s = plan_project(tmp_path, dotenv="DLT_SUDO_PASSWORD=pw-1\n")
-    facts = HostFacts("gpu1", "/home/u/dltasks/proj", "1000:1000", "/home/u")
+    facts = TargetFacts("gpu1", "/home/u/dltasks/proj", "1000:1000", "/home/u")
     p = plan(s, RunRequest("train", "python main.py"), facts=facts)
     assert not any(m.target == "/workspace/.env" for m in p.spec.mounts)
 

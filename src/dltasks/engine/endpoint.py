@@ -100,7 +100,7 @@ def context_id(name: str) -> str:
     return hashlib.sha256(name.encode("utf-8")).hexdigest()
 
 
-def resolve(setting: str, setting_source: str, view: DockerView) -> Endpoint:
+def resolve_endpoint(setting: str, setting_source: str, view: DockerView) -> Endpoint:
     """The engine the docker CLI would use on the host of ``view``, unless ``setting``
     (DLT_DOCKER_HOST, from ``setting_source``) names one."""
     env = view.env

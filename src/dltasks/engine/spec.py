@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dltasks.errors import DltError
-from dltasks.gpu.driver import Node
+from dltasks.gpu.driver import DeviceNode
 from dltasks.gpu.selection import GpuSelection, cli_flags, device_requests
 from dltasks.settings.masking import mask_env
 
@@ -56,7 +56,7 @@ class RunSpec:
     #: How the GPUs get in (dltasks.gpu.modes): "runtime" (a device request), "cdi" or "direct"
     #: (device nodes and driver mounts, or CDI requests), "none".
     gpu_mode: str = "runtime"
-    devices: tuple[Node, ...] = ()      # device nodes given to the container
+    devices: tuple[DeviceNode, ...] = ()      # device nodes given to the container
     cdi_devices: tuple[str, ...] = ()   # CDI names (nvidia.com/gpu=0) for an engine with CDI
     network: str = ""                   # "host" for the nodes of a multi-host job
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dltasks.errors import DltError
-from dltasks.gpu.driver import Driver, Edits, FileMount, Node, no_driver_message
+from dltasks.gpu.driver import DeviceNode, Driver, Edits, FileMount, no_driver_message
 from dltasks.gpu.selection import ALL, IDS, GpuSelection
 
 KIND = "nvidia.com/gpu"
@@ -128,7 +128,7 @@ def _parse(path: str, text: str) -> dict[str, Any]:
 
 def _edits(path: str, ce: dict[str, Any]) -> Edits:
     try:
-        nodes = tuple(Node(str(n.get("hostPath") or n["path"]), str(n["path"]))
+        nodes = tuple(DeviceNode(str(n.get("hostPath") or n["path"]), str(n["path"]))
                       for n in ce.get("deviceNodes") or [])
         mounts = tuple(FileMount(str(m["hostPath"]), str(m["containerPath"]))
                        for m in ce.get("mounts") or [])

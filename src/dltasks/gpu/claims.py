@@ -13,7 +13,7 @@ Two sources, both read on the TARGET host:
   ``DLT_GPU_FREE_MIB``, is busy; one that fell off the bus is lost; one in MIG mode is not
   handed out whole.
 
-:func:`choose` turns a selection (``free:N``, ids, ``all``) into the GPUs a run gets, or a
+:func:`choose_gpus` turns a selection (``free:N``, ids, ``all``) into the GPUs a run gets, or a
 one-line error that names who holds the others.
 """
 
@@ -74,7 +74,7 @@ _LOST_BUS = re.compile(r"GPU ?([0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[
 
 
 @dataclass(frozen=True)
-class Gpu:
+class SmiGpu:
     """One GPU as the driver reports it (None: the driver did not say, ``[N/A]``)."""
 
     index: int
@@ -101,16 +101,16 @@ class App:
 
 
 @dataclass(frozen=True)
-class Status:
+class GpuStatus:
     """The driver's account of a host's GPUs; ``known`` is False where nvidia-smi was not
     there or failed (``problem`` says which)."""
 
-    gpus: tuple[Gpu, ...] = ()
+    gpus: tuple[SmiGpu, ...] = ()
     apps: tuple[App, ...] = ()
     known: bool = False
     problem: str = ""
 
-    def by_index(self) -> dict[int, Gpu]:
+    def by_index(self) -> dict[int, SmiGpu]:
         return {g.index: g for g in self.gpus}
 
 
@@ -166,13 +166,13 @@ def _number(text: str) -> int | None:
         return None  # [N/A], [Not Supported], [Unknown Error], [GPU requires reset]
 
 
-def parse_gpus(lines: Iterable[str]) -> tuple[Gpu, ...]:
+def parse_smi_gpus(lines: Iterable[str]) -> tuple[SmiGpu, ...]:
     """``nvidia-smi --query-gpu=<GPU_FIELDS> --format=csv,noheader,nounits`` as Gpus.
 
     A GPU that fell off the bus shows up as a message line ("Unable to determine the device
     handle for GPU0000:3B:00.0: GPU is lost...") or as a row of error fields; either way it is
     kept, as lost, so the table shows it and nothing picks it."""
-    out: list[Gpu] = []
+    out: list[SmiGpu] = []
     lost: list[tuple[str, str]] = []
     for line in lines:
         line = line.strip()
@@ -187,13 +187,13 @@ def parse_gpus(lines: Iterable[str]) -> tuple[Gpu, ...]:
         index, uuid, name, bus, used, total, util, temp, mig = parts
         broken = next((p for p in (uuid, used, total) if p.startswith("[")
                        and p not in ("[N/A]", "[Not Supported]")), "")
-        out.append(Gpu(int(index), uuid if uuid.startswith(("GPU-", "MIG-")) else "", name, bus,
+        out.append(SmiGpu(int(index), uuid if uuid.startswith(("GPU-", "MIG-")) else "", name, bus,
                        _number(used), _number(total), _number(util), _number(temp),
                        mig.lower() == "enabled", f"the driver says {broken}" if broken else ""))
     taken = {g.index for g in out}
     free_index = (i for i in range(len(out) + len(lost) + 64) if i not in taken)
     for bus, text in lost:
-        out.append(Gpu(next(free_index), bus_id=bus, lost=_lost_reason(text)))
+        out.append(SmiGpu(next(free_index), bus_id=bus, lost=_lost_reason(text)))
     return tuple(sorted(out, key=lambda g: g.index))
 
 
@@ -213,7 +213,7 @@ def parse_apps(lines: Iterable[str]) -> tuple[App, ...]:
     return tuple(out)
 
 
-def parse_status(text: str) -> Status:
+def parse_status(text: str) -> GpuStatus:
     """The output of :data:`STATUS_SCRIPT`."""
     gpu_lines, app_lines, codes = [], [], None
     containers: dict[int, str] = {}
@@ -230,13 +230,13 @@ def parse_status(text: str) -> Status:
         elif key == "smi-exit":
             codes = rest.split("\t")
     if codes is None:
-        return Status(problem="no nvidia-smi")
-    gpus = parse_gpus(gpu_lines)
+        return GpuStatus(problem="no nvidia-smi")
+    gpus = parse_smi_gpus(gpu_lines)
     if codes[0] != "0" and not gpus:
         said = " ".join(x.strip() for x in gpu_lines if x.strip())[:200]
-        return Status(problem=f"nvidia-smi failed (exit {codes[0]}): {said}")
+        return GpuStatus(problem=f"nvidia-smi failed (exit {codes[0]}): {said}")
     apps = tuple(replace(a, container=containers.get(a.pid, "")) for a in parse_apps(app_lines))
-    return Status(gpus, apps, True)
+    return GpuStatus(gpus, apps, True)
 
 
 # -- claims from container labels -------------------------------------------------------------
@@ -261,7 +261,7 @@ def claims_from(rows: Iterable[Mapping[str, Any]], *, labels: Mapping[str, str],
     return out
 
 
-def holders(status: Status, claims: Sequence[Claim], *, free_mib: int,
+def holders(status: GpuStatus, claims: Sequence[Claim], *, free_mib: int,
             indices: Iterable[int] = ()) -> Holders:
     """Who or what keeps each GPU from being free (``indices``: the GPUs there are, when the
     driver's account is not known)."""
@@ -297,7 +297,7 @@ def holders(status: Status, claims: Sequence[Claim], *, free_mib: int,
 
 # -- the choice -------------------------------------------------------------------------------
 
-def choose(sel: GpuSelection, status: Status, claims: Sequence[Claim], *, free_mib: int,
+def choose_gpus(sel: GpuSelection, status: GpuStatus, claims: Sequence[Claim], *, free_mib: int,
            where: str, share: bool = False, indices: Iterable[int] = (),
            asked: str = "") -> Choice:
     """The GPUs a run gets for ``sel`` (free:N, ids or all) on host ``where``.
@@ -346,7 +346,7 @@ def choose(sel: GpuSelection, status: Status, claims: Sequence[Claim], *, free_m
     return Choice(sel, tuple(shared))
 
 
-def _wanted(sel: GpuSelection, status: Status, known: list[int],
+def _wanted(sel: GpuSelection, status: GpuStatus, known: list[int],
             where: str) -> list[tuple[str, int | None]]:
     """(as the user named it, host index or None when unknown) for each GPU of ``sel``."""
     if sel.mode == ALL:

@@ -3,7 +3,7 @@ container needs of it for a set of GPUs: device nodes, files to mount, library f
 
 No toolkit is needed. :data:`DISCOVER_SCRIPT` runs on the TARGET host (this machine or a remote
 one, through :class:`~dltasks.hosts.shell.Shell`: one round trip) and prints what it sees;
-:func:`parse` turns that into :class:`Driver`; :func:`edits_for` picks what a selection of
+:func:`parse_driver` turns that into :class:`Driver`; :func:`edits_for` picks what a selection of
 GPUs needs. What is taken, and why (as nvidia-ctk's driver discoverers do):
 
 - device nodes: ``/dev/nvidiactl``, ``/dev/nvidia-uvm``, ``/dev/nvidia-uvm-tools``,
@@ -85,7 +85,7 @@ DISCOVER_SCRIPT = (
 
 
 @dataclass(frozen=True)
-class Node:
+class DeviceNode:
     """A device node: where it is on the host, and its path in the container."""
 
     host: str
@@ -102,7 +102,7 @@ class FileMount:
 class Edits:
     """What a container gets for its GPUs (CDI's containerEdits, as dltasks applies them)."""
 
-    nodes: tuple[Node, ...] = ()
+    nodes: tuple[DeviceNode, ...] = ()
     mounts: tuple[FileMount, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     library_path: tuple[str, ...] = ()     # container folders to put first on LD_LIBRARY_PATH
@@ -125,8 +125,8 @@ class Driver:
 
     root: str                                   # the driver root ("" for /)
     version: str = ""
-    control: tuple[Node, ...] = ()              # nodes every GPU container needs
-    gpus: dict[int, Node] = field(default_factory=dict)  # host index -> /dev/nvidiaN
+    control: tuple[DeviceNode, ...] = ()              # nodes every GPU container needs
+    gpus: dict[int, DeviceNode] = field(default_factory=dict)  # host index -> /dev/nvidiaN
     libraries: tuple[FileMount, ...] = ()
     binaries: tuple[FileMount, ...] = ()
     firmware: tuple[FileMount, ...] = ()
@@ -151,15 +151,15 @@ def _bus(text: str) -> tuple[int, int, int, int] | None:
     return tuple(int(x, 16) for x in m.groups()) if m else None  # type: ignore[return-value]
 
 
-def parse(output: str, root: str = "") -> Driver:
+def parse_driver(output: str, root: str = "") -> Driver:
     """:data:`DISCOVER_SCRIPT`'s output as a :class:`Driver`."""
     root = root.rstrip("/")
 
     def inside(path: str) -> str:
         return path[len(root):] if root and path.startswith(root + "/") else path
 
-    control: dict[str, Node] = {}
-    nodes: dict[int, Node] = {}   # minor -> node
+    control: dict[str, DeviceNode] = {}
+    nodes: dict[int, DeviceNode] = {}   # minor -> node
     minors: dict[tuple[int, int, int, int], int] = {}
     libs: dict[str, FileMount] = {}
     bins: dict[str, FileMount] = {}
@@ -170,7 +170,7 @@ def parse(output: str, root: str = "") -> Driver:
         kind, _, rest = line.partition("\t")
         if kind == "dev":
             name = posixpath.basename(rest)
-            node = Node(rest, inside(rest))
+            node = DeviceNode(rest, inside(rest))
             if name in CONTROL_NODES:
                 control[name] = node
             elif re.fullmatch(r"nvidia\d+", name):
@@ -192,7 +192,7 @@ def parse(output: str, root: str = "") -> Driver:
             fw.setdefault(inside(rest), FileMount(rest, inside(rest)))
         elif kind == "ipc":
             ipc.setdefault(inside(rest), FileMount(rest, inside(rest)))
-    gpus: dict[int, Node]
+    gpus: dict[int, DeviceNode]
     if minors:  # nvidia-smi's index is the PCI bus order; the driver says each one's minor
         by_bus = [minors[b] for b in sorted(minors)]
         gpus = {i: nodes[m] for i, m in enumerate(by_bus) if m in nodes}

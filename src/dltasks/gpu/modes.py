@@ -12,7 +12,7 @@
 :func:`decide` is the pure choice; :func:`facts_later` gathers its facts from a Target (one
 engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpu.claims`;
 :func:`facts_early` starts them before a local command is parsed), :func:`access_for` does
-both; :func:`apply` puts the result into a RunSpec. Every mode
+both; :func:`apply_access` puts the result into a RunSpec. Every mode
 has the same semantics: only the selected GPUs are visible, numbered from 0 inside.
 """
 
@@ -26,8 +26,15 @@ from typing import TYPE_CHECKING, Any
 from dltasks.engine.spec import Mount, RunSpec
 from dltasks.errors import DltError
 from dltasks.gpu import cdi
-from dltasks.gpu.claims import Status, parse_status, status_script
-from dltasks.gpu.driver import DISCOVER_SCRIPT, Driver, Edits, edits_for, no_driver_message, parse
+from dltasks.gpu.claims import GpuStatus, parse_status, status_script
+from dltasks.gpu.driver import (
+    DISCOVER_SCRIPT,
+    Driver,
+    Edits,
+    edits_for,
+    no_driver_message,
+    parse_driver,
+)
 from dltasks.gpu.selection import AUTO, NONE, GpuSelection
 from dltasks.hosts.background import in_background
 from dltasks.hosts.shell import quote
@@ -64,7 +71,7 @@ class HostGpus:
     spec: cdi.Spec | None
     hook: bool = False   # NVIDIA's runtime hook is installed (engines using it list no runtime)
     #: The driver's account of its GPUs (nvidia-smi), when asked for.
-    status: Status = Status()
+    status: GpuStatus = GpuStatus()
 
 
 @dataclass(frozen=True)
@@ -89,12 +96,12 @@ def _script(settings: Settings, status: bool) -> list[str]:
 def _parse(text: str, settings: Settings) -> HostGpus:
     lines = text.splitlines()
     facts = "\n".join(ln for ln in lines if not ln.startswith(("cdi\t", "smi-")))
-    return HostGpus(parse(facts, settings.driver_root.rstrip("/")),
+    return HostGpus(parse_driver(facts, settings.driver_root.rstrip("/")),
                     cdi.load(cdi.files_of(text)), hook="hook" in lines,
                     status=parse_status(text))
 
 
-def gather(target: Target, settings: Settings, *, status: bool = False) -> HostGpus:
+def gather_host_gpus(target: Target, settings: Settings, *, status: bool = False) -> HostGpus:
     """Discover the driver and read the CDI specs on the target host (``status``: and ask
     nvidia-smi about its GPUs), in one round trip."""
     return gather_later(target, settings, status=status)()
@@ -102,8 +109,8 @@ def gather(target: Target, settings: Settings, *, status: bool = False) -> HostG
 
 def gather_later(target: Target, settings: Settings, *,
                  status: bool = False) -> Callable[[], HostGpus]:
-    """:func:`gather`, started now: on this machine a child process, on a remote host an exec
-    channel in a thread. Call the result for the answer."""
+    """:func:`gather_host_gpus`, started now: on this machine a child process, on a remote host
+    an exec channel in a thread. Call the result for the answer."""
     argv = _script(settings, status)
     if not target.is_remote:
         from dltasks.hosts.shell import local_start
@@ -252,7 +259,7 @@ def access_for(target: Target, sel: GpuSelection, *, tolerant: bool = False) -> 
     return decide_with(facts, target.settings.gpu_mode, sel, target.name)
 
 
-def apply(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> RunSpec:
+def apply_access(spec: RunSpec, access: GpuAccess, image_env: Mapping[str, str]) -> RunSpec:
     """``spec`` with its GPUs given the way ``access`` says."""
     if access.mode == NONE:
         return replace(spec, gpus=access.selection, gpu_mode=NONE)

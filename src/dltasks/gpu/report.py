@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dltasks.gpu.claims import Claim, Status, holders
+from dltasks.gpu.claims import Claim, GpuStatus, holders
 
 
-def report(host: str, status: Status, claims: Sequence[Claim], *, free_mib: int,
+def report(host: str, status: GpuStatus, claims: Sequence[Claim], *, free_mib: int,
            indices: Sequence[int] = (), problem: str = "") -> dict[str, Any]:
     """The host's GPUs as plain data: index, name, memory, utilisation, temperature, state
     (free, held, busy, lost, mig), the dltasks runs holding it, and its other processes."""

@@ -43,7 +43,7 @@ class GpuSelection:
         return ",".join(self.ids) if self.mode == IDS else self.mode
 
 
-def parse_gpus(values: Iterable[str] | str | None, default: str = AUTO) -> GpuSelection:
+def parse_gpu_request(values: Iterable[str] | str | None, default: str = AUTO) -> GpuSelection:
     """Parse ``--gpu`` values (repeatable, comma lists) or ``DLT_GPUS``; refuse bad ids early."""
     if values is None or isinstance(values, str):
         values = [values or default]

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from dltasks.engine.spec import CLAIM_LABELS, LABEL_RUN
 from dltasks.errors import DltError
 from dltasks.gpu import modes as gpumode
-from dltasks.gpu.claims import Choice, Claim, GpusTaken, Status, choose, claims_from, parse_status
+from dltasks.gpu.claims import (
+    Choice,
+    Claim,
+    GpusTaken,
+    GpuStatus,
+    choose_gpus,
+    claims_from,
+    parse_status,
+)
 from dltasks.gpu.lock import LockBusy, gpu_lock
 from dltasks.gpu.modes import GpuAccess, GpuFacts
 from dltasks.gpu.selection import ALL, FREE, NONE, GpuSelection
@@ -56,7 +64,7 @@ def claims_on(target: Target, *, tolerant: bool = False) -> list[Claim]:
     return claims_from(rows, labels=CLAIM_LABELS)
 
 
-def status_on(target: Target) -> Status:
+def status_on(target: Target) -> GpuStatus:
     """The driver's account of ``target``'s GPUs, asked now (one round trip)."""
     from dltasks.gpu.claims import status_script
     from dltasks.hosts.shell import quote
@@ -81,9 +89,9 @@ def _choose(target: Target, facts: GpuFacts, sel: GpuSelection, *, share: bool,
                            f"({first.why})")
         return first, Choice(first.selection)
     host = facts.host
-    status = host.status if host else Status()
+    status = host.status if host else GpuStatus()
     indices = tuple(host.driver.gpus) if host else ()
-    choice = choose(sel if sel.mode == FREE else first.selection, status,
+    choice = choose_gpus(sel if sel.mode == FREE else first.selection, status,
                     claims_on(target, tolerant=tolerant), free_mib=s.gpu_free_mib,
                     where=target.name, share=share, indices=indices, asked=sel.describe())
     if choice.selection == first.selection:
@@ -165,7 +173,7 @@ def _gave_up(e: DltError, waited: float) -> DltError:
     return DltError(f"gave up after waiting {waited:.0f}s: {e.message}", code=e.code)
 
 
-def _with_status(facts: GpuFacts, status: Status) -> GpuFacts:
+def _with_status(facts: GpuFacts, status: GpuStatus) -> GpuFacts:
     from dataclasses import replace
 
     if facts.host is None:

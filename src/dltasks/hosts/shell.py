@@ -34,7 +34,7 @@ class CmdResult:
         return " | ".join(line.strip() for line in lines[-n:])
 
 
-def exit_code(returncode: int) -> int:
+def shell_exit_code(returncode: int) -> int:
     """A child's return code as a shell says it: death by signal N (Python's -N) is 128+N."""
     return 128 - returncode if returncode < 0 else returncode
 
@@ -71,7 +71,7 @@ class Shell:
     def _code(self, exited: int) -> int:
         """invoke's exit code as ours: a local child's -N is 128+N. A remote one's -1 is
         SSH's "no status" (paramiko keeps no exit signal): left as it is."""
-        return exited if getattr(self.c, "host", None) else exit_code(exited)
+        return exited if getattr(self.c, "host", None) else shell_exit_code(exited)
 
     def is_root(self) -> bool:
         """Whether we log in as root (asked once: every sudo() needs it)."""
@@ -116,7 +116,7 @@ class Pending:
 
     def result(self, input: bytes | None = None) -> CmdResult:
         out, err = self.proc.communicate(input)
-        return CmdResult(quote(self.argv), exit_code(self.proc.returncode),
+        return CmdResult(quote(self.argv), shell_exit_code(self.proc.returncode),
                          out.decode(errors="replace"), err.decode(errors="replace"))
 
 

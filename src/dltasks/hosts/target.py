@@ -163,9 +163,9 @@ class Target:
 
 def local_endpoint(settings: Settings) -> Endpoint:
     """This machine's engine: DLT_DOCKER_HOST, else the docker CLI's own rules."""
-    from dltasks.engine.endpoint import local_view, resolve
+    from dltasks.engine.endpoint import local_view, resolve_endpoint
 
-    return resolve(settings.docker_host, settings.source("docker_host"), local_view())
+    return resolve_endpoint(settings.docker_host, settings.source("docker_host"), local_view())
 
 
 def local_engine_addr(settings: Settings, endpoint: Endpoint | None = None) -> EngineAddr:

@@ -13,7 +13,7 @@ from dltasks.engine.client import try_connect as connect
 from dltasks.errors import DltError
 from dltasks.hostsetup import engine as eng
 from dltasks.hostsetup import toolkit as tk
-from dltasks.hostsetup.facts import HostFacts, driver_hint, gather
+from dltasks.hostsetup.facts import SetupFacts, driver_hint, gather_setup_facts
 from dltasks.hostsetup.osrelease import OsInfo, check_toolkit_support
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ToolkitRequest:
     offline: str = ""  # folder of downloaded packages; "" = NVIDIA's repository
 
 
-def driver_problem(target: Target, host: HostFacts) -> str:
+def driver_problem(target: Target, host: SetupFacts) -> str:
     """"" when ``nvidia-smi`` works on the host, else the one-line error with the driver hint."""
     if host.nvidia_smi_ok:
         return ""
@@ -83,7 +83,7 @@ def driver_problem(target: Target, host: HostFacts) -> str:
     return f"no working NVIDIA driver on {target.name} ({why}): {driver_hint(host.os.id)}"
 
 
-def toolkit_plan_for(target: Target, host: HostFacts, req: ToolkitRequest, *,
+def toolkit_plan_for(target: Target, host: SetupFacts, req: ToolkitRequest, *,
                      require_driver: bool = True) -> list[tk.Command]:
     """This host's remaining toolkit steps; raises for no driver, no engine, unsupported OS."""
     os = host.os
@@ -105,7 +105,7 @@ def toolkit_plan_for(target: Target, host: HostFacts, req: ToolkitRequest, *,
         host.init), version=req.version, offline=files, engine_version=version)
 
 
-def install_toolkit(target: Target, plan: Sequence[tk.Command], host: HostFacts, *,
+def install_toolkit(target: Target, plan: Sequence[tk.Command], host: SetupFacts, *,
                     out: TextIO | None = None) -> None:
     """Apply the plan, then check the engine came back with the nvidia runtime."""
     run_plan(target.shell, plan, host.os, out=out)
@@ -120,13 +120,13 @@ def install_toolkit(target: Target, plan: Sequence[tk.Command], host: HostFacts,
                        "restart the engine")
 
 
-def engine_install_plan(host: HostFacts) -> list[tk.Command]:
+def engine_install_plan(host: SetupFacts) -> list[tk.Command]:
     return eng.install_commands(host.os) + engine_start_plan(host)
 
 
-def engine_start_plan(host: HostFacts) -> list[tk.Command]:
+def engine_start_plan(host: SetupFacts) -> list[tk.Command]:
     return [tk.Command("start the Docker engine", eng.start_command(host.init))]
 
 
-def refresh(target: Target) -> HostFacts:
-    return gather(target.shell)
+def refresh(target: Target) -> SetupFacts:
+    return gather_setup_facts(target.shell)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-class Status(str, Enum):
+class StepStatus(str, Enum):
     OK = "ok"  # already as wanted, nothing done
     CHANGED = "changed"  # we changed something and it is now as wanted
     SKIPPED = "skipped"  # not applicable (e.g. GPU steps with --no-gpu)
@@ -18,7 +18,7 @@ class Status(str, Enum):
 @dataclass(frozen=True)
 class StepResult:
     name: str
-    status: Status
+    status: StepStatus
     detail: str = ""
     hint: str = ""
     required: bool = True
@@ -27,28 +27,28 @@ class StepResult:
 
 
 def ok(name: str, detail: str = "") -> StepResult:
-    return StepResult(name, Status.OK, detail)
+    return StepResult(name, StepStatus.OK, detail)
 
 
 def changed(name: str, detail: str, commands: Sequence[str] = ()) -> StepResult:
-    return StepResult(name, Status.CHANGED, detail, commands=tuple(commands))
+    return StepResult(name, StepStatus.CHANGED, detail, commands=tuple(commands))
 
 
 def skipped(name: str, detail: str) -> StepResult:
-    return StepResult(name, Status.SKIPPED, detail, required=False)
+    return StepResult(name, StepStatus.SKIPPED, detail, required=False)
 
 
 def failed(name: str, detail: str, hint: str = "", *, required: bool = True) -> StepResult:
-    return StepResult(name, Status.FAILED, detail, hint, required=required)
+    return StepResult(name, StepStatus.FAILED, detail, hint, required=required)
 
 
 def planned(name: str, detail: str, commands: Sequence[str] = ()) -> StepResult:
-    return StepResult(name, Status.PLANNED, detail, commands=tuple(commands))
+    return StepResult(name, StepStatus.PLANNED, detail, commands=tuple(commands))
 
 
 def exit_code(results: Sequence[StepResult]) -> int:
     """1 when a required step failed, else 0 (optional failures only warn)."""
-    return 1 if any(r.status is Status.FAILED and r.required for r in results) else 0
+    return 1 if any(r.status is StepStatus.FAILED and r.required for r in results) else 0
 
 
 def _clip(text: str, width: int) -> str:
@@ -63,7 +63,7 @@ def render(results: Sequence[StepResult], *, width: int = 100) -> str:
     w1 = max(len(r[1]) for r in rows)
     room = max(20, width - w0 - w1 - 4)
     lines = [f"{a:<{w0}}  {b:<{w1}}  {_clip(c, room)}".rstrip() for a, b, c in rows]
-    fixes = [r for r in results if r.status is Status.FAILED and r.hint]
+    fixes = [r for r in results if r.status is StepStatus.FAILED and r.hint]
     if fixes:
         lines.append("")
         lines += [f"fix {r.name}: {r.hint}" for r in fixes]
@@ -73,13 +73,13 @@ def render(results: Sequence[StepResult], *, width: int = 100) -> str:
 
 
 def verdict(results: Sequence[StepResult]) -> str:
-    counts = {s: sum(1 for r in results if r.status is s) for s in Status}
+    counts = {s: sum(1 for r in results if r.status is s) for s in StepStatus}
     parts = [f"{n} {s.value}" for s, n in counts.items() if n]
     if exit_code(results):
         head = "setup incomplete"
-    elif counts[Status.PLANNED]:
+    elif counts[StepStatus.PLANNED]:
         head = "dry run, nothing changed"
-    elif counts[Status.CHANGED]:
+    elif counts[StepStatus.CHANGED]:
         head = "setup done"
     else:
         head = "everything ok, nothing changed"

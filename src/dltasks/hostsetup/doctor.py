@@ -73,7 +73,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * mult)
 
 
-def human(n: int) -> str:
+def human_kib(n: int) -> str:
     for unit, size in (("TiB", 1024**4), ("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
@@ -278,12 +278,12 @@ def _shm(f: DoctorFacts) -> Finding:
         return Finding("shm", INFO, "/dev/shm not checked (no image to check it in: run "
                        "`inv extend-image` or `inv base-image`)")
     if f.shm_bytes < f.shm_need:
-        return Finding("shm", WARN, f"/dev/shm is {human(f.shm_bytes)} in a run "
-                       f"({f.shm_mode}); want at least {human(f.shm_need)} (PyTorch "
+        return Finding("shm", WARN, f"/dev/shm is {human_kib(f.shm_bytes)} in a run "
+                       f"({f.shm_mode}); want at least {human_kib(f.shm_need)} (PyTorch "
                        "DataLoader workers share batches through it)",
                        f"set DLT_SHM_SIZE={max(1, f.shm_need // GIB)}g in .env, or leave it "
                        "empty to share the host's /dev/shm (--ipc=host)")
-    return Finding("shm", OK, f"/dev/shm is {human(f.shm_bytes)} in a run ({f.shm_mode})")
+    return Finding("shm", OK, f"/dev/shm is {human_kib(f.shm_bytes)} in a run ({f.shm_mode})")
 
 
 def _disk(f: DoctorFacts, min_free: int) -> Finding:
@@ -291,11 +291,11 @@ def _disk(f: DoctorFacts, min_free: int) -> Finding:
     if f.disk_free is None:
         return Finding("disk", INFO, f"free space at {where} not measured")
     if f.disk_free < min_free:
-        return Finding("disk", WARN, f"only {human(f.disk_free)} free at {where} (images "
-                       f"need several GiB each; want {human(min_free)})",
+        return Finding("disk", WARN, f"only {human_kib(f.disk_free)} free at {where} (images "
+                       f"need several GiB each; want {human_kib(min_free)})",
                        "remove unused images (`docker image prune`) or move the engine's "
                        "data-root to a larger disk")
-    return Finding("disk", OK, f"{human(f.disk_free)} free at {where}")
+    return Finding("disk", OK, f"{human_kib(f.disk_free)} free at {where}")
 
 
 def _stale(f: DoctorFacts) -> Finding:

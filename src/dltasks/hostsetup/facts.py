@@ -35,7 +35,7 @@ echo @@end
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class SetupFacts:
     os_release: str = ""
     machine: str = ""
     pid1: str = ""
@@ -77,7 +77,7 @@ class HostFacts:
 
     @property
     def driver(self) -> DriverInfo:
-        return parse_nvidia_smi(self.nvidia_smi_out if self.nvidia_smi_ok else "")
+        return parse_smi_driver(self.nvidia_smi_out if self.nvidia_smi_ok else "")
 
 
 def sections(text: str) -> dict[str, str]:
@@ -92,13 +92,13 @@ def sections(text: str) -> dict[str, str]:
     return {k: "\n".join(v).strip("\n") for k, v in out.items()}
 
 
-def parse_facts(text: str) -> HostFacts:
+def parse_facts(text: str) -> SetupFacts:
     s = sections(text)
     smi = s.get("smi", "")
     m = re.search(r"^@@smi_rc (\d+)$", smi, re.MULTILINE)
     smi_out = re.sub(r"^@@smi_rc \d+$", "", smi, flags=re.MULTILINE).strip()
     uid = s.get("uid", "").strip()
-    return HostFacts(
+    return SetupFacts(
         os_release=s.get("os", ""),
         machine=s.get("machine", "").strip(),
         pid1=s.get("pid1", "").strip(),
@@ -118,7 +118,7 @@ def parse_facts(text: str) -> HostFacts:
     )
 
 
-def gather(shell: Shell) -> HostFacts:
+def gather_setup_facts(shell: Shell) -> SetupFacts:
     """Run :data:`SCRIPT` on the target host (as the connecting user) and parse it."""
     return parse_facts(shell.run(SCRIPT, timeout=60).stdout)
 
@@ -130,7 +130,7 @@ class DriverInfo:
     brand: str = ""  # "Product Brand" (nvidia-smi -q), for NVIDIA_REQUIRE_CUDA's brand= terms
 
 
-def parse_nvidia_smi(output: str) -> DriverInfo:
+def parse_smi_driver(output: str) -> DriverInfo:
     """Driver and CUDA versions from the ``nvidia-smi`` banner."""
     drv = re.search(r"Driver Version:\s*([0-9.]+)", output)
     cuda = re.search(r"CUDA Version:\s*([0-9.]+)", output)

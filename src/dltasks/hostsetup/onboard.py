@@ -19,7 +19,7 @@ from dltasks.hostsetup import apply
 from dltasks.hostsetup import checklist as cl
 from dltasks.hostsetup import engine as eng
 from dltasks.hostsetup.doctor import why_unreachable
-from dltasks.hostsetup.facts import HostFacts, driver_hint
+from dltasks.hostsetup.facts import SetupFacts, driver_hint
 from dltasks.hostsetup.probes import gpu_probe, local_image, probe_images, stale_reason
 from dltasks.hostsetup.toolkit import Command
 
@@ -40,7 +40,7 @@ class _State:
     target: Target
     opts: SetupOptions
     out: TextIO
-    host: HostFacts
+    host: SetupFacts
     engine_ok: bool = False
     driver_ok: bool = False
 
@@ -136,7 +136,7 @@ def _group(st: _State) -> cl.StepResult:
     if st.opts.dry_run:
         return cl.planned(name, f"would add {user} to the docker group", [cmd.cmd])
     apply.run_plan(st.target.shell, [cmd], out=st.out)
-    return cl.StepResult(name, cl.Status.CHANGED, f"added {user}; {eng.RELOGIN_HINT}",
+    return cl.StepResult(name, cl.StepStatus.CHANGED, f"added {user}; {eng.RELOGIN_HINT}",
                          hint=eng.RELOGIN_HINT, commands=(cmd.cmd,))
 
 
@@ -187,12 +187,12 @@ def _toolkit(st: _State) -> cl.StepResult:
 def _without_toolkit(st: _State, name: str, what: str, why: str) -> cl.StepResult:
     """The toolkit cannot be had here (no network to NVIDIA's repository, an unsupported
     system): where the host's driver or a CDI spec can give GPUs instead, say so and go on."""
-    from dltasks.gpu.modes import gather
+    from dltasks.gpu.modes import gather_host_gpus
 
     if st.target.settings.gpu_mode != "auto":
         return cl.failed(name, what, why)
     try:
-        found = gather(st.target, st.target.settings)
+        found = gather_host_gpus(st.target, st.target.settings)
     except DltError:
         return cl.failed(name, what, why)
     if found.spec is not None:

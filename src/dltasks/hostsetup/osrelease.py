@@ -36,7 +36,7 @@ def supported_text() -> str:
     return f"{names} on {' or '.join(SUPPORTED_ARCHES)}"
 
 
-def parse(text: str) -> dict[str, str]:
+def parse_os_release(text: str) -> dict[str, str]:
     """KEY=value lines (shell quoting, comments) as a dict, per os-release(5)."""
     out: dict[str, str] = {}
     for raw in text.splitlines():
@@ -98,7 +98,7 @@ def detect(os_release: str, machine: str) -> OsInfo:
 
     Derivatives are matched through ID_LIKE (Linux Mint -> ubuntu, Pop!_OS -> ubuntu).
     """
-    fields = parse(os_release)
+    fields = parse_os_release(os_release)
     name = fields.get("PRETTY_NAME") or fields.get("NAME") or fields.get("ID") or "this system"
     key = _distro_key(fields)
     if key is None:

@@ -12,7 +12,7 @@ from dltasks.engine.client import try_connect as connect
 from dltasks.errors import DltError
 from dltasks.hostsetup.doctor import GIB, DoctorFacts, parse_df, shm_of_df
 from dltasks.hostsetup.engine import restart_command, start_command
-from dltasks.hostsetup.facts import HostFacts
+from dltasks.hostsetup.facts import SetupFacts
 
 if TYPE_CHECKING:
     import docker
@@ -52,12 +52,12 @@ def run_once(target: Target, image: str, command: list[str], *, gpus: bool = Fal
                    labels={PROBE_LABEL: "1"})
     try:
         if gpus:  # the GPUs come the way a run's would (runtime, CDI or the driver itself)
-            from dltasks.gpu.modes import access_for, apply
+            from dltasks.gpu.modes import access_for, apply_access
 
             access = access or access_for(target, spec.gpus, tolerant=True)
             if access.mode == "none":  # no way to give the GPUs: why, as the probe's answer
                 return Ran(None, access.why)
-            spec = apply(spec, access, {})
+            spec = apply_access(spec, access, {})
         code, output = run_captured(target, spec, timeout=timeout)
     except DltError as e:  # the engine's own words, where it refused: doctor reads them
         return Ran(None, getattr(e, "engine_text", "") or e.message)
@@ -134,7 +134,7 @@ def stale_reason(engine: Engine, settings: Settings) -> str | None:
     return f"no project image yet (today's inputs make {want})"
 
 
-def doctor_facts(target: Target, host: HostFacts, *, gpu_checks: bool,
+def doctor_facts(target: Target, host: SetupFacts, *, gpu_checks: bool,
                  shm_need: int = GIB) -> DoctorFacts:
     """Everything :func:`diagnose` needs, gathered without changing the host."""
     s = target.settings

@@ -36,7 +36,7 @@ from dltasks.paths.map import (
     PathMap,
     Resolution,
     Unmapped,
-    apply,
+    apply_spans,
     can_start,
     iter_resolved,
     scan,
@@ -316,7 +316,7 @@ def _result(text: str, occurrences: list[tuple[int, int, str, bool]],
         Unmapped(p, f"{where}:{line(first[p])}" if p in first else where,
                  suggestion(p, pathmap))
         for p in order if resolved[p].kind is Kind.UNMAPPED)
-    return Mapped(apply(text, spans), replacements, unmapped)
+    return Mapped(apply_spans(text, spans), replacements, unmapped)
 
 
 def _keep(hit: Hit, res: Resolution) -> bool:

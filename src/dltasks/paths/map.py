@@ -351,7 +351,7 @@ def iter_resolved(value: str, pathmap: PathMap) -> Iterator[tuple[Hit, Resolutio
         yield hit, pathmap.resolve(hit.path)
 
 
-def apply(text: str, spans: list[tuple[int, int, str]]) -> str:
+def apply_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
     """``text`` with each non-overlapping (start, end, new) span replaced."""
     out, pos = [], 0
     for start, end, new in sorted(spans):

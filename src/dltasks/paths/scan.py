@@ -60,7 +60,7 @@ from dltasks.paths.map import (
     Resolution,
     Root,
     Unmapped,
-    apply,
+    apply_spans,
     covering_folder,
     iter_resolved,
     make_root,
@@ -120,7 +120,7 @@ def _map_hits(value: str, hits: Iterable[tuple[Hit, Resolution]], pathmap: PathM
             spans.append((hit.start, hit.end, res.new))
         elif res.kind is Kind.UNMAPPED and hit.path not in unmapped:
             unmapped[hit.path] = Unmapped(hit.path, where, suggestion(hit.path, pathmap))
-    return apply(value, spans), list(unmapped.values())
+    return apply_spans(value, spans), list(unmapped.values())
 
 
 # --data=/x, -d=/x, data.path=/x, +data.path=/x (Hydra), KEY=/x

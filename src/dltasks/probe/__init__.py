@@ -2,7 +2,7 @@
 
 The probe itself is ``probe_script.py``: a standalone, stdlib-only program that `test-gpu`
 mounts read-only into the container (it must work in images without dltasks). Its parsers and
-its ``diagnose`` are pure, so they live there and are re-exported here for the host side.
+its ``diagnose_probe`` are pure, so they live there and are re-exported here for the host side.
 """
 
 from __future__ import annotations
@@ -17,15 +17,16 @@ from dltasks.probe import script as probe_script
 from dltasks.probe.script import (
     MARK,
     SMI_FIELDS,
-    Finding,
-    Gpu,
-    diagnose,
-    parse_nvidia_smi,
+    ProbedGpu,
+    ProbeFinding,
+    diagnose_probe,
+    parse_probe_smi,
     parse_smi_header,
 )
 
-__all__ = ["MARK", "SMI_FIELDS", "CONTAINER_PATH", "Finding", "Gpu", "Matmul", "ProbeReport",
-           "diagnose", "parse_nvidia_smi", "parse_smi_header", "parse_probe_output",
+__all__ = ["MARK", "SMI_FIELDS", "CONTAINER_PATH", "ProbeFinding", "ProbedGpu", "Matmul",
+           "ProbeReport",
+           "diagnose_probe", "parse_probe_smi", "parse_smi_header", "parse_probe_output",
            "script_path", "script_text", "container_command"]
 
 #: Where `test-gpu` mounts the probe in the container (read-only).
@@ -66,14 +67,14 @@ class ProbeReport:
     ok: bool
     driver_version: str
     cuda_version: str
-    gpus: tuple[Gpu, ...]
+    gpus: tuple[ProbedGpu, ...]
     matmuls: tuple[Matmul, ...]
-    findings: tuple[Finding, ...]
+    findings: tuple[ProbeFinding, ...]
     frameworks: dict[str, str] = field(default_factory=dict)  # name -> version
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
-    def errors(self) -> tuple[Finding, ...]:
+    def errors(self) -> tuple[ProbeFinding, ...]:
         return tuple(f for f in self.findings if f.severity == "error")
 
     def summary(self) -> str:
@@ -89,8 +90,8 @@ class ProbeReport:
                 f"{self.driver_version or '?'}, CUDA {self.cuda_version or '?'}{speed}")
 
 
-def _gpu(d: dict[str, Any]) -> Gpu:
-    return Gpu(index=int(d.get("index", 0)), name=str(d.get("name", "")),
+def _gpu(d: dict[str, Any]) -> ProbedGpu:
+    return ProbedGpu(index=int(d.get("index", 0)), name=str(d.get("name", "")),
                memory_mib=int(d.get("memory_mib") or 0), compute_cap=str(d.get("compute_cap", "")),
                uuid=str(d.get("uuid", "")), driver_version=str(d.get("driver_version", "")))
 
@@ -121,7 +122,7 @@ def parse_probe_output(text: str) -> ProbeReport:
                              str(m.get("dtype", "")), int(m.get("n") or 0),
                              float(m.get("tflops") or 0.0), str(m.get("error") or ""))
                       for m in data.get("matmul") or []),
-        findings=tuple(Finding(str(f.get("severity", "error")), str(f.get("code", "")),
+        findings=tuple(ProbeFinding(str(f.get("severity", "error")), str(f.get("code", "")),
                                str(f.get("message", ""))) for f in data.get("findings") or []),
         frameworks={k: str(v.get("version", "")) for k, v in fws.items()},
         raw=data,

@@ -35,7 +35,7 @@ INSTALL_HINT = "engine without the NVIDIA runtime: run `inv install-nvidia-docke
 
 
 @dataclass
-class Gpu:
+class ProbedGpu:
     index: int
     name: str
     memory_mib: int = 0
@@ -45,7 +45,7 @@ class Gpu:
 
 
 @dataclass
-class Finding:
+class ProbeFinding:
     severity: str  # error | warning
     code: str
     message: str  # one line: what is wrong, then the fix
@@ -62,7 +62,7 @@ def _num(text: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def parse_nvidia_smi(csv_text: str) -> list[Gpu]:
+def parse_probe_smi(csv_text: str) -> list[ProbedGpu]:
     """Rows of ``nvidia-smi --query-gpu=SMI_FIELDS --format=csv,noheader,nounits``.
 
     Also takes the five-column form without compute_cap (drivers before 510). Anything else
@@ -76,7 +76,7 @@ def parse_nvidia_smi(csv_text: str) -> list[Gpu]:
         if len(cells) not in (5, 6) or not cells[0].isdigit():
             raise ValueError(f"unexpected nvidia-smi line: {', '.join(cells)!r}")
         cap = cells[5] if len(cells) == 6 and re.match(r"^\d+\.\d+$", cells[5]) else ""
-        gpus.append(Gpu(index=int(cells[0]), uuid=cells[1], name=cells[2],
+        gpus.append(ProbedGpu(index=int(cells[0]), uuid=cells[1], name=cells[2],
                         driver_version=cells[3], memory_mib=_num(cells[4]), compute_cap=cap))
     return gpus
 
@@ -97,12 +97,12 @@ def _ver(text: str | None) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", text or "")[:2])
 
 
-def diagnose(facts: dict[str, Any], expect: int = 1) -> list[Finding]:
+def diagnose_probe(facts: dict[str, Any], expect: int = 1) -> list[ProbeFinding]:
     """Turn the gathered facts into findings, each one line naming the fix. Pure."""
-    out: list[Finding] = []
+    out: list[ProbeFinding] = []
 
     def err(code: str, msg: str) -> None:
-        out.append(Finding("error", code, msg))
+        out.append(ProbeFinding("error", code, msg))
 
     smi, lib = facts.get("nvidia_smi") or {}, facts.get("libcuda") or {}
     fws = facts.get("frameworks") or {}
@@ -176,12 +176,13 @@ def diagnose(facts: dict[str, Any], expect: int = 1) -> list[Finding]:
                 f"{m.get('check_error', 0):.3g}): the GPU or driver is faulty; check "
                 "`nvidia-smi -q`")
     if 0 < cuda_n < smi_n and cvd is not None and not out:
-        out.append(Finding("warning", "cuda-visible-devices", f"CUDA_VISIBLE_DEVICES={cvd!r} "
+        out.append(ProbeFinding("warning", "cuda-visible-devices", f"CUDA_VISIBLE_DEVICES={cvd!r} "
                            f"leaves {cuda_n} of the {smi_n} GPU(s) nvidia-smi lists: unset it "
                            "unless you meant that"))
     if visible and not out and not any(f.get("devices") for f in fws.values()):
-        out.append(Finding("warning", "no-framework", "no torch, jax or tensorflow sees the GPU "
-                           "here: devices listed through the driver only, no matmul timed"))
+        out.append(ProbeFinding("warning", "no-framework",
+                                "no torch, jax or tensorflow sees the GPU "
+                                "here: devices listed through the driver only, no matmul timed"))
     return out
 
 
@@ -219,7 +220,7 @@ def probe_nvidia_smi() -> dict[str, Any]:
         rc, text = _run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"])
         if rc == 0:
             try:
-                info["gpus"] = [asdict(g) for g in parse_nvidia_smi(text)]
+                info["gpus"] = [asdict(g) for g in parse_probe_smi(text)]
             except ValueError as e:
                 info["error"] = str(e)
             return info
@@ -264,7 +265,7 @@ def probe_libcuda() -> dict[str, Any]:
         lib.cuDeviceTotalMem_v2(ctypes.byref(mem), dev)
         lib.cuDeviceGetAttribute(ctypes.byref(major), 75, dev)  # COMPUTE_CAPABILITY_MAJOR
         lib.cuDeviceGetAttribute(ctypes.byref(minor), 76, dev)
-        info["devices"].append(asdict(Gpu(i, buf.value.decode(errors="replace"),
+        info["devices"].append(asdict(ProbedGpu(i, buf.value.decode(errors="replace"),
                                           mem.value // 2**20, f"{major.value}.{minor.value}")))
     return info
 
@@ -292,7 +293,7 @@ def torch_facts(matmul: bool, size: int) -> dict[str, Any]:
     info["matmul"] = []
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
-        info["devices"].append(dict(asdict(Gpu(i, p.name, p.total_memory // 2**20,
+        info["devices"].append(dict(asdict(ProbedGpu(i, p.name, p.total_memory // 2**20,
                                                 f"{p.major}.{p.minor}")),
                                     sms=p.multi_processor_count))
         if matmul:
@@ -349,7 +350,7 @@ def jax_facts(matmul: bool, size: int) -> dict[str, Any]:
     import jax.numpy as jnp  # type: ignore[import-not-found, unused-ignore]
 
     for i, d in enumerate(devs):
-        info["devices"].append(asdict(Gpu(i, getattr(d, "device_kind", str(d)))))
+        info["devices"].append(asdict(ProbedGpu(i, getattr(d, "device_kind", str(d)))))
         if not matmul:
             continue
         res: dict[str, Any] = {"framework": "jax", "device": i, "dtype": "bfloat16", "error": ""}
@@ -376,7 +377,7 @@ def tensorflow_facts(matmul: bool, size: int) -> dict[str, Any]:
     build = tf.sysconfig.get_build_info()
     gpus = tf.config.list_physical_devices("GPU")
     return {"version": tf.__version__, "cuda": build.get("cuda_version"),
-            "devices": [asdict(Gpu(i, g.name)) for i, g in enumerate(gpus)], "matmul": []}
+            "devices": [asdict(ProbedGpu(i, g.name)) for i, g in enumerate(gpus)], "matmul": []}
 
 
 def framework_facts(name: str, matmul: bool, size: int, timeout: float) -> dict[str, Any]:
@@ -396,7 +397,7 @@ def framework_facts(name: str, matmul: bool, size: int, timeout: float) -> dict[
     return {"error": tail[-1].strip() if tail else f"exit code {p.returncode}", "devices": []}
 
 
-def gather(expect: int, size: int, timeout: float) -> dict[str, Any]:
+def gather_probe_facts(expect: int, size: int, timeout: float) -> dict[str, Any]:
     facts: dict[str, Any] = {
         "version": 1, "host": platform.node(), "python": platform.python_version(),
         "env": {k: os.environ[k] for k in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
@@ -416,7 +417,7 @@ def gather(expect: int, size: int, timeout: float) -> dict[str, Any]:
     smi, lib = facts["nvidia_smi"], facts["libcuda"]
     facts["driver_version"] = smi.get("driver_version") or ""
     facts["cuda_version"] = lib.get("cuda_version") or smi.get("cuda_version") or ""
-    findings = diagnose(facts, expect)
+    findings = diagnose_probe(facts, expect)
     facts["findings"] = [asdict(f) for f in findings]
     facts["ok"] = not any(f.severity == "error" for f in findings)
     return facts
@@ -474,7 +475,7 @@ def report_lines(facts: dict[str, Any]) -> list[str]:
             ok = "" if m.get("check_ok") is not False else ", WRONG RESULT"
             out.append(f"{head} {m['n']}x{m['n']}: {m['tflops']} TFLOP/s "
                        f"({m['iters']} iters in {m['seconds']} s{ok})")
-    out += [Finding(**f).line() for f in facts["findings"]]
+    out += [ProbeFinding(**f).line() for f in facts["findings"]]
     usable = [len(lib["devices"])] + [len(f.get("devices") or []) for f in
                                       facts["frameworks"].values()]
     n = max(usable) or len(smi["gpus"])
@@ -501,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         info = fn[args.child](not args.no_matmul, args.size)
         print(MARK + " " + json.dumps(info), flush=True)
         return 0
-    facts = gather(args.expect, args.size, args.timeout)
+    facts = gather_probe_facts(args.expect, args.size, args.timeout)
     if args.show_nvidia_smi:
         print(facts["nvidia_smi"]["text"].rstrip() or "nvidia-smi: not found", flush=True)
     facts["nvidia_smi"].pop("text", None)

@@ -65,7 +65,7 @@ _NCCL_FIXED = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
 
 
 @dataclass
-class Node:
+class JobNode:
     """One host's part of the job."""
 
     rank: int
@@ -108,7 +108,7 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
             detach: bool = False, dry_run: bool = False) -> int:
     """Run ``req`` as one job over ``targets`` (node 0 first); returns its exit code."""
     job_id, started = new_run_id(), utcnow()
-    nodes = [Node(r, t) for r, t in enumerate(targets)]
+    nodes = [JobNode(r, t) for r, t in enumerate(targets)]
     git = git_state_later(local.project_dir)
     folder = run_dir(local.project_dir, job_id)
     with nothing_left(folder, git):
@@ -172,7 +172,7 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
     return code
 
 
-def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
+def _ready(n: JobNode, local: Settings, req: RunRequest, job_id: str, started: str,
            dry_run: bool) -> None:
     """Plan node ``n`` for its host, sync the code there, make its outputs folder, learn who
     runs there and the image's ID; its GPU facts come in the same moment."""
@@ -205,7 +205,7 @@ def _ready(n: Node, local: Settings, req: RunRequest, job_id: str, started: str,
         n.facts = facts_later()
 
 
-def _same_image(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
+def _same_image(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
     """Every node gets node 0's image (by ID): copied where missing or different. Then each
     node's container is made from the image ID proven for it, not from a name that could
     point elsewhere by the time it starts (a stale ``<project>:latest``, a retag)."""
@@ -222,7 +222,7 @@ def _same_image(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
             n.plan.spec = replace(n.plan.spec, image=n.image_id)
 
 
-def _prove_same(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
+def _prove_same(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
     src = nodes[0]
     if not src.image_id:
         have = [n for n in nodes if n.image_id]
@@ -245,7 +245,7 @@ def _prove_same(nodes: Sequence[Node], image: str, dry_run: bool) -> None:
                            f"not {src.image_id[:19]} as on {src.name}")
 
 
-def _meeting_point(nodes: Sequence[Node]) -> tuple[str, int, list[str]]:
+def _meeting_point(nodes: Sequence[JobNode]) -> tuple[str, int, list[str]]:
     """(node 0's address as the others reach it, a free port there, each node's interface
     toward it; "" where unknown)."""
     head = nodes[0]
@@ -276,12 +276,12 @@ def _sh(t: Target, script: str, *args: str) -> str:
     return t.shell.run(quote(["sh", "-c", script, "_", *args])).stdout
 
 
-def _make_specs(nodes: Sequence[Node], req: RunRequest, job_id: str, addr: str, port: int,
+def _make_specs(nodes: Sequence[JobNode], req: RunRequest, job_id: str, addr: str, port: int,
                 ifaces: Sequence[str]) -> None:
     hosts = ",".join(n.name for n in nodes)
     for n, iface in zip(nodes, ifaces, strict=True):
         assert n.plan is not None and n.login is not None and n.access is not None
-        spec = gpumode.apply(n.plan.spec, n.access, {})
+        spec = gpumode.apply_access(n.plan.spec, n.access, {})
         env = dict(spec.env)
         given = {**torchrun.passed_env(os.environ), **env}  # .env.<host>, then the shell
         for key in _NCCL_FIXED:
@@ -303,7 +303,7 @@ def _make_specs(nodes: Sequence[Node], req: RunRequest, job_id: str, addr: str, 
                                       n.login.cpus, n.name, launch=how)
 
 
-def _record(nodes: Sequence[Node], local: Settings, req: RunRequest, job_id: str,
+def _record(nodes: Sequence[JobNode], local: Settings, req: RunRequest, job_id: str,
             started: str, addr: str, port: int, image: str, *, git: Any) -> dict[str, Any]:
     head = nodes[0].plan
     assert head is not None
@@ -322,7 +322,7 @@ def _record(nodes: Sequence[Node], local: Settings, req: RunRequest, job_id: str
 
 # -- start and supervise -----------------------------------------------------------------------
 
-def _start_and_supervise(nodes: Sequence[Node], local: Settings, *, detach: bool,
+def _start_and_supervise(nodes: Sequence[JobNode], local: Settings, *, detach: bool,
                          share: bool, secrets: Sequence[str] = ()) -> int:
     """Start every node (rank order, each under its host's GPU lock), then stream and
     supervise them until the job ends (or, ``detach``, return once all started)."""
@@ -357,14 +357,14 @@ def _start_and_supervise(nodes: Sequence[Node], local: Settings, *, detach: bool
         return _supervise(nodes, runs, local, grace, secrets)
 
 
-def _undo(nodes: Sequence[Node], grace: int) -> None:
+def _undo(nodes: Sequence[JobNode], grace: int) -> None:
     """Stop and remove every node's container that was made; the job did not start."""
     made = [n for n in nodes if n.cid]
     if not made:
         return
     _stop_all(made, grace)
 
-    def remove(n: Node) -> None:
+    def remove(n: JobNode) -> None:
         with contextlib.suppress(DltError):
             runner.remove(n.target, n.cid)
 
@@ -375,7 +375,7 @@ def _undo(nodes: Sequence[Node], grace: int) -> None:
         n.why = "removed: another node could not start"
 
 
-def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Settings,
+def _supervise(nodes: Sequence[JobNode], runs: Sequence[runner.Running], local: Settings,
                grace: int, secrets: Sequence[str] = ()) -> int:
     ended: queue.Queue[tuple[int, int | None, str]] = queue.Queue()
     out_lock = threading.Lock()
@@ -396,7 +396,7 @@ def _supervise(nodes: Sequence[Node], runs: Sequence[runner.Running], local: Set
                              daemon=True, name=f"dlt-node{n.rank}")
         t.start()
         threads.append(t)
-    first: Node | None = None
+    first: JobNode | None = None
     try:
         left = len(nodes)
         while left:
@@ -438,7 +438,7 @@ def _next(ended: queue.Queue[tuple[int, int | None, str]]) -> tuple[int, int | N
             return ended.get(timeout=0.5)
 
 
-def _follow(n: Node, run: runner.Running, log: localio.Sink | None, out: localio.Sink,
+def _follow(n: JobNode, run: runner.Running, log: localio.Sink | None, out: localio.Sink,
             out_lock: threading.Lock, ended: queue.Queue[tuple[int, int | None, str]]) -> None:
     """Stream node ``n``'s output with its prefix until it ends; report its exit code."""
     nproc = _nproc_of(n)
@@ -471,7 +471,7 @@ def _follow(n: Node, run: runner.Running, log: localio.Sink | None, out: localio
     ended.put((n.rank, code, why))
 
 
-def _nproc_of(n: Node) -> int:
+def _nproc_of(n: JobNode) -> int:
     cmd = n.plan.spec.command if n.plan else ()
     for a in cmd:
         if a.startswith("--nproc-per-node="):
@@ -479,7 +479,7 @@ def _nproc_of(n: Node) -> int:
     return 1
 
 
-def _prefixed(line: bytes, n: Node, nproc: int, prefix: bytes) -> bytes:
+def _prefixed(line: bytes, n: JobNode, nproc: int, prefix: bytes) -> bytes:
     rank, text = torchrun.rank_prefix(line, n.rank, nproc)
     if rank is None:
         return prefix + line + b"\n"
@@ -496,9 +496,9 @@ def _say(lock: threading.Lock, text: str) -> None:
         localio.warn(text)  # a stderr that cannot be written must not stop the supervision
 
 
-def _stop_all(nodes: Sequence[Node], grace: int, but: int = -1) -> None:
+def _stop_all(nodes: Sequence[JobNode], grace: int, but: int = -1) -> None:
     """Stop every node's container but ``but``'s, at once (each on its own engine link)."""
-    def stop(n: Node) -> None:
+    def stop(n: JobNode) -> None:
         from dltasks.engine.client import open_engine
 
         with contextlib.suppress(DltError):

@@ -175,7 +175,7 @@ def _one(cands: list[Candidate], run: str, where: str) -> Candidate:
     return slurm[0] if slurm else cands[0]
 
 
-def choose(run: str, candidates: Iterable[Candidate], where: str) -> Candidate:
+def choose_candidate(run: str, candidates: Iterable[Candidate], where: str) -> Candidate:
     """The run that ``run`` names among ``candidates`` (engine runs and Slurm records
     together), or a one-line error.
 
@@ -218,7 +218,8 @@ def slurm_candidates(records: list[dict[str, Any]]) -> list[Candidate]:
 
 def resolve_run(target: Target, run: str) -> Found:
     """The run ``run`` (an id or a prefix) names on the target, among this project's runs on
-    its engine and its Slurm records for that host, looked at together (:func:`choose`)."""
+    its engine and its Slurm records for that host, looked at together
+    (:func:`choose_candidate`)."""
     from dltasks.runs.slurm import slurm_records
 
     check_run_arg(run)
@@ -238,7 +239,7 @@ def resolve_run(target: Target, run: str) -> Found:
     login = target.login
     whose = {r.container_id: owner(r, login, s.project_dir, target.name) for r in runs}
     cands = [Candidate(r.run_id, ENGINE, whose[r.container_id], r.status) for r in runs]
-    chosen = choose(run, [*cands, *slurm_candidates(records)], target.name)
+    chosen = choose_candidate(run, [*cands, *slurm_candidates(records)], target.name)
     if chosen.source == SLURM:
         record = next(m for m in records if m["run_id"] == chosen.run_id)
         return Found(chosen, [], record)

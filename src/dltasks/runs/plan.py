@@ -67,7 +67,7 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
-class HostFacts:
+class TargetFacts:
     """What we learned about the target host before planning."""
 
     name: str
@@ -147,7 +147,7 @@ def build_pathmap(local: Settings, host: Settings, host_project_dir: str,
     return PathMap(tuple(roots))
 
 
-def plan_run(local: Settings, host: Settings, facts: HostFacts, req: RunRequest, *,
+def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunRequest, *,
              run_id: str, started: str, image: str, part: str = "") -> RunPlan:
     """Everything about one run, decided before anything starts. Writes rewritten configs.
 

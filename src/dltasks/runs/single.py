@@ -25,9 +25,9 @@ from dltasks.hosts.target import Target
 from dltasks.runs import output as localio
 from dltasks.runs import torchrun
 from dltasks.runs.plan import (
-    HostFacts,
     RunPlan,
     RunRequest,
+    TargetFacts,
     image_paths_note,
     mapping_table,
     missing_message,
@@ -47,10 +47,10 @@ from dltasks.settings import Settings
 from dltasks.settings.masking import secret_values
 
 
-def host_facts(target: Target) -> HostFacts:
+def host_facts(target: Target) -> TargetFacts:
     """The target's name and project folder; the uid:gid comes with :func:`prepare_host`."""
     uid_gid = "" if target.is_remote else f"{os.getuid()}:{os.getgid()}"
-    return HostFacts(target.name, target.host_project_dir, uid_gid, target.host_home)
+    return TargetFacts(target.name, target.host_project_dir, uid_gid, target.host_home)
 
 
 def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
@@ -220,7 +220,8 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         found = gpu_facts()
         access = gpushare.preview(target, found, req.gpus, share=req.share)
         _warn(access)
-        plan.spec = _with_gpus(gpumode.apply(plan.spec, access, _image_env_if_any(target, image)),
+        plan.spec = _with_gpus(gpumode.apply_access(plan.spec, access,
+                                                    _image_env_if_any(target, image)),
                                access, "")
         cpus = os.cpu_count() or 1
         if target.is_remote:
@@ -308,7 +309,7 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
     settings = target.settings
     access = got.access
     _warn(access)
-    plan.spec = _with_gpus(gpumode.apply(plan.spec, access, gpumode.image_env(info)), access,
+    plan.spec = _with_gpus(gpumode.apply_access(plan.spec, access, gpumode.image_env(info)), access,
                            user)
     if not req.root:
         # the uid may be in no passwd file of the image: USER and LOGNAME name it for tools

@@ -408,7 +408,7 @@ def slurm_records(project_dir: Any, host: str) -> list[dict[str, Any]]:
             and _is_job_id(str(m["slurm"].get("job_id", "")))]
 
 
-def settle(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:
+def settle_slurm(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:
     """A Slurm run's record with its end once the job has ended (updated in place)."""
     if record.get("exit_code") is not None:
         return record

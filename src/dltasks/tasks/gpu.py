@@ -12,9 +12,9 @@ from dltasks.tasks._common import dlt_task, settings_for, target_for
 def _selection(gpu: list[str] | None, default: str) -> Any:
     """The GPUs to test: refuse bad ids and `none` before anything starts; auto means all."""
     from dltasks.errors import DltError
-    from dltasks.gpu.selection import ALL, AUTO, NONE, GpuSelection, parse_gpus
+    from dltasks.gpu.selection import ALL, AUTO, NONE, GpuSelection, parse_gpu_request
 
-    sel = parse_gpus(gpu or None, default=default)
+    sel = parse_gpu_request(gpu or None, default=default)
     if sel.mode == NONE:
         if gpu:
             raise DltError("test-gpu --gpu none tests nothing: use --gpu all, or ids like "
@@ -94,12 +94,12 @@ def gpu_spec(c: Any, print: bool = False, output: str = "") -> None:  # noqa: A0
     import builtins
 
     from dltasks.gpu.cdi import dump, spec_for
-    from dltasks.gpu.modes import gather
+    from dltasks.gpu.modes import gather_host_gpus
     from dltasks.hosts.shell import quote
 
     with target_for(c, engine_soon=False) as target:
         host = target.name
-        driver = gather(target, target.settings).driver
+        driver = gather_host_gpus(target, target.settings).driver
         text = dump(spec_for(driver, host), driver, host)
         if print:
             builtins.print(text, end="")
@@ -129,12 +129,12 @@ def gpus(c: Any, json: bool = False) -> None:
     import json as json_module
 
     from dltasks.errors import DltError
-    from dltasks.gpu.modes import gather
+    from dltasks.gpu.modes import gather_host_gpus
     from dltasks.gpu.report import report, table
     from dltasks.gpu.share import claims_on
 
     with target_for(c) as target:
-        found = gather(target, target.settings, status=True)
+        found = gather_host_gpus(target, target.settings, status=True)
         problem = ""
         try:
             claims = claims_on(target)

@@ -85,13 +85,13 @@ def start_early(argv: list[str]) -> None:
         return
     try:
         from dltasks.gpu.modes import facts_early
-        from dltasks.gpu.selection import NONE, parse_gpus
+        from dltasks.gpu.selection import NONE, parse_gpu_request
         from dltasks.hosts.target import local_engine_addr
         from dltasks.settings import resolve
         from dltasks.tasks._common import working_dir
 
         s = resolve(working_dir())
-        if parse_gpus(values or None, default=s.gpus).mode != NONE:
+        if parse_gpu_request(values or None, default=s.gpus).mode != NONE:
             facts_early(s, local_engine_addr(s))
     except Exception:  # noqa: BLE001 - the command itself will say what is wrong, if anything
         return
@@ -102,11 +102,11 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
             interactive: bool = False, share: bool = False, wait: Any = None,
             nproc: str = "") -> None:
     from dltasks.gpu.modes import facts_later
-    from dltasks.gpu.selection import parse_gpus
+    from dltasks.gpu.selection import parse_gpu_request
 
     with target_for(c, image=image or None) as target:
         s = target.settings
-        gpus = parse_gpus(gpu or None, default=s.gpus)
+        gpus = parse_gpu_request(gpu or None, default=s.gpus)
         # the host's GPU facts (nvidia-smi: tens of ms) come while the rest is imported
         facts = facts_later(target, gpus, tolerant=dry_run)
         from dltasks.gpu.share import parse_wait
@@ -211,7 +211,7 @@ def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool
         return  # fab's call for another host of the job: it ran on the first one
     _JOB_RAN.append("yes")
     try:
-        from dltasks.gpu.selection import parse_gpus
+        from dltasks.gpu.selection import parse_gpu_request
         from dltasks.runs.job import check_hosts, run_job
         from dltasks.runs.plan import RunRequest
         from dltasks.runs.torchrun import parse_nproc
@@ -220,7 +220,7 @@ def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool
         check_hosts(nnodes, hosts, where)
         local = settings_for_host(c, None, image=image or None)
         req = RunRequest(kind="train", command=local.train_cmd, args=tuple(args),
-                         gpus=parse_gpus(gpu or None, default=local.gpus), image=image,
+                         gpus=parse_gpu_request(gpu or None, default=local.gpus), image=image,
                          root=root, allow_unmapped=allow_unmapped, share=share,
                          nproc=parse_nproc(nproc or local.nproc))
         with job_targets(c, hosts, image=image or None) as targets:
@@ -315,8 +315,7 @@ def stop(c: Any, run: str) -> None:
         found = resolve_run(target, run)
         whose = "" if found.candidate.mine else f" (a run of {found.candidate.owner})"
         if found.record is not None:
-            from dltasks.runs.slurm import cancel
-            from dltasks.runs.slurm import settle as settle_slurm
+            from dltasks.runs.slurm import cancel, settle_slurm
 
             job_id = cancel(target, found.record)
             settle_slurm(target, target.settings.project_dir, found.record)
@@ -340,8 +339,7 @@ def stop(c: Any, run: str) -> None:
 
 def _slurm_jobs(target: Any) -> None:
     """The project's Slurm runs that have not ended, as Slurm says now (squeue, scontrol)."""
-    from dltasks.runs.slurm import settle as settle_slurm
-    from dltasks.runs.slurm import slurm_records
+    from dltasks.runs.slurm import settle_slurm, slurm_records
 
     s = target.settings
     live = [m for m in slurm_records(s.project_dir, target.name) if m.get("exit_code") is None]
@@ -362,8 +360,7 @@ def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
     from dltasks.errors import DltError
     from dltasks.hosts.shell import quote
     from dltasks.runs.slurm import follow as follow_job
-    from dltasks.runs.slurm import settle as settle_slurm
-    from dltasks.runs.slurm import slurm_job_id
+    from dltasks.runs.slurm import settle_slurm, slurm_job_id
 
     rid, output = str(record["run_id"]), str(record["slurm"].get("output", ""))
     # the record is a file: show only the job's own output file in the run's folder
@@ -440,7 +437,7 @@ def runs(c: Any) -> None:
     pending_slurm = [m for m in records if m.get("slurm") and m.get("exit_code") is None
                      and (not host or m.get("host") == host)]
     if pending_slurm:  # Slurm runs that may have ended: sacct / scontrol / their exit file
-        from dltasks.runs.slurm import settle as settle_slurm
+        from dltasks.runs.slurm import settle_slurm
 
         with target_for(c, engine_soon=False) as target:
             for m in pending_slurm:  # updated in place: the table shows what Slurm says now

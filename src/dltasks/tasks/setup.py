@@ -21,11 +21,11 @@ def install_nvidia_docker(c: Any, dry_run: bool = False, version: str = "",
                           offline: str = "") -> None:
     """Install and configure the NVIDIA Container Toolkit for Docker (idempotent)."""
     from dltasks.hostsetup import apply, toolkit
-    from dltasks.hostsetup.facts import gather
+    from dltasks.hostsetup.facts import gather_setup_facts
 
     version = version or os.environ.get("NVIDIA_CONTAINER_TOOLKIT_VERSION", "")
     with target_for(c) as t:
-        host = gather(t.shell)
+        host = gather_setup_facts(t.shell)
         req = apply.ToolkitRequest(version=version, offline=offline)
         no_driver = apply.driver_problem(t, host)
         plan = apply.toolkit_plan_for(t, host, req, require_driver=not dry_run)
@@ -41,7 +41,7 @@ def install_nvidia_docker(c: Any, dry_run: bool = False, version: str = "",
                 print(f"# note: a real run stops before these: {no_driver}")
             return
         apply.install_toolkit(t, plan, host)
-        after = gather(t.shell)
+        after = gather_setup_facts(t.shell)
         print(f"NVIDIA Container Toolkit {after.ctk_version} installed and configured for "
               f"Docker on {t.name}")
 
@@ -85,7 +85,7 @@ def doctor(c: Any, no_gpu: bool = False, min_shm: str = "1g", min_free: str = "2
     """Diagnose this host read-only: engine, driver, toolkit, GPU, CUDA, /dev/shm, disk, image."""
     from dltasks.errors import DltError
     from dltasks.hostsetup import doctor as dr
-    from dltasks.hostsetup.facts import gather
+    from dltasks.hostsetup.facts import gather_setup_facts
     from dltasks.hostsetup.probes import doctor_facts
 
     try:
@@ -93,7 +93,8 @@ def doctor(c: Any, no_gpu: bool = False, min_shm: str = "1g", min_free: str = "2
     except ValueError as e:
         raise DltError(f"{e}: write sizes like 512m or 16g") from None
     with target_for(c) as t:
-        facts = doctor_facts(t, gather(t.shell), gpu_checks=not no_gpu, shm_need=shm_need)
+        facts = doctor_facts(t, gather_setup_facts(t.shell), gpu_checks=not no_gpu,
+                             shm_need=shm_need)
     findings = dr.diagnose(facts, min_free=free_need)
     print(dr.render(findings))
     code = dr.exit_code(findings)

@@ -45,7 +45,7 @@ from dltasks.hosts.remote.syncrules import (
     SyncStats,
     check_remote_dir,
     filter_args,
-    human,
+    human_kb,
     parse_stats,
 )
 from dltasks.hosts.remote.target import quick_exec, remote_home
@@ -71,7 +71,8 @@ class SyncResult:
     def summary(self) -> str:
         s = self.stats
         return (f"{s.transferred} of {s.files} files copied, {s.deleted} deleted, "
-                f"{human(s.bytes_sent)} out, {human(s.bytes_received)} in, {self.seconds:.2f} s")
+                f"{human_kb(s.bytes_sent)} out, {human_kb(s.bytes_received)} in, "
+                f"{self.seconds:.2f} s")
 
 
 def ssh_host(target: Target) -> SshHost:

@@ -178,7 +178,7 @@ def parse_stats(text: str) -> SyncStats:
     return SyncStats(**values)
 
 
-def human(n: float) -> str:
+def human_kb(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dltasks.engine.client import EngineAddr, open_engine
-from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve
+from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve_endpoint
 from dltasks.errors import DltError
 from dltasks.hosts.background import in_background
 from dltasks.hosts.remote.forward import SocketForward
@@ -148,7 +148,7 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
         # has said which engine its user's docker CLI would use.
         engine = in_background(open_engine, addr) if engine_soon else None
         view = describe_host(c, host, settings.remote_dir, check_sync=check_sync)
-        endpoint = resolve(settings.docker_host, settings.source("docker_host"),
+        endpoint = resolve_endpoint(settings.docker_host, settings.source("docker_host"),
                            view.docker or parse_view([], view.home))
         point_forward(fwd, endpoint)
         project_dir = expand_remote_dir(settings.remote_dir, view.home)
