@@ -19,6 +19,7 @@ from typing import Any
 from dltasks.errors import DltError
 from dltasks.gpu.driver import DeviceNode, Driver, Edits, FileMount, no_driver_message
 from dltasks.gpu.selection import ALL, IDS, GpuSelection
+from dltasks.scripts import script
 
 KIND = "nvidia.com/gpu"
 DEFAULT_DIRS = ("/etc/cdi", "/var/run/cdi")
@@ -66,9 +67,7 @@ def _order(name: str) -> tuple[int, str]:
 
 
 #: Prints ``cdi<TAB>path<TAB>base64`` for each spec file in the folders given as arguments.
-READ_SCRIPT = ('for d in "$@"; do for f in "$d"/*.yaml "$d"/*.yml "$d"/*.json; do [ -f "$f" ] '
-               '&& printf "cdi\\t%s\\t%s\\n" "$f" "$(base64 < "$f" | tr -d "\\n")"; done; '
-               'done; true')
+READ_SCRIPT = script("cdi_read")
 
 
 def files_of(output: str) -> list[tuple[str, str]]:

@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterable
 
 from dltasks.errors import DltError
+from dltasks.scripts import script
 
 #: ``$1``: an address; prints the first line of ``ip route get``, or "noip" without iproute2.
-ROUTE_SCRIPT = ('command -v ip >/dev/null 2>&1 || { echo noip; exit 0; }; '
-                'ip route get "$1" 2>&1 | head -n 1')
+ROUTE_SCRIPT = script("route")
 #: The kernel's TCP socket tables (listening sockets have state 0A).
 PORTS_SCRIPT = "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"
 FIRST_PORT = 29500

@@ -35,6 +35,7 @@ from typing import Any
 from dltasks.errors import DltError
 from dltasks.hosts.remote.syncrules import MARK, RUNS
 from dltasks.hosts.shell import quote
+from dltasks.scripts import script
 
 SENT = f"{MARK}/sent"
 #: rsync's ``--out-format`` for the sync: one line per path it considered (with ``-ii``,
@@ -59,24 +60,10 @@ OPEN_SCRIPT = (
     'else echo empty; fi; '
     f'mkdir -p {MARK} && printf "{{}}" > {SENT}.tmp && mv -f {SENT}.tmp {SENT}')
 
-#: $1: the project folder's real path. stdin: lines "KIND<TAB>SIZE MTIME<TAB>PATH" to delete
-#: (f: a file still of that size and mtime; l: a symlink; d: a folder when empty; t: a folder
-#: whose time to set, SECONDS.NANOSECONDS, after the deletes in it), then "--",
-#: then the new record. Prints how many files and links it deleted.
-APPLY_SCRIPT = (
-    'cd -P -- "$1" || exit 3; T=$(printf "\\t"); n=0; '
-    'while IFS= read -r line; do [ "$line" = "--" ] && break; '
-    'k=${line%%"$T"*}; r=${line#*"$T"}; want=${r%%"$T"*}; p=${r#*"$T"}; ok=1; q=$p; '
-    'while :; do case $q in */*) q=${q%/*}; '
-    'if [ -L "$q" ] || [ ! -d "$q" ]; then ok=0; break; fi;; *) break;; esac; done; '
-    '[ $ok = 1 ] || continue; case $k in '
-    'f) [ -f "$p" ] && [ ! -L "$p" ] && [ "$(stat -c "%s %Y" -- "$p" 2>/dev/null)" = "$want" ] '
-    '&& rm -f -- "$p" && n=$((n+1));; '
-    'l) [ -L "$p" ] && rm -f -- "$p" && n=$((n+1));; '
-    'd) [ -d "$p" ] && [ ! -L "$p" ] && rmdir -- "$p" 2>/dev/null;; '
-    't) [ -d "$p" ] && [ ! -L "$p" ] && touch -m -d "@$want" -- "$p";; esac; done; '
-    f'[ ! -L {MARK} ] && mkdir -p {MARK} && cat > {SENT}.tmp && mv -f {SENT}.tmp {SENT} '
-    '|| exit 4; echo "$n"')
+#: $1: the project folder's real path; $2, $3: :data:`MARK`, :data:`SENT`. stdin: lines
+#: "KIND<TAB>SIZE MTIME<TAB>PATH" to delete, then "--", then the new record (see the script).
+#: Prints how many files and links it deleted.
+APPLY_SCRIPT = script("sent_apply")
 
 
 @dataclass(frozen=True)
@@ -203,9 +190,7 @@ def split_known(known: Iterable[str], before: Sent, root: Path) -> tuple[list[st
 
 #: $1: the project folder's real path; stdin: relative paths, one a line. Prints, a line each,
 #: "SIZE MTIME" of the host's file there, or "-" when it has no plain file of that name.
-STAT_SCRIPT = ('cd -P -- "$1" || exit 3; while IFS= read -r p; do '
-               'if [ -f "$p" ] && [ ! -L "$p" ]; then stat -c "%s %Y" -- "$p" 2>/dev/null '
-               '|| echo -; else echo -; fi; done')
+STAT_SCRIPT = script("sent_stat")
 
 
 def rewritten(paths: list[str], before: Sent, stat_out: str) -> list[str]:
@@ -288,7 +273,7 @@ def folder_times(lines: Iterable[str], root: Path) -> list[str]:
 
 
 def apply_command(real: str) -> str:
-    return quote(["sh", "-c", APPLY_SCRIPT, "_", real])
+    return quote(["sh", "-c", APPLY_SCRIPT, "_", real, MARK, SENT])
 
 
 def open_command(folder: str, stamp: str, *, adopt: bool = False) -> str:
