@@ -32,56 +32,26 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dltasks.errors import DltError
 from dltasks.gpu.selection import ALL, IDS, GpuSelection
+from dltasks.scripts import script
 
 #: Compute and utility libraries (libnvidia-container's "compute" and "utility" sets).
 LIBRARIES = ("libcuda", "libcudadebugger", "libnvidia-ml", "libnvidia-cfg",
              "libnvidia-ptxjitcompiler", "libnvidia-nvvm", "libnvidia-gpucomp",
              "libnvidia-allocator", "libnvidia-opencl", "libnvidia-compiler",
              "libnvidia-fatbinaryloader", "libnvidia-pkcs11", "libnvidia-pkcs11-openssl3")
-BINARIES = ("nvidia-smi", "nvidia-debugdump", "nvidia-persistenced",
-            "nvidia-cuda-mps-control", "nvidia-cuda-mps-server")
-LIB_DIRS = ("/usr/local/nvidia/lib64", "/usr/local/nvidia/lib", "/usr/lib/x86_64-linux-gnu",
-            "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu",
-            "/lib64", "/usr/local/lib")
-BIN_DIRS = ("/usr/local/nvidia/bin", "/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin")
 CONTROL_NODES = ("nvidiactl", "nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset")
 _LIB_RE = re.compile(r"^(" + "|".join(re.escape(n) for n in LIBRARIES) + r")\.so(\.[0-9.]+)?$")
 
 
-def _sh_words(words: Iterable[str]) -> str:
-    """Shell words for the script below (an f-string cannot hold " ".join(...) in quotes of
-    its own kind before Python 3.12)."""
-    return " ".join(words)
-
-
 #: Prints the driver of the host (``$1``: the driver root, "" for /), a fact a line:
 #: ``dev<TAB>path``, ``gpu<TAB>bus<TAB>minor``, ``version<TAB>line``,
-#: ``lib<TAB>path``, ``bin<TAB>path``, ``fw<TAB>path``, ``ipc<TAB>path``.
-DISCOVER_SCRIPT = (
-    'r=${1%/}; '
-    'for f in "$r"/dev/nvidia*; do [ -c "$f" ] && printf "dev\\t%s\\n" "$f"; done; '
-    'for f in "$r"/proc/driver/nvidia/gpus/*/information; do [ -f "$f" ] || continue; '
-    'b=${f%/information}; b=${b##*/}; m=$(sed -n "s/^Device Minor:[[:space:]]*//p" "$f"); '
-    'printf "gpu\\t%s\\t%s\\n" "$b" "$m"; done; '
-    '[ -r "$r/proc/driver/nvidia/version" ] && printf "version\\t%s\\n" '
-    '"$(head -n 1 "$r/proc/driver/nvidia/version")"; '
-    '[ -z "$r" ] && { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | '
-    'sed -n "s/.*=> \\(.*\\)$/\\1/p" | grep -E "/lib(cuda|cudadebugger|nvidia-[a-z0-9-]+)\\.so" '
-    '| while IFS= read -r f; do printf "lib\\t%s\\n" "$f"; done; '
-    f'for d in {_sh_words(LIB_DIRS)}; do for f in "$r$d"/libcuda.so* "$r$d"/libcudadebugger.so* '
-    '"$r$d"/libnvidia-*.so*; do [ -e "$f" ] && printf "lib\\t%s\\n" "$f"; done; done; '
-    f'for b in {_sh_words(BINARIES)}; do for d in {_sh_words(BIN_DIRS)}; do '
-    '[ -x "$r$d/$b" ] && { printf "bin\\t%s\\n" "$r$d/$b"; break; }; done; done; '
-    'for f in "$r"/lib/firmware/nvidia/*/gsp*.bin "$r"/usr/lib/firmware/nvidia/*/gsp*.bin; do '
-    '[ -f "$f" ] && printf "fw\\t%s\\n" "$f"; done; '
-    'for f in /run/nvidia-persistenced/socket /run/nvidia-fabricmanager/socket; do '
-    '[ -S "$r$f" ] && printf "ipc\\t%s\\n" "$r$f"; done; true'
-)
+#: ``lib<TAB>path``, ``bin<TAB>path``, ``fw<TAB>path``, ``ipc<TAB>path``. The folders it
+#: looks in for libraries and programs are listed in the script.
+DISCOVER_SCRIPT = script("gpu_discover")
 
 
 @dataclass(frozen=True)
