@@ -90,9 +90,7 @@ def throwaway_user(*, groups: tuple[str, ...] = ()) -> Iterator[User]:
         base.chmod(0o755)
         yield User(name, home, base / "py")
     finally:
-        uid = subprocess.run(["id", "-u", name], capture_output=True, text=True).stdout.strip()
-        # what the user left running goes first: its warm dlt server (dltasks.warm) waits
-        # for the next command, and userdel refuses a user with processes
+        # what the user left running goes first: userdel refuses a user with processes
         subprocess.run(["pkill", "-KILL", "-u", name], check=False)
         for _ in range(50):
             if subprocess.run(["pgrep", "-u", name], capture_output=True).returncode:
@@ -100,5 +98,3 @@ def throwaway_user(*, groups: tuple[str, ...] = ()) -> Iterator[User]:
             time.sleep(0.1)
         subprocess.run(["userdel", name], check=False)
         shutil.rmtree(base, ignore_errors=True)
-        if uid.isdigit():
-            shutil.rmtree(f"/tmp/dltasks-warm-{uid}", ignore_errors=True)

@@ -1,5 +1,5 @@
 """``python -m dltasks`` is the ``dlt`` program."""
 
-from dltasks.warm import main
+from dltasks.cli import main
 
 main()

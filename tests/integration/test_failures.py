@@ -220,18 +220,6 @@ def test_arguments_after_dashes_from_program_run(project: Path, base_image: str)
     assert "true --lr 'a b'" in r.stdout, r.stdout
 
 
-def test_docker_py_ssh_transport_survives_the_import_trick() -> None:
-    """docker-py is imported without paramiko on the hot path; an ssh:// client made later
-    in the same process still gets docker-py's ssh adapter."""
-    code = ("import sys; from dltasks import engine; engine._import_docker_sdk('unix:///x'); "
-            "import docker.api.client as c; assert not hasattr(c, 'SSHHTTPAdapter'); "
-            "engine._ssh_transport(); from docker.transport.sshconn import SSHHTTPAdapter; "
-            "assert c.SSHHTTPAdapter is SSHHTTPAdapter; import paramiko; "
-            "assert sys.modules['paramiko'] is paramiko")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-
-
 def test_detached_record_learns_its_end(engine: Any, base_image: str, project: Path) -> None:
     _env(project, base_image)
     (project / ".env").write_text(f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"

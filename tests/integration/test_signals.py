@@ -1,25 +1,16 @@
 """Signals for real (issue 21, point 9): a signal ignored when `dlt` starts (``nohup``: SIGHUP)
-stays ignored, cold and through the warm start; death by signal N is exit code 128+N."""
+stays ignored; death by signal N is exit code 128+N."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-
-from tests.integration.test_warm import (  # noqa: F401 - runtime_dir is a fixture
-    containers,
-    env_of,
-    records,
-    runtime_dir,
-    start_server,
-    went_warm,
-)
 
 pytestmark = pytest.mark.usefixtures("base_image")
 
@@ -32,6 +23,23 @@ def proj(project: Path, base_image: str) -> Path:
     (project / ".env").write_text(f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
                                   "DLT_TRAIN_CMD=sh -c\n")
     return project
+
+
+def env_of() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+
+
+def records(proj: Path) -> list[dict[str, object]]:
+    return [json.loads(p.read_text()) for p in sorted(proj.glob("runs/*/manifest.json"))]
+
+
+def containers(proj: Path) -> str:
+    """The containers of this test's runs (every test's project is named proj)."""
+    ids = [str(r["run_id"]) for r in records(proj)]
+    found = [subprocess.run(["docker", "ps", "-aq", "--filter", f"label=dltasks.run={i}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+             for i in ids]
+    return "\n".join(f for f in found if f)
 
 
 def _started(p: subprocess.Popen[str]) -> None:
@@ -48,26 +56,16 @@ def _sig_ignored(pid: int, sig: int) -> bool:
     raise AssertionError(f"no SigIgn for {pid}")
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
-def test_a_run_under_nohup_is_not_stopped_by_sighup(proj: Path, runtime_dir: str,  # noqa: F811
-                                                    warm: bool) -> None:
+def test_a_run_under_nohup_is_not_stopped_by_sighup(proj: Path) -> None:
     """`nohup dlt train` and a hang-up (SIGHUP to dlt, as a closing terminal sends): the run
     goes on to its end and its exit code is dlt's; the record says so."""
-    server = start_server(runtime_dir)[1] if warm else None
-    env = env_of(runtime_dir, **({} if warm else {"DLT_WARM": "0"}))
+    env = env_of()
     p = subprocess.Popen(["nohup", sys.executable, "-m", "dltasks", "train", "--", SCRIPT],
                          cwd=proj, env=env, text=True, stdin=subprocess.DEVNULL,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         _started(p)
         assert _sig_ignored(p.pid, signal.SIGHUP)  # nohup did its part; dlt must keep it
-        if server:  # the worker (the server's child serving us) ignores it too
-            workers = _children(server.pid)
-            assert len(workers) == 1 and _sig_ignored(workers[0], signal.SIGHUP), workers
         os.kill(p.pid, signal.SIGHUP)
         out, err = p.communicate(timeout=120)
     finally:
@@ -81,40 +79,16 @@ def test_a_run_under_nohup_is_not_stopped_by_sighup(proj: Path, runtime_dir: str
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGUSR1])
-def test_a_warm_worker_killed_by_a_signal_is_128_plus_n(proj: Path, runtime_dir: str,  # noqa: F811
-                                                        sig: int) -> None:
-    """The worker running our command dies by signal N (the OOM killer's SIGKILL, a stray
-    SIGUSR1): the client, which is not its parent, says 128+N, as a shell would."""
-    _, server = start_server(runtime_dir)
-    p = subprocess.Popen([sys.executable, "-m", "dltasks", "train", "--",
-                          "echo started; sleep 60"], cwd=proj, env=env_of(runtime_dir),
-                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         start_new_session=True)
-    try:
-        _started(p)
-        workers = _children(server.pid)
-        assert len(workers) == 1, workers
-        os.kill(workers[0], sig)
-        _, err = p.communicate(timeout=60)
-        assert p.returncode == 128 + sig, err
-        assert "without an exit code" not in err
-    finally:
-        if p.poll() is None:
-            p.kill()
-        # the worker had no chance to stop its container: what it left is removed here
-        for run in records(proj):
-            ids = subprocess.run(["docker", "ps", "-aq", "--filter",
-                                  f"label=dltasks.run={run['run_id']}"],
-                                 capture_output=True, text=True, check=True).stdout.split()
-            if ids:
-                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
-    # the server goes on serving, and reaped the worker (no zombie left)
-    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "dltasks", "train", "--",
-                        "exit 3"], cwd=proj, env=env_of(runtime_dir), text=True,
-                       capture_output=True, timeout=120)
-    assert r.returncode == 3 and went_warm(r), r.stderr[-2000:]
-    deadline = time.monotonic() + 30  # the worker said its code just before it exits
-    while _children(server.pid):
-        assert time.monotonic() < deadline, f"unreaped workers {_children(server.pid)}"
-        time.sleep(0.05)
-    assert server.poll() is None
+def test_a_command_killed_by_a_signal_is_128_plus_n(proj: Path, sig: int) -> None:
+    """The command in the container dies by signal N (the OOM killer's SIGKILL, a stray
+    SIGUSR1): `dlt train` exits 128+N, as a shell would, the record says so, and nothing is
+    left running."""
+    r = subprocess.run([sys.executable, "-m", "dltasks", "train", "--",
+                        f"echo started; kill -s {signal.Signals(sig).name[3:]} $$; echo after"],
+                       cwd=proj, env=env_of(), text=True, capture_output=True, timeout=120)
+    assert r.returncode == 128 + sig, r.stderr[-2000:]
+    assert r.stdout.startswith("started\n") and "after" not in r.stdout, r.stdout
+    assert "without an exit code" not in r.stderr
+    last = records(proj)[-1]
+    assert last["exit_code"] == 128 + sig, last
+    assert not containers(proj)

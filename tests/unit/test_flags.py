@@ -5,7 +5,6 @@ flags made `train -h` mean `--share`, so asking for help started a run)."""
 from __future__ import annotations
 
 from dltasks.tasks import ns
-from dltasks.tasks.run import _NO_EARLY, early_gpus
 
 #: (task, flag) -> (short letter, why a user can expect it). Adding one: name its convention.
 REVIEWED: dict[tuple[str, str], tuple[str, str]] = {
@@ -56,16 +55,9 @@ def test_short_flags_are_unique_within_a_task() -> None:
         assert len(letters) == len(set(letters)), name
 
 
-def test_warm_start_early_reader_knows_the_same_flags() -> None:
-    """`early_gpus` reads `dlt train` argv before invoke does: its short words are train's."""
+def test_train_has_no_short_flag_invoke_once_gave() -> None:
+    """-h and -l stay invoke's help and list; the letters invoke once made up for train
+    (-l --slurm, -e --nnodes, -o --root...) are no train flags now."""
     train = {f"-{a}" for arg in ns["train"].get_arguments() for a in arg.names[1:]}
-    core = {"-h", "-l"}  # invoke's --help and --list: they run nothing
-    assert {w for w in _NO_EARLY if not w.startswith("--")} == core and not core & train
     assert "-g" in train
-    assert early_gpus(["dlt", "train", "-g", "1", "-d"]) == ["1"]
-    assert early_gpus(["dlt", "train", "-g=0,1"]) == ["0,1"]
-    for asks_nothing in (["-h"], ["--help"], ["-l"], ["--slurm"], ["--nnodes", "2"],
-                         ["--nnodes=2"]):
-        assert early_gpus(["dlt", "train", "-g", "0", *asks_nothing]) is None, asks_nothing
-    # letters invoke once gave (-l --slurm, -e --nnodes, -o --root...) are no train flags now
-    assert not {"-l", "-e", "-s", "-o", "-r", "-n", "-w"} & train
+    assert not {"-h", "-l", "-e", "-s", "-o", "-r", "-n", "-w"} & train

@@ -10,7 +10,6 @@ Which engine the address points at is decided by :mod:`dltasks.engine.endpoint`.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,34 +60,6 @@ def _addr(addr: EngineAddr | str) -> EngineAddr:
     return addr if isinstance(addr, EngineAddr) else EngineAddr(addr or DEFAULT_URL)
 
 
-def _import_docker_sdk(url: str) -> None:
-    """Import docker-py without paramiko unless ``url`` is ssh://: docker-py imports it (and
-    the cryptography libraries) eagerly, about 100 ms of every `dlt train`'s start-up, for a
-    transport we rarely use (remote engines come through our own SSH tunnel).
-    :func:`_ssh_transport` brings the transport back when an ssh:// URL comes later."""
-    if url.startswith("ssh://") or "docker" in sys.modules or "paramiko" in sys.modules:
-        return
-    sys.modules["paramiko"] = None  # type: ignore[assignment]  # makes `import paramiko` fail
-    try:
-        import docker  # noqa: F401
-    finally:
-        del sys.modules["paramiko"]  # fabric, when imported later, gets the real one
-
-
-def _ssh_transport() -> None:
-    """docker-py's ssh:// adapter, when it was imported without paramiko (above): import it
-    now, with the real paramiko, where docker-py looks for it."""
-    import docker.api.client
-    import docker.transport
-
-    if hasattr(docker.api.client, "SSHHTTPAdapter"):
-        return
-    from docker.transport.sshconn import SSHHTTPAdapter
-
-    docker.transport.SSHHTTPAdapter = SSHHTTPAdapter
-    docker.api.client.SSHHTTPAdapter = SSHHTTPAdapter
-
-
 def explain(addr: EngineAddr | str, err: BaseException) -> DltError:
     """A failure of docker-py to reach the engine, as one line naming it and the fix."""
     from dltasks.engine.errors import unreachable
@@ -107,13 +78,10 @@ def connect(addr: EngineAddr | str = "", *, timeout: int = 0) -> docker.DockerCl
     """A docker-py client for the engine; failures surface here, clearly (the client asks
     the engine for its API version on creation, which doubles as the reachability check)."""
     a = _addr(addr)
-    _import_docker_sdk(a.url)
     import docker
     import docker.errors
     import requests.exceptions
 
-    if a.url.startswith("ssh://"):
-        _ssh_transport()
     kwargs: dict[str, Any] = {}
     url = a.url
     if a.tls is not None:

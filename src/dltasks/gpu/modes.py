@@ -10,15 +10,13 @@
   has a driver, else the runtime path's own clear error.
 
 :func:`decide` is the pure choice; :func:`facts_later` gathers its facts from a Target (one
-engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpu.claims`;
-:func:`facts_early` starts them before a local command is parsed), :func:`access_for` does
-both; :func:`apply_access` puts the result into a RunSpec. Every mode
+engine call, one shell round trip that also asks nvidia-smi for :mod:`dltasks.gpu.claims`),
+:func:`access_for` does both; :func:`apply_access` puts the result into a RunSpec. Every mode
 has the same semantics: only the selected GPUs are visible, numbered from 0 inside.
 """
 
 from __future__ import annotations
 
-import atexit
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -40,8 +38,6 @@ from dltasks.hosts.background import in_background
 from dltasks.hosts.shell import quote
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     from dltasks.engine.client import EngineAddr
     from dltasks.hosts.shell import Pending
     from dltasks.hosts.target import Target
@@ -122,20 +118,16 @@ def gather_later(target: Target, settings: Settings, *,
 
 def facts_later(target: Target, sel: GpuSelection, *,
                 tolerant: bool = False) -> Callable[[], GpuFacts]:
-    """The facts for a run asking for ``sel``, started now (or taken over from
-    :func:`facts_early`): the host's round trip, and the engine's /info on a connection of
-    its own (an engine 20.10 runs programs to answer it); both go on while the run is planned.
+    """The facts for a run asking for ``sel``, started now: the host's round trip, and the
+    engine's /info on a connection of its own (an engine 20.10 runs programs to answer it);
+    both go on while the run is planned.
     ``tolerant``: an engine that does not answer counts as one without a runtime (for
     --dry-run). Call the result for the facts."""
     s = target.settings
     if sel.mode == NONE:
         return GpuFacts
-    if not target.is_remote and _early and _early[0][0] == _key(s, target.engine_addr):
-        _, pending, info = _early.pop()
-        host = _answer(pending, s)
-    else:
-        host = gather_later(target, s, status=True)
-        info = in_background(_engine_info_of, target) if _asks_engine(s) else None
+    host = gather_later(target, s, status=True)
+    info = in_background(_engine_info_of, target) if _asks_engine(s) else None
 
     def finish() -> GpuFacts:
         has_runtime, engine_cdi = False, False
@@ -156,38 +148,8 @@ def facts_later(target: Target, sel: GpuSelection, *,
     return finish
 
 
-#: What :func:`facts_early` started: (its key, the host's script, the engine's answer to come).
-_early: list[tuple[tuple[Any, ...], Pending, Future[dict[str, Any]] | None]] = []
-
-
-def facts_early(settings: Settings, addr: EngineAddr) -> None:
-    """Start the facts of a local GPU run before the command that needs them is parsed (a
-    warm worker does, through :func:`dltasks.tasks.run.start_early`: invoke's parse and the
-    settings are 10-20 ms the facts script would otherwise wait for). :func:`facts_later`
-    takes them over when it would start the very same script against the same engine;
-    otherwise they are dropped: the script is waited for (it ends by itself, and cleans up
-    after itself) when this process exits."""
-    from dltasks.hosts.shell import local_start
-
-    if _early:
-        return
-    pending = local_start(_script(settings, True))
-    info = in_background(_engine_info, addr) if _asks_engine(settings) else None
-    _early.append((_key(settings, addr), pending, info))
-    atexit.register(_drop_early)
-
-
-def _drop_early() -> None:
-    while _early:
-        _early.pop()[1].result()
-
-
 def _answer(pending: Pending, settings: Settings) -> Callable[[], HostGpus]:
     return lambda: _parse(pending.result().stdout, settings)
-
-
-def _key(settings: Settings, addr: EngineAddr) -> tuple[Any, ...]:
-    return (tuple(_script(settings, True)), addr, settings.gpu_mode)
 
 
 def _asks_engine(settings: Settings) -> bool:

@@ -26,8 +26,8 @@ from dltasks.settings.masking import mask
 
 PREFIX = "DLT_"
 #: Variables that are not settings, and so no mistyped keys: DLT_RUN_ID, which dltasks gives
-#: every container (a `dlt` run inside one sees it), and DLT_WARM, read by `dlt` itself
-#: before any setting is (dltasks.warm).
+#: every container (a `dlt` run inside one sees it), and DLT_WARM, which turned off a warm
+#: start that is gone (a shell that still exports it must not break every command).
 RUNTIME_VARS = frozenset({"DLT_RUN_ID", "DLT_WARM"})
 DEFAULT, CONFIG, DOTENV, ENVIRON, FLAG = "default", "config", ".env", "environment", "flag"
 

@@ -6,7 +6,6 @@ and parsing tasks must stay as fast as invoke itself.
 
 from __future__ import annotations
 
-import sys
 from types import ModuleType
 
 from invoke import Collection, Task
@@ -27,8 +26,3 @@ def _collection() -> Collection:
 
 
 ns = _collection()
-
-# invoke turns byte-code writing off before it loads tasks.py (no .pyc next to the user's
-# tasks file). tasks.py is loaded by now; what tasks import later (our core, lazily) may be
-# cached as usual, or an editable install would recompile it on every run.
-sys.dont_write_bytecode = False

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import atexit
 import functools
-import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -23,11 +21,6 @@ PROGRAM_ARGV: list[str] = []
 
 def program_argv() -> list[str]:
     return PROGRAM_ARGV or sys.argv
-
-# Tasks run in a CLI process that ends with them: let it skip the interpreter's last garbage
-# collection at exit (70-100 ms once docker-py is loaded, a fifth of `inv train`'s start-up
-# cost). Files and streams are closed by the code that opened them, not by that collection.
-atexit.register(gc.freeze)
 
 
 class DltTask(Task):  # type: ignore[type-arg]

@@ -51,52 +51,6 @@ def _remainder(c: Any) -> list[str]:
     return argv[argv.index("--") + 1:]
 
 
-#: Flags after which `train` asks no GPU facts of this host (Slurm, a multi-host job), and
-#: invoke's core flags that run nothing (help, the task list). train has no short flag of
-#: these (tests/unit/test_flags.py): -h and -l are invoke's.
-_NO_EARLY = frozenset({"--slurm", "--nnodes", "--help", "-h", "--list", "-l"})
-
-
-def early_gpus(argv: list[str]) -> list[str] | None:
-    """The ``--gpu`` values of a `dlt train` command line ([] when none is given), or None
-    when it is no local run with GPU facts to ask for: read without invoke, for
-    :func:`start_early` (a guess: a wrong one only costs a script run for nothing)."""
-    if len(argv) < 2 or argv[1] != "train":
-        return None
-    words = argv[2:argv.index("--")] if "--" in argv else argv[2:]
-    values: list[str] = []
-    for i, w in enumerate(words):
-        if w in _NO_EARLY or w.startswith("--nnodes="):
-            return None
-        if w in ("--gpu", "-g") and i + 1 < len(words):
-            values.append(words[i + 1])
-        elif w.startswith(("--gpu=", "-g=")):
-            values.append(w.partition("=")[2])
-    return values
-
-
-def start_early(argv: list[str]) -> None:
-    """Before invoke parses ``argv``: start the GPU facts a local `dlt train` will ask for
-    (:func:`dltasks.gpu.modes.facts_early`), 10-20 ms sooner than :func:`_launch` would; the
-    warm server's worker calls this. Never fails: on any doubt, nothing is started and the
-    command runs as it would have."""
-    values = early_gpus(argv)
-    if values is None:
-        return
-    try:
-        from dltasks.gpu.modes import facts_early
-        from dltasks.gpu.selection import NONE, parse_gpu_request
-        from dltasks.hosts.target import local_engine_addr
-        from dltasks.settings import resolve
-        from dltasks.tasks._common import working_dir
-
-        s = resolve(working_dir())
-        if parse_gpu_request(values or None, default=s.gpus).mode != NONE:
-            facts_early(s, local_engine_addr(s))
-    except Exception:  # noqa: BLE001 - the command itself will say what is wrong, if anything
-        return
-
-
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None,
