@@ -71,8 +71,8 @@ def main() -> int:
     for flags in ([], ["-S"], ["-I"], ["-I", "-S"]):
         _show(f"python {' '.join(flags + ['-c', 'pass'])}",
               _times([a.python, *flags, "-c", "pass"], a.runs))
-    _show("python -c 'import dltasks.warm' (the dlt client's imports)",
-          _times([a.python, "-c", "import dltasks.warm"], a.runs))
+    _show("python -c 'import dltasks.cli' (what every dlt command imports)",
+          _times([a.python, "-c", "import dltasks.cli"], a.runs))
     return 0
 
 

@@ -1,17 +1,14 @@
-"""Bench: `dlt train` against the docker CLI running the same container.
+"""Bench: `dlt train` against the docker CLI running the same container: stdout throughput.
 
-1. Overhead: `dlt train` and `inv train` with a trivial command (`true`) vs `docker run --rm`
-   of the same image, command, mounts, user and labels (the line `dlt train --dry-run` prints,
-   minus --name). Target: ratio <= 1.5; the absolute overhead is printed in ms. `dlt` is timed
-   as it runs by default, through its warm server (dltasks.warm; the warm-ups start it), and
-   cold (DLT_WARM=0), which imports everything itself. `inv` imports invoke whole before our
-   code runs; a cold `dlt` defers two of invoke's imports (dltasks.cli).
-2. Throughput: a container writing 200 MB to stdout, through `dlt train` (which also tees it
-   to runs/<id>/output.log) vs `docker run` attached, both read by this process from a pipe.
-   Three producers: 200 MB in one long line (head|tr), then 50 MB each of 80-byte lines
-   (yes|head, and python3 print(), unbuffered as dlt runs it: one write per line).
-   Target: dlt >= 0.9x the docker CLI's streaming throughput (first byte to end of stream).
-   Byte counts are checked on both sides, and output.log against what dlt printed.
+(The time from the command to a training script's first output line is bench/first_output.py.)
+
+Throughput: a container writing 200 MB to stdout, through `dlt train` (which also tees it
+to runs/<id>/output.log) vs `docker run` attached (the line `dlt train --dry-run` prints, minus
+--name), both read by this process from a pipe. Three producers: 200 MB in one long line
+(head|tr), then 50 MB each of 80-byte lines (yes|head, and python3 print(), unbuffered as dlt
+runs it: one write per line). Target: dlt >= 0.9x the docker CLI's streaming throughput (first
+byte to end of stream). Byte counts are checked on both sides, and output.log against what dlt
+printed.
 
 Both sides run in a temporary project (a git repo with one commit, like a real one) whose .env
 sets DLT_IMAGE and DLT_GPUS=none, so nothing is built. `dlt` is the console script next to this
@@ -25,8 +22,7 @@ from source, which a pip-installed copy (compiled at install) never does. The be
 keeps byte-code under a temporary PYTHONPYCACHEPREFIX, filled by a warm-up run with
 `--write-pyc`. `--as-is` keeps the environment (and shows what an editable install pays).
 
-    python bench/train.py [--runs 15] [--tp-runs 5] [--mb 200] [--line-mb 50]
-                          [--only overhead|throughput] [--as-is]
+    python bench/train.py [--tp-runs 5] [--mb 200] [--line-mb 50] [--as-is]
 """
 
 from __future__ import annotations
@@ -108,16 +104,6 @@ def run_retrying(argv: list[str], *, cwd: Path, env: dict[str, str],
     fail("bench: the engine's docker0 bridge stayed missing for a minute")
 
 
-def timed(argv: list[str], *, cwd: Path, env: dict[str, str]) -> float:
-    while True:
-        t0 = time.perf_counter()
-        res = subprocess.run(argv, cwd=cwd, env=env, capture_output=True)
-        took = time.perf_counter() - t0
-        if res.returncode == 0:
-            return took
-        run_retrying(argv, cwd=cwd, env=env)  # waits out a missing bridge, or exits
-
-
 def fail(message: str) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(2)
@@ -125,43 +111,6 @@ def fail(message: str) -> NoReturn:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
-
-
-def ms_list(ts: list[float]) -> str:
-    return ", ".join(f"{t * 1000:.0f}" for t in ts)
-
-
-def bench_overhead(dlt: list[str], proj: Path, env: dict[str, str], runs: int) -> None:
-    docker = docker_equivalent(dlt, proj, env)
-    inv = [str(Path(sys.executable).parent / "inv"), "train"]
-    cold = {**env, "DLT_WARM": "0"}
-    sides = {"dlt train": ([*dlt, "train"], env), "dlt train, cold": ([*dlt, "train"], cold),
-             "inv train": (inv, env), "docker run --rm": (docker, env)}
-    print(f"\n== overhead: trivial command ({runs} runs each, alternating) ==")
-    print(f"  dlt:    {shlex.join([*dlt, 'train'])}   (cwd: the project; DLT_TRAIN_CMD=true; "
-          "through the warm server, and cold with DLT_WARM=0)")
-    print(f"  inv:    {shlex.join(inv)}   (the project's tasks.py: from dltasks.tasks import ns)")
-    print(f"  docker: {shlex.join(docker)}")
-    timed([*dlt, *WRITE_PYC, "train"], cwd=proj, env=env)  # warm-up: byte-code, page cache
-    for _ in range(3):  # the first starts the warm server (dltasks.warm) for the others
-        timed([*dlt, "train"], cwd=proj, env=env)
-        time.sleep(0.5)
-    timed([inv[0], *WRITE_PYC, "train"], cwd=proj, env=env)
-    timed(docker, cwd=proj, env=env)
-    times: dict[str, list[float]] = {k: [] for k in sides}
-    for _ in range(runs):
-        for name, (argv, side_env) in sides.items():
-            times[name].append(timed(argv, cwd=proj, env=side_env))
-        shutil.rmtree(proj / "runs", ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    for name, ts in times.items():
-        print(f"  {name:<18} median {med[name] * 1000:5.0f} ms  min {min(ts) * 1000:4.0f}  "
-              f"({ms_list(ts)})")
-    base = med["docker run --rm"]
-    for name in ("dlt train", "dlt train, cold", "inv train"):
-        ratio = med[name] / base
-        print(f"  {name}: overhead {(med[name] - base) * 1000:+.0f} ms; ratio {ratio:.2f} "
-              f"(target <= 1.5): {verdict(ratio <= 1.5)}")
 
 
 @dataclass
@@ -265,13 +214,11 @@ def bench_throughput(dlt: list[str], proj: Path, env: dict[str, str], runs: int,
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=15, help="overhead runs per side")
     ap.add_argument("--tp-runs", type=int, default=5, help="throughput runs per side/producer")
     ap.add_argument("--mb", type=int, default=200, help="MB in one long line")
     ap.add_argument("--line-mb", type=int, default=50, help="MB for each line-oriented producer")
     ap.add_argument("--image", default=os.environ.get("DLTASKS_TEST_BASE_IMAGE",
                                                       "dlt-test-base:latest"))
-    ap.add_argument("--only", choices=["overhead", "throughput"])
     ap.add_argument("--as-is", action="store_true",
                     help="no byte-code cache of our own: what an editable install pays")
     args = ap.parse_args()
@@ -294,10 +241,7 @@ def main() -> int:
         env = child_env(tmp, args.as_is)
         proj = make_project(tmp, args.image)
         try:
-            if args.only in (None, "overhead"):
-                bench_overhead(dlt, proj, env, args.runs)
-            if args.only in (None, "throughput"):
-                bench_throughput(dlt, proj, env, args.tp_runs, args.mb, args.line_mb)
+            bench_throughput(dlt, proj, env, args.tp_runs, args.mb, args.line_mb)
         finally:
             left = subprocess.run([DOCKER, "ps", "-aq", "--filter",
                                    f"label=dltasks.project={proj.name}"],

@@ -5,12 +5,12 @@
 #   dlt doctor; dlt test-gpu; dlt train --gpu 0 of examples/regression (on cuda, outputs owned
 #   by the user); a GPU check with --gpu 0 and --gpu none; dlt gpu-spec --print; dlt gpus
 #   against the real nvidia-smi, with another process holding 10 GiB (busy: refused, --share
-#   goes on) and with a detached run holding the GPU; bench/gpu.py.
+#   goes on) and with a detached run holding the GPU; bench/gpu.py; bench/first_output.py --gpu.
 #
 #   here (reaches Debian and PyPI):  dev/gpu-e2e.sh pack        -> .gpu-host/ and .whl/
 #   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
 #   only the benches there:          bash dev/gpu-e2e.sh bench
-#   only the start target there:     bash dev/gpu-e2e.sh start   (a few minutes less)
+#   only the first-output target:    bash dev/gpu-e2e.sh start   (a few minutes less)
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu-e2e.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -94,27 +94,25 @@ bench_venv() {  # ~dltuser/bench, and dlt in a venv of its own
       .whl/*.whl; then  # a pip before 22.3: into its site-packages, and the console script
     site=$(/opt/dlt-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     python3 -m pip install -q --no-index --no-deps --target "$site" .whl/*.whl
-    printf '#!/opt/dlt-venv/bin/python\nfrom dltasks.warm import main\nmain()\n' \
+    printf '#!/opt/dlt-venv/bin/python\nfrom dltasks.cli import main\nmain()\n' \
       > /opt/dlt-venv/bin/dlt
     chmod 755 /opt/dlt-venv/bin/dlt
   fi
   chmod -R a+rX /opt/dlt-venv
 }
 
-warm_part() {  # where a warm start's time goes: its timeline, and the facts script's pieces
-  bench_env true
-  say "timeline of a warm dlt train --gpu 0 (bench/timeline.py)"
-  as_user "$py $PWD/bench/timeline.py --warm --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
-  say "the facts round trip of a GPU run, piece by piece, nvidia-smi's queries too (bench/facts.py)"
-  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
-  bench_env
+first_output_part() {  # the first-output target: dlt train --gpu 0 vs docker run, same container
+  say "bench/first_output.py --gpu: command to a training script's first output line"
+  as_user "cd ~/bench && $py $PWD/bench/first_output.py --gpu --image gpu-host/torch --runs ${BENCH_RUNS:-9} --dlt /opt/dlt-venv/bin/dlt"
 }
 
 bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   say "bench/gpu.py"
   bench_venv
-  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt --also-dlt '$py -m dltasks' "
-  warm_part
+  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs ${BENCH_RUNS:-2} --dlt /opt/dlt-venv/bin/dlt"
+  first_output_part
+  say "the facts round trip of a GPU run, piece by piece, nvidia-smi's queries too (bench/facts.py)"
+  as_user "$py $PWD/bench/facts.py --project ~/bench --python /opt/dlt-venv/bin/python"
   say "timeline of one cold dlt train, --gpu 0 and --gpu none (bench/timeline.py)"
   bench_env true
   as_user "$py $PWD/bench/timeline.py --runs 7 --python /opt/dlt-venv/bin/python --cwd ~/bench -- train --gpu 0"
@@ -126,11 +124,9 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   bash dev/gpu-startup.sh
 }
 
-start_part() {  # the start target alone, and where a warm start's time goes (short)
-  say "bench/gpu.py: the start only"
+start_part() {  # the first-output target alone (short)
   bench_venv
-  as_user "$py $PWD/bench/gpu.py --project ~/bench --runs 0 --start-runs ${BENCH_RUNS:-9} --dlt /opt/dlt-venv/bin/dlt"
-  warm_part
+  first_output_part
 }
 
 run() {
