@@ -122,7 +122,7 @@ def make_project(tmp: Path, image: str, gpu: bool, steps: int) -> Path:
 
 def one(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Run:
     """Run argv, timing its first output line and its exit; retried (not timed twice) while
-    the engine's bridge is missing."""
+    the engine's bridge is missing, or when the container was killed (137) by someone else."""
     for _ in range(30):
         with tempfile.TemporaryFile() as err:
             t0 = time.perf_counter()
@@ -142,6 +142,10 @@ def one(argv: list[str], *, cwd: Path, env: dict[str, str]) -> Run:
                 return Run(first, done, steps)
             err.seek(0)
             text = err.read().decode(errors="replace")
+            if code == 137:  # killed from outside (a shared engine's cleanup): not timed
+                print(f"bench: a run was killed (137), run again: {shlex.join(argv)[:80]}",
+                      file=sys.stderr)
+                continue
             if code == 0 or not any(m in text for m in RETRY_MARKERS):
                 fail(f"bench: `{shlex.join(argv)[:200]}` failed ({code}; first line seen: "
                      f"{bool(first)}): {text.strip()[-600:]}")
