@@ -210,6 +210,6 @@ def test_list_runs_newest_first_and_unreadable_reported(tmp_path: Path) -> None:
     (run_dir(tmp_path, broken) / MANIFEST).write_text('{"run_id": "trunc')
     (tmp_path / RUNS_DIR / "no-manifest").mkdir()  # a folder with no record is skipped
     runs = list_runs(tmp_path)
-    assert [r["run_id"] for r in runs] == [broken, ids[0], ids[2], ids[1]]
-    assert runs[0]["status"] == "unreadable manifest"
-    assert [r.get("exit_code") for r in runs[1:]] == [0, 2, 1]
+    assert [r.run_id for r in runs] == [broken, ids[0], ids[2], ids[1]]
+    assert runs[0].status == "unreadable manifest"
+    assert [r.exit_code for r in runs[1:]] == [0, 2, 1]

@@ -14,6 +14,7 @@ from dltasks.runs.listing import ENGINE, SLURM, Candidate, RunInfo, choose_candi
 from dltasks.runs.record import (
     MANIFEST,
     RUNS_DIR,
+    RunRecord,
     check_run_arg,
     check_run_id,
     is_run_id,
@@ -92,8 +93,9 @@ def test_list_runs_returns_no_record_whose_id_is_not_its_folder(tmp_path: Path) 
     odd.mkdir()
     write_manifest(odd / MANIFEST, {"run_id": "notes"}, [])
     runs = list_runs(tmp_path)
-    assert [r["run_id"] for r in runs] == [B, A]
-    assert "slurm" not in runs[0] and "../../x" in runs[0]["status"]
+    assert [r.run_id for r in runs] == [B, A]
+    assert runs[0].slurm is None and runs[0].status == "unreadable manifest"
+    assert "../../x" in str(runs[0].error)
 
 
 def _slurm_record(project: Path, rid: str, job_id: object, host: str = "local") -> None:
@@ -106,12 +108,12 @@ def test_slurm_records_keep_only_checked_job_ids_of_that_host(tmp_path: Path) ->
     _slurm_record(tmp_path, A, "4242")
     _slurm_record(tmp_path, B, "--user=root")
     _slurm_record(tmp_path, C, "77", host="login1")
-    assert [m["run_id"] for m in slurm_records(tmp_path, "local")] == [A]
-    assert [m["run_id"] for m in slurm_records(tmp_path, "login1")] == [C]
-    assert slurm_job_id({"run_id": A, "slurm": {"job_id": 4242}}) == "4242"
+    assert [m.run_id for m in slurm_records(tmp_path, "local")] == [A]
+    assert [m.run_id for m in slurm_records(tmp_path, "login1")] == [C]
+    assert slurm_job_id(RunRecord.from_json({"run_id": A, "slurm": {"job_id": 4242}})) == "4242"
     for bad in ("--user=root", "1 2", "", "12;rm", "１２"):
         with pytest.raises(DltError):
-            slurm_job_id({"run_id": A, "slurm": {"job_id": bad}})
+            slurm_job_id(RunRecord.from_json({"run_id": A, "slurm": {"job_id": bad}}))
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from dltasks.hosts.remote.sent import (
     safe_rel,
     split_new,
 )
+from dltasks.runs.record import RunRecord
 
 
 def test_parse_out_keeps_paths_unescaped_and_skips_the_root() -> None:
@@ -108,7 +109,8 @@ def test_merge_never_follows_or_brings_a_symlink_out_of_dest(tmp_path: Path) -> 
 
 
 def test_run_window_prefers_the_engines_times() -> None:
-    record = {"started": "2026-01-01T00:00:00+00:00", "ended": None}
+    record = RunRecord.from_json({"run_id": "", "started": "2026-01-01T00:00:00+00:00",
+                                  "ended": None})
     info = {"State": {"Running": False, "StartedAt": "2026-01-01T00:00:10.5Z",
                       "FinishedAt": "2026-01-01T00:00:20.9Z"}}
     assert run_window(record, info) == (1767225609, 1767225621)
@@ -116,7 +118,7 @@ def test_run_window_prefers_the_engines_times() -> None:
                                          "StartedAt": "2026-01-01T00:00:10Z"}})[1] is None
     assert run_window(record, None) == (1767225599, None)
     with pytest.raises(DltError):
-        run_window({}, None)
+        run_window(RunRecord.from_json({}), None)
 
 
 def test_new_paths_are_those_no_sync_sent() -> None:

@@ -207,20 +207,21 @@ class _Answers:
 def test_the_end_waits_for_sacct_while_it_lags_behind_scontrol() -> None:
     """scontrol says COMPLETED with the node list shrunk to what is still completing; sacct
     still says RUNNING, then has the end with the whole allocation: sacct's answer is kept."""
+    from dltasks.runs.record import SlurmInfo
     from dltasks.runs.slurm import final_state
 
     lagging = "RUNNING|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
     known = "COMPLETED|0:0|n[1-2]\n--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
     host = _Answers(lagging, known)
-    end = final_state(host, {"job_id": 7, "run_dir": "/r"})  # type: ignore[arg-type]
+    end = final_state(host, SlurmInfo("7", run_dir="/r"))  # type: ignore[arg-type]
     assert (end.source, end.state, end.nodes, end.code) == ("sacct", "COMPLETED", "n[1-2]", 0)
     assert host.calls == 2
     never = _Answers(lagging)  # accounting that never hears of it: scontrol, after lag_s
-    end = final_state(never, {"job_id": 7, "run_dir": "/r"}, lag_s=0.6)  # type: ignore[arg-type]
+    end = final_state(never, SlurmInfo("7", run_dir="/r"), lag_s=0.6)  # type: ignore[arg-type]
     assert (end.source, end.state) == ("scontrol", "COMPLETED") and never.calls >= 2
     assert end.nodes == "n[1-2]"  # sacct's allocation while running, not scontrol's remnant
     silent = _Answers("--\nJobState=COMPLETED ExitCode=0:0 NodeList=n[1-2]\n--\n")
-    end = final_state(silent, {"job_id": 7, "run_dir": "/r"})  # type: ignore[arg-type]
+    end = final_state(silent, SlurmInfo("7", run_dir="/r"))  # type: ignore[arg-type]
     assert end.source == "scontrol" and silent.calls == 1  # no accounting: no wait
 
 
@@ -228,16 +229,17 @@ def test_the_nodes_a_job_was_seen_running_on_outlast_scontrols_shrunk_list() -> 
     """Accounting that has not heard of the job (slurmdbd behind, or none): the allocation
     squeue showed while the job ran is kept over scontrol's list of the nodes still
     completing; scontrol's list stands where no one saw the job run."""
+    from dltasks.runs.record import SlurmInfo
     from dltasks.runs.slurm import final_state
 
     shrunk = "--\nJobState=COMPLETED ExitCode=0:0 NodeList=n1\n--\n0\n"
-    end = final_state(_Answers(shrunk), {"job_id": 7, "run_dir": "/r"},  # type: ignore[arg-type]
+    end = final_state(_Answers(shrunk), SlurmInfo("7", run_dir="/r"),  # type: ignore[arg-type]
                       seen="n[1-2]")
     assert (end.source, end.state, end.nodes, end.code) == ("scontrol", "COMPLETED", "n[1-2]", 0)
-    end = final_state(_Answers(shrunk), {"job_id": 7, "run_dir": "/r"})  # type: ignore[arg-type]
+    end = final_state(_Answers(shrunk), SlurmInfo("7", run_dir="/r"))  # type: ignore[arg-type]
     assert end.nodes == "n1"
     forgotten = "--\n--\n0\n"  # Slurm forgot it: the exit file, and the nodes seen
-    end = final_state(_Answers(forgotten), {"job_id": 7, "run_dir": "/r"},  # type: ignore[arg-type]
+    end = final_state(_Answers(forgotten), SlurmInfo("7", run_dir="/r"),  # type: ignore[arg-type]
                       seen="n[1-2]")
     assert (end.source, end.state, end.nodes, end.code) == ("exit file", "COMPLETED", "n[1-2]", 0)
 

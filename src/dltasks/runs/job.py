@@ -28,7 +28,6 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from dltasks.engine import lifecycle as runner
 from dltasks.engine.spec import LABEL_GPUS, LABEL_NODE, LABEL_NODES, LABEL_USER, docker_run_cmdline
@@ -41,13 +40,16 @@ from dltasks.runs import jobnet, torchrun
 from dltasks.runs import output as localio
 from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, plan_run
 from dltasks.runs.record import (
-    LOG,
-    MANIFEST,
+    FailedFirst,
+    GitState,
+    JobInfo,
+    NodePart,
+    RunRecord,
     git_state_later,
+    log_file,
     new_run_id,
     run_dir,
     utcnow,
-    write_manifest,
 )
 from dltasks.runs.single import (
     HostLogin,
@@ -56,6 +58,7 @@ from dltasks.runs.single import (
     image_record,
     nothing_left,
     prepare_host,
+    settings_rows,
     under_torchrun,
 )
 from dltasks.settings import Settings
@@ -84,12 +87,11 @@ class JobNode:
     def name(self) -> str:
         return self.target.name
 
-    def part(self) -> dict[str, Any]:
+    def part(self) -> NodePart:
         spec = self.plan.spec if self.plan else None
-        return {"rank": self.rank, "host": self.name, "image_id": self.image_id,
-                "gpus": spec.gpus.describe() if spec else "", "container_id": self.cid,
-                "exit_code": self.code, "ended_by": self.why,
-                "docker_run": docker_run_cmdline(spec) if spec else ""}
+        return NodePart(self.rank, self.name, self.image_id,
+                        spec.gpus.describe() if spec else "", self.cid, self.code, self.why,
+                        docker_run_cmdline(spec) if spec else "")
 
 
 def check_hosts(nnodes: int, hosts: Sequence[str], where: str) -> None:
@@ -136,38 +138,36 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
     for n in nodes:
         assert n.plan is not None
         n.plan.run_dir.mkdir(parents=True, exist_ok=True)
-    mpath = folder / MANIFEST
-    write_manifest(mpath, record, secrets)  # before the start: a failure here stops nothing
-    room = None if detach else localio.reserve(folder, mpath)  # the end fits a full disk
+    record.save(folder, secrets)  # before the start: a failure here stops nothing
+    room = None if detach else localio.reserve(folder)  # the end fits a full disk
     print(f"dlt: job {job_id}: {len(nodes)} node(s) ({', '.join(n.name for n in nodes)}), "
           f"master {addr}:{port}", file=sys.stderr, flush=True)
     try:
         code = _start_and_supervise(nodes, local, detach=detach, share=req.share,
                                     secrets=secrets)
     except DltError as e:
-        record.update(ended=utcnow(), status="failed to start", error=e.message,
-                      nodes=[n.part() for n in nodes])
-        localio.save_record(mpath, record, secrets, room=room, what="the job's end")
+        record = record.but(ended=utcnow(), status="failed to start", error=e.message,
+                            nodes=tuple(n.part() for n in nodes))
+        localio.save_record(folder, record, secrets, room=room, what="the job's end")
         raise
     finally:
         if room is not None:
             with contextlib.suppress(OSError):
                 room.unlink(missing_ok=True)
     first = next((n for n in nodes if n.first), None)
-    record.update(nodes=[n.part() for n in nodes])
+    record = record.but(nodes=tuple(n.part() for n in nodes))
     if detach:
-        record.update(status="running")
+        record = record.but(status="running")
         print(job_id)
         print(f"dlt: started job {job_id}; follow node K with `fab -H <its host> logs {job_id} "
               f"--follow`, stop it with `fab -H {nodes[0].name} stop {job_id}`",
               file=sys.stderr)
     else:
-        record.update(ended=utcnow(), exit_code=code,
-                      status="interrupted" if code == runner.INTERRUPTED else "exited")
-        if first is not None:
-            record.update(failed_first={"rank": first.rank, "host": first.name,
-                                        "why": first.why})
-    localio.save_record(mpath, record, secrets,
+        record = record.but(
+            ended=utcnow(), exit_code=code,
+            status="interrupted" if code == runner.INTERRUPTED else "exited",
+            failed_first=FailedFirst(first.rank, first.name, first.why) if first else None)
+    localio.save_record(folder, record, secrets,
                         what="the job's start" if detach else f"the job's end (exit code {code})")
     return code
 
@@ -304,20 +304,15 @@ def _make_specs(nodes: Sequence[JobNode], req: RunRequest, job_id: str, addr: st
 
 
 def _record(nodes: Sequence[JobNode], local: Settings, req: RunRequest, job_id: str,
-            started: str, addr: str, port: int, image: str, *, git: Any) -> dict[str, Any]:
+            started: str, addr: str, port: int, image: str, *, git: GitState) -> RunRecord:
+    """The job's record as it starts."""
     head = nodes[0].plan
     assert head is not None
-    return {
-        "run_id": job_id, "kind": req.kind, "host": ",".join(n.name for n in nodes),
-        "image": image, "image_id": nodes[0].image_id,
-        "git": {"commit": git.commit, "dirty": git.dirty, "diff": git.diff},
-        "command": list(head.spec.command),
-        "job": {"nnodes": len(nodes), "master_addr": addr, "master_port": port,
-                "rendezvous": nodes[0].target.settings.rendezvous},
-        "nodes": [n.part() for n in nodes],
-        "settings": {k: {"value": v, "source": s} for k, v, s in local.rows()},
-        "started": started, "ended": None, "exit_code": None,
-    }
+    return RunRecord(
+        job_id, kind=req.kind, host=",".join(n.name for n in nodes), image=image,
+        image_id=nodes[0].image_id, git=git, command=head.spec.command,
+        job=JobInfo(len(nodes), addr, port, nodes[0].target.settings.rendezvous),
+        nodes=tuple(n.part() for n in nodes), settings=settings_rows(local), started=started)
 
 
 # -- start and supervise -----------------------------------------------------------------------
@@ -382,7 +377,7 @@ def _supervise(nodes: Sequence[JobNode], runs: Sequence[runner.Running], local: 
     # Each node's output.log (masked) and our stdout: a local write that fails drops that
     # sink with one warning; the job goes on (localio). Our stdout shows the job's own
     # output unmasked: it is the user's terminal, as for a one-host run.
-    logs = [localio.open_log(n.plan.run_dir / LOG, secrets) for n in nodes if n.plan]
+    logs = [localio.open_log(log_file(n.plan.run_dir), secrets) for n in nodes if n.plan]
     job_id = nodes[0].plan.run_id if nodes[0].plan else ""
     out = localio.std_sink("stdout")
     out.run_id = job_id

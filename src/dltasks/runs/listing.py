@@ -30,14 +30,14 @@ from dltasks.engine.spec import (
 from dltasks.errors import DltError
 from dltasks.hosts.target import Target
 from dltasks.runs.record import (
-    MANIFEST,
+    RunRecord,
+    RunStatus,
     check_run_arg,
     check_run_id,
     is_run_id,
     list_runs,
-    read_manifest,
+    record_file,
     run_dir,
-    write_manifest,
 )
 
 
@@ -119,7 +119,7 @@ def owner(info: RunInfo, login: str, project_dir: Path, here: str) -> str:
         return info.user or "unknown user"
     if info.user and info.host == here:
         return "" if info.user == login else info.user
-    has_record = (run_dir(project_dir, info.run_id) / MANIFEST).is_file()
+    has_record = record_file(run_dir(project_dir, info.run_id)).is_file()
     return "" if has_record else (info.user or "unknown user")
 
 
@@ -208,11 +208,11 @@ class Found:
 
     candidate: Candidate
     runs: list[RunInfo]
-    record: dict[str, Any] | None = None
+    record: RunRecord | None = None
 
 
-def slurm_candidates(records: list[dict[str, Any]]) -> list[Candidate]:
-    return [Candidate(str(m["run_id"]), SLURM, note=f"Slurm job {m['slurm'].get('job_id')}")
+def slurm_candidates(records: list[RunRecord]) -> list[Candidate]:
+    return [Candidate(m.run_id, SLURM, note=f"Slurm job {m.slurm.job_id if m.slurm else ''}")
             for m in records]
 
 
@@ -229,8 +229,8 @@ def resolve_run(target: Target, run: str) -> Found:
         runs = find_runs(target, project=s.project)
     except DltError:
         # no engine there (a Slurm login node): only a Slurm run named in full is certain
-        if not any(m["run_id"] == run for m in records):
-            if any(m["run_id"].startswith(run) for m in records):
+        if not any(m.run_id == run for m in records):
+            if any(m.run_id.startswith(run) for m in records):
                 raise DltError(f"no engine answers on {target.name}, so {run} cannot be told "
                                f"apart from its engine runs: name the Slurm run by its full id "
                                f"({_fix(target.name)})") from None
@@ -241,7 +241,7 @@ def resolve_run(target: Target, run: str) -> Found:
     cands = [Candidate(r.run_id, ENGINE, whose[r.container_id], r.status) for r in runs]
     chosen = choose_candidate(run, [*cands, *slurm_candidates(records)], target.name)
     if chosen.source == SLURM:
-        record = next(m for m in records if m["run_id"] == chosen.run_id)
+        record = next(m for m in records if m.run_id == chosen.run_id)
         return Found(chosen, [], record)
     return Found(chosen, [r for r in runs if r.run_id == chosen.run_id
                           and whose[r.container_id] == chosen.owner])
@@ -274,7 +274,7 @@ def _ended(state: dict[str, Any]) -> str:
 
 
 def settle(target: Target, project_dir: Path, runs: list[RunInfo], *,
-           status: str = "exited") -> int:
+           status: RunStatus = "exited") -> int:
     """Give the records of finished runs among ``runs`` their end time and exit code (those
     that have none yet: detached runs). Returns how many records changed.
 
@@ -285,26 +285,24 @@ def settle(target: Target, project_dir: Path, runs: list[RunInfo], *,
     for r in runs:
         if r.status not in ("exited", "dead") or not is_mine(r, login, project_dir, target.name):
             continue
-        path = run_dir(project_dir, r.run_id) / MANIFEST
+        folder = run_dir(project_dir, r.run_id)
         try:
-            record = read_manifest(path)
+            record = RunRecord.load(folder)
         except (OSError, ValueError):
             continue
-        if record.get("exit_code") is not None:
+        if record.exit_code is not None:
             continue
         try:
             state = target.engine.inspect_container(r.container_id).get("State") or {}
         except NotFound:
             continue
-        record.update(ended=_ended(state), exit_code=int(state.get("ExitCode", r.exit_code or 0)),
-                      status=status)
-        write_manifest(path, record, [])
+        record.but(ended=_ended(state), exit_code=int(state.get("ExitCode", r.exit_code or 0)),
+                   status=status).save(folder, [])
         changed += 1
     return changed
 
 
 def unsettled(project_dir: Path, host: str) -> list[str]:
     """Run ids of ``host``'s detached records that do not know their end yet."""
-    return [str(m["run_id"]) for m in list_runs(project_dir)
-            if m.get("detached") and m.get("exit_code") is None and m.get("host") == host
-            and m.get("run_id")]
+    return [m.run_id for m in list_runs(project_dir)
+            if m.detached and m.exit_code is None and m.host == host and m.run_id]

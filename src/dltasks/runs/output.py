@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from dltasks.runs.record import write_manifest
+from dltasks.runs.record import RunRecord, record_file
 from dltasks.settings.masking import scrub
 
 #: Room kept beside a run's record from its start, so that its end still fits on a disk that
@@ -199,12 +199,13 @@ class Outputs:
             self.log.write(data)
 
 
-def reserve(folder: Path, manifest: Path) -> Path | None:
-    """Keep room beside the record (``manifest``) for its last write, in case output.log
-    fills the disk while the run goes on. Written, not a hole: a sparse file keeps no room."""
+def reserve(folder: Path) -> Path | None:
+    """Keep room beside the record of run folder ``folder`` for its last write, in case
+    output.log fills the disk while the run goes on. Written, not a hole: a sparse file keeps
+    no room."""
     path = folder / RESERVE
     try:
-        size = manifest.stat().st_size + _RESERVE_EXTRA
+        size = record_file(folder).stat().st_size + _RESERVE_EXTRA
         with open(path, "wb") as f:
             f.write(bytes(size))
     except OSError:
@@ -214,15 +215,17 @@ def reserve(folder: Path, manifest: Path) -> Path | None:
     return path
 
 
-def save_record(path: Path, record: dict[str, Any], secrets: Sequence[str], *,
+def save_record(folder: Path, record: RunRecord, secrets: Sequence[str], *,
                 room: Path | None = None, what: str = "this update") -> bool:
-    """Rewrite the record; once the run has started a failure is one warning, never the
-    run's end. ``room`` (:func:`reserve`) is let go first, so the write has its space."""
+    """Rewrite the record of run folder ``folder``; once the run has started a failure is
+    one warning, never the run's end. ``room`` (:func:`reserve`) is let go first, so the
+    write has its space."""
     if room is not None:
         with contextlib.suppress(OSError):
             room.unlink()
+    path = record_file(folder)
     try:
-        write_manifest(path, record, list(secrets))
+        record.save(folder, list(secrets))
         return True
     except OSError as e:
         with contextlib.suppress(OSError):

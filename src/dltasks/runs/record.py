@@ -3,6 +3,11 @@
 A record says exactly what ran: image ID and digest, git commit and dirty diff, the command,
 resolved settings (secrets masked), GPUs, host, times, exit code, and the equivalent
 ``docker run`` line. Records live in the project on the machine that launched the run.
+
+:class:`RunRecord` is the record as a typed value: every run
+(one host, a job, a Slurm run) writes it with :meth:`RunRecord.save` and every reader gets
+it from :meth:`RunRecord.load` or :func:`list_runs`; this module alone names the files of a
+run's folder (:func:`record_file`, :func:`log_file`).
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from dltasks.errors import DltError
 from dltasks.hosts.shell import local, local_start
@@ -23,6 +28,21 @@ from dltasks.settings.masking import scrub
 RUNS_DIR = "runs"
 MANIFEST = "manifest.json"
 LOG = "output.log"
+
+
+def record_file(folder: Path) -> Path:
+    """The record of the run whose folder is ``folder``."""
+    return folder / MANIFEST
+
+
+def log_file(folder: Path) -> Path:
+    """The output log of the run (or job node) whose folder is ``folder``."""
+    return folder / LOG
+
+
+#: The files of a run's folder that the record owns (the record, the log): a fetch from a host
+#: never copies the host's over them.
+OWN_FILES = (MANIFEST, LOG)
 
 
 #: Every run id dltasks makes (:func:`new_run_id`: plain runs, jobs, Slurm runs, test-gpu):
@@ -153,8 +173,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def list_runs(project_dir: Path) -> list[dict[str, Any]]:
-    """Every record under runs/, newest first (unreadable ones reported as such).
+def list_runs(project_dir: Path) -> list[RunRecord]:
+    """Every record under runs/, newest first (unreadable ones reported as such: status
+    ``unreadable manifest``, the reason in ``error``).
 
     Only folders named by a run id count, and a record whose ``run_id`` is not its folder's
     name is reported, not returned: what callers write back goes to ``runs/<run_id>``, so a
@@ -162,20 +183,254 @@ def list_runs(project_dir: Path) -> list[dict[str, Any]]:
     base = project_dir / RUNS_DIR
     if not base.is_dir():
         return []
-    out: list[dict[str, Any]] = []
+    out: list[RunRecord] = []
     for d in sorted(base.iterdir(), reverse=True):
-        m = d / MANIFEST
+        m = record_file(d)
         if not is_run_id(d.name) or not m.is_file():
             continue
         try:
-            record = read_manifest(m)
+            data: Any = read_manifest(m)
         except (OSError, ValueError):
-            out.append({"run_id": d.name, "status": "unreadable manifest"})
+            out.append(RunRecord(d.name, status=UNREADABLE, error="unreadable manifest"))
             continue
-        if not isinstance(record, dict) or record.get("run_id") != d.name:
-            said = record.get("run_id") if isinstance(record, dict) else None
-            out.append({"run_id": d.name,
-                        "status": f"record names run id {str(said)[:40]!r}, not its folder's"})
+        if not isinstance(data, dict) or data.get("run_id") != d.name:
+            said = data.get("run_id") if isinstance(data, dict) else None
+            out.append(RunRecord(d.name, status=UNREADABLE, error=(
+                f"record names run id {str(said)[:40]!r}, not its folder's")))
             continue
-        out.append(record)
+        out.append(RunRecord.from_json(data))
     return out
+
+
+# -- the record as a value ---------------------------------------------------------------------
+
+#: Every state a record can say its run is in. dltasks' own: ``running`` (a detached run
+#: started), ``exited``, ``interrupted`` (Ctrl-C), ``stopped`` (`stop`), ``failed to start``,
+#: ``connection lost``, ``submitted`` (to Slurm), ``unknown`` (Slurm did not answer; also any
+#: state this version does not know, read from a record), ``unreadable manifest`` (only from
+#: :func:`list_runs`, never written). Then Slurm's job states as it spells them, lower case.
+RunStatus = Literal[
+    "running", "exited", "interrupted", "stopped", "failed to start", "connection lost",
+    "submitted", "unknown", "unreadable manifest",
+    "pending", "configuring", "completing", "completed", "failed", "cancelled", "timeout",
+    "out_of_memory", "node_fail", "preempted", "boot_fail", "deadline", "suspended",
+    "requeued", "requeue_hold", "requeue_fed", "resizing", "revoked", "signaling",
+    "special_exit", "stage_out", "resv_del_hold",
+]
+STATUSES: frozenset[str] = frozenset(get_args(RunStatus))
+UNREADABLE: RunStatus = "unreadable manifest"
+
+
+def status_of(text: str) -> RunStatus:
+    """``text`` (ours, or a Slurm state in any case) as a :data:`RunStatus`; ``unknown`` when it
+    is none of them (an edited record, a state of a newer Slurm)."""
+    low = text.lower()
+    return low if low in STATUSES else "unknown"  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class PathRow:
+    """One root of the run's path map, on its three sides."""
+
+    root: str
+    local: str
+    host: str
+    container: str
+
+
+@dataclass(frozen=True)
+class ConfigEdit:
+    """A config file rewritten for the container, and each (old, new) path in it."""
+
+    file: str
+    replacements: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NodePart:
+    """A job node's part of the run."""
+
+    rank: int
+    host: str
+    image_id: str = ""
+    gpus: str = ""
+    container_id: str = ""
+    exit_code: int | None = None
+    ended_by: str = ""
+    docker_run: str = ""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    """Where a job's nodes meet."""
+
+    nnodes: int
+    master_addr: str = ""
+    master_port: int = 0
+    rendezvous: str = ""
+
+
+@dataclass(frozen=True)
+class FailedFirst:
+    """The node whose end ended a job, and why."""
+
+    rank: int
+    host: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class SlurmInfo:
+    """A Slurm run's batch job: what was submitted, and (once known) how it ended."""
+
+    job_id: str
+    runtime: str = ""
+    nodes: int = 1
+    gpus_per_node: int = 0
+    nproc: int = 1
+    script: str = ""
+    output: str = ""
+    run_dir: str = ""
+    image_file: str | None = None
+    image_id: str | None = None
+    image_made: bool | None = None
+    state: str | None = None         # Slurm's word for the end (COMPLETED, TIMEOUT, ...)
+    state_from: str | None = None    # who said it: sacct, scontrol, exit file, nothing, dlt
+    nodelist: str | None = None      # the nodes it ran on (n[1-2])
+
+
+#: Keys written even when None: a reader tells "not ended yet" by them.
+_ALWAYS = frozenset({"run_id", "ended", "exit_code"})
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What ran and how it ended: the content of ``runs/<run-id>/manifest.json``.
+
+    Fields that only some runs have are None where absent (and absent from the file, as
+    today's records are): a plain run has ``path_map``/``docker_run``/``gpu_mode``..., a job
+    ``job``/``nodes``/``failed_first``, a Slurm run ``slurm``. Keys this version does not
+    know (a newer dltasks', a user's note) are kept in ``extra`` and written back, so a
+    settle never drops them."""
+
+    run_id: str
+    kind: str = ""
+    host: str = ""
+    image: str = ""
+    image_id: str | None = None
+    image_digests: tuple[str, ...] | None = None
+    git: GitState = field(default_factory=lambda: GitState(None, False, ""))
+    command: tuple[str, ...] = ()
+    gpus: str | None = None
+    settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    path_map: tuple[PathRow, ...] | None = None
+    configs: tuple[ConfigEdit, ...] | None = None
+    docker_run: str | None = None
+    detached: bool | None = None
+    job: JobInfo | None = None
+    nodes: tuple[NodePart, ...] | None = None
+    slurm: SlurmInfo | None = None
+    started: str = ""
+    ended: str | None = None
+    exit_code: int | None = None
+    status: RunStatus | None = None     # None: an attached run that has not ended
+    error: str | None = None
+    failed_first: FailedFirst | None = None
+    gpu_mode: str | None = None
+    gpu_mode_why: str | None = None
+    gpus_asked: str | None = None     # the request, when it differs from the GPUs held
+    gpus_shared: tuple[int, ...] | None = None
+    container_id: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def but(self, **changes: Any) -> RunRecord:
+        """This record with ``changes``."""
+        return replace(self, **changes)
+
+    @property
+    def ended_known(self) -> bool:
+        return self.exit_code is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as ``manifest.json`` holds it."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "extra":
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.name not in _ALWAYS:
+                continue
+            out[f.name] = _plain(value)
+        for k, v in self.extra.items():
+            out.setdefault(k, v)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
+        """A record as any dltasks wrote it: missing keys take their defaults, unknown ones
+        go to ``extra``, a status this version does not know reads as ``unknown``."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        d = dict(data)
+        git = d.get("git") or {}
+        slurm = d.get("slurm")
+        kw: dict[str, Any] = {
+            "run_id": str(d.get("run_id", "")),
+            "git": GitState(git.get("commit"), bool(git.get("dirty")), str(git.get("diff") or "")),
+            "command": tuple(d.get("command") or ()),
+            "image_digests": _tuple(d.get("image_digests")),
+            "path_map": _tuple(d.get("path_map"), lambda r: PathRow(**_only(PathRow, r))),
+            "configs": _tuple(d.get("configs"), lambda c: ConfigEdit(
+                str(c.get("file", "")), tuple(tuple(x) for x in c.get("replacements") or ()))),
+            "job": JobInfo(**_only(JobInfo, d["job"])) if isinstance(d.get("job"), dict)
+            else None,
+            "nodes": _tuple(d.get("nodes"), lambda n: NodePart(**_only(NodePart, n))),
+            "slurm": SlurmInfo(**{**_only(SlurmInfo, slurm),
+                                  "job_id": str(slurm.get("job_id", ""))})
+            if isinstance(slurm, dict) else None,
+            "failed_first": FailedFirst(**_only(FailedFirst, d["failed_first"]))
+            if isinstance(d.get("failed_first"), dict) else None,
+            "gpus_shared": _tuple(d.get("gpus_shared")),
+            "status": status_of(str(d["status"])) if d.get("status") is not None else None,
+            "extra": {k: v for k, v in d.items() if k not in known},
+        }
+        for k in known - kw.keys():
+            if k in d:
+                kw[k] = d[k]
+        return cls(**kw)
+
+    @classmethod
+    def load(cls, folder: Path) -> RunRecord:
+        """The record in the run folder ``folder`` (OSError, ValueError when unreadable)."""
+        data: Any = read_manifest(record_file(folder))
+        if not isinstance(data, dict):
+            raise ValueError(f"{record_file(folder)} holds no record")
+        return cls.from_json(data)
+
+    def save(self, folder: Path, secret_values: list[str]) -> None:
+        """The one writer: atomically, every secret value scrubbed from the text."""
+        write_manifest(record_file(folder), self.to_json(), secret_values)
+
+
+def _plain(value: Any) -> Any:
+    """A field's value as JSON holds it (dataclasses as objects, tuples as lists)."""
+    if isinstance(value, GitState):
+        return {"commit": value.commit, "dirty": value.dirty, "diff": value.diff}
+    if hasattr(value, "__dataclass_fields__"):
+        # a Slurm run's facts that are not known yet are absent, as today; a node's are null
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)
+                if getattr(value, f.name) is not None or not isinstance(value, SlurmInfo)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _only(cls: type, data: Any) -> dict[str, Any]:
+    """The keys of ``data`` that ``cls`` has as fields."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in (data or {}).items() if k in names}
+
+
+def _tuple(value: Any, each: Callable[[Any], Any] = lambda x: x) -> tuple[Any, ...] | None:
+    return None if value is None else tuple(each(v) for v in value)

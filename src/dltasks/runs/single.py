@@ -34,14 +34,15 @@ from dltasks.runs.plan import (
     plan_run,
 )
 from dltasks.runs.record import (
-    LOG,
-    MANIFEST,
+    ConfigEdit,
     GitState,
+    PathRow,
+    RunRecord,
     git_state_later,
+    log_file,
     new_run_id,
     run_dir,
     utcnow,
-    write_manifest,
 )
 from dltasks.settings import Settings
 from dltasks.settings.masking import secret_values
@@ -167,29 +168,25 @@ def _ready_host(target: Target, plan: RunPlan,
         return who, looked_up.result()
 
 
+def settings_rows(settings: Settings) -> dict[str, dict[str, str]]:
+    """The resolved settings as a record keeps them: each value and where it came from."""
+    return {k: {"value": v, "source": s} for k, v, s in settings.rows()}
+
+
 def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
-             image_info: dict[str, Any], detach: bool, git: GitState) -> dict[str, Any]:
-    return {
-        "run_id": plan.run_id,
-        "kind": plan.spec.labels.get("dltasks.kind", ""),
-        "host": target.name,
-        "image": plan.spec.image,
-        "image_id": image_info.get("Id"),
-        "image_digests": image_info.get("RepoDigests") or [],
-        "git": {"commit": git.commit, "dirty": git.dirty, "diff": git.diff},
-        "command": list(plan.spec.command),
-        "gpus": plan.spec.gpus.describe(),
-        "settings": {k: {"value": v, "source": s} for k, v, s in settings.rows()},
-        "path_map": [dict(zip(("root", "local", "host", "container"), r, strict=False))
-                     for r in plan.pathmap.table()],
-        "configs": [{"file": rel, "replacements": [list(x) for x in m.replacements]}
-                    for rel, m in plan.configs],
-        "docker_run": docker_run_cmdline(plan.spec, detach=detach),
-        "detached": detach,
-        "started": started,
-        "ended": None,
-        "exit_code": None,
-    }
+             image_info: dict[str, Any], detach: bool, git: GitState) -> RunRecord:
+    """The record of a one-host run as it starts."""
+    return RunRecord(
+        plan.run_id, kind=plan.spec.labels.get("dltasks.kind", ""), host=target.name,
+        image=plan.spec.image, image_id=image_info.get("Id"),
+        image_digests=tuple(image_info.get("RepoDigests") or ()), git=git,
+        command=plan.spec.command, gpus=plan.spec.gpus.describe(),
+        settings=settings_rows(settings),
+        path_map=tuple(PathRow(*r) for r in plan.pathmap.table()),
+        configs=tuple(ConfigEdit(rel, tuple((str(a), str(b)) for a, b in m.replacements))
+                      for rel, m in plan.configs),
+        docker_run=docker_run_cmdline(plan.spec, detach=detach), detached=detach,
+        started=started)
 
 
 def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
@@ -319,26 +316,26 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
     started = plan.spec.labels.get(LABEL_STARTED, "")
     record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
                       git=git())
-    record.update(gpu_mode=access.mode, gpu_mode_why=access.why)
-    if req.gpus.describe() != access.selection.describe():
-        record.update(gpus_asked=req.gpus.describe())
-    if got.choice.shared:
-        record.update(gpus_shared=list(got.choice.shared))
-    mpath = plan.run_dir / MANIFEST
-    write_manifest(mpath, record, secrets)  # before the start: a failure here stops nothing
+    record = record.but(
+        gpu_mode=access.mode, gpu_mode_why=access.why,
+        gpus_asked=req.gpus.describe() if req.gpus.describe() != access.selection.describe()
+        else None,
+        gpus_shared=tuple(got.choice.shared) if got.choice.shared else None)
+    folder = plan.run_dir
+    record.save(folder, secrets)  # before the start: a failure here stops nothing
 
     if detach:
         try:
             cid = runner.start_detached(target, plan.spec)
         finally:
             got.release()
-        record.update(container_id=cid, status="running")
-        localio.save_record(mpath, record, secrets, what="the container's id")
+        record = record.but(container_id=cid, status="running")
+        localio.save_record(folder, record, secrets, what="the container's id")
         print(plan.run_id)
         print(f"dlt: started {plan.run_id} on {target.name}; follow it with `inv logs "
               f"{plan.run_id} --follow`, stop it with `inv stop {plan.run_id}`", file=sys.stderr)
         return 0
-    room = localio.reserve(plan.run_dir, mpath)  # the end fits even if output.log fills the disk
+    room = localio.reserve(folder)  # the end fits even if output.log fills the disk
     try:
         if req.interactive:
             from dltasks.engine.tty import run_interactive
@@ -347,20 +344,21 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
                                    started=got.release)
         else:
             code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
-                                       log_path=plan.run_dir / LOG, started=got.release,
+                                       log_path=log_file(folder), started=got.release,
                                        secrets=secrets)
     except DltError as e:
         lost = "SSH connection" in e.message
-        record.update(ended=utcnow(), status="connection lost" if lost else "failed to start",
-                      error=e.message)
-        localio.save_record(mpath, record, secrets, room=room, what="the run's end")
+        record = record.but(ended=utcnow(),
+                            status="connection lost" if lost else "failed to start",
+                            error=e.message)
+        localio.save_record(folder, record, secrets, room=room, what="the run's end")
         raise
     finally:  # let the room go: the end's write below (or a kill) leaves no reserve behind
         if room is not None:
             with contextlib.suppress(OSError):
                 room.unlink(missing_ok=True)
-    record.update(ended=utcnow(), exit_code=code,
-                  status="interrupted" if code == runner.INTERRUPTED else "exited")
-    localio.save_record(mpath, record, secrets, room=room,
+    record = record.but(ended=utcnow(), exit_code=code,
+                        status="interrupted" if code == runner.INTERRUPTED else "exited")
+    localio.save_record(folder, record, secrets, room=room,
                         what=f"the run's end (exit code {code})")
     return code

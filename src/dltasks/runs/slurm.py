@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from dltasks.errors import DltError
@@ -23,15 +24,18 @@ from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
 from dltasks.runs.plan import RunRequest, image_paths_note, plan_run
 from dltasks.runs.record import (
-    MANIFEST,
+    RUNS_DIR,
+    RunRecord,
+    SlurmInfo,
     git_state_later,
     new_run_id,
     private_file,
+    record_file,
     run_dir,
+    status_of,
     utcnow,
-    write_manifest,
 )
-from dltasks.runs.single import host_facts, nothing_left, prepare_host
+from dltasks.runs.single import host_facts, nothing_left, prepare_host, settings_rows
 from dltasks.runs.slurmscript import (
     ENV_FILE,
     IMAGE_MAKERS,
@@ -108,22 +112,14 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
 
             sync_project(target, s, runs=[run_id])
         job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
-    slurm: dict[str, Any] = {
-        "job_id": job_id, "runtime": job.runtime, "nodes": job.nodes,
-        "gpus_per_node": job.gpus_per_node, "nproc": procs(job), "script": script,
-        "output": posixpath.join(host_dir, f"slurm-{job_id}.out"), "run_dir": host_dir,
-        **made}
-    g = git()
-    record: dict[str, Any] = {
-        "run_id": run_id, "kind": req.kind, "host": target.name, "image": image,
-        "command": list(spec.command), "started": started, "ended": None, "exit_code": None,
-        "git": {"commit": g.commit, "dirty": g.dirty, "diff": g.diff},
-        "settings": {k: {"value": v, "source": src} for k, v, src in local.rows()},
-        "slurm": slurm, "detached": detach, "status": "submitted",
-    }
+    slurm = SlurmInfo(job_id, job.runtime, job.nodes, job.gpus_per_node, procs(job), script,
+                      posixpath.join(host_dir, f"slurm-{job_id}.out"), host_dir, **made)
+    record = RunRecord(run_id, kind=req.kind, host=target.name, image=image,
+                       command=spec.command, started=started, git=git(),
+                       settings=settings_rows(local), slurm=slurm, detached=detach,
+                       status="submitted")
     secrets = secret_values({**s.container_env})
-    mpath = plan.run_dir / MANIFEST
-    write_manifest(mpath, record, secrets)
+    record.save(plan.run_dir, secrets)
     print(f"dlt: submitted {run_id} to Slurm on {target.name}: job {job_id} ({job.nodes} "
           f"node(s), {job.runtime})", file=sys.stderr, flush=True)
     if detach:
@@ -131,9 +127,9 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         return 0
     end = follow(target, slurm, run_id)
     code, state = end.code, end.state
-    record.update(ended=utcnow(), exit_code=code, status=state.lower())
-    end.record(slurm)
-    write_manifest(mpath, record, secrets)
+    record = record.but(ended=utcnow(), exit_code=code, status=status_of(state),
+                        slurm=end.into(slurm))
+    record.save(plan.run_dir, secrets)
     if state == "TIMEOUT":
         raise DltError(f"Slurm job {job_id} on {target.name} hit its time limit "
                        f"({job.time or 'the partition default'}): ask for more with --time",
@@ -234,12 +230,12 @@ def _sbatch(target: Target, script: str, job: SlurmJob) -> str:
     return r.stdout.strip().split(";")[0]
 
 
-def follow(target: Target, slurm: dict[str, Any], run_id: str, *,
+def follow(target: Target, slurm: SlurmInfo, run_id: str, *,
            cancel_on_ctrl_c: bool = True) -> Ended:
     """Stream the job's output until it ends, and say how it ended. Ctrl-C cancels it
     (``cancel_on_ctrl_c``), else reaches the caller."""
-    job_id, output = str(slurm["job_id"]), str(slurm["output"])
-    nproc = int(slurm.get("nproc") or 1)
+    job_id, output = slurm.job_id, slurm.output
+    nproc = int(slurm.nproc or 1)
     shown, said, partial, silent, seen = 0, "", "", False, ""
     try:
         while True:
@@ -303,13 +299,13 @@ class Ended:
     source: str       # sacct, scontrol, exit file, nothing (no one knew), dlt (Ctrl-C here)
     nodes: str = ""   # the nodes it ran on, as Slurm writes them (n[1-2])
 
-    def record(self, slurm: dict[str, Any]) -> None:
-        slurm.update(state=self.state, state_from=self.source)
-        if self.nodes:
-            slurm["nodelist"] = self.nodes
+    def into(self, slurm: SlurmInfo) -> SlurmInfo:
+        """``slurm`` with this end (state, who said it, the nodes when known)."""
+        return replace(slurm, state=self.state, state_from=self.source,
+                       nodelist=self.nodes or slurm.nodelist)
 
 
-def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5,
+def final_state(target: Target, slurm: SlurmInfo, *, lag_s: float = 5,
                 seen: str = "") -> Ended:
     """How an ended job ended, asked in one round trip:
     ``sacct`` where the cluster keeps accounting (and has heard of the job's end: slurmctld
@@ -319,8 +315,8 @@ def final_state(target: Target, slurm: dict[str, Any], *, lag_s: float = 5,
     finish, so only sacct keeps the whole allocation. Where sacct has not told the end, the
     nodes are those the job was ``seen`` on while running (squeue's, or sacct's own), and
     scontrol's only where no one saw the job run."""
-    job_id = str(slurm["job_id"])
-    exit_file = posixpath.join(str(slurm["run_dir"]), f"exit-{job_id}")
+    job_id = slurm.job_id
+    exit_file = posixpath.join(slurm.run_dir, f"exit-{job_id}")
     deadline = time.monotonic() + lag_s
     while True:
         r = target.shell.run(quote(["sh", "-c", 'sacct -n -P -X -j "$1" -o '
@@ -371,7 +367,7 @@ def outcome(state: str, exit_code: str, written: str) -> tuple[int, str]:
     return code, state
 
 
-def cancel(target: Target, record: dict[str, Any]) -> str:
+def cancel(target: Target, record: RunRecord) -> str:
     """``scancel`` the job of Slurm run ``record`` (its job id checked: a record is a file,
     and ``--user=me`` or a stranger's id must never reach scancel)."""
     job_id = slurm_job_id(record)
@@ -387,45 +383,41 @@ def _is_job_id(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 12
 
 
-def slurm_job_id(record: dict[str, Any]) -> str:
+def slurm_job_id(record: RunRecord) -> str:
     """The Slurm job id of ``record``, or a one-line error when it is none."""
-    job_id = str((record.get("slurm") or {}).get("job_id", ""))
+    job_id = record.slurm.job_id if record.slurm else ""
     if not _is_job_id(job_id):
-        raise DltError(f"the record of run {record.get('run_id')} names Slurm job "
+        raise DltError(f"the record of run {record.run_id} names Slurm job "
                        f"{job_id[:40]!r}, which is no job id: the record was edited; look in "
-                       f"runs/{record.get('run_id')}/manifest.json")
+                       f"{record_file(Path(RUNS_DIR, record.run_id))}")
     return job_id
 
 
-def slurm_records(project_dir: Any, host: str) -> list[dict[str, Any]]:
+def slurm_records(project_dir: Any, host: str) -> list[RunRecord]:
     """The records of this project's Slurm runs submitted on ``host`` (newest first): only
     records whose run id and job id check out (:func:`.records.list_runs` checks the run id
     against its folder), since `stop` cancels their jobs."""
     from dltasks.runs.record import list_runs
 
     return [m for m in list_runs(project_dir)
-            if isinstance(m.get("slurm"), dict) and m.get("host") == host
-            and _is_job_id(str(m["slurm"].get("job_id", "")))]
+            if m.slurm is not None and m.host == host and _is_job_id(m.slurm.job_id)]
 
 
-def settle_slurm(target: Target, project_dir: Any, record: dict[str, Any]) -> dict[str, Any]:
-    """A Slurm run's record with its end once the job has ended (updated in place)."""
-    if record.get("exit_code") is not None:
+def settle_slurm(target: Target, project_dir: Any, record: RunRecord) -> RunRecord:
+    """A Slurm run's record with what Slurm says now; written once the job has ended."""
+    if record.exit_code is not None or record.slurm is None:
         return record
-    slurm = record["slurm"]
-    r = target.shell.run(quote(["sh", "-c", _QUEUE, "_", str(slurm["job_id"])]))
+    slurm = record.slurm
+    r = target.shell.run(quote(["sh", "-c", _QUEUE, "_", slurm.job_id]))
     state, _, said = r.stdout.strip().partition("|")
     if state == "error" or not state:  # Slurm did not answer: the job's end is not known
         print(f"dlt: Slurm on {target.name} did not answer ({said or r.tail(1)}): the state of "
-              f"job {slurm['job_id']} is not known now", file=sys.stderr)
-        record["status"] = "unknown"
-        return record
+              f"job {slurm.job_id} is not known now", file=sys.stderr)
+        return record.but(status="unknown")
     if state != "gone":
-        record["status"] = state.lower()
-        return record
+        return record.but(status=status_of(state))
     end = final_state(target, slurm)
-    record.update(exit_code=end.code, status=end.state.lower(),
-                  ended=record.get("ended") or utcnow())
-    end.record(slurm)
-    write_manifest(run_dir(project_dir, record["run_id"]) / MANIFEST, record, [])
+    record = record.but(exit_code=end.code, status=status_of(end.state),
+                        ended=record.ended or utcnow(), slurm=end.into(slurm))
+    record.save(run_dir(project_dir, record.run_id), [])
     return record

@@ -56,7 +56,7 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
     from dltasks.gpu.selection import FREE, IDS
     from dltasks.probe import CONTAINER_PATH, container_command, parse_probe_output
     from dltasks.runs.plan import RunRequest
-    from dltasks.runs.record import LOG, new_run_id, run_dir
+    from dltasks.runs.record import log_file, new_run_id, run_dir
     from dltasks.runs.single import launch
 
     local = settings_for(c, host_layer=False, image=image or None)
@@ -71,7 +71,7 @@ def test_gpu(c: Any, gpu: list[str] | None = None, image: str = "",
         host = target.name
     if dry_run:
         return
-    log = run_dir(local.project_dir, run_id) / LOG
+    log = log_file(run_dir(local.project_dir, run_id))
     text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
     if code == 130:
         raise Exit(code=code)

@@ -273,7 +273,7 @@ def stop(c: Any, run: str) -> None:
 
             job_id = cancel(target, found.record)
             settle_slurm(target, target.settings.project_dir, found.record)
-            print(f"stopped {found.record['run_id']}: cancelled Slurm job {job_id} on "
+            print(f"stopped {found.record.run_id}: cancelled Slurm job {job_id} on "
                   f"{target.name}")
             return
         parts = [r for r in found.runs if r.node]
@@ -296,18 +296,18 @@ def _slurm_jobs(target: Any) -> None:
     from dltasks.runs.slurm import settle_slurm, slurm_records
 
     s = target.settings
-    live = [m for m in slurm_records(s.project_dir, target.name) if m.get("exit_code") is None]
+    live = [m for m in slurm_records(s.project_dir, target.name) if m.exit_code is None]
     if not live:
         return
     rows = [("RUN", "SLURM JOB", "STATE", "NODES", "STARTED")]
     for m in live:
         m = settle_slurm(target, s.project_dir, m)
-        rows.append((str(m["run_id"]), str(m["slurm"]["job_id"]), str(m.get("status", "")),
-                     str(m["slurm"].get("nodes", "")), str(m.get("started", ""))))
+        assert m.slurm is not None  # slurm_records: Slurm runs only
+        rows.append((m.run_id, m.slurm.job_id, m.status or "", str(m.slurm.nodes), m.started))
     _table(rows, title=f"{target.name}: {len(live)} Slurm run(s) submitted from here")
 
 
-def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
+def _slurm_logs(target: Any, record: Any, follow: bool) -> None:
     """A Slurm run's output file (from the login host); --follow until the job ends."""
     import posixpath
 
@@ -316,7 +316,7 @@ def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
     from dltasks.runs.slurm import follow as follow_job
     from dltasks.runs.slurm import settle_slurm, slurm_job_id
 
-    rid, output = str(record["run_id"]), str(record["slurm"].get("output", ""))
+    rid, output = record.run_id, record.slurm.output
     # the record is a file: show only the job's own output file in the run's folder
     if (posixpath.normpath(output) != output
             or posixpath.basename(posixpath.dirname(output)) != rid
@@ -326,7 +326,7 @@ def _slurm_logs(target: Any, record: dict[str, Any], follow: bool) -> None:
                        f"job's output with `cat` on the login host, or restore the record")
     if follow:
         try:
-            follow_job(target, record["slurm"], rid, cancel_on_ctrl_c=False)
+            follow_job(target, record.slurm, rid, cancel_on_ctrl_c=False)
         except KeyboardInterrupt:
             print(f"\ndlt: detached from {rid}; the job goes on", file=sys.stderr)
             raise Exit(code=130) from None
@@ -363,14 +363,13 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
         with job_targets(c, hosts) as targets, ThreadPoolExecutor(len(targets)) as pool:
             n = len(set().union(*pool.map(stop_on, targets)))
     s = here.settings
-    from dltasks.runs.record import MANIFEST, read_manifest, run_dir, utcnow, write_manifest
+    from dltasks.runs.record import RunRecord, record_file, run_dir, utcnow
 
-    path = run_dir(s.project_dir, run) / MANIFEST
-    if mine and path.is_file():  # another user's job: its record is theirs, not here
-        record = read_manifest(path)
-        if record.get("exit_code") is None:
-            record.update(ended=utcnow(), status="stopped")
-            write_manifest(path, record, [])
+    folder = run_dir(s.project_dir, run)
+    if mine and record_file(folder).is_file():  # another user's job: its record is theirs
+        record = RunRecord.load(folder)
+        if record.exit_code is None:
+            record.but(ended=utcnow(), status="stopped").save(folder, [])
     whose = "" if mine else f" (a job of {first.user or 'another user'})"
     print(f"stopped job {run}: {n} node container(s) on {', '.join(hosts)}{whose}")
 
@@ -388,29 +387,28 @@ def runs(c: Any) -> None:
         with target_for(c) as target:
             settle(target, s.project_dir, find_runs(target, project=s.project))
     records = list_runs(s.project_dir)
-    pending_slurm = [m for m in records if m.get("slurm") and m.get("exit_code") is None
-                     and (not host or m.get("host") == host)]
+    pending_slurm = [i for i, m in enumerate(records) if m.slurm and m.exit_code is None
+                     and (not host or m.host == host)]
     if pending_slurm:  # Slurm runs that may have ended: sacct / scontrol / their exit file
         from dltasks.runs.slurm import settle_slurm
 
         with target_for(c, engine_soon=False) as target:
-            for m in pending_slurm:  # updated in place: the table shows what Slurm says now
-                settle_slurm(target, s.project_dir, m)
+            for i in pending_slurm:  # the table shows what Slurm says now
+                records[i] = settle_slurm(target, s.project_dir, records[i])
     rows = [("RUN", "KIND", "HOST", "EXIT", "GPUS", "STARTED", "COMMIT")]
     for m in records:
-        if host and m.get("host") != host:  # fab -H gpu1 runs: that host's records only
+        if host and m.host != host:  # fab -H gpu1 runs: that host's records only
             continue
-        commit = (m.get("git") or {}).get("commit") or "-"
-        dirty = "+dirty" if (m.get("git") or {}).get("dirty") else ""
-        code = m.get("exit_code")
-        slurm = m.get("slurm") or {}
-        nodes = slurm.get("nodelist") or f"{slurm.get('nodes', '?')} node(s)"
-        state = slurm.get("state") or m.get("status", "")
-        where = str(m.get("host", "")) + (f" slurm:{slurm.get('job_id')} {nodes} {state}"
-                                          if slurm else "")
-        rows.append((str(m.get("run_id", "")), str(m.get("kind", "")), where,
-                     "-" if code is None else str(code), str(m.get("gpus", "")),
-                     str(m.get("started", "")), commit[:10] + dirty))
+        commit = m.git.commit or "-"
+        dirty = "+dirty" if m.git.dirty else ""
+        code = m.exit_code
+        slurm = m.slurm
+        where = m.host
+        if slurm:
+            nodes = slurm.nodelist or f"{slurm.nodes} node(s)"
+            where += f" slurm:{slurm.job_id} {nodes} {slurm.state or m.status or ''}"
+        rows.append((m.run_id, m.kind, where, "-" if code is None else str(code),
+                     m.gpus or "", m.started, commit[:10] + dirty))
     where = f" of {host}" if host else ""
     _table(rows, title=f"{len(rows) - 1} run record(s){where} in {s.project_dir / 'runs'}")
 

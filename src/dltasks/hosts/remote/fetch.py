@@ -20,7 +20,6 @@ said in one line.
 from __future__ import annotations
 
 import filecmp
-import json
 import os
 import shutil
 import sys
@@ -36,11 +35,12 @@ from typing import Any
 from dltasks.errors import DltError
 from dltasks.hosts.remote.sent import SENT, Sent
 from dltasks.hosts.remote.sshconfig import SshHost
-from dltasks.hosts.remote.sync import LOG, MANIFEST, SyncResult, _rsync, rsh_for, ssh_host
+from dltasks.hosts.remote.sync import SyncResult, _rsync, rsh_for, ssh_host
 from dltasks.hosts.remote.syncrules import MARK, RUNS, SyncStats, parse_stats
 from dltasks.hosts.remote.target import quick_exec
 from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
+from dltasks.runs.record import OWN_FILES, RunRecord
 from dltasks.settings import Settings
 
 HOST_FILES = "host-files"
@@ -132,17 +132,17 @@ def _epoch(stamp: str | None) -> int | None:
     return timegm(t.timetuple())
 
 
-def run_window(record: dict[str, Any], info: dict[str, Any] | None) -> tuple[int, int | None]:
+def run_window(record: RunRecord, info: dict[str, Any] | None) -> tuple[int, int | None]:
     """(start, end or None while running), host clock when the container is there."""
     state = (info or {}).get("State") or {}
-    start = _epoch(state.get("StartedAt")) or _epoch(record.get("started"))
+    start = _epoch(state.get("StartedAt")) or _epoch(record.started)
     if start is None:
-        raise DltError(f"run {record.get('run_id', '?')}: its record has no start time, so its "
+        raise DltError(f"run {record.run_id or '?'}: its record has no start time, so its "
                        "files cannot be told from other runs'; copy them with rsync")
     if state:
         end = None if state.get("Running") else _epoch(state.get("FinishedAt"))
     else:
-        end = _epoch(record.get("ended"))
+        end = _epoch(record.ended)
     return start - MARGIN_S, (end + MARGIN_S if end is not None else None)
 
 
@@ -218,15 +218,15 @@ def _pull(host: SshHost, rsh: str, remote: str, dest: Path, extra: Sequence[str]
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _local_manifest(settings: Settings, run_id: str) -> tuple[Path, dict[str, Any]]:
-    from dltasks.runs.record import check_run_id, run_dir
+def _local_record(settings: Settings, run_id: str) -> tuple[Path, RunRecord]:
+    """(the run's folder here, its record)."""
+    from dltasks.runs.record import check_run_id, record_file, run_dir
 
-    path = run_dir(settings.project_dir, check_run_id(run_id, "fetch RUN")) / MANIFEST
-    if not path.is_file():
+    folder = run_dir(settings.project_dir, check_run_id(run_id, "fetch RUN"))
+    if not record_file(folder).is_file():
         raise DltError(f"no record of run {run_id!r} in {settings.project_dir / RUNS}: "
                        "`inv runs` lists the runs started from here")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return path, data
+    return folder, RunRecord.load(folder)
 
 
 def _container(target: Target, settings: Settings,
@@ -256,8 +256,8 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
     completes its record (exit code, end time) from the engine.
     """
     host = ssh_host(target)
-    mpath, record = _local_manifest(settings, run_id)
-    ran_on = record.get("host", "")
+    folder, record = _local_record(settings, run_id)
+    ran_on = record.host
     if ran_on and ran_on != target.name:
         raise DltError(f"run {run_id} ran on {ran_on}, not {target.name}: "
                        f"`fab -H {ran_on} fetch {run_id}`")
@@ -267,8 +267,8 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
         skew = _host_clock_skew(target)
         start, end = start + skew, (end + skew if end is not None else None)
     project = target.host_project_dir.rstrip("/")
-    outputs = [(str(row["host"]).rstrip("/"), Path(row["local"]))
-               for row in record.get("path_map", []) if row.get("root") == "outputs"]
+    outputs = [(row.host.rstrip("/"), Path(row.local))
+               for row in record.path_map or () if row.root == "outputs"]
     prune = [MARK, RUNS] + [o[len(project) + 1:] for o, _ in outputs
                             if o.startswith(project + "/")]
     roots: list[tuple[str, Sequence[str]]] = [(o, ()) for o, _ in outputs]
@@ -279,20 +279,20 @@ def fetch_run(target: Target, settings: Settings, run_id: str, *,
     pulls: list[tuple[str, Path, list[str], Sequence[str] | None]] = [
         (o, local, [], files) for (o, local), files in zip(outputs, listed, strict=False) if files]
     if made:
-        pulls.append((project, mpath.parent / HOST_FILES, [], made))
-    pulls.append((f"{project}/{RUNS}/{run_id}", mpath.parent,
-                  [f"--exclude=/{MANIFEST}", f"--exclude=/{LOG}", f"--exclude=/{HOST_FILES}/",
+        pulls.append((project, folder / HOST_FILES, [], made))
+    pulls.append((f"{project}/{RUNS}/{run_id}", folder,
+                  [*(f"--exclude=/{name}" for name in OWN_FILES), f"--exclude=/{HOST_FILES}/",
                    "--exclude=/.dlt-fetch-*"], None))
     rsh = rsh_for(target, host, via)
     tag = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in target.name)
     done = [_pull(host, rsh, remote, dest, extra, files, tag)
             for remote, dest, extra, files in pulls
             if files is not None or _is_dir(target, remote)]
-    _save_log_and_state(target, settings, run_id, mpath, record, found)
+    _save_log_and_state(target, settings, folder, record, found)
     parts = tuple(p for p, _ in done)
     total = SyncStats(**{k: sum(getattr(p.stats, k) for p in parts)
                          for k in SyncStats.__dataclass_fields__})
-    result = SyncResult(f"{target.name}:{run_id}", str(mpath.parent),
+    result = SyncResult(f"{target.name}:{run_id}", str(folder),
                         "; ".join(p.command for p in parts), total,
                         sum(p.seconds for p in parts), parts)
     _say_conflicts(target.name, [(p, m) for p, m in done])
@@ -334,12 +334,12 @@ def _say_conflicts(host: str, done: Sequence[tuple[SyncResult, Merged]]) -> None
               file=sys.stderr, flush=True)
 
 
-def _save_log_and_state(target: Target, settings: Settings, run_id: str, mpath: Path,
-                        record: dict[str, Any], found: tuple[str, dict[str, Any]] | None) -> None:
-    """The container's log into the record folder; its end state into the manifest."""
+def _save_log_and_state(target: Target, settings: Settings, folder: Path, record: RunRecord,
+                        found: tuple[str, dict[str, Any]] | None) -> None:
+    """The container's log into the record folder; its end state into the record."""
     from dltasks.engine.api import NotFound
     from dltasks.engine.lifecycle import log_bytes
-    from dltasks.runs.record import write_manifest
+    from dltasks.runs.record import log_file
     from dltasks.settings.masking import scrub, secret_values
 
     if found is None:
@@ -350,10 +350,8 @@ def _save_log_and_state(target: Target, settings: Settings, run_id: str, mpath: 
         log = log_bytes(target.engine, cid)
     except NotFound:
         return
-    (mpath.parent / LOG).write_text(scrub(log.decode(errors="replace"), secrets),
-                                    encoding="utf-8")
+    log_file(folder).write_text(scrub(log.decode(errors="replace"), secrets), encoding="utf-8")
     state = info.get("State") or {}
-    if not state.get("Running") and record.get("exit_code") is None:
-        record.update(exit_code=state.get("ExitCode"), ended=state.get("FinishedAt"),
-                      status="exited")
-        write_manifest(mpath, record, secrets)
+    if not state.get("Running") and record.exit_code is None:
+        record.but(exit_code=state.get("ExitCode"), ended=state.get("FinishedAt"),
+                   status="exited").save(folder, secrets)

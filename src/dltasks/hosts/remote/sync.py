@@ -53,9 +53,6 @@ from dltasks.hosts.shell import CmdResult, local, quote
 from dltasks.hosts.target import HostCopy, Target
 from dltasks.settings import Settings
 
-MANIFEST = "manifest.json"
-LOG = "output.log"
-
 
 @dataclass(frozen=True)
 class SyncResult:
