@@ -11,11 +11,16 @@ from __future__ import annotations
 import errno
 import socket
 
-from dltasks.errors import DltError
+from dltasks.errors import ConnectionLost, EngineError, LostNote
 
 
-class EngineUnreachable(DltError):
+class EngineUnreachable(EngineError):
     """The engine could not be reached, or what answered is not one we can talk to."""
+
+
+class EngineConnectionLost(EngineUnreachable, ConnectionLost):
+    """The engine of a remote host could not be reached because the SSH connection carrying
+    it died."""
 
 
 _START = "start it (`sudo systemctl start docker`, or `dockerd &`) or run `inv setup`"
@@ -29,7 +34,8 @@ def unreachable(err: BaseException, *, url: str, where: str, tls: bool,
     docker.sock (the default socket)", "the Docker engine on gpu1"); ``note`` is what a
     forward saw on the far side (a remote socket that is missing, a lost SSH connection).
     """
-    return EngineUnreachable(_reason(err, url, where, tls, note, timeout), code=1)
+    kind = EngineConnectionLost if isinstance(note, LostNote) else EngineUnreachable
+    return kind(_reason(err, url, where, tls, note, timeout), code=1)
 
 
 def _reason(err: BaseException, url: str, where: str, tls: bool, note: str,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 
 from dltasks.engine import lifecycle as runner
 from dltasks.engine.spec import LABEL_GPUS, LABEL_NODE, LABEL_NODES, LABEL_USER, docker_run_cmdline
-from dltasks.errors import DltError
+from dltasks.errors import ClusterError, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
 from dltasks.hosts.shell import quote
@@ -97,13 +97,13 @@ class JobNode:
 def check_hosts(nnodes: int, hosts: Sequence[str], where: str) -> None:
     """``--nnodes`` must match the hosts given (``where``: how they were given)."""
     if not hosts:
-        raise DltError(f"--nnodes {nnodes} needs the job's hosts: fab -H gpu1,gpu2 train "
-                       f"--nnodes {nnodes}, or DLT_HOSTS=gpu1,gpu2 in .env")
+        raise ClusterError(f"--nnodes {nnodes} needs the job's hosts: fab -H gpu1,gpu2 train "
+                           f"--nnodes {nnodes}, or DLT_HOSTS=gpu1,gpu2 in .env")
     if nnodes != len(hosts):
-        raise DltError(f"--nnodes {nnodes} but {len(hosts)} host(s) in {where}: give one host "
-                       f"per node (fab -H gpu1,gpu2 train --nnodes 2)")
+        raise ClusterError(f"--nnodes {nnodes} but {len(hosts)} host(s) in {where}: give one host "
+                           f"per node (fab -H gpu1,gpu2 train --nnodes 2)")
     if len(set(hosts)) != len(hosts):
-        raise DltError(f"a host appears twice in {where}: {','.join(hosts)}")
+        raise ClusterError(f"a host appears twice in {where}: {','.join(hosts)}")
 
 
 def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
@@ -227,9 +227,9 @@ def _prove_same(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
     if not src.image_id:
         have = [n for n in nodes if n.image_id]
         if not have:
-            raise DltError(f"image {image} is on none of the job's hosts "
-                           f"({', '.join(n.name for n in nodes)}): build it with `fab -H "
-                           f"{src.name} extend-image`, or set DLT_IMAGE to an image they have")
+            raise ClusterError(f"image {image} is on none of the job's hosts "
+                               f"({', '.join(n.name for n in nodes)}): build it with `fab -H "
+                               f"{src.name} extend-image`, or set DLT_IMAGE to an image they have")
         src = have[0]
     for n in nodes:
         if n.image_id == src.image_id or dry_run:
@@ -241,8 +241,8 @@ def _prove_same(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
         copy_image(src.target, n.target, image)
         n.image_id = str(image_record(n.target, image).get("Id") or "")
         if n.image_id != src.image_id:
-            raise DltError(f"image {image} on {n.name} is {n.image_id[:19]} after the copy, "
-                           f"not {src.image_id[:19]} as on {src.name}")
+            raise ClusterError(f"image {image} on {n.name} is {n.image_id[:19]} after the copy, "
+                               f"not {src.image_id[:19]} as on {src.name}")
 
 
 def _meeting_point(nodes: Sequence[JobNode]) -> tuple[str, int, list[str]]:

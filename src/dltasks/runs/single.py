@@ -17,7 +17,7 @@ from typing import Any
 
 from dltasks.engine import lifecycle as runner
 from dltasks.engine.spec import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
-from dltasks.errors import DltError
+from dltasks.errors import ConnectionLost, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
 from dltasks.hosts.shell import quote
@@ -347,7 +347,7 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
                                        log_path=log_file(folder), started=got.release,
                                        secrets=secrets)
     except DltError as e:
-        lost = "SSH connection" in e.message
+        lost = isinstance(e, ConnectionLost)
         record = record.but(ended=utcnow(),
                             status="connection lost" if lost else "failed to start",
                             error=e.message)

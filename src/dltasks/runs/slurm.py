@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dltasks.errors import DltError
+from dltasks.errors import ClusterError
 from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
 from dltasks.runs.plan import RunRequest, image_paths_note, plan_run
@@ -131,9 +131,9 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
                         slurm=end.into(slurm))
     record.save(plan.run_dir, secrets)
     if state == "TIMEOUT":
-        raise DltError(f"Slurm job {job_id} on {target.name} hit its time limit "
-                       f"({job.time or 'the partition default'}): ask for more with --time",
-                       code=code or 1)
+        raise ClusterError(f"Slurm job {job_id} on {target.name} hit its time limit "
+                           f"({job.time or 'the partition default'}): ask for more with --time",
+                           code=code or 1)
     return code
 
 
@@ -164,18 +164,18 @@ def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,
            + (" or a registry reference (nvcr.io#nvidia/pytorch:24.05-py3)"
               if job.runtime == "pyxis" else " or a docker:// URI"))
     if f"missing {tool}" in out:
-        raise DltError(f"{job.runtime} runs an image file that {tool} makes from the project "
-                       f"image, and {where} has no {tool}: install it there, {fix}")
+        raise ClusterError(f"{job.runtime} runs an image file that {tool} makes from the project "
+                           f"image, and {where} has no {tool}: install it there, {fix}")
     if "missing docker" in out:
-        raise DltError(f"no docker on {where} to make the {job.runtime} image from "
-                       f"{project_image}: run --slurm from a login host with the project's "
-                       f"engine, {fix}")
+        raise ClusterError(f"no docker on {where} to make the {job.runtime} image from "
+                           f"{project_image}: run --slurm from a login host with the project's "
+                           f"engine, {fix}")
     image_id = out.splitlines()[-1] if out else ""
     build = f"fab -H {where} extend-image" if target.is_remote else "inv extend-image"
     if not image_id.startswith("sha256:"):
-        raise DltError(f"no image {project_image} on {where}'s engine to make the "
-                       f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
-                       f"there ({build}), {fix}")
+        raise ClusterError(f"no image {project_image} on {where}'s engine to make the "
+                           f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
+                           f"there ({build}), {fix}")
     path = image_file(_image_dir(target), s.project, image_id, job.runtime)
     info: dict[str, Any] = {"image_file": path, "image_id": image_id}
     if target.shell.run(quote(["test", "-f", path])).ok:
@@ -192,11 +192,11 @@ def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,
         made = target.shell.run(quote(["sh", "-c", make_image_script(job.runtime), "_", path,
                                        image_id, project_image]))
         if made.code == 130:  # Ctrl-C reached it too: it removed its part and stopped
-            raise DltError(f"interrupted: the {job.runtime} image was not made (nothing of it "
-                           "is left)", code=130)
+            raise ClusterError(f"interrupted: the {job.runtime} image was not made (nothing of it "
+                               "is left)", code=130)
         if not made.ok:
-            raise DltError(f"{tool} could not make the {job.runtime} image on {where} "
-                           f"(exit {made.code}): {made.tail(2)}")
+            raise ClusterError(f"{tool} could not make the {job.runtime} image on {where} "
+                               f"(exit {made.code}): {made.tail(2)}")
     if MADE_MEANWHILE in made.stdout:  # another submission held the file's lock and made it
         print(f"dlt: {job.runtime} image {path} was made meanwhile by another submission; "
               "using it", file=sys.stderr, flush=True)
@@ -209,8 +209,8 @@ def _image_dir(target: Target) -> str:
     to the login's home."""
     d = target.settings.slurm_image_dir or posixpath.join("runs", ".images")
     if d.startswith("~") and not (d == "~" or d.startswith("~/")):
-        raise DltError(f"DLT_SLURM_IMAGE_DIR={d!r}: ~user paths are not supported; write an "
-                       "absolute path or ~/path")
+        raise ClusterError(f"DLT_SLURM_IMAGE_DIR={d!r}: ~user paths are not supported; write an "
+                           "absolute path or ~/path")
     if d == "~" or d.startswith("~/"):
         home = target.host_home if target.is_remote else os.path.expanduser("~")
         if not home:
@@ -222,11 +222,11 @@ def _image_dir(target: Target) -> str:
 def _sbatch(target: Target, script: str, job: SlurmJob) -> str:
     have = target.shell.run("command -v sbatch >/dev/null 2>&1")
     if not have.ok:
-        raise DltError(f"no sbatch on {target.name}: run --slurm on the cluster's login node "
-                       "(fab -H login1 train --slurm), or install Slurm's client there")
+        raise ClusterError(f"no sbatch on {target.name}: run --slurm on the cluster's login node "
+                           "(fab -H login1 train --slurm), or install Slurm's client there")
     r = target.shell.run(quote(["sbatch", "--parsable", script]))
     if not r.ok:
-        raise DltError(sbatch_error(r.stderr or r.stdout, target.name, job))
+        raise ClusterError(sbatch_error(r.stderr or r.stdout, target.name, job))
     return r.stdout.strip().split(";")[0]
 
 
@@ -373,7 +373,7 @@ def cancel(target: Target, record: RunRecord) -> str:
     job_id = slurm_job_id(record)
     r = target.shell.run(quote(["scancel", job_id]))
     if not r.ok:
-        raise DltError(f"scancel {job_id} on {target.name} failed: {r.tail(1)}")
+        raise ClusterError(f"scancel {job_id} on {target.name} failed: {r.tail(1)}")
     _wait_gone(target, job_id)
     return job_id
 
@@ -387,9 +387,9 @@ def slurm_job_id(record: RunRecord) -> str:
     """The Slurm job id of ``record``, or a one-line error when it is none."""
     job_id = record.slurm.job_id if record.slurm else ""
     if not _is_job_id(job_id):
-        raise DltError(f"the record of run {record.run_id} names Slurm job "
-                       f"{job_id[:40]!r}, which is no job id: the record was edited; look in "
-                       f"{record_file(Path(RUNS_DIR, record.run_id))}")
+        raise ClusterError(f"the record of run {record.run_id} names Slurm job "
+                           f"{job_id[:40]!r}, which is no job id: the record was edited; look "
+                           f"in {record_file(Path(RUNS_DIR, record.run_id))}")
     return job_id
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dltasks.errors import DltError
+from dltasks.errors import SettingsError
 from dltasks.gpu.selection import GPU_MODES
 from dltasks.settings.masking import mask
 
@@ -240,30 +240,31 @@ def parse_value(key: Key, raw: Any, where: str) -> Any:
         try:
             return int(str(raw).strip())
         except ValueError:
-            raise DltError(f"{key.env}={raw!r} ({where}): expected a whole number, "
-                           f"e.g. {key.env}={key.default}") from None
+            raise SettingsError(f"{key.env}={raw!r} ({where}): expected a whole number, "
+                                f"e.g. {key.env}={key.default}") from None
     if key.kind == "bool":
         text = str(raw).strip().lower()
         if text in _TRUE or text in _FALSE:
             return text in _TRUE
-        raise DltError(f"{key.env}={raw!r} ({where}): expected true or false")
+        raise SettingsError(f"{key.env}={raw!r} ({where}): expected true or false")
     text = str(raw).strip()
     if key.choices and text.lower() not in key.choices:
-        raise DltError(f"{key.env}={raw!r} ({where}): expected one of {', '.join(key.choices)}")
+        raise SettingsError(f"{key.env}={raw!r} ({where}): expected one of "
+                            f"{', '.join(key.choices)}")
     if key.choices:
         return text.lower()
     if key.kind == "size" and text and not _SIZE.match(text):
-        raise DltError(f"{key.env}={raw!r} ({where}): expected a size like 512m or 16g")
+        raise SettingsError(f"{key.env}={raw!r} ({where}): expected a size like 512m or 16g")
     return text
 
 
-def _unknown(name: str, where: str) -> DltError:
+def _unknown(name: str, where: str) -> SettingsError:
     names = [k.env for k in KEYS]
     import difflib
 
     near = difflib.get_close_matches(name.upper(), names, n=1, cutoff=0.5)
     hint = f"; did you mean {near[0]}?" if near else f"; `inv config` lists the {len(names)} keys"
-    return DltError(f"unknown setting {name} ({where}){hint}")
+    return SettingsError(f"unknown setting {name} ({where}){hint}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +285,7 @@ def read_dotenv(path: Path) -> list[DotEnvLine]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
-        raise DltError(f"{path}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
+        raise SettingsError(f"{path}: not UTF-8 text ({e.reason}); save it as UTF-8") from None
     out = []
     import io
 
@@ -293,11 +294,11 @@ def read_dotenv(path: Path) -> list[DotEnvLine]:
         line = b.original.line + (len(raw) - len(raw.lstrip("\n"))) if raw.strip() else 0
         if b.error:
             first = b.original.string.strip().splitlines()[0] if b.original.string.strip() else ""
-            raise DltError(f"{path}:{line}: cannot parse {first!r}; write KEY=value")
+            raise SettingsError(f"{path}:{line}: cannot parse {first!r}; write KEY=value")
         if b.key is None:
             continue
         if b.value is None:
-            raise DltError(f"{path}:{line}: {b.key} has no value; write {b.key}=value")
+            raise SettingsError(f"{path}:{line}: {b.key} has no value; write {b.key}=value")
         out.append(DotEnvLine(b.key, b.value, line))
     return out
 
@@ -370,8 +371,9 @@ def resolve(
     if not values.get("project"):
         values["project"] = default_project_name(project_dir)
     if not _REPO.match(values["project"]):
-        raise DltError(f"DLT_PROJECT={values['project']!r} ({sources.get('project', DEFAULT)}): "
-                       "use lowercase letters, digits and . _ - (a Docker repository name)")
+        raise SettingsError(f"DLT_PROJECT={values['project']!r} "
+                            f"({sources.get('project', DEFAULT)}): "
+                            "use lowercase letters, digits and . _ - (a Docker repository name)")
     values["remote_dir"] = str(values.get("remote_dir", _BY_NAME["remote_dir"].default)).replace(
         "{project}", values["project"])
     for name in values.get("env", ()):

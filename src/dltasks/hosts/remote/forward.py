@@ -167,6 +167,11 @@ class SocketForward:
             threading.Thread(target=self._serve, args=(conn,), daemon=True,
                              name="dlt-forward-conn").start()
 
+    @property
+    def lost(self) -> bool:
+        """Whether the last channel failed because the SSH connection carrying it died."""
+        return bool(self.last_failure) and not self.transport.active
+
     def _serve(self, conn: socket.socket) -> None:
         try:
             chan = self.open_channel()

@@ -13,7 +13,7 @@ from typing import Any
 
 from dltasks.engine.client import EngineAddr, open_engine
 from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve_endpoint
-from dltasks.errors import DltError
+from dltasks.errors import ConnectionLost, DltError, LostNote
 from dltasks.hosts.background import in_background
 from dltasks.hosts.remote.forward import SocketForward
 from dltasks.hosts.remote.hostkeys import harden, open_checked
@@ -169,8 +169,8 @@ def _fix(fwd: SocketForward, alias: str) -> str:
     if seen.startswith(("no socket", "nothing listening")):
         return (f"{seen}: start the engine there (`fab -H {alias} setup`), or point "
                 f"DLT_DOCKER_HOST in .env.{alias} at it")
-    if "SSH connection was lost" in seen:
-        return f"{seen}: check the network, then rerun"
+    if fwd.lost:
+        return LostNote(f"{seen}: check the network, then rerun")
     return seen
 
 
@@ -192,4 +192,4 @@ def check_alive(target: Target, run_id: str = "") -> None:
     if connection_lost(target):
         again = (f"; the run goes on there: reattach with `fab -H {target.name} logs {run_id} "
                  "--follow`") if run_id else ""
-        raise DltError(f"lost the SSH connection to {target.name}{again}", code=255)
+        raise ConnectionLost(f"lost the SSH connection to {target.name}{again}", code=255)
