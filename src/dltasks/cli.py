@@ -9,14 +9,15 @@ from dltasks.tasks import ns
 
 
 class DltProgram(Program):
-    """invoke's Program, remembering the argv it was given (``program.run([...])`` from
-    Python gives one that is not ``sys.argv``): `train -- ARGS` reads its arguments there."""
+    """invoke's Program, keeping the invocation it parses (``program.run([...])`` from Python
+    gives an argv that is not ``sys.argv``) in its config, where tasks read it
+    (:mod:`dltasks.tasks.invocation`): `train -- ARGS` reads its arguments there."""
 
-    def normalize_argv(self, argv: list[str] | None) -> None:
-        super().normalize_argv(argv)
-        from dltasks.tasks import _common
+    def update_config(self, merge: bool = True) -> None:
+        super().update_config(merge=merge)
+        from dltasks.tasks.invocation import keep
 
-        _common.PROGRAM_ARGV[:] = list(self.argv)
+        keep(self.config, "dlt", self.argv)
 
 
 program = DltProgram(namespace=ns, name="dlt", binary="dlt", version=__version__)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dltasks.errors import DltError
-from dltasks.hosts.remote.multihost import cli_hosts, is_last_host
+from dltasks.hosts.remote.multihost import is_last_host
 from dltasks.hosts.remote.sshconfig import SshHost, known_hosts_files, rsh_command, ssh_argv
 from dltasks.hosts.remote.syncrules import (
     check_remote_dir,
@@ -201,7 +201,10 @@ def test_ssh_argv_spells_out_everything_and_jumps() -> None:
     (["inv", "ps"], []),
 ])
 def test_cli_hosts(argv: list[str], hosts: list[str]) -> None:
+    from dltasks.tasks.invocation import cli_hosts, parse
+
     assert cli_hosts(argv) == hosts
+    assert parse(argv).hosts == tuple(hosts)
 
 
 class _Conn:
@@ -210,17 +213,20 @@ class _Conn:
 
 
 def test_is_last_host() -> None:
-    argv = ["fab", "-H", "gpu1,me@gpu2", "sync"]
-    assert not is_last_host(_Conn("gpu1"), argv)
-    assert is_last_host(_Conn("gpu2"), argv)
-    assert is_last_host(_Conn("gpu1"), ["fab", "-H", "gpu1", "sync"])
+    from dltasks.tasks.invocation import parse
+
+    hosts = parse(["fab", "-H", "gpu1,me@gpu2", "sync"]).hosts
+    assert not is_last_host(_Conn("gpu1"), hosts)
+    assert is_last_host(_Conn("gpu2"), hosts)
+    assert is_last_host(_Conn("gpu1"), parse(["fab", "-H", "gpu1", "sync"]).hosts)
 
 
 def test_several_hosts() -> None:
-    from dltasks.hosts.remote.multihost import several_hosts
+    from dltasks.tasks.invocation import parse
 
-    assert several_hosts(["fab", "-H", "a,b", "ps"])
-    assert not several_hosts(["fab", "-H", "a", "ps"]) and not several_hosts(["inv", "ps"])
+    assert parse(["fab", "-H", "a,b", "ps"]).several_hosts
+    assert not parse(["fab", "-H", "a", "ps"]).several_hosts
+    assert not parse(["inv", "ps"]).several_hosts
 
 
 @pytest.mark.parametrize("value", ["~/dltasks/proj/results", "/home/me/dltasks/proj/results",

@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from invoke import Exit, Task, task
+from invoke import Task, task
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: The argv of the running program when it is ours (`dlt`, see dltasks.cli), else empty:
-#: `inv` and `fab` parse sys.argv itself.
-PROGRAM_ARGV: list[str] = []
-
-
-def program_argv() -> list[str]:
-    return PROGRAM_ARGV or sys.argv
 
 
 class DltTask(Task):  # type: ignore[type-arg]
@@ -45,10 +36,13 @@ class DltTask(Task):  # type: ignore[type-arg]
         return opts
 
 
-def dlt_task(*args: Any, **kwargs: Any) -> Any:
+def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
+             **kwargs: Any) -> Any:
     """``invoke.task`` whose user errors (DltError) end as one line and an exit code.
 
     ``short={"flag": "x"}`` gives a flag its short name (none otherwise, see :class:`DltTask`).
+    With ``fab -H a,b`` the task runs as one call over the hosts (:mod:`dltasks.tasks.group`);
+    ``group(flags)`` says when the body covers every host itself (one job across them).
     """
 
     def wrap(fn: F) -> Any:
@@ -56,52 +50,16 @@ def dlt_task(*args: Any, **kwargs: Any) -> Any:
 
         @functools.wraps(fn)
         def body(c: Any, *a: Any, **kw: Any) -> Any:
-            from dltasks.errors import DltError
+            from dltasks.tasks.group import call_once, call_over_hosts, is_remote
+            from dltasks.tasks.invocation import invocation
 
+            inv = invocation(c)
             if any(v in _HELP for v in (*a, *(kw.get(n) for n in wanted))):
-                _task_help(fn.__name__.replace("_", "-"))
+                _task_help(inv.program, fn.__name__.replace("_", "-"))
                 return None
-            remote = bool(getattr(c, "host", None)) and hasattr(c, "open")
-            try:
-                try:
-                    result = fn(c, *a, **kw)
-                except (DltError, Exit, KeyboardInterrupt, SystemExit):
-                    raise
-                except BrokenPipeError:  # `dlt ps | head -1`: the reader left; so do we
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    os.dup2(devnull, sys.stdout.fileno())
-                    raise Exit(code=141) from None
-                except Exception as e:  # noqa: BLE001 - not foreseen: one line, the rest logged
-                    from dltasks.errorlog import unexpected
-
-                    raise unexpected(e) from None
-            except DltError as e:
-                if not remote:
-                    raise Exit(f"dlt: error: {e.message}", code=e.code) from None
-                # fab -H a,b: report per host; exit only after the last host had its turn.
-                from dltasks.hosts.remote.multihost import host_failed
-
-                exit_text = host_failed(c, e.message)
-                if exit_text:
-                    raise Exit(exit_text, code=e.code) from None
-                return None
-            except Exit as e:  # e.g. a run's non-zero exit code, on one of several hosts
-                if not (remote and e.code):
-                    raise
-                from dltasks.hosts.remote.multihost import host_failed, several_hosts
-
-                if not several_hosts():
-                    raise
-                exit_text = host_failed(c, str(e.message or f"exit code {e.code}"))
-                if exit_text:
-                    raise Exit(exit_text, code=e.code) from None
-                return None
-            if remote:
-                from dltasks.hosts.remote.multihost import host_done, summary
-
-                if host_done(c):
-                    raise Exit(summary(), code=1)
-            return result
+            if is_remote(c) and inv.several_hosts:
+                return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
+            return call_once(fn, c, a, kw, inv)
 
         return task(*args, klass=DltTask, **kwargs)(body)
 
@@ -123,14 +81,13 @@ def _positionals(fn: Callable[..., Any]) -> list[str]:
     return [p.name for p in params if p.default is inspect.Parameter.empty]
 
 
-def _task_help(name: str) -> None:
+def _task_help(binary: str, name: str) -> None:
     """Print task ``name``'s help as ``inv --help NAME`` does. invoke's parser hands a task
     that waits for a positional value (`stop RUN`) the ``-h`` itself, as that value."""
     from invoke import Program
 
     from dltasks.tasks import ns
 
-    binary = "dlt" if PROGRAM_ARGV else os.path.basename(sys.argv[0]) or "inv"
     Program(namespace=ns, name=binary, binary=binary).run([binary, "--help", name], exit=False)
 
 

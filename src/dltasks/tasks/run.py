@@ -15,7 +15,6 @@ from invoke import Exit
 from dltasks.tasks._common import (
     dlt_task,
     job_targets,
-    program_argv,
     settings_for,
     settings_for_host,
     target_for,
@@ -40,15 +39,17 @@ _RUN_HELP = {
 
 def _remainder(c: Any) -> list[str]:
     """Arguments after `--`, quoting intact (invoke only keeps a space-joined string)."""
-    argv = program_argv()
-    if "--" not in argv:
+    from dltasks.tasks.invocation import invocation
+
+    after = invocation(c).remainder
+    if after is None:
         return []
     from dltasks.hosts.target import is_remote_context
 
     if is_remote_context(c):
         raise Exit("dlt: error: with fab, pass arguments as --args '...' (fab would run the "
                    "text after -- as a shell command on the host)", code=2)
-    return argv[argv.index("--") + 1:]
+    return list(after)
 
 
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
@@ -79,7 +80,13 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         raise Exit(code=code)
 
 
-@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], short={"gpu": "g", "detach": "d"}, help={
+def _is_job(flags: dict[str, Any]) -> bool:
+    """Whether `train` with ``flags`` is one job across hosts (it covers every host of -H)."""
+    return int(flags.get("nnodes") or 0) > 1 and not flags.get("slurm")
+
+
+@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], short={"gpu": "g", "detach": "d"},
+          group=_is_job, help={
     **_RUN_HELP,
     "nnodes": "One job across this many hosts (fab -H gpu1,gpu2, or DLT_HOSTS): torchrun on "
               "each, one run id, supervised as a whole.",
@@ -140,18 +147,13 @@ def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, 
         raise Exit(code=code)
 
 
-#: Set once `fab -H a,b train --nnodes N` ran the job on its first host: fab calls the task
-#: again for each other host, which the job already covered.
-_JOB_RAN: list[str] = []
-
-
 def _job_hosts(c: Any) -> tuple[list[str], str]:
     """The job's hosts (node 0 first) and where they came from."""
-    from dltasks.hosts.remote.multihost import cli_hosts
     from dltasks.hosts.target import is_remote_context
+    from dltasks.tasks.invocation import invocation
 
     if is_remote_context(c):
-        return cli_hosts(program_argv()), "-H"
+        return list(invocation(c).hosts), "-H"
     hosts = list(settings_for(c).hosts)
     return hosts, "DLT_HOSTS" if hosts else "one host"
 
@@ -159,31 +161,24 @@ def _job_hosts(c: Any) -> tuple[list[str], str]:
 def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool,
          dry_run: bool, root: bool, allow_unmapped: bool, args: list[str], share: bool,
          nproc: str) -> None:
-    from dltasks.errors import DltError
+    """One job across the hosts (with fab: called once for all of -H, see ``group=``)."""
+    from dltasks.gpu.selection import parse_gpu_request
+    from dltasks.runs.job import check_hosts, run_job
+    from dltasks.runs.plan import RunRequest
+    from dltasks.runs.torchrun import parse_nproc
 
-    if _JOB_RAN:
-        return  # fab's call for another host of the job: it ran on the first one
-    _JOB_RAN.append("yes")
-    try:
-        from dltasks.gpu.selection import parse_gpu_request
-        from dltasks.runs.job import check_hosts, run_job
-        from dltasks.runs.plan import RunRequest
-        from dltasks.runs.torchrun import parse_nproc
-
-        hosts, where = _job_hosts(c)
-        check_hosts(nnodes, hosts, where)
-        local = settings_for_host(c, None, image=image or None)
-        req = RunRequest(kind="train", command=local.train_cmd, args=tuple(args),
-                         gpus=parse_gpu_request(gpu or None, default=local.gpus), image=image,
-                         root=root, allow_unmapped=allow_unmapped, share=share,
-                         nproc=parse_nproc(nproc or local.nproc))
-        with job_targets(c, hosts, image=image or None) as targets:
-            code = run_job(targets, local, req, detach=detach, dry_run=dry_run)
-    except DltError as e:
-        print(f"dlt: error: {e.message}", file=sys.stderr, flush=True)
-        raise SystemExit(e.code) from None
+    hosts, where = _job_hosts(c)
+    check_hosts(nnodes, hosts, where)
+    local = settings_for_host(c, None, image=image or None)
+    req = RunRequest(kind="train", command=local.train_cmd, args=tuple(args),
+                     gpus=parse_gpu_request(gpu or None, default=local.gpus), image=image,
+                     root=root, allow_unmapped=allow_unmapped, share=share,
+                     nproc=parse_nproc(nproc or local.nproc))
+    with job_targets(c, hosts, image=image or None) as targets:
+        code = run_job(targets, local, req, detach=detach, dry_run=dry_run)
     sys.stdout.flush()
-    raise SystemExit(code)
+    if code:
+        raise Exit(code=code)
 
 
 _SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root",

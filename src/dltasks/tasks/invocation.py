@@ -1,0 +1,113 @@
+"""What the user ran: the program (``dlt``, ``inv`` or ``fab``), its command line and hosts.
+
+Parsed once per program run and kept in the context's config, where every task reads it:
+``dlt`` (:class:`dltasks.cli.DltProgram`) puts its own argv there as it starts; under ``inv``
+and ``fab`` (invoke's and fabric's own programs, which parse ``sys.argv``) the first task to
+ask parses ``sys.argv`` and keeps the result there. Hints in messages (`inv setup`) are
+spelled for the program the user ran by :meth:`Invocation.render`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+ProgramName = Literal["dlt", "inv", "fab"]
+
+#: Where the invocation lives in a program run's config (plain data: configs are copied).
+CONFIG_KEY = "dlt_invocation"
+
+#: A hint in a message: a command of ours in backquotes, written as `inv TASK ...`.
+_HINT = re.compile(r"`inv ([^`]+)`")
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One parsed command line: which program, its words, the hosts of ``-H``, and what
+    follows ``--`` (None when there is no ``--``)."""
+
+    program: ProgramName
+    argv: tuple[str, ...]
+    hosts: tuple[str, ...] = ()
+    remainder: tuple[str, ...] | None = None
+
+    @property
+    def several_hosts(self) -> bool:
+        """Whether fab was given more than one host (``-H gpu1,gpu2``)."""
+        return len(self.hosts) > 1
+
+    def command(self, words: str, host: str = "") -> str:
+        """``words`` (a task and its flags: ``setup --engine``) as the user would type them
+        with this program; under fab, on ``host`` (default: the hosts of ``-H``)."""
+        if self.program == "fab":
+            on = host or ",".join(self.hosts)
+            return f"fab -H {on} {words}" if on else f"fab {words}"
+        return f"{self.program} {words}"
+
+    def render(self, text: str, host: str = "") -> str:
+        """``text`` with every `inv TASK ...` hint spelled as :meth:`command` spells it."""
+        if self.program == "inv":
+            return text
+        return _HINT.sub(lambda m: f"`{self.command(m.group(1), host)}`", text)
+
+
+def program_name(argv0: str) -> ProgramName:
+    """Which of our programs ``argv0`` is: fab, dlt (also ``python -m dltasks``), else inv."""
+    name = os.path.basename(argv0)
+    if name == "fab":
+        return "fab"
+    if name in ("dlt", "__main__.py", "-m") or name.startswith("dlt"):
+        return "dlt"
+    return "inv"
+
+
+def parse(argv: Sequence[str], program: ProgramName | None = None) -> Invocation:
+    """The invocation of command line ``argv`` (``argv[0]``: the program, unless given)."""
+    words = tuple(argv)
+    cut = words.index("--") if "--" in words else None
+    return Invocation(program=program or program_name(words[0] if words else ""),
+                      argv=words, hosts=tuple(cli_hosts(words)),
+                      remainder=None if cut is None else words[cut + 1:])
+
+
+def cli_hosts(argv: Sequence[str]) -> list[str]:
+    """The hosts of ``-H a,b`` / ``--hosts=a,b`` / ``-Ha,b`` in a fab command line."""
+    hosts: list[str] = []
+    it = iter(range(len(argv)))
+    for i in it:
+        a = argv[i]
+        if a == "--":
+            break
+        value = None
+        if a in ("-H", "--hosts") and i + 1 < len(argv):
+            value = argv[i + 1]
+            next(it, None)
+        elif a.startswith("--hosts="):
+            value = a.split("=", 1)[1]
+        elif a.startswith("-H") and len(a) > 2 and not a.startswith("--"):
+            value = a[2:]
+        if value:
+            hosts.extend(h for h in value.split(",") if h)
+    return hosts
+
+
+def keep(config: Any, program: ProgramName, argv: Sequence[str]) -> None:
+    """Put the invocation of ``argv`` in ``config`` (a program run's), as plain data."""
+    config[CONFIG_KEY] = {"program": program, "argv": list(argv)}
+
+
+def invocation(c: Any) -> Invocation:
+    """The invocation of the program running task context ``c``: the one kept in its config,
+    else ``sys.argv`` (``inv``/``fab``), kept there for the program's next task."""
+    config = getattr(c, "config", None)
+    kept = config.get(CONFIG_KEY, None) if config is not None else None
+    if not kept:
+        inv = parse(sys.argv)
+        if config is not None:
+            keep(config, inv.program, inv.argv)
+        return inv
+    return parse(kept["argv"], kept["program"])
