@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from invoke import Collection, Task
+from invoke.collection import Collection
+from invoke.tasks import Task
 
 from dltasks.tasks import config, gpu, images, remote, run, setup
 

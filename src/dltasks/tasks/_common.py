@@ -7,14 +7,12 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, cast, overload
 
-from invoke import Task, task
-
-F = TypeVar("F", bound=Callable[..., Any])
+from invoke.tasks import Task, task
 
 
-class DltTask(Task):  # type: ignore[type-arg]
+class DltTask(Task[Callable[..., Any]]):
     """A task whose flags get a short name only where ``short`` gives one.
 
     invoke would give every flag one (its first free letter): `train -h` was `--share`, so a
@@ -36,6 +34,15 @@ class DltTask(Task):  # type: ignore[type-arg]
         return opts
 
 
+@overload
+def dlt_task(fn: Callable[..., Any], /) -> DltTask: ...
+
+
+@overload
+def dlt_task(*, group: Callable[[dict[str, Any]], bool] | None = None,
+             **kwargs: Any) -> Callable[[Callable[..., Any]], DltTask]: ...
+
+
 def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
              **kwargs: Any) -> Any:
     """``invoke.task`` whose user errors (DltError) end as one line and an exit code.
@@ -45,7 +52,7 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
     ``group(flags)`` says when the body covers every host itself (one job across them).
     """
 
-    def wrap(fn: F) -> Any:
+    def wrap(fn: Callable[..., Any]) -> DltTask:
         wanted = _positionals(fn)
 
         @functools.wraps(fn)
@@ -61,7 +68,8 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
                 return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
             return call_once(fn, c, a, kw, inv)
 
-        return task(*args, klass=DltTask, **kwargs)(body)
+        # invoke's decorator is untyped (it returns a bare Callable): what it makes is a DltTask
+        return cast(DltTask, task(*args, klass=DltTask, **kwargs)(body))
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         fn, args = args[0], ()
@@ -84,7 +92,7 @@ def _positionals(fn: Callable[..., Any]) -> list[str]:
 def _task_help(binary: str, name: str) -> None:
     """Print task ``name``'s help as ``inv --help NAME`` does. invoke's parser hands a task
     that waits for a positional value (`stop RUN`) the ``-h`` itself, as that value."""
-    from invoke import Program
+    from invoke.program import Program
 
     from dltasks.tasks import ns
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 from dltasks.tasks._common import dlt_task, settings_for, target_for
 
@@ -38,7 +38,7 @@ def _probe_on_host(target: Any) -> str:
     put = ('d="$HOME/.cache/dltasks"; mkdir -p "$d" && printf %s "$2" > "$d/$1.tmp" '
            '&& mv "$d/$1.tmp" "$d/$1" && echo "$d/$1"')
     res = target.shell.run(quote(["sh", "-c", put, "_", name, text]), check=True)
-    return res.stdout.strip().splitlines()[-1]
+    return str(res.stdout).strip().splitlines()[-1]
 
 
 @dlt_task(iterable=["gpu"], short={"gpu": "g"}, help={

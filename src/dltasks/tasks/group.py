@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 from dltasks.errors import DltError
 from dltasks.tasks.invocation import Invocation

@@ -29,7 +29,7 @@ def extend_image(c: Any, force: bool = False, print: bool = False,
     """
     from dltasks.images import build as images
 
-    flags = {"ca_bundle": ca_bundle or None, "base_image": base_image or None}
+    flags: dict[str, Any] = {"ca_bundle": ca_bundle or None, "base_image": base_image or None}
     if print:
         images.print_dockerfile(settings_for(c, **flags))
         return

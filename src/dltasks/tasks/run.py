@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Sequence
 from typing import Any
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 from dltasks.tasks._common import (
     dlt_task,
@@ -408,7 +409,7 @@ def runs(c: Any) -> None:
     _table(rows, title=f"{len(rows) - 1} run record(s){where} in {s.project_dir / 'runs'}")
 
 
-def _table(rows: list[tuple[str, ...]], title: str) -> None:
+def _table(rows: Sequence[tuple[str, ...]], title: str) -> None:
     print(title)
     if len(rows) == 1:
         return

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 from dltasks.tasks._common import dlt_task, target_for
 

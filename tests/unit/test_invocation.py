@@ -1,0 +1,94 @@
+"""The parsed invocation, the hint renderer and the error types: pure, no program run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dltasks.errors import (
+    ClusterError,
+    ConnectionLost,
+    DltError,
+    EngineError,
+    LostNote,
+    SettingsError,
+)
+from dltasks.tasks.invocation import invocation, keep, parse, program_name
+
+
+@pytest.mark.parametrize("argv0,name", [("/usr/bin/fab", "fab"), ("dlt", "dlt"),
+                                        ("/venv/bin/inv", "inv"), ("invoke", "inv"),
+                                        ("/x/dltasks/__main__.py", "dlt")])
+def test_program_name(argv0: str, name: str) -> None:
+    assert program_name(argv0) == name
+
+
+def test_parse_hosts_and_remainder() -> None:
+    inv = parse(["fab", "-H", "gpu1,gpu2", "train", "--args", "x"])
+    assert inv.program == "fab" and inv.hosts == ("gpu1", "gpu2") and inv.several_hosts
+    assert inv.remainder is None
+    inv = parse(["dlt", "train", "--", "-c", "a b", "--", "-H", "x"])
+    assert inv.program == "dlt" and inv.hosts == () and not inv.several_hosts
+    assert inv.remainder == ("-c", "a b", "--", "-H", "x")
+    assert parse(["inv", "train", "--"]).remainder == ()
+
+
+def test_command_names_the_program_the_user_ran() -> None:
+    assert parse(["inv", "x"]).command("setup") == "inv setup"
+    assert parse(["dlt", "x"]).command("setup --engine") == "dlt setup --engine"
+    fab = parse(["fab", "-H", "gpu1,gpu2", "x"])
+    assert fab.command("setup", host="gpu2") == "fab -H gpu2 setup"
+    assert fab.command("setup") == "fab -H gpu1,gpu2 setup"
+    assert parse(["fab", "x"]).command("ps") == "fab ps"
+
+
+def test_render_respells_every_hint_and_nothing_else() -> None:
+    text = ("engine without the NVIDIA runtime: run `inv install-nvidia-docker` (or `inv "
+            "setup`); see `docker info`, inv is a word")
+    assert parse(["inv", "x"]).render(text) == text
+    assert parse(["dlt", "x"]).render(text) == (
+        "engine without the NVIDIA runtime: run `dlt install-nvidia-docker` (or `dlt "
+        "setup`); see `docker info`, inv is a word")
+    assert parse(["fab", "-H", "gpu1", "x"]).render(text, host="gpu1") == (
+        "engine without the NVIDIA runtime: run `fab -H gpu1 install-nvidia-docker` (or `fab -H "
+        "gpu1 setup`); see `docker info`, inv is a word")
+
+
+def test_the_invocation_is_kept_in_the_config_once() -> None:
+    from invoke.config import Config
+    from invoke.context import Context
+
+    config = Config()
+    keep(config, "dlt", ["dlt", "train", "--", "a"])
+    config.load_collection({"run": {"echo": False}})  # what invoke's executor does per call
+    assert invocation(Context(config=config)) == parse(["dlt", "train", "--", "a"], "dlt")
+    fresh = Config()
+    first = invocation(Context(config=fresh))  # inv/fab: sys.argv, kept for the next task
+    assert fresh.get("dlt_invocation") == {"program": first.program, "argv": list(first.argv)}
+
+
+def test_error_types_keep_message_and_code() -> None:
+    for kind in (SettingsError, EngineError, ConnectionLost, ClusterError):
+        e = kind("what: fix", code=3)
+        assert isinstance(e, DltError) and str(e) == e.message == "what: fix" and e.code == 3
+
+
+def test_an_engine_unreachable_through_a_dead_ssh_connection_is_a_connection_lost() -> None:
+    from dltasks.engine.errors import EngineUnreachable, unreachable
+
+    lost = unreachable(OSError("eof"), url="unix:///x", where="the Docker engine on gpu1",
+                       tls=False, note=LostNote("the SSH connection was lost: check the net"))
+    assert isinstance(lost, ConnectionLost) and isinstance(lost, EngineUnreachable)
+    assert lost.message == ("cannot reach the Docker engine on gpu1: the SSH connection was "
+                            "lost: check the net")
+    other = unreachable(OSError("eof"), url="unix:///x", where="the Docker engine on gpu1",
+                        tls=False, note="no socket at /x there")
+    assert isinstance(other, EngineError) and not isinstance(other, ConnectionLost)
+
+
+def test_settings_errors_are_typed(tmp_path: Path) -> None:
+    from dltasks.settings import resolve
+
+    with pytest.raises(SettingsError, match="expected a whole number"):
+        resolve(tmp_path, environ={"DLT_STOP_TIMEOUT": "soon"})
