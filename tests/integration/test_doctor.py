@@ -68,7 +68,7 @@ def test_engine_without_nvidia_runtime(project: Path, engine: object, base_image
     # the real engine's own error from a real GPU container start
     assert "the engine has no nvidia runtime (a GPU container fails: could not select device " \
            "driver)" in toolkit
-    assert "fix: run `inv install-nvidia-docker`" in r.stdout
+    assert "fix: run `dlt install-nvidia-docker`" in r.stdout
     assert any(ln.startswith("ok    engine") for ln in lines)
     _no_probe_left(engine)
 
@@ -115,7 +115,7 @@ def test_stale_project_image(project: Path, engine: object, base_image: str) -> 
         stale = dlt("doctor", "--no-gpu", cwd=project, env=env)
         assert f"WARN  image         project image not current: {name}:latest was built from " \
                "other inputs" in stale.stdout, stale.stdout
-        assert "fix: run `inv extend-image`" in stale.stdout
+        assert "fix: run `dlt extend-image`" in stale.stdout
     finally:
         for img in engine.images.list(name=name):  # type: ignore[attr-defined]
             for tag in img.tags:

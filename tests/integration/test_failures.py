@@ -127,7 +127,7 @@ def test_image_not_found(engine: Any, project: Path) -> None:
     r = dlt("train", "--image", "nope:1", "--gpu", "none", cwd=project)
     line = one_line(r)
     assert line == ("dlt: error: image nope:1 is not on this machine's engine "
-                    "(unix:///var/run/docker.sock): build it with `inv extend-image`, pull it "
+                    "(unix:///var/run/docker.sock): build it with `dlt extend-image`, pull it "
                     "(`docker pull nope:1`), or set DLT_IMAGE to an image it has")
     nothing_left(engine, project)
 

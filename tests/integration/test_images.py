@@ -148,7 +148,7 @@ def test_missing_base_image_is_one_error_line(proj: tuple[Path, str], engine: An
     missing = f"dlt-test-no-such-{uuid.uuid4().hex[:6]}:latest"
     line = _error_line(dlt("extend-image", cwd=d, env={"DLT_BASE_IMAGE": missing}))
     assert f"base image {missing} is neither local nor pullable" in line
-    assert "inv base-image" in line and "DLT_BASE_IMAGE" in line
+    assert "dlt base-image" in line and "DLT_BASE_IMAGE" in line
     assert _tags(engine, repo) == {}
 
 

@@ -89,7 +89,7 @@ def test_gpu_tasks_on_a_host_without_gpus_say_why_in_one_line(ssh_lab: Lab,
     d, _ = proj
     t = fab("-H", "gpu1", "test-gpu", "--image", "dlt-test-base:latest", cwd=d, env=ssh_lab.env())
     assert t.returncode != 0
-    assert "inv install-nvidia-docker" in _one_error_line(t.stderr)
+    assert "fab -H gpu1 install-nvidia-docker" in _one_error_line(t.stderr)
     plan = fab("-H", "gpu1", "install-nvidia-docker", "--dry-run", cwd=d, env=ssh_lab.env())
     assert plan.returncode == 0, plan.stderr
     assert "nvidia-ctk runtime configure --runtime=docker" in plan.stdout

@@ -38,7 +38,7 @@ def test_test_gpu_without_nvidia_runtime_is_one_line_and_leaves_nothing(
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1, p.stderr
     assert lines[0].startswith("dlt: error: ")
-    assert "no NVIDIA runtime" in lines[0] and "`inv install-nvidia-docker`" in lines[0]
+    assert "no NVIDIA runtime" in lines[0] and "`dlt install-nvidia-docker`" in lines[0]
     assert "Traceback" not in p.stdout + p.stderr
     assert dlt_containers(engine) == before
 

@@ -123,7 +123,7 @@ def test_gpu_without_nvidia_runtime_is_one_line_and_leaves_nothing(proj: Path,
     r = dlt("train", "--gpu", "0", cwd=proj, env={"DLT_TRAIN_CMD": "true"})
     assert r.returncode == 1
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and "inv install-nvidia-docker" in lines[0], r.stderr
+    assert len(lines) == 1 and "dlt install-nvidia-docker" in lines[0], r.stderr
     assert _containers(engine, _name(proj)) == []
 
 

@@ -66,7 +66,7 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
                 return None
             if is_remote(c) and inv.several_hosts:
                 return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
-            return call_once(fn, c, a, kw, inv)
+            return call_once(fn, c, a, kw)
 
         # invoke's decorator is untyped (it returns a bare Callable): what it makes is a DltTask
         return cast(DltTask, task(*args, klass=DltTask, **kwargs)(body))

@@ -29,19 +29,16 @@ def is_remote(c: Any) -> bool:
     return bool(getattr(c, "host", None)) and hasattr(c, "open")
 
 
-def call_once(fn: Callable[..., Any], c: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
-              inv: Invocation) -> Any:
-    """``fn(c, ...)``; a DltError ends the program as one line, its hints in ``inv``'s
-    spelling (`fab -H gpu1 setup` for the host of ``c``)."""
+def call_once(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+    """``fn(c, ...)``; a DltError ends the program as one line, its hints spelled for the
+    program the user ran (`fab -H gpu1 setup` for the host of ``c``)."""
     try:
         return _call(fn, c, args, kwargs)
     except DltError as e:
-        where = ""
-        if is_remote(c):
-            from dltasks.hosts.remote.multihost import host_name
+        from dltasks.tasks.invocation import spelled
 
-            where = host_name(c)
-        raise Exit(f"dlt: error: {inv.render(e.message, where)}", code=e.code) from None
+        raise Exit(f"dlt: error: {spelled(c, e.message)}", code=e.code) from None
 
 
 def call_over_hosts(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
@@ -56,7 +53,7 @@ def call_over_hosts(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
     if not is_host(c, first):
         return None  # the call for the first host ran this host's turn
     if whole:
-        return call_once(fn, c, args, kwargs, inv)
+        return call_once(fn, c, args, kwargs)
     results = GroupResult()
     cx = c
     for spec in inv.hosts:

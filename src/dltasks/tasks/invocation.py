@@ -111,3 +111,16 @@ def invocation(c: Any) -> Invocation:
             keep(config, inv.program, inv.argv)
         return inv
     return parse(kept["argv"], kept["program"])
+
+
+def spelled(c: Any, text: str) -> str:
+    """``text`` (a report, a message) with its hints spelled for the program running ``c``
+    and, under fab, for ``c``'s host."""
+    from dltasks.tasks.group import is_remote
+
+    host = ""
+    if is_remote(c):
+        from dltasks.hosts.remote.multihost import host_name
+
+        host = host_name(c)
+    return invocation(c).render(text, host)

@@ -8,6 +8,7 @@ from typing import Any
 from invoke.exceptions import Exit
 
 from dltasks.tasks._common import dlt_task, target_for
+from dltasks.tasks.invocation import spelled
 
 
 @dlt_task(help={
@@ -70,7 +71,7 @@ def setup(c: Any, no_gpu: bool = False, dry_run: bool = False, load: Any = None,
     if dry_run and commands:
         print("commands a real run would run:")
         print("\n".join(commands) + "\n")
-    print(checklist.render(results))
+    print(spelled(c, checklist.render(results)))
     code = checklist.exit_code(results)
     if code:
         raise Exit(code=code)
@@ -96,7 +97,7 @@ def doctor(c: Any, no_gpu: bool = False, min_shm: str = "1g", min_free: str = "2
         facts = doctor_facts(t, gather_setup_facts(t.shell), gpu_checks=not no_gpu,
                              shm_need=shm_need)
     findings = dr.diagnose(facts, min_free=free_need)
-    print(dr.render(findings))
+    print(spelled(c, dr.render(findings)))
     code = dr.exit_code(findings)
     if code:
         raise Exit(code=code)
