@@ -29,7 +29,7 @@ class SettingsError(DltError):
     """A setting (.env, the ``dlt`` config section, a flag) has a value that cannot be used."""
 
 
-class EngineError(DltError):
+class EngineFailure(DltError):
     """The Docker engine could not be reached, or refused or failed what was asked of it."""
 
 

@@ -10,7 +10,7 @@ from dltasks.errors import (
     ClusterError,
     ConnectionLost,
     DltError,
-    EngineError,
+    EngineFailure,
     LostNote,
     SettingsError,
 )
@@ -69,7 +69,7 @@ def test_the_invocation_is_kept_in_the_config_once() -> None:
 
 
 def test_error_types_keep_message_and_code() -> None:
-    for kind in (SettingsError, EngineError, ConnectionLost, ClusterError):
+    for kind in (SettingsError, EngineFailure, ConnectionLost, ClusterError):
         e = kind("what: fix", code=3)
         assert isinstance(e, DltError) and str(e) == e.message == "what: fix" and e.code == 3
 
@@ -84,7 +84,7 @@ def test_an_engine_unreachable_through_a_dead_ssh_connection_is_a_connection_los
                             "lost: check the net")
     other = unreachable(OSError("eof"), url="unix:///x", where="the Docker engine on gpu1",
                         tls=False, note="no socket at /x there")
-    assert isinstance(other, EngineError) and not isinstance(other, ConnectionLost)
+    assert isinstance(other, EngineFailure) and not isinstance(other, ConnectionLost)
 
 
 def test_settings_errors_are_typed(tmp_path: Path) -> None:

@@ -41,6 +41,12 @@ def _is_task(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return False
 
 
+def _is_overload(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A ``@typing.overload`` signature: a type of the definition that follows, not another."""
+    return any(getattr(d, "id", getattr(d, "attr", "")) == "overload"
+               for d in node.decorator_list)
+
+
 def _trees() -> dict[str, ast.Module]:
     return {_module(p): ast.parse(p.read_text(encoding="utf-8"), str(p))
             for p in sorted(SRC.rglob("*.py"))}
@@ -51,7 +57,8 @@ def definitions() -> dict[str, list[str]]:
     where: dict[str, list[str]] = defaultdict(list)
     for mod, tree in _trees().items():
         for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _is_task(node):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    _is_task(node) or _is_overload(node)):
                 continue
             if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
                     and not node.name.startswith("_"):

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dltasks.engine.dial import dial
-from dltasks.errors import DltError
+from dltasks.errors import DltError, EngineFailure
 
 if TYPE_CHECKING:
     from dltasks.engine.endpoint import Tls
@@ -37,7 +37,7 @@ MAX_API = (1, 45)
 _USER_AGENT = "dltasks"
 
 
-class EngineError(DltError):
+class EngineError(EngineFailure):
     """The engine answered with an error status; ``explanation`` is its message.
 
     Its one line names the engine, the call and what to do; callers that know better (a

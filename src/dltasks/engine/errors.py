@@ -11,10 +11,10 @@ from __future__ import annotations
 import errno
 import socket
 
-from dltasks.errors import ConnectionLost, EngineError, LostNote
+from dltasks.errors import ConnectionLost, EngineFailure, LostNote
 
 
-class EngineUnreachable(EngineError):
+class EngineUnreachable(EngineFailure):
     """The engine could not be reached, or what answered is not one we can talk to."""
 
 
