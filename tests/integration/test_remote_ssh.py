@@ -45,6 +45,7 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, remote_project: 
 
     from dltasks.hosts.remote import remote_target
     from dltasks.hosts.remote.forward import SocketForward
+    from dltasks.hosts.remote.target import RemoteTarget
     from dltasks.settings import resolve
 
     d, name = remote_project
@@ -52,7 +53,7 @@ def test_engine_forwarded_over_the_ssh_connection(ssh_lab: Lab, remote_project: 
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     t = remote_target(fabric.Connection("gpu1"), resolve(d, host="gpu1", environ={}))
     try:
-        assert (t.name, t.is_remote) == ("gpu1", True)
+        assert t.name == "gpu1" and isinstance(t, RemoteTarget) and t.syncs_project
         assert t.host_project_dir == f"/home/dltgpu1/dltasks/{name}"
         # Nagle off (else ~40 ms per short exchange), and our socket not kept for a reconnect
         assert t.shell.c.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -368,20 +368,13 @@ def _block_interrupts() -> Iterator[None]:
 
 
 def _lost(target: Target) -> bool:
-    if not target.is_remote:
-        return False
-    from dltasks.hosts.remote.target import connection_lost
-
-    return connection_lost(target)
+    return not target.is_alive()
 
 
 def check_connection(target: Target, run_id: str) -> None:
     """After a stream ends: a remote stream that ended because SSH dropped is not a finished
     run; say so (and how to reattach) instead of reporting an exit code."""
-    if target.is_remote:
-        from dltasks.hosts.remote.target import check_alive
-
-        check_alive(target, run_id)
+    target.check_alive(run_id)
 
 
 def start_detached(target: Target, spec: RunSpec) -> str:

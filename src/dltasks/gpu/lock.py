@@ -23,8 +23,8 @@ for the file's inode; a remote holder marks its process, :data:`HELD_MARK`, beca
 again is given up on in the same time.
 
 On this machine it is an ``fcntl.flock``; on a remote host, util-linux's ``flock`` on a
-descriptor of a shell in an SSH exec channel (:mod:`.gpulock_remote`), which lets go when the
-channel closes or when the client's heartbeat stops (a client gone from the network).
+descriptor of a shell in an SSH exec channel (:mod:`dltasks.hosts.remote.gpulock`), which lets
+go when the channel closes or when the client's heartbeat stops (a client gone from the network).
 """
 
 from __future__ import annotations
@@ -308,13 +308,7 @@ def gpu_lock(target: Target, timeout: float | None = None,
 
     waiting = waiting or say_waiting
 
-    if target.is_remote:
-        from dltasks.hosts.remote.gpulock import remote_lock
-
-        lock = remote_lock(target.shell.c.transport, target.name, timeout, waiting)
-    else:
-        lock = local_lock(timeout, waiting, target.name)
-    with lock as path:
+    with target.hold_gpu_lock(timeout, waiting) as path:  # local_lock, or remote_lock over SSH
         if waiting is say_waiting and time.monotonic() - t0 > _SAY_AFTER_S:
             print(f"dlt: got the GPU lock on {target.name}", file=sys.stderr)
         yield path

@@ -107,13 +107,8 @@ def gather_later(target: Target, settings: Settings, *,
                  status: bool = False) -> Callable[[], HostGpus]:
     """:func:`gather_host_gpus`, started now: on this machine a child process, on a remote host
     an exec channel in a thread. Call the result for the answer."""
-    argv = _script(settings, status)
-    if not target.is_remote:
-        from dltasks.hosts.shell import local_start
-
-        return _answer(local_start(argv), settings)
-    fut = in_background(target.shell.run, quote(argv))
-    return lambda: _parse(fut.result().stdout, settings)
+    output = target.start(_script(settings, status))
+    return lambda: _parse(output().stdout, settings)
 
 
 def facts_later(target: Target, sel: GpuSelection, *,

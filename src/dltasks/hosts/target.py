@@ -1,26 +1,34 @@
 """Target: WHERE the work happens. An immutable description of one host, and what it holds open.
 
-Task bodies talk only to a Target, so the same body runs on this machine (an
-``invoke.Context``, :data:`LOCAL`) and on a remote host (a ``fabric.Connection``,
-:data:`REMOTE`, built by :mod:`dltasks.hosts.remote.target`). What a target opens (engine clients,
-an SSH connection, a socket forward, an rsync tunnel) lives in its :class:`Resources` and is
-closed once, newest first, by one ``ExitStack``: a run that spans several targets closes each
-the same way.
+Task bodies talk only to a Target, so the same body runs on this machine (a
+:class:`LocalTarget`, made from an ``invoke.Context``) and on a remote host (a
+:class:`~dltasks.hosts.remote.target.RemoteTarget`, made from a ``fabric.Connection``), as
+invoke's ``Local`` and fabric's ``Remote`` runners share one ``Runner``. The kind is decided
+once, in :func:`open_target`; everything that differs by kind (syncing the project, liveness,
+the GPU lock, starting a program, who we are there, how to name the host in a message) is a
+method of the target, so no caller asks which kind it holds.
+
+What a target opens (engine clients, an SSH connection, a socket forward, an rsync tunnel)
+lives in its :class:`Resources` and is closed once, newest first, by one ``ExitStack``: a run
+that spans several targets closes each the same way.
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from dltasks.engine.client import EngineAddr
+from dltasks.engine.client import DEFAULT_URL, EngineAddr
 from dltasks.engine.endpoint import Endpoint
-from dltasks.errors import DltError
-from dltasks.hosts.shell import Shell
+from dltasks.errors import ConnectionLost, DltError
+from dltasks.hosts.shell import CmdResult, Shell, local_start, quote
 from dltasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,14 +36,24 @@ if TYPE_CHECKING:
 
     from dltasks.engine.api import Engine
 
-LOCAL: Literal["local"] = "local"
-REMOTE: Literal["remote"] = "remote"
 T = TypeVar("T")
 
 
-def is_remote_context(c: Any) -> bool:
-    """A fabric Connection (``fab -H``) rather than a local invoke Context."""
-    return bool(getattr(c, "host", None)) and hasattr(c, "open")
+def ssh_host_of(c: Any) -> str | None:
+    """The host the user named for this context (``fab -H gpu1``: "gpu1", as typed, not the
+    HostName it resolves to); None for an invoke Context (this machine)."""
+    if not (getattr(c, "host", None) and hasattr(c, "open")):
+        return None
+    return str(getattr(c, "original_host", None) or c.host)
+
+
+@dataclass(frozen=True)
+class HostLogin:
+    """Who runs on the host, and how many CPUs it has (:meth:`Target.prepare`)."""
+
+    uid_gid: str
+    user: str
+    cpus: int
 
 
 @dataclass(frozen=True)
@@ -111,12 +129,11 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class Target:
+class Target(ABC):
     """One host: its name, its shell, its engine (and why that one), and where the project
-    lives on it."""
+    lives on it. :class:`LocalTarget` and ``RemoteTarget`` answer what differs by kind."""
 
     name: str
-    kind: Literal["local", "remote"]
     shell: Shell
     settings: Settings
     #: The engine as resolved on the host (dltasks.engine.endpoint): what `config`/`doctor` show.
@@ -133,10 +150,6 @@ class Target:
     host_copy: HostCopy | None = None
     #: Who we are on the host: the login its runs' user label holds.
     login: str = ""
-
-    @property
-    def is_remote(self) -> bool:
-        return self.kind == REMOTE
 
     @property
     def engine_addr(self) -> EngineAddr:
@@ -160,6 +173,167 @@ class Target:
     def close(self) -> None:
         self.resources.close()
 
+    def run_script(self, script: str, *args: str, check: bool = False) -> CmdResult:
+        """Run the shell program ``script`` on the host (``sh -c script _ args...``)."""
+        return self.shell.run(quote(["sh", "-c", script, "_", *args]), check=check)
+
+    # What differs by kind: each kind answers.
+
+    @property
+    @abstractmethod
+    def syncs_project(self) -> bool:
+        """Whether the host works on its own copy of the project, sent by
+        :meth:`sync_project` (so a path has a side here and a side on the host)."""
+
+    @abstractmethod
+    def sync_project(self, settings: Settings | None = None, **options: Any) -> Any:
+        """Bring the host's copy of the project up to date (``options``: those of
+        :func:`dltasks.hosts.remote.sync.sync_project`); None where there is no copy."""
+
+    @abstractmethod
+    def is_alive(self) -> bool:
+        """Whether the way to the host still works (a remote one: the SSH connection; a dead
+        one ends the forwarded engine's streams with a plain EOF, like a finished run)."""
+
+    def check_alive(self, run_id: str = "") -> None:
+        """A one-line DltError when the way to the host was lost. Called after a log stream
+        or an attached run ends: runs outlive the connection, so it says how to reattach."""
+        if not self.is_alive():
+            again = (f"; the run goes on there: reattach with `{self.task_command('logs')} "
+                     f"{run_id} --follow`") if run_id else ""
+            raise ConnectionLost(f"lost the SSH connection to {self.name}{again}", code=255)
+
+    @abstractmethod
+    def hold_gpu_lock(self, timeout: float,
+                      waiting: Callable[[], None]) -> AbstractContextManager[str]:
+        """The host's GPU lock (:mod:`dltasks.gpu.lock`), held while in the block; yields
+        the lock file's path on the host. ``waiting`` is called once when another holds it."""
+
+    @abstractmethod
+    def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
+        """Start ``argv`` on the host now; call the result for its output."""
+
+    @abstractmethod
+    def prepare(self, must_exist: Sequence[str],
+                make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
+        """Who runs on the host, and which of ``must_exist`` are missing there; the folders
+        ``make_dirs`` are made when nothing is missing. One round trip at most."""
+
+    def who(self) -> HostLogin:
+        """Who runs on the host (uid:gid, login) and its CPU count."""
+        return self.prepare((), ())[0]
+
+    @abstractmethod
+    def copy_of(self, path: Path, name: str) -> str:
+        """The path on the host of a file with ``path``'s content (this machine's file is
+        itself; a remote host gets ``~/.cache/dltasks/NAME-HASH.SUFFIX``)."""
+
+    @abstractmethod
+    def peer_address(self) -> str:
+        """The address on which this machine reaches the host."""
+
+    @property
+    @abstractmethod
+    def own_uid_gid(self) -> str:
+        """The uid:gid runs take there when known without asking the host, else ""."""
+
+    @property
+    @abstractmethod
+    def home_dir(self) -> str:
+        """The login's home folder on the host ("" when not asked yet)."""
+
+    @property
+    @abstractmethod
+    def on_host(self) -> str:
+        """Where, as words after a line about this host's things: " on gpu1"; "" here."""
+
+    @property
+    @abstractmethod
+    def engine_where(self) -> str:
+        """The host's engine in a message: "gpu1", "this machine's engine (URL)"."""
+
+    @abstractmethod
+    def task_command(self, task: str) -> str:
+        """The command that runs ``task`` against this host: `inv TASK`, `fab -H gpu1 TASK`."""
+
+    @property
+    @abstractmethod
+    def engine_is_hosts_own(self) -> bool:
+        """Whether the engine our runs go to is the host's own (ours to install and start)
+        rather than one elsewhere that DLT_DOCKER_HOST points at."""
+
+    @property
+    @abstractmethod
+    def engine_addr_on_host(self) -> EngineAddr:
+        """How a program ON the host (its docker CLI) dials the engine."""
+
+
+class LocalTarget(Target):
+    """This machine, through an invoke Context: nothing to sync, always alive, the GPU lock an
+    ``fcntl.flock``, programs started as children."""
+
+    @property
+    def syncs_project(self) -> bool:
+        return False
+
+    def sync_project(self, settings: Settings | None = None, **options: Any) -> None:
+        return None  # the project is here already
+
+    def is_alive(self) -> bool:
+        return True
+
+    def hold_gpu_lock(self, timeout: float,
+                      waiting: Callable[[], None]) -> AbstractContextManager[str]:
+        from dltasks.gpu.lock import local_lock
+
+        return local_lock(timeout, waiting, self.name)
+
+    def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
+        pending = local_start(argv)
+        return lambda: pending.result()
+
+    def prepare(self, must_exist: Sequence[str],
+                make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
+        who = HostLogin(self.own_uid_gid, getpass.getuser(), os.cpu_count() or 1)
+        missing = [p for p in must_exist if not os.path.exists(p)]
+        if not missing:
+            for d in make_dirs:
+                os.makedirs(d, exist_ok=True)
+        return who, missing
+
+    def copy_of(self, path: Path, name: str) -> str:
+        return str(path)
+
+    def peer_address(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def own_uid_gid(self) -> str:
+        return f"{os.getuid()}:{os.getgid()}"
+
+    @property
+    def home_dir(self) -> str:
+        return os.path.expanduser("~")
+
+    @property
+    def on_host(self) -> str:
+        return ""
+
+    @property
+    def engine_where(self) -> str:
+        return f"this machine's engine ({self.endpoint.url})"
+
+    def task_command(self, task: str) -> str:
+        return f"inv {task}"
+
+    @property
+    def engine_is_hosts_own(self) -> bool:
+        return self.endpoint.url == DEFAULT_URL
+
+    @property
+    def engine_addr_on_host(self) -> EngineAddr:
+        return self.engine_addr
+
 
 def local_endpoint(settings: Settings) -> Endpoint:
     """This machine's engine: DLT_DOCKER_HOST, else the docker CLI's own rules."""
@@ -174,9 +348,23 @@ def local_engine_addr(settings: Settings, endpoint: Endpoint | None = None) -> E
     return EngineAddr.of(endpoint or local_endpoint(settings), settings.engine_timeout)
 
 
-def local_target(c: Any, settings: Settings) -> Target:
+def local_target(c: Any, settings: Settings) -> LocalTarget:
+    """This machine's target (an invoke Context)."""
     endpoint = local_endpoint(settings)
-    return Target(name="local", kind=LOCAL, shell=Shell(c, sudo_password=settings.sudo_password),
+    return LocalTarget(name="local", shell=Shell(c, sudo_password=settings.sudo_password),
                   settings=settings, endpoint=endpoint,
                   resources=Resources(local_engine_addr(settings, endpoint)),
                   host_project_dir=str(settings.project_dir), login=getpass.getuser())
+
+
+def open_target(c: Any, settings: Settings, *, engine_soon: bool = True,
+                check_sync: bool = False) -> Target:
+    """The target for ``c``: the one place that tells an invoke Context (this machine) from a
+    fabric Connection (a remote host, opened here: see
+    :func:`dltasks.hosts.remote.target.remote_target` for ``engine_soon``/``check_sync``)."""
+    if ssh_host_of(c) is None:
+        return local_target(c, settings)
+    from dltasks.hosts.remote.target import remote_target
+
+    return remote_target(c, settings, engine_soon=engine_soon, check_sync=check_sync)
+

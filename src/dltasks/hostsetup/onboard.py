@@ -51,11 +51,10 @@ def _cmds(plan: Sequence[Command]) -> list[str]:
 
 def _engine(st: _State) -> cl.StepResult:
     name, url, addr = "docker engine", st.target.endpoint.url, st.target.engine_addr
-    from dltasks.engine.client import DEFAULT_URL
 
     # the host's own engine (locally the default socket; remotely the forwarded one) is ours to
     # install and start; an engine elsewhere (DLT_DOCKER_HOST=tcp://..., another socket) is not
-    local_socket = st.target.is_remote or url == DEFAULT_URL
+    local_socket = st.target.engine_is_hosts_own
     if not st.host.dockerd_found and local_socket:
         plan = apply.engine_install_plan(st.host)
         if st.opts.dry_run:

@@ -199,8 +199,7 @@ def _gpu_access(target: Target) -> GpuAccess:
 
 def _source(target: Target) -> str:
     """Why that engine, as `doctor` and `config` say it."""
-    where = f" on {target.name}" if target.is_remote else ""
-    return target.endpoint.source + where
+    return target.endpoint.source + target.on_host
 
 
 def _in_group_file(target: Target, user: str) -> bool:

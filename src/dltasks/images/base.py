@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from dltasks import __version__
-from dltasks.engine.client import EngineAddr
 from dltasks.errors import DltError
 from dltasks.images.progress import Steps
 
@@ -281,7 +280,7 @@ def make_base_image(target: Target, spec: BaseImageSpec, *, force: bool = False,
         with steps.step(f"docker import as {spec.name}"):
             changes = " ".join(f"--change {_q(c)}" for c in
                                import_changes(spec, digest, bool(spec.ca_bundle)))
-            addr = EngineAddr.of(target.endpoint) if target.is_remote else target.engine_addr
+            addr = target.engine_addr_on_host
             env = " ".join(f"{k}={_q(v)}" for k, v in addr.cli_env().items())
             r = sh.sudo(f"tar --numeric-owner -C {_q(root)} -c . | {env} "
                         f"docker import {changes} - {_q(spec.name)}", check=True)

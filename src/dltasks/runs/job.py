@@ -193,10 +193,8 @@ def _ready(n: JobNode, local: Settings, req: RunRequest, job_id: str, started: s
     if n.rank == 0 and n.plan.image_paths:
         print(image_paths_note(n.plan), file=sys.stderr, flush=True)
     try:
-        if t.is_remote and not dry_run:
-            from dltasks.hosts.remote.sync import sync_project
-
-            sync_project(t, s, runs=[job_id], quiet=False)
+        if not dry_run:
+            t.sync_project(s, runs=[job_id], quiet=False)
         n.login = prepare_host(t, n.plan)
         if not later:
             with contextlib.suppress(DltError):
@@ -264,12 +262,7 @@ def _meeting_point(nodes: Sequence[JobNode]) -> tuple[str, int, list[str]]:
 
 def _peer_address(t: Target) -> str:
     """The address this machine's SSH connection to ``t`` goes to."""
-    transport = getattr(t.shell.c, "transport", None)
-    sock = getattr(transport, "sock", None)
-    try:
-        return str(sock.getpeername()[0]) if sock is not None else "127.0.0.1"
-    except OSError:
-        return "127.0.0.1"
+    return t.peer_address()
 
 
 def _sh(t: Target, script: str, *args: str) -> str:
@@ -458,11 +451,8 @@ def _follow(n: JobNode, run: runner.Running, log: localio.Sink | None, out: loca
         code, why = None, f"lost its stream ({e})"
     if code is None and not why:
         why = "lost"
-    if n.target.is_remote:
-        from dltasks.hosts.remote.target import connection_lost
-
-        if connection_lost(n.target):
-            code, why = None, f"lost the SSH connection to {n.name}"
+    if not n.target.is_alive():
+        code, why = None, f"lost the SSH connection to {n.name}"
     ended.put((n.rank, code, why))
 
 

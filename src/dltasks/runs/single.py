@@ -11,7 +11,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from dltasks.engine.spec import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, 
 from dltasks.errors import ConnectionLost, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
-from dltasks.hosts.shell import quote
+from dltasks.hosts.target import HostLogin as HostLogin  # job.py takes it from here
 from dltasks.hosts.target import Target
 from dltasks.runs import output as localio
 from dltasks.runs import torchrun
@@ -50,8 +50,7 @@ from dltasks.settings.masking import secret_values
 
 def host_facts(target: Target) -> TargetFacts:
     """The target's name and project folder; the uid:gid comes with :func:`prepare_host`."""
-    uid_gid = "" if target.is_remote else f"{os.getuid()}:{os.getgid()}"
-    return TargetFacts(target.name, target.host_project_dir, uid_gid, target.host_home)
+    return TargetFacts(target.name, target.host_project_dir, target.own_uid_gid, target.host_home)
 
 
 def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
@@ -93,48 +92,19 @@ def image_record(target: Target, image: str) -> dict[str, Any]:
     try:
         return target.engine.inspect_image(image)
     except NotFound:
-        where = target.name if target.is_remote else \
-            f"this machine's engine ({target.endpoint.url})"
-        raise DltError(f"image {image} is not on {where}: build it with `inv extend-image`, pull "
-                       f"it (`docker pull {image}`), or set DLT_IMAGE to an image it has") \
-            from None
-
-
-@dataclass(frozen=True)
-class HostLogin:
-    """Who runs on the host, and how many CPUs it has (from :func:`prepare_host`)."""
-
-    uid_gid: str
-    user: str
-    cpus: int
+        raise DltError(f"image {image} is not on {target.engine_where}: build it with `inv "
+                       f"extend-image`, pull it (`docker pull {image}`), or set DLT_IMAGE to "
+                       "an image it has") from None
 
 
 def prepare_host(target: Target, plan: RunPlan) -> HostLogin:
     """Check on the host that the paths the run mounts exist, create the outputs folder, and
     learn the login's uid:gid, name and the host's CPU count: one round trip for a remote
     host, none for this machine."""
-    if not target.is_remote:
-        missing = [p for p in plan.must_exist if not os.path.exists(p)]
-        if missing:
-            raise DltError(missing_message(target.name, missing))
-        for d in plan.make_dirs:
-            os.makedirs(d, exist_ok=True)
-        import getpass
-
-        return HostLogin(f"{os.getuid()}:{os.getgid()}", getpass.getuser(), os.cpu_count() or 1)
-    script = ('id -u; id -g; id -un; getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1; '
-              'for p in "$@"; do case "$p" in mkdir:*) '
-              'mkdir -p "${p#mkdir:}" || exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; '
-              'done')
-    args = [*plan.must_exist, *(f"mkdir:{d}" for d in plan.make_dirs)]
-    res = target.shell.run(quote(["sh", "-c", script, "_", *args]), check=True)
-    lines = res.stdout.splitlines()
-    missing = [ln[len("missing:"):] for ln in lines[4:] if ln.startswith("missing:")]
+    who, missing = target.prepare(plan.must_exist, plan.make_dirs)
     if missing:
         raise DltError(missing_message(target.name, missing))
-    cpus = lines[3].strip()
-    return HostLogin(f"{lines[0].strip()}:{lines[1].strip()}", lines[2].strip(),
-                     int(cpus) if cpus.isdigit() else 1)
+    return who
 
 
 def _ready_host(target: Target, plan: RunPlan,
@@ -146,16 +116,14 @@ def _ready_host(target: Target, plan: RunPlan,
     path that must exist inside the synced folder waits for the sync. Errors come in that
     order: sync, host, image.
     """
-    if not target.is_remote:
+    if not target.syncs_project:
         return prepare_host(target, plan), image_record(target, image)
     from concurrent.futures import ThreadPoolExecutor
-
-    from dltasks.hosts.remote.sync import sync_project
 
     code_dir = target.host_project_dir.rstrip("/") + "/"
     needs_code = any(p == code_dir[:-1] or p.startswith(code_dir) for p in plan.must_exist)
     with ThreadPoolExecutor(2, thread_name_prefix="dlt-ready") as pool:
-        synced = pool.submit(sync_project, target, target.settings, runs=[plan.run_id])
+        synced = pool.submit(target.sync_project, runs=[plan.run_id])
         looked_up = pool.submit(image_record, target, image)
         if needs_code:
             synced.result()
@@ -220,18 +188,15 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         plan.spec = _with_gpus(gpumode.apply_access(plan.spec, access,
                                                     _image_env_if_any(target, image)),
                                access, "")
-        cpus = os.cpu_count() or 1
-        if target.is_remote:
-            ids = target.shell.run("id -u; id -g; getconf _NPROCESSORS_ONLN", check=True
-                                   ).stdout.split()
-            cpus = int(ids[2]) if len(ids) > 2 and ids[2].isdigit() else 1
-            if not req.root:
-                plan.spec = replace(plan.spec, user=f"{ids[0]}:{ids[1]}")
+        who = target.who()  # locally the uid:gid the plan already has
+        cpus = who.cpus
+        if not req.root:
+            plan.spec = replace(plan.spec, user=who.uid_gid)
         if req.nproc:
             plan.spec = under_torchrun(plan.spec, req, access, found, cpus, target.name)
         print(docker_run_cmdline(plan.spec, detach=detach))
         print()
-        print(mapping_table(plan.pathmap, target.is_remote))
+        print(mapping_table(plan.pathmap, target.syncs_project))
         for rel, m in plan.configs:
             for old, new in m.replacements:
                 print(f"  {rel}: {old} -> {new}")

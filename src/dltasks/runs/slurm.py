@@ -10,7 +10,6 @@ its state (``squeue``), and the bytes its output file grew by.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import shutil
 import sys
@@ -107,10 +106,7 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         private_file(plan.run_dir / ENV_FILE, env)
         if node:
             private_file(plan.run_dir / "node.sh", node)
-        if target.is_remote:
-            from dltasks.hosts.remote.sync import sync_project
-
-            sync_project(target, s, runs=[run_id])
+        target.sync_project(s, runs=[run_id])
         job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
     slurm = SlurmInfo(job_id, job.runtime, job.nodes, job.gpus_per_node, procs(job), script,
                       posixpath.join(host_dir, f"slurm-{job_id}.out"), host_dir, **made)
@@ -171,7 +167,7 @@ def runtime_image(target: Target, job: SlurmJob, flag_image: str = "", *,
                            f"{project_image}: run --slurm from a login host with the project's "
                            f"engine, {fix}")
     image_id = out.splitlines()[-1] if out else ""
-    build = f"fab -H {where} extend-image" if target.is_remote else "inv extend-image"
+    build = target.task_command("extend-image")
     if not image_id.startswith("sha256:"):
         raise ClusterError(f"no image {project_image} on {where}'s engine to make the "
                            f"{job.runtime} image from ({' '.join(out.split())[:160]}): build it "
@@ -212,7 +208,7 @@ def _image_dir(target: Target) -> str:
         raise ClusterError(f"DLT_SLURM_IMAGE_DIR={d!r}: ~user paths are not supported; write an "
                            "absolute path or ~/path")
     if d == "~" or d.startswith("~/"):
-        home = target.host_home if target.is_remote else os.path.expanduser("~")
+        home = target.home_dir
         if not home:
             home = target.shell.run('printf %s "$HOME"', check=True).stdout.strip()
         d = posixpath.join(home, d[2:])

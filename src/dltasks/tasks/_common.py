@@ -120,13 +120,12 @@ def settings_for(c: Any, *, host_layer: bool = True, **flags: Any) -> Any:
     For a remote context ``.env.<host>`` is layered over ``.env``, unless ``host_layer`` is
     off: that gives the laptop's side of the three-way path map.
     """
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
     from dltasks.settings import resolve
 
     cfg = c.config.get("dlt", None) or {}
     # .env.<host> is named after what the user typed (gpu1), not the HostName it resolves to.
-    remote = is_remote_context(c) and host_layer
-    host = str(getattr(c, "original_host", None) or c.host) if remote else None
+    host = ssh_host_of(c) if host_layer else None
     return resolve(project_dir(c), config=dict(cfg), flags=flags, host=host)
 
 
@@ -147,7 +146,7 @@ def job_targets(c: Any, hosts: list[str], **flags: Any) -> Iterator[list[Any]]:
 
     from dltasks.hosts.background import in_background
     from dltasks.hosts.remote import remote_target
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
 
     def open_one(host: str) -> Any:
         from fabric import Config, Connection
@@ -155,14 +154,14 @@ def job_targets(c: Any, hosts: list[str], **flags: Any) -> Iterator[list[Any]]:
         if own(host):
             conn = c
         else:
-            conn = Connection(host, config=c.config if is_remote_context(c) else Config())
+            conn = Connection(host, config=c.config if ssh_host_of(c) else Config())
             conn.connect_kwargs = {k: v for k, v in conn.connect_kwargs.items() if k != "sock"}
         return remote_target(conn, settings_for_host(c, host, **flags))
 
     def own(host: str) -> bool:
-        return is_remote_context(c) and host in (str(getattr(c, "original_host", "")), c.host)
+        return bool(ssh_host_of(c)) and host in (str(getattr(c, "original_host", "")), c.host)
 
-    if is_remote_context(c):
+    if ssh_host_of(c):
         # fabric hands every Connection of one config the SAME connect_kwargs dict (and our
         # dialler puts each one's socket in it): opened at once, each needs its own
         c.connect_kwargs = dict(c.connect_kwargs)
@@ -191,15 +190,9 @@ def target_for(c: Any, *, engine_soon: bool = True, check_sync: bool = False,
     For a remote host: ``engine_soon`` starts talking to its engine while connecting;
     ``check_sync`` asks it what a sync needs to know in the same round trip.
     """
-    from dltasks.hosts.target import is_remote_context, local_target
+    from dltasks.hosts.target import open_target
 
-    settings = settings_for(c, **flags)
-    if is_remote_context(c):
-        from dltasks.hosts.remote import remote_target
-
-        t = remote_target(c, settings, engine_soon=engine_soon, check_sync=check_sync)
-    else:
-        t = local_target(c, settings)
+    t = open_target(c, settings_for(c, **flags), engine_soon=engine_soon, check_sync=check_sync)
     try:
         yield t
     finally:

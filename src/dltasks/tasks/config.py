@@ -31,7 +31,6 @@ def _engine_line(c: Any) -> str:
 
     try:
         with target_for(c, engine_soon=False) as target:
-            where = f" on {target.name}" if target.is_remote else ""
-            return str(target.endpoint.describe()) + where
+            return str(target.endpoint.describe()) + target.on_host
     except DltError as e:
         return f"none ({e.message})"

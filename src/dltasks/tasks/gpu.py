@@ -25,20 +25,9 @@ def _selection(gpu: list[str] | None, default: str) -> Any:
 
 def _probe_on_host(target: Any) -> str:
     """The probe as a file on the target host: the package's file locally, uploaded remotely."""
-    from dltasks.probe import script_path, script_text
+    from dltasks.probe import script_path
 
-    if not target.is_remote:
-        return str(script_path())
-    import hashlib
-
-    from dltasks.hosts.shell import quote
-
-    text = script_text()
-    name = f"probe-{hashlib.sha256(text.encode()).hexdigest()[:12]}.py"
-    put = ('d="$HOME/.cache/dltasks"; mkdir -p "$d" && printf %s "$2" > "$d/$1.tmp" '
-           '&& mv "$d/$1.tmp" "$d/$1" && echo "$d/$1"')
-    res = target.shell.run(quote(["sh", "-c", put, "_", name, text]), check=True)
-    return str(res.stdout).strip().splitlines()[-1]
+    return str(target.copy_of(script_path(), "probe"))
 
 
 @dlt_task(iterable=["gpu"], short={"gpu": "g"}, help={

@@ -9,9 +9,9 @@ from dltasks.tasks._common import dlt_task, settings_for, target_for
 
 def _need_remote(c: Any, task: str) -> None:
     from dltasks.errors import DltError
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
 
-    if not is_remote_context(c):
+    if ssh_host_of(c) is None:
         raise DltError(f"`{task}` copies between this machine and a remote host: run it as "
                        f"`fab -H HOST {task}` (hosts come from ~/.ssh/config)")
 

@@ -45,9 +45,9 @@ def _remainder(c: Any) -> list[str]:
     after = invocation(c).remainder
     if after is None:
         return []
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
 
-    if is_remote_context(c):
+    if ssh_host_of(c):
         raise Exit("dlt: error: with fab, pass arguments as --args '...' (fab would run the "
                    "text after -- as a shell command on the host)", code=2)
     return list(after)
@@ -70,7 +70,8 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         from dltasks.runs.single import launch
         from dltasks.runs.torchrun import parse_nproc
 
-        local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
+        local = settings_for(c, host_layer=False, image=image or None) \
+            if target.syncs_project else s
         req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
                          gpus=gpus, image=image, root=root, allow_unmapped=allow_unmapped,
                          interactive=interactive, share=share, wait=parse_wait(wait),
@@ -132,7 +133,8 @@ def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, 
 
     with target_for(c, image=image or None) as target:
         s = target.settings
-        local = settings_for(c, host_layer=False, image=image or None) if target.is_remote else s
+        local = settings_for(c, host_layer=False, image=image or None) \
+            if target.syncs_project else s
         n = parse_nproc(nproc or s.nproc)
         job = SlurmJob(nodes=nodes or s.slurm_nodes,
                        gpus_per_node=s.slurm_gpus_per_node if gpus_per_node < 0
@@ -150,10 +152,10 @@ def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, 
 
 def _job_hosts(c: Any) -> tuple[list[str], str]:
     """The job's hosts (node 0 first) and where they came from."""
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
     from dltasks.tasks.invocation import invocation
 
-    if is_remote_context(c):
+    if ssh_host_of(c):
         return list(invocation(c).hosts), "-H"
     hosts = list(settings_for(c).hosts)
     return hosts, "DLT_HOSTS" if hosts else "one host"
@@ -338,7 +340,7 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
     launching machine's path, the same on every node), so no one else's run of that id."""
     from dltasks.engine.lifecycle import remove
     from dltasks.engine.lifecycle import stop as stop_container
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
     from dltasks.runs.listing import find_runs
 
     run = first.run_id
@@ -351,7 +353,7 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
             remove(target, r.container_id)
         return {r.container_id for r in nodes}
 
-    if not is_remote_context(c) and hosts == ["local"]:
+    if ssh_host_of(c) is None and hosts == ["local"]:
         n = len(stop_on(here))
     else:
         from concurrent.futures import ThreadPoolExecutor
@@ -373,12 +375,12 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
 @dlt_task
 def runs(c: Any) -> None:
     """List the run records in runs/ (newest first); with fab -H, each host's own."""
-    from dltasks.hosts.target import is_remote_context
+    from dltasks.hosts.target import ssh_host_of
     from dltasks.runs.listing import find_runs, settle, unsettled
     from dltasks.runs.record import list_runs
 
     s = settings_for(c)
-    host = str(getattr(c, "original_host", None) or c.host) if is_remote_context(c) else None
+    host = ssh_host_of(c)
     if unsettled(s.project_dir, host or "local"):  # detached runs that may have ended since
         with target_for(c) as target:
             settle(target, s.project_dir, find_runs(target, project=s.project))

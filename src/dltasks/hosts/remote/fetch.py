@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from dltasks.errors import DltError
+from dltasks.hosts.remote.exec import quick_exec
 from dltasks.hosts.remote.sent import SENT, Sent
 from dltasks.hosts.remote.sshconfig import SshHost
 from dltasks.hosts.remote.sync import SyncResult, _rsync, rsh_for, ssh_host
 from dltasks.hosts.remote.syncrules import MARK, RUNS, SyncStats, parse_stats
-from dltasks.hosts.remote.target import quick_exec
 from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
 from dltasks.runs.record import OWN_FILES, RunRecord

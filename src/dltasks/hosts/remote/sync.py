@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dltasks.errors import DltError
+from dltasks.hosts.remote.exec import quick_exec
 from dltasks.hosts.remote.sent import (
     OUT_FORMAT,
     SENT,
@@ -48,7 +49,7 @@ from dltasks.hosts.remote.syncrules import (
     human_kb,
     parse_stats,
 )
-from dltasks.hosts.remote.target import quick_exec, remote_home
+from dltasks.hosts.remote.target import remote_home
 from dltasks.hosts.shell import CmdResult, local, quote
 from dltasks.hosts.target import HostCopy, Target
 from dltasks.settings import Settings
@@ -73,7 +74,7 @@ class SyncResult:
 
 
 def ssh_host(target: Target) -> SshHost:
-    if not target.is_remote:
+    if not target.syncs_project:
         raise DltError("sync and fetch need a remote host: run them as `fab -H HOST sync`")
     return from_connection(target.shell.c)
 

@@ -30,7 +30,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from dltasks.hosts.remote.target import from_home, quick_exec
+from dltasks.hosts.remote.exec import from_home, quick_exec
 from dltasks.hosts.shell import local, quote
 from dltasks.hosts.target import HostCopy
 

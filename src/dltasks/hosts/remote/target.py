@@ -1,26 +1,36 @@
-"""A :class:`~dltasks.hosts.target.Target` for a remote host reached by a fabric Connection.
+"""The :class:`RemoteTarget`: a remote host reached by a fabric Connection.
 
 One SSH connection carries everything: shell commands (exec channels) and the engine (a
 forwarded socket, see :mod:`.forward`). The connection is opened here, with host keys checked
-strictly (:mod:`.hostkeys`), so a refused key or login fails before any work starts.
+strictly (:mod:`.hostkeys`), so a refused key or login fails before any work starts. The
+target owns what only a remote host has: the project's copy (:mod:`.sync`), the liveness of the
+connection, the GPU lock held over SSH (:mod:`.gpulock`).
 """
 
 from __future__ import annotations
 
-import posixpath
+import hashlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from dltasks.engine.client import EngineAddr, open_engine
 from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve_endpoint
 from dltasks.errors import ConnectionLost, DltError, LostNote
 from dltasks.hosts.background import in_background
+from dltasks.hosts.remote.exec import expand_remote_dir, from_home, quick_exec
 from dltasks.hosts.remote.forward import SocketForward
 from dltasks.hosts.remote.hostkeys import harden, open_checked
 from dltasks.hosts.remote.sshconfig import SshHost
-from dltasks.hosts.shell import Shell, quote
-from dltasks.hosts.target import REMOTE, HostCopy, Resources, Target
+from dltasks.hosts.remote.synced import CHECK_SCRIPT, parse_check, stamp_path
+from dltasks.hosts.shell import CmdResult, Shell, quote
+from dltasks.hosts.target import HostCopy, HostLogin, Resources, Target
 from dltasks.settings import Settings
+
+__all__ = ["RemoteTarget", "check_alive", "connection_lost", "describe_host", "expand_remote_dir",
+           "from_home", "quick_exec", "remote_home", "remote_target"]
 
 
 def point_forward(fwd: SocketForward, endpoint: Endpoint) -> None:
@@ -35,48 +45,6 @@ def point_forward(fwd: SocketForward, endpoint: Endpoint) -> None:
         fwd.point_at(endpoint.url, mode="dial-stdio")
     else:  # DOCKER_HOST or a context of the host's user: its CLI resolves it as we did
         fwd.point_at(endpoint.url, mode="dial-stdio", dial_command="docker system dial-stdio")
-
-
-def from_home(remote_dir: str) -> str:
-    """DLT_REMOTE_DIR as a path to ``cd`` to from the host's home (absolute stays absolute);
-    "" when unset."""
-    d = remote_dir.strip()
-    if not d:
-        return ""
-    if d == "~" or d.startswith("~/"):
-        d = "." + d[1:]
-    elif d.startswith("~"):
-        raise DltError(f"DLT_REMOTE_DIR={remote_dir!r}: ~user paths are not supported; "
-                       "write an absolute path or ~/path")
-    return posixpath.normpath(d)
-
-
-def expand_remote_dir(remote_dir: str, home: str) -> str:
-    """``~``/``~/x``/relative paths made absolute against the host's home; normalised."""
-    d = from_home(remote_dir)
-    return posixpath.normpath(posixpath.join(home, d)) if d else ""
-
-
-def quick_exec(transport: Any, command: str, timeout: float = 60.0,
-               data: bytes = b"") -> tuple[int, str, str]:
-    """Run a short command in an exec channel, ``data`` on its stdin: (exit code, stdout,
-    stderr); stdout keeps undecodable bytes (surrogateescape: host paths come back as-is).
-
-    For our own small probes (home folder, target folder checks): a bare paramiko channel costs
-    a round trip, where ``Connection.run`` adds tens of milliseconds of runner machinery.
-    """
-    chan = transport.open_session(timeout=timeout)
-    try:
-        chan.settimeout(timeout)
-        chan.exec_command(command)
-        if data:
-            chan.sendall(data)
-        chan.shutdown_write()
-        out = chan.makefile("rb").read().decode(errors="surrogateescape")
-        err = chan.makefile_stderr("rb").read().decode(errors="replace")
-        return int(chan.recv_exit_status()), out, err
-    finally:
-        chan.close()
 
 
 #: $HOME; the project folder's real path when it exists and is no symlink, else ""; the
@@ -102,8 +70,6 @@ def describe_host(c: Any, host: SshHost, remote_dir: str = "", *,
     """One round trip: the login's home, the real path of the project folder ``remote_dir``
     when it already exists there as a folder, and (``check_sync``) the state of the last sync
     to it (:mod:`.synced`)."""
-    from dltasks.hosts.remote.synced import CHECK_SCRIPT, parse_check, stamp_path
-
     rel = from_home(remote_dir)
     stamp = stamp_path(remote_dir) if check_sync and rel else ""
     script = _DESCRIBE + CHECK_SCRIPT + "; exit 0"
@@ -123,8 +89,99 @@ def remote_home(c: Any, host: SshHost) -> str:
     return describe_host(c, host).home
 
 
+#: Who runs there and its CPU count, then "missing:PATH" for each path that is not there, with
+#: "mkdir:DIR" arguments made (exit 3 when one cannot be).
+_PREPARE = ('id -u; id -g; id -un; getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1; '
+            'for p in "$@"; do case "$p" in mkdir:*) '
+            'mkdir -p "${p#mkdir:}" || exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; '
+            'done')
+#: Writes $2 to ~/.cache/dltasks/$1 (through a temporary file) and prints its path.
+_PUT = ('d="$HOME/.cache/dltasks"; mkdir -p "$d" && printf %s "$2" > "$d/$1.tmp" '
+        '&& mv "$d/$1.tmp" "$d/$1" && echo "$d/$1"')
+
+
+class RemoteTarget(Target):
+    """A host over SSH (a fabric Connection): the project synced to its own copy, alive while
+    the connection is, the GPU lock a ``flock`` held by a shell in an exec channel."""
+
+    @property
+    def _transport(self) -> Any:
+        return getattr(self.shell.c, "transport", None)
+
+    @property
+    def syncs_project(self) -> bool:
+        return True
+
+    def sync_project(self, settings: Settings | None = None, **options: Any) -> Any:
+        from dltasks.hosts.remote.sync import sync_project
+
+        return sync_project(self, settings or self.settings, **options)
+
+    def is_alive(self) -> bool:
+        transport = self._transport
+        return transport is not None and bool(transport.active)
+
+    def hold_gpu_lock(self, timeout: float,
+                      waiting: Callable[[], None]) -> AbstractContextManager[str]:
+        from dltasks.hosts.remote.gpulock import remote_lock
+
+        return remote_lock(self._transport, self.name, timeout, waiting)
+
+    def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
+        return in_background(self.shell.run, quote(argv)).result  # an exec channel, in a thread
+
+    def prepare(self, must_exist: Sequence[str],
+                make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
+        res = self.run_script(_PREPARE, *must_exist, *(f"mkdir:{d}" for d in make_dirs),
+                              check=True)
+        lines = res.stdout.splitlines()
+        missing = [ln[len("missing:"):] for ln in lines[4:] if ln.startswith("missing:")]
+        cpus = lines[3].strip()
+        return HostLogin(f"{lines[0].strip()}:{lines[1].strip()}", lines[2].strip(),
+                         int(cpus) if cpus.isdigit() else 1), missing
+
+    def copy_of(self, path: Path, name: str) -> str:
+        text = path.read_text(encoding="utf-8")
+        file = f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}{path.suffix}"
+        return self.run_script(_PUT, file, text, check=True).stdout.strip().splitlines()[-1]
+
+    def peer_address(self) -> str:
+        sock = getattr(self._transport, "sock", None)
+        try:
+            return str(sock.getpeername()[0]) if sock is not None else "127.0.0.1"
+        except OSError:
+            return "127.0.0.1"
+
+    @property
+    def own_uid_gid(self) -> str:
+        return ""  # asked of the host by prepare()
+
+    @property
+    def home_dir(self) -> str:
+        return self.host_home
+
+    @property
+    def on_host(self) -> str:
+        return f" on {self.name}"
+
+    @property
+    def engine_where(self) -> str:
+        return self.name
+
+    def task_command(self, task: str) -> str:
+        return f"fab -H {self.name} {task}"
+
+    @property
+    def engine_is_hosts_own(self) -> bool:
+        return True  # the forwarded socket: what the host's own docker CLI would use
+
+    @property
+    def engine_addr_on_host(self) -> EngineAddr:
+        return EngineAddr.of(self.endpoint)
+
+
 def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
-                  check_sync: bool = False) -> Target:
+                  check_sync: bool = False) -> RemoteTarget:
     """Open ``c`` (strict host keys), forward the host's engine, and describe the host.
 
     ``engine_soon``: start talking to the engine now (the task will). ``check_sync``: ask
@@ -156,7 +213,7 @@ def remote_target(c: Any, settings: Settings, *, engine_soon: bool = True,
         resources.close()
         raise
     resources.engine_under_way(engine)
-    return Target(name=host.alias, kind=REMOTE,
+    return RemoteTarget(name=host.alias,
                   shell=Shell(c, sudo_password=settings.sudo_password), settings=settings,
                   endpoint=endpoint, resources=resources, host_project_dir=project_dir,
                   host_home=view.home, host_project_real=view.real_dir, host_copy=view.copy,
@@ -175,21 +232,10 @@ def _fix(fwd: SocketForward, alias: str) -> str:
 
 
 def connection_lost(target: Target) -> bool:
-    """Whether ``target`` is remote and its SSH connection has died (the forwarded engine
-    socket then ends streams with a plain EOF, which looks like a finished run)."""
-    if not target.is_remote:
-        return False
-    transport = getattr(target.shell.c, "transport", None)
-    return transport is None or not transport.active
+    """Whether the way to ``target`` has died (:meth:`Target.is_alive`)."""
+    return not target.is_alive()
 
 
 def check_alive(target: Target, run_id: str = "") -> None:
-    """Raise a one-line DltError when the connection to a remote target was lost.
-
-    Call it after a log stream or an attached run ends: runs outlive the connection, so the
-    message says how to reattach.
-    """
-    if connection_lost(target):
-        again = (f"; the run goes on there: reattach with `fab -H {target.name} logs {run_id} "
-                 "--follow`") if run_id else ""
-        raise ConnectionLost(f"lost the SSH connection to {target.name}{again}", code=255)
+    """:meth:`Target.check_alive`."""
+    target.check_alive(run_id)
