@@ -49,7 +49,7 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("tasks", "the task layer: parse flags, make the target, call one core function",
      ("dltasks.tasks",)),
     ("cli", "the programs (dlt, python -m dltasks) over the task collection",
-     ("dltasks.cli", "dltasks.__main__", "dltasks.warm", "dltasks.warmserver")),
+     ("dltasks.cli", "dltasks.__main__")),
 ]
 
 
