@@ -57,14 +57,15 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
 
         @functools.wraps(fn)
         def body(c: Any, *a: Any, **kw: Any) -> Any:
-            from dltasks.tasks.group import call_once, call_over_hosts, is_remote
+            from dltasks.hosts.target import ssh_host_of
+            from dltasks.tasks.group import call_once, call_over_hosts
             from dltasks.tasks.invocation import invocation
 
             inv = invocation(c)
             if any(v in _HELP for v in (*a, *(kw.get(n) for n in wanted))):
                 _task_help(inv.program, fn.__name__.replace("_", "-"))
                 return None
-            if is_remote(c) and inv.several_hosts:
+            if ssh_host_of(c) and inv.several_hosts:
                 return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
             return call_once(fn, c, a, kw)
 

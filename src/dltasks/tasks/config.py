@@ -31,6 +31,6 @@ def _engine_line(c: Any) -> str:
 
     try:
         with target_for(c, engine_soon=False) as target:
-            return str(target.endpoint.describe()) + target.on_host
+            return f"{target.endpoint.describe()}{target.on_host}"
     except DltError as e:
         return f"none ({e.message})"

@@ -24,11 +24,6 @@ from dltasks.errors import DltError
 from dltasks.tasks.invocation import Invocation
 
 
-def is_remote(c: Any) -> bool:
-    """Whether ``c`` is a fabric Connection (fab -H) rather than invoke's local Context."""
-    return bool(getattr(c, "host", None)) and hasattr(c, "open")
-
-
 def call_once(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
     """``fn(c, ...)``; a DltError ends the program as one line, its hints spelled for the

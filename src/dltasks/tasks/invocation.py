@@ -116,10 +116,10 @@ def invocation(c: Any) -> Invocation:
 def spelled(c: Any, text: str) -> str:
     """``text`` (a report, a message) with its hints spelled for the program running ``c``
     and, under fab, for ``c``'s host."""
-    from dltasks.tasks.group import is_remote
+    from dltasks.hosts.target import ssh_host_of
 
     host = ""
-    if is_remote(c):
+    if ssh_host_of(c):
         from dltasks.hosts.remote.multihost import host_name
 
         host = host_name(c)

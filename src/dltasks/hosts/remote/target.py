@@ -18,7 +18,7 @@ from typing import Any
 
 from dltasks.engine.client import EngineAddr, open_engine
 from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve_endpoint
-from dltasks.errors import ConnectionLost, DltError, LostNote
+from dltasks.errors import DltError, LostNote
 from dltasks.hosts.background import in_background
 from dltasks.hosts.remote.exec import expand_remote_dir, from_home, quick_exec
 from dltasks.hosts.remote.forward import SocketForward
