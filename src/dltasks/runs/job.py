@@ -363,7 +363,7 @@ def _undo(nodes: Sequence[JobNode], grace: int) -> None:
         with contextlib.suppress(DltError):
             runner.remove(n.target, n.cid)
 
-    with runner._block_interrupts(), ThreadPoolExecutor(  # noqa: SLF001
+    with runner.block_interrupts(), ThreadPoolExecutor(
             len(made), thread_name_prefix="dlt-undo") as pool:
         list(pool.map(remove, made))
     for n in made:
