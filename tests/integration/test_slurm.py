@@ -248,8 +248,10 @@ def test_docker_runtime_gives_the_gpus_slurm_granted(torch_image: str, project: 
                                                      slurm_lab: dict[str, str],
                                                      hook_torch_engine: Any) -> None:
     """Each node asks for 1 of its 2 GRES GPUs: its container's device request is the GPU
-    Slurm granted that step (the stand-in hook engine records it), never all of them."""
+    Slurm granted that step (the stand-in hook engine records it), never all of them, and its
+    GPU label (the claim other runs on that host read) names that GPU, never the request."""
     eng = hook_torch_engine
+    since = int(time.time()) - 1
     slurm_project(project, torch_image)
     (project / ".env").write_text((project / ".env").read_text().replace(
         f"DLT_OUTPUT_DIR={project / 'outputs'}", "DLT_OUTPUT_DIR=") + "OUT_DIR=/workspace\n")
@@ -260,6 +262,11 @@ def test_docker_runtime_gives_the_gpus_slurm_granted(torch_image: str, project: 
     calls = eng.hook_calls(record["run_id"])
     assert len(calls) == 2
     assert sorted(c["env"]["NVIDIA_VISIBLE_DEVICES"] for c in calls) == ["0", "0"]
+    created = eng.client.api.events(
+        since=since, until=int(time.time()) + 1, decode=True,
+        filters={"type": "container", "event": "create",
+                 "label": f"dltasks.run={record['run_id']}"})
+    assert [e["Actor"]["Attributes"].get("dltasks.gpus") for e in created] == ["0", "0"]
     w = [json.loads((project / f"weights-rank{i}.json").read_text()) for i in (0, 1)]
     assert w[0]["weights"] == w[1]["weights"]
     assert "#SBATCH --gpus-per-node=1" in record["slurm"]["script"]

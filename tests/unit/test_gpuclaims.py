@@ -44,6 +44,13 @@ def claims(*rows: dict[str, Any]) -> list[Claim]:
     return claims_from(rows, labels=CLAIM_LABELS)
 
 
+def test_an_old_label_holding_a_request_claims_nothing() -> None:
+    """Containers started by older versions may still run with the request (free:N) in their
+    GPU label: it names no GPU, so it holds none; the label of a run's GPUs still counts."""
+    got = claims(row("old", "free:2"), row("r1", "0,3"))
+    assert [(c.run_id, c.gpus) for c in got] == [("r1", ("0", "3"))]
+
+
 def pick(sel: str, st: GpuStatus, cl: list[Claim], share: bool = False, free_mib: int = 1024
          ) -> tuple[str, ...]:
     got = choose_gpus(parse_selection(sel), st, cl, free_mib=free_mib, where="gpu1", share=share)

@@ -226,7 +226,7 @@ def test_plan_rewrites_config_into_the_record(tmp_path: Path) -> None:
     # a config with no paths is neither copied nor mounted
     assert not (p.run_dir / "configs" / "plain.yaml").exists()
     assert not any(m.target == "/workspace/plain.yaml" for m in p.spec.mounts)
-    assert p.unmapped == []
+    assert p.unmapped == ()
 
 
 def test_plan_spec_env_user_labels(tmp_path: Path) -> None:
@@ -250,14 +250,16 @@ def test_plan_spec_env_user_labels(tmp_path: Path) -> None:
     assert spec.labels[LABEL_KIND] == "train"
     assert spec.labels[LABEL_HOST] == "local"
     assert spec.labels[LABEL_STARTED] == STARTED
-    assert spec.labels[LABEL_GPUS] == "0,1"
+    # the GPU label is a claim: never the request; final_spec sets the GPUs the run got
+    # (tests/unit/test_runstart.py)
+    assert LABEL_GPUS not in spec.labels
     assert spec.labels[LABEL_RECORD] == str(p.run_dir)
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/workspace"] == Mount(str(s.project_dir), "/workspace", False)
     assert mounts["/data"] == Mount(str(tmp_path / "data"), "/data", True)
     assert mounts["/outputs"] == Mount(str(tmp_path / "out"), "/outputs", False)
-    assert p.must_exist == [str(tmp_path / "data")]
-    assert p.make_dirs == [str(tmp_path / "out")]
+    assert p.must_exist == (str(tmp_path / "data"),)
+    assert p.make_dirs == (str(tmp_path / "out"),)
 
 
 def test_plan_root_has_no_user_and_no_home(tmp_path: Path) -> None:
@@ -315,7 +317,7 @@ def test_plan_remote_host_paths(tmp_path: Path) -> None:
         f"{REMOTE_DIR}/runs/{RUN_ID}/configs/config.yaml", "/workspace/config.yaml", True)
     assert p.run_dir == proj / "runs" / RUN_ID            # the record stays on the laptop
     assert (p.run_dir / "configs" / "config.yaml").is_file()
-    assert p.must_exist == ["/mnt/ssd/data"] and p.make_dirs == [REMOTE_DIR + "/outputs"]
+    assert p.must_exist == ("/mnt/ssd/data",) and p.make_dirs == (REMOTE_DIR + "/outputs",)
     assert p.spec.labels[LABEL_HOST] == "gpu1" and p.spec.user == "1000:1000"
 
 
@@ -325,7 +327,7 @@ def test_plan_ignores_configs_in_runs_and_outputs(tmp_path: Path) -> None:
                                    "config.yaml": "lr: 1\n"}),
                 environ={"DLT_OUTPUT_DIR": "outputs"})
     p = plan(s, RunRequest("train", "python main.py"))
-    assert p.unmapped == [] and p.configs == []
+    assert p.unmapped == () and p.configs == ()
     assert (s.project_dir / "runs/old/configs/config.yaml").read_text() == f"x: {ELSEWHERE}\n"
 
 
@@ -380,8 +382,8 @@ def test_plan_leaves_paths_inside_the_image_in_the_command(tmp_path: Path) -> No
     # a folder dltasks mounts itself (test-gpu's probe) is the container's too
     probe = Mount(str(tmp_path), "/opt/dltasks", True)
     t = plan(s, RunRequest("test-gpu", "python3 /opt/dltasks/probe.py", extra_mounts=(probe,)))
-    assert t.spec.command == ("python3", "/opt/dltasks/probe.py") and t.unmapped == []
-    assert t.image_paths == []                       # ours: never announced as the image's
+    assert t.spec.command == ("python3", "/opt/dltasks/probe.py") and t.unmapped == ()
+    assert t.image_paths == ()                       # ours: never announced as the image's
 
 
 def test_plan_refuses_the_home_folder_in_the_command(tmp_path: Path) -> None:

@@ -303,12 +303,12 @@ def container(target: Target, spec: RunSpec, *, stop_timeout: int, stdin: bool =
             except (KeyboardInterrupt, _Terminated):
                 if say:  # a stderr that cannot be written must not skip the stop below
                     warn(f"\ndlt: interrupted, stopping the run (up to {stop_timeout}s)...")
-                with _block_interrupts():
+                with block_interrupts():
                     stop(target, cid, stop_timeout)
                 run.code = INTERRUPTED
     finally:
         if not _lost(target):  # a dropped SSH connection: the run goes on, reattach later
-            with _block_interrupts():
+            with block_interrupts():
                 remove(target, cid)
 
 
@@ -354,7 +354,7 @@ def run_captured(target: Target, spec: RunSpec, *, timeout: float) -> tuple[int 
 
 
 @contextlib.contextmanager
-def _block_interrupts() -> Iterator[None]:
+def block_interrupts() -> Iterator[None]:
     """Let cleanup finish even if the user presses Ctrl-C again."""
     try:
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)

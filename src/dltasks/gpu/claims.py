@@ -254,6 +254,10 @@ def claims_from(rows: Iterable[Mapping[str, Any]], *, labels: Mapping[str, str],
         if not run_id or run_id == exclude_run or str(r.get("State", "")) not in HOLDING:
             continue
         held = tuple(x for x in lab.get(labels["gpus"], "").split(",") if x and x != "none")
+        # A label that holds a request (free:N) claims nothing: dltasks now labels a container
+        # with the GPUs it got, never what it asked, but containers started by older versions
+        # (whose label held the request until the start, and always on Slurm nodes) may
+        # still run.
         if not held or held[0].startswith("free:"):
             continue
         out.append(Claim(run_id, lab.get(labels["user"], ""), lab.get(labels["project"], ""),

@@ -27,10 +27,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from dltasks.engine import lifecycle as runner
-from dltasks.engine.spec import LABEL_GPUS, LABEL_NODE, LABEL_NODES, LABEL_USER, docker_run_cmdline
+from dltasks.engine.spec import RunSpec, docker_run_cmdline
 from dltasks.errors import ClusterError, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
@@ -39,6 +39,14 @@ from dltasks.hosts.target import Target
 from dltasks.runs import jobnet, torchrun
 from dltasks.runs import output as localio
 from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, plan_run
+from dltasks.runs.prepare import (
+    HostLogin,
+    host_facts,
+    image_record,
+    nothing_left,
+    prepare_host,
+    settings_rows,
+)
 from dltasks.runs.record import (
     FailedFirst,
     GitState,
@@ -51,20 +59,9 @@ from dltasks.runs.record import (
     run_dir,
     utcnow,
 )
-from dltasks.runs.single import (
-    HostLogin,
-    gpu_count,
-    host_facts,
-    image_record,
-    nothing_left,
-    prepare_host,
-    settings_rows,
-    under_torchrun,
-)
+from dltasks.runs.start import NodeRole, StartFacts, final_spec
 from dltasks.settings import Settings
 from dltasks.settings.masking import secret_values
-
-_NCCL_FIXED = ("NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
 
 
 @dataclass
@@ -76,8 +73,10 @@ class JobNode:
     plan: RunPlan | None = None
     login: HostLogin | None = None
     image_id: str = ""
+    image: str = ""         # what its container is made from (the proven image ID, once known)
     facts: gpumode.GpuFacts = field(default_factory=gpumode.GpuFacts)
     access: gpumode.GpuAccess | None = None
+    spec: RunSpec | None = None     # the spec it starts (runs.start.final_spec)
     cid: str = ""
     code: int | None = None
     why: str = ""           # how it ended, when it ended the job
@@ -88,7 +87,7 @@ class JobNode:
         return self.target.name
 
     def part(self) -> NodePart:
-        spec = self.plan.spec if self.plan else None
+        spec = self.spec
         return NodePart(self.rank, self.name, self.image_id,
                         spec.gpus.describe() if spec else "", self.cid, self.code, self.why,
                         docker_run_cmdline(spec) if spec else "")
@@ -123,14 +122,15 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
         addr, port, ifaces = _meeting_point(nodes)
         for n in nodes:
             n.access = gpushare.preview(n.target, n.facts, req.gpus, share=req.share)
-        _make_specs(nodes, req, job_id, addr, port, ifaces)
+        _make_specs(nodes, addr, port, ifaces)
     record = _record(nodes, local, req, job_id, started, addr, port, image, git=git())
     secrets = secret_values({**local.container_env})
     if dry_run:
         for n in nodes:
             assert n.plan is not None
             print(f"# node {n.rank} on {n.name}")
-            print(docker_run_cmdline(n.plan.spec, detach=detach))
+            assert n.spec is not None
+            print(docker_run_cmdline(n.spec, detach=detach))
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)
@@ -207,9 +207,11 @@ def _same_image(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
     """Every node gets node 0's image (by ID): copied where missing or different. Then each
     node's container is made from the image ID proven for it, not from a name that could
     point elsewhere by the time it starts (a stale ``<project>:latest``, a retag)."""
+    for n in nodes:
+        n.image = n.plan.spec.image if n.plan is not None else ""
     for n in nodes[1:]:
-        if n.plan is not None and not n.plan.spec.image:  # node 0's project image: look it up
-            n.plan.spec = replace(n.plan.spec, image=image)
+        if n.plan is not None and not n.image:  # node 0's project image: look it up
+            n.image = image
             with contextlib.suppress(DltError):
                 n.image_id = str(image_record(n.target, image).get("Id") or "")
     _prove_same(nodes, image, dry_run)
@@ -217,7 +219,7 @@ def _same_image(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
         return
     for n in nodes:
         if n.plan is not None and n.image_id:
-            n.plan.spec = replace(n.plan.spec, image=n.image_id)
+            n.image = n.image_id
 
 
 def _prove_same(nodes: Sequence[JobNode], image: str, dry_run: bool) -> None:
@@ -269,41 +271,27 @@ def _sh(t: Target, script: str, *args: str) -> str:
     return t.shell.run(quote(["sh", "-c", script, "_", *args])).stdout
 
 
-def _make_specs(nodes: Sequence[JobNode], req: RunRequest, job_id: str, addr: str, port: int,
-                ifaces: Sequence[str]) -> None:
-    hosts = ",".join(n.name for n in nodes)
+def _make_specs(nodes: Sequence[JobNode], addr: str, port: int, ifaces: Sequence[str]) -> None:
+    """Each node's spec, from its plan and what its host told us (one function for every
+    kind of run: :func:`dltasks.runs.start.final_spec`)."""
+    hosts = tuple(n.name for n in nodes)
+    shell_env = torchrun.passed_env(os.environ)
     for n, iface in zip(nodes, ifaces, strict=True):
         assert n.plan is not None and n.login is not None and n.access is not None
-        spec = gpumode.apply_access(n.plan.spec, n.access, {})
-        env = dict(spec.env)
-        given = {**torchrun.passed_env(os.environ), **env}  # .env.<host>, then the shell
-        for key in _NCCL_FIXED:
-            if iface and key not in given:
-                env[key] = iface
-        if n.login.user:
-            env = {"USER": n.login.user, "LOGNAME": n.login.user, **env}
-        labels = {**spec.labels, LABEL_NODE: str(n.rank), LABEL_NODES: hosts,
-                  LABEL_GPUS: n.access.selection.describe(), LABEL_USER: n.login.user}
-        spec = replace(spec, network="host", env=env, labels=labels,
-                       user=None if req.root else n.login.uid_gid)
-        nproc = req.nproc or (torchrun.GPU if gpu_count(n.access, n.facts) else "1")
-        how = torchrun.Launch(1, nnodes=len(nodes), node_rank=n.rank, master_addr=addr,
-                              master_port=port, rdzv=n.target.settings.rendezvous,
-                              job_id=job_id)
-
-
-        n.plan.spec = under_torchrun(spec, replace(req, nproc=nproc), n.access, n.facts,
-                                      n.login.cpus, n.name, launch=how)
+        role = NodeRole(n.rank, hosts, addr, port, n.target.settings.rendezvous, iface)
+        n.spec = final_spec(n.plan, StartFacts(
+            uid_gid=n.login.uid_gid, user=n.login.user, access=n.access, gpu_facts=n.facts,
+            image=n.image, cpus=n.login.cpus, shell_env=shell_env, node=role))
 
 
 def _record(nodes: Sequence[JobNode], local: Settings, req: RunRequest, job_id: str,
             started: str, addr: str, port: int, image: str, *, git: GitState) -> RunRecord:
     """The job's record as it starts."""
-    head = nodes[0].plan
+    head = nodes[0].spec
     assert head is not None
     return RunRecord(
         job_id, kind=req.kind, host=",".join(n.name for n in nodes), image=image,
-        image_id=nodes[0].image_id, git=git, command=head.spec.command,
+        image_id=nodes[0].image_id, git=git, command=head.command,
         job=JobInfo(len(nodes), addr, port, nodes[0].target.settings.rendezvous),
         nodes=tuple(n.part() for n in nodes), settings=settings_rows(local), started=started)
 
@@ -319,17 +307,17 @@ def _start_and_supervise(nodes: Sequence[JobNode], local: Settings, *, detach: b
         runs: list[runner.Running] = []
         try:
             for n in nodes:
-                assert n.plan is not None and n.access is not None
+                assert n.spec is not None and n.access is not None
                 # its GPUs, its lock, its engine: whatever refuses, the job never half-runs
                 got = stack.enter_context(gpushare.claimed(n.target, n.facts,
                                                            n.access.selection, share=share))
                 if detach:
                     try:
-                        n.cid = runner.start_detached(n.target, n.plan.spec)
+                        n.cid = runner.start_detached(n.target, n.spec)
                     finally:
                         got.release()
                     continue
-                run = stack.enter_context(runner.container(n.target, n.plan.spec,
+                run = stack.enter_context(runner.container(n.target, n.spec,
                                                            stop_timeout=grace, say=False,
                                                            started=got.release))
                 n.cid = run.cid
@@ -356,7 +344,7 @@ def _undo(nodes: Sequence[JobNode], grace: int) -> None:
         with contextlib.suppress(DltError):
             runner.remove(n.target, n.cid)
 
-    with runner._block_interrupts(), ThreadPoolExecutor(  # noqa: SLF001
+    with runner.block_interrupts(), ThreadPoolExecutor(
             len(made), thread_name_prefix="dlt-undo") as pool:
         list(pool.map(remove, made))
     for n in made:
@@ -457,7 +445,7 @@ def _follow(n: JobNode, run: runner.Running, log: localio.Sink | None, out: loca
 
 
 def _nproc_of(n: JobNode) -> int:
-    cmd = n.plan.spec.command if n.plan else ()
+    cmd = n.spec.command if n.spec else ()
     for a in cmd:
         if a.startswith("--nproc-per-node="):
             return int(a.split("=", 1)[1])

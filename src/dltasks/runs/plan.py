@@ -11,11 +11,10 @@ import os
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dltasks.engine.spec import (
-    LABEL_GPUS,
     LABEL_HOST,
     LABEL_KIND,
     LABEL_PROJECT,
@@ -76,17 +75,26 @@ class TargetFacts:
     home: str = ""                       # the login's home on the host (for ~ in settings)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunPlan:
+    """One run, decided before anything starts (pure: nothing here changes once made).
+
+    ``spec`` is the run as far as it is known without the host: what only the host can tell
+    (who runs there, its GPUs, the image's ID, a job node's place) comes later, and
+    :func:`dltasks.runs.start.final_spec` makes the spec to start from both. It carries no
+    GPU label: that label is a claim, and holds the GPUs a run got, never what it asked."""
+
     run_id: str
     run_dir: Path                        # local record folder
     pathmap: PathMap
     spec: RunSpec
-    configs: list[tuple[str, Mapped]] = field(default_factory=list)
-    unmapped: list[Unmapped] = field(default_factory=list)
-    image_paths: list[Unmapped] = field(default_factory=list)  # the command's, in the image
-    must_exist: list[str] = field(default_factory=list)   # host paths checked before start
-    make_dirs: list[str] = field(default_factory=list)    # host paths created before start
+    request: RunRequest
+    host: str                            # the target's name, as messages name it
+    configs: tuple[tuple[str, Mapped], ...] = ()
+    unmapped: tuple[Unmapped, ...] = ()
+    image_paths: tuple[Unmapped, ...] = ()    # the command's, in the image
+    must_exist: tuple[str, ...] = ()     # host paths checked before start
+    make_dirs: tuple[str, ...] = ()      # host paths created before start
 
 
 def _host_path(value: str, host_project_dir: str, host_home: str = "") -> str:
@@ -159,7 +167,10 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
     if part:
         run_dir, host_run_dir = run_dir / part, posixpath.join(host_run_dir, part)
     mounts: list[Mount] = [Mount(r.host, r.container, r.readonly) for r in pathmap.roots]
-    plan = RunPlan(run_id, run_dir, pathmap, RunSpec(image=image, command=()))
+    configs: list[tuple[str, Mapped]] = []
+    unmapped: list[Unmapped] = []
+    must_exist: list[str] = []
+    make_dirs: list[str] = []
     private_dir(local.project_dir / RUNS_DIR / run_id)
 
     exclude = [RUNS_DIR + "/**", ".git/**"]
@@ -170,16 +181,16 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
         rel = src.relative_to(local.project_dir).as_posix()
         dest = run_dir / "configs" / rel
         mapped = rewrite_config(src, dest, pathmap, where=rel)
-        plan.unmapped.extend(mapped.unmapped)
+        unmapped.extend(mapped.unmapped)
         if mapped.replacements:
-            plan.configs.append((rel, mapped))
+            configs.append((rel, mapped))
             mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel),
                                 posixpath.join(host.workdir, rel), True))
         else:
             dest.unlink(missing_ok=True)
     if facts.project_dir == str(local.project_dir):  # the code folder is this one: its .env
         for rel, _ in dotenv_copies(local.project_dir, run_dir / "configs",
-                                       [rel for rel, _ in plan.configs]):
+                                       [rel for rel, _ in configs]):
             # every place the container sees the file: the code folder, and any other root
             # that holds the project (DLT_DATA_DIR=its parent)
             for target in in_container(pathmap, str(local.project_dir / rel)):
@@ -191,14 +202,13 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
     # under a folder dltasks mounts itself (test-gpu's probe): the container's, said nowhere
     bad_command = [u for u in bad_command if not _under_mounts(u.path, req.extra_mounts)]
     in_image = [u for u in bad_command if _in_image(u.path)]
-    plan.image_paths.extend(in_image)
     args, bad_args = map_args(list(req.args), pathmap)
     env, bad_env = map_env(dict(host.container_env), pathmap)
-    plan.unmapped.extend(u for u in bad_command if u not in in_image)
-    plan.unmapped.extend(bad_args)
-    plan.unmapped.extend(bad_env)
-    if plan.unmapped and not req.allow_unmapped:
-        raise DltError(unmapped_message(plan.unmapped))
+    unmapped.extend(u for u in bad_command if u not in in_image)
+    unmapped.extend(bad_args)
+    unmapped.extend(bad_env)
+    if unmapped and not req.allow_unmapped:
+        raise DltError(unmapped_message(unmapped))
 
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["DLT_RUN_ID"] = run_id  # one of settings.RUNTIME_VARS
@@ -207,21 +217,24 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
     mounts.extend(req.extra_mounts)
     for r in pathmap.roots:
         if r.name == "outputs":
-            plan.make_dirs.append(r.host)
+            make_dirs.append(r.host)
         elif r.name != "code":
-            plan.must_exist.append(r.host)
+            must_exist.append(r.host)
 
+    # no GPU label: it is set to the GPUs the run gets (runs.start.final_spec), never the request
     labels = {LABEL_RUN: run_id, LABEL_PROJECT: host.project, LABEL_KIND: req.kind,
-              LABEL_HOST: facts.name, LABEL_STARTED: started, LABEL_GPUS: req.gpus.describe(),
+              LABEL_HOST: facts.name, LABEL_STARTED: started,
               LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id)}
-    plan.spec = RunSpec(
+    spec = RunSpec(
         image=image, command=command_argv(command, tuple(args)), gpus=req.gpus,
         mounts=tuple(mounts), env=env, workdir=host.workdir,
         user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
         shm_size=host.shm_size, labels=labels,
         name=f"dlt-{host.project}-{run_id}" + (f"-{part}" if part else ""),
         interactive=req.interactive)
-    return plan
+    return RunPlan(run_id, run_dir, pathmap, spec, req, facts.name, configs=tuple(configs),
+                   unmapped=tuple(unmapped), image_paths=tuple(in_image),
+                   must_exist=tuple(must_exist), make_dirs=tuple(make_dirs))
 
 
 #: Where users keep their own files on any host (homes, disks, shared filesystems): a path of

@@ -9,29 +9,26 @@ import contextlib
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import replace
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from dltasks.engine import lifecycle as runner
-from dltasks.engine.spec import LABEL_GPUS, LABEL_STARTED, LABEL_USER, RunSpec, docker_run_cmdline
+from dltasks.engine.spec import LABEL_STARTED, RunSpec, docker_run_cmdline
 from dltasks.errors import ConnectionLost, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
-from dltasks.hosts.target import HostLogin as HostLogin  # job.py takes it from here
 from dltasks.hosts.target import Target
 from dltasks.runs import output as localio
 from dltasks.runs import torchrun
-from dltasks.runs.plan import (
-    RunPlan,
-    RunRequest,
-    TargetFacts,
-    image_paths_note,
-    mapping_table,
-    missing_message,
-    plan_run,
+from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, mapping_table, plan_run
+from dltasks.runs.prepare import (
+    HostLogin,
+    host_facts,
+    image_record,
+    nothing_left,
+    prepare_host,
+    resolve_image,
+    settings_rows,
 )
 from dltasks.runs.record import (
     ConfigEdit,
@@ -44,37 +41,9 @@ from dltasks.runs.record import (
     run_dir,
     utcnow,
 )
+from dltasks.runs.start import StartFacts, final_spec
 from dltasks.settings import Settings
 from dltasks.settings.masking import secret_values
-
-
-def host_facts(target: Target) -> TargetFacts:
-    """The target's name and project folder; the uid:gid comes with :func:`prepare_host`."""
-    return TargetFacts(target.name, target.host_project_dir, target.own_uid_gid, target.host_home)
-
-
-def resolve_image(target: Target, settings: Settings, req: RunRequest, dry_run: bool) -> str:
-    """The image to run: --image, DLT_IMAGE, or the project image brought up to date."""
-    if req.image or settings.image:
-        return req.image or settings.image
-    if dry_run:
-        return f"{settings.project}:latest"
-    from dltasks.images.build import ensure_project_image
-
-    return ensure_project_image(target, settings)
-
-
-@contextmanager
-def nothing_left(folder: Path, git: Callable[[], GitState]) -> Iterator[None]:
-    """A run that fails before it reaches the engine leaves no run folder (and git reaped)."""
-    try:
-        yield
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            folder.parent.rmdir()  # runs/, when this run was going to be its first
-        git()
-        raise
 
 
 def _image_env_if_any(target: Target, image: str) -> dict[str, str]:
@@ -83,28 +52,6 @@ def _image_env_if_any(target: Target, image: str) -> dict[str, str]:
         return gpumode.image_env(target.engine.inspect_image(image))
     except DltError:
         return {}
-
-
-def image_record(target: Target, image: str) -> dict[str, Any]:
-    """The engine's record of ``image``; a one-line error with the fixes when it has none."""
-    from dltasks.engine.api import NotFound
-
-    try:
-        return target.engine.inspect_image(image)
-    except NotFound:
-        raise DltError(f"image {image} is not on {target.engine_where}: build it with `inv "
-                       f"extend-image`, pull it (`docker pull {image}`), or set DLT_IMAGE to "
-                       "an image it has") from None
-
-
-def prepare_host(target: Target, plan: RunPlan) -> HostLogin:
-    """Check on the host that the paths the run mounts exist, create the outputs folder, and
-    learn the login's uid:gid, name and the host's CPU count: one round trip for a remote
-    host, none for this machine."""
-    who, missing = target.prepare(plan.must_exist, plan.make_dirs)
-    if missing:
-        raise DltError(missing_message(target.name, missing))
-    return who
 
 
 def _ready_host(target: Target, plan: RunPlan,
@@ -136,24 +83,20 @@ def _ready_host(target: Target, plan: RunPlan,
         return who, looked_up.result()
 
 
-def settings_rows(settings: Settings) -> dict[str, dict[str, str]]:
-    """The resolved settings as a record keeps them: each value and where it came from."""
-    return {k: {"value": v, "source": s} for k, v, s in settings.rows()}
-
-
-def manifest(plan: RunPlan, settings: Settings, target: Target, *, started: str,
-             image_info: dict[str, Any], detach: bool, git: GitState) -> RunRecord:
-    """The record of a one-host run as it starts."""
+def manifest(plan: RunPlan, spec: RunSpec, settings: Settings, target: Target, *,
+             started: str, image_info: dict[str, Any], detach: bool,
+             git: GitState) -> RunRecord:
+    """The record of a one-host run as it starts (``spec``: the one it starts)."""
     return RunRecord(
-        plan.run_id, kind=plan.spec.labels.get("dltasks.kind", ""), host=target.name,
-        image=plan.spec.image, image_id=image_info.get("Id"),
+        plan.run_id, kind=spec.labels.get("dltasks.kind", ""), host=target.name,
+        image=spec.image, image_id=image_info.get("Id"),
         image_digests=tuple(image_info.get("RepoDigests") or ()), git=git,
-        command=plan.spec.command, gpus=plan.spec.gpus.describe(),
+        command=spec.command, gpus=spec.gpus.describe(),
         settings=settings_rows(settings),
         path_map=tuple(PathRow(*r) for r in plan.pathmap.table()),
         configs=tuple(ConfigEdit(rel, tuple((str(a), str(b)) for a, b in m.replacements))
                       for rel, m in plan.configs),
-        docker_run=docker_run_cmdline(plan.spec, detach=detach), detached=detach,
+        docker_run=docker_run_cmdline(spec, detach=detach), detached=detach,
         started=started)
 
 
@@ -185,16 +128,14 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
         found = gpu_facts()
         access = gpushare.preview(target, found, req.gpus, share=req.share)
         _warn(access)
-        plan.spec = _with_gpus(gpumode.apply_access(plan.spec, access,
-                                                    _image_env_if_any(target, image)),
-                               access, "")
         who = target.who()  # locally the uid:gid the plan already has
-        cpus = who.cpus
-        if not req.root:
-            plan.spec = replace(plan.spec, user=who.uid_gid)
-        if req.nproc:
-            plan.spec = under_torchrun(plan.spec, req, access, found, cpus, target.name)
-        print(docker_run_cmdline(plan.spec, detach=detach))
+        uid_gid, cpus = who.uid_gid, who.cpus
+        # who runs is not asked here (no USER/LOGNAME, no user label): the rest as it starts
+        spec = final_spec(plan, StartFacts(
+            uid_gid=uid_gid, access=access, gpu_facts=found, cpus=cpus,
+            image_env=_image_env_if_any(target, image),
+            shell_env=torchrun.passed_env(os.environ)))
+        print(docker_run_cmdline(spec, detach=detach))
         print()
         print(mapping_table(plan.pathmap, target.syncs_project))
         for rel, m in plan.configs:
@@ -217,38 +158,12 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
                 found = gpu_facts()
             got = held.enter_context(gpushare.claimed(target, found, req.gpus, share=req.share,
                                                       wait=req.wait))
-        if req.nproc:
-            plan.spec = under_torchrun(plan.spec, req, got.access, found, login.cpus,
-                                        target.name)
-        return _run(target, plan, req, got, info=info, uid_gid=login.uid_gid, user=login.user,
-                    git=git, secrets=secrets, detach=detach)
-
-
-def gpu_count(access: gpumode.GpuAccess, facts: gpumode.GpuFacts) -> int | None:
-    """How many GPUs a run with ``access`` gets (None: all of the host's, number unknown)."""
-    from dltasks.gpu.selection import ALL, IDS, NONE
-
-    sel = access.selection
-    if access.mode == NONE or not sel.wants_gpus:
-        return 0
-    if sel.mode == IDS:
-        return len(sel.ids)
-    host = facts.host
-    if sel.mode == ALL and host is not None:
-        return len(host.status.gpus) or len(host.driver.gpus) or None
-    return None
-
-
-def under_torchrun(spec: RunSpec, req: RunRequest, access: gpumode.GpuAccess,
-                    facts: gpumode.GpuFacts, cpus: int, where: str,
-                    launch: torchrun.Launch | None = None) -> RunSpec:
-    """``spec``'s command started by torchrun (one host: --standalone), OMP_NUM_THREADS a
-    fair share of the host's CPUs unless set, the shell's NCCL_* (and kin) passed in."""
-    n = torchrun.count(req.nproc, gpu_count(access, facts), where)
-    how = replace(launch, nproc=n) if launch else torchrun.Launch(n)
-    env = {**torchrun.passed_env(os.environ), **spec.env}
-    env.setdefault("OMP_NUM_THREADS", str(torchrun.omp_threads(cpus, n)))
-    return replace(spec, command=torchrun.wrap(spec.command, how), env=env)
+        spec = final_spec(plan, StartFacts(
+            uid_gid=login.uid_gid, user=login.user, access=got.access, gpu_facts=found,
+            image_env=gpumode.image_env(info), cpus=login.cpus,
+            shell_env=torchrun.passed_env(os.environ)))
+        return _run(target, plan, spec, got, info=info, git=git, secrets=secrets,
+                    detach=detach)
 
 
 def _warn(access: gpumode.GpuAccess) -> None:
@@ -256,31 +171,17 @@ def _warn(access: gpumode.GpuAccess) -> None:
         print(access.warning, file=sys.stderr)
 
 
-def _with_gpus(spec: RunSpec, access: gpumode.GpuAccess, user: str) -> RunSpec:
-    """The labels that say which host GPUs the run holds (its claim) and for whom."""
-    labels = {**spec.labels, LABEL_GPUS: access.selection.describe()}
-    if user:
-        labels[LABEL_USER] = user
-    return replace(spec, labels=labels)
-
-
-def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, *,
-         info: dict[str, Any], uid_gid: str, user: str, git: Callable[[], GitState],
-         secrets: Any, detach: bool) -> int:
-    """Record and run ``plan`` with the GPUs ``got`` holds (its lock let go once started)."""
+def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
+         info: dict[str, Any], git: Callable[[], GitState], secrets: Any, detach: bool) -> int:
+    """Record and run ``spec`` (``plan``'s, as it starts) with the GPUs ``got`` holds (its
+    lock let go once started)."""
     settings = target.settings
+    req = plan.request
     access = got.access
     _warn(access)
-    plan.spec = _with_gpus(gpumode.apply_access(plan.spec, access, gpumode.image_env(info)), access,
-                           user)
-    if not req.root:
-        # the uid may be in no passwd file of the image: USER and LOGNAME name it for tools
-        # that ask who they are (getpass.getuser(), used by torch's compile caches)
-        env = {"USER": user, "LOGNAME": user, **plan.spec.env} if user else dict(plan.spec.env)
-        plan.spec = replace(plan.spec, user=uid_gid, env=env)
-    started = plan.spec.labels.get(LABEL_STARTED, "")
-    record = manifest(plan, settings, target, started=started, image_info=info, detach=detach,
-                      git=git())
+    started = spec.labels.get(LABEL_STARTED, "")
+    record = manifest(plan, spec, settings, target, started=started, image_info=info,
+                      detach=detach, git=git())
     record = record.but(
         gpu_mode=access.mode, gpu_mode_why=access.why,
         gpus_asked=req.gpus.describe() if req.gpus.describe() != access.selection.describe()
@@ -291,7 +192,7 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
 
     if detach:
         try:
-            cid = runner.start_detached(target, plan.spec)
+            cid = runner.start_detached(target, spec)
         finally:
             got.release()
         record = record.but(container_id=cid, status="running")
@@ -305,10 +206,10 @@ def _run(target: Target, plan: RunPlan, req: RunRequest, got: gpushare.Claimed, 
         if req.interactive:
             from dltasks.engine.tty import run_interactive
 
-            code = run_interactive(target, plan.spec, stop_timeout=settings.stop_timeout,
+            code = run_interactive(target, spec, stop_timeout=settings.stop_timeout,
                                    started=got.release)
         else:
-            code = runner.run_attached(target, plan.spec, stop_timeout=settings.stop_timeout,
+            code = runner.run_attached(target, spec, stop_timeout=settings.stop_timeout,
                                        log_path=log_file(folder), started=got.release,
                                        secrets=secrets)
     except DltError as e:

@@ -22,6 +22,7 @@ from dltasks.errors import ClusterError
 from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
 from dltasks.runs.plan import RunRequest, image_paths_note, plan_run
+from dltasks.runs.prepare import host_facts, nothing_left, prepare_host, settings_rows
 from dltasks.runs.record import (
     RUNS_DIR,
     RunRecord,
@@ -34,7 +35,6 @@ from dltasks.runs.record import (
     status_of,
     utcnow,
 )
-from dltasks.runs.single import host_facts, nothing_left, prepare_host, settings_rows
 from dltasks.runs.slurmscript import (
     ENV_FILE,
     IMAGE_MAKERS,
@@ -50,6 +50,7 @@ from dltasks.runs.slurmscript import (
     procs,
     sbatch_error,
 )
+from dltasks.runs.start import StartFacts, final_spec
 from dltasks.settings import Settings
 from dltasks.settings.masking import mask, secret_values
 
@@ -86,8 +87,8 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         if plan.image_paths:
             print(image_paths_note(plan), file=sys.stderr, flush=True)
         login = prepare_host(target, plan) if not dry_run else None
-        spec = plan.spec if login is None or req.root else replace(plan.spec,
-                                                                   user=login.uid_gid)
+        # a Slurm node: its GPUs are Slurm's grant, torchrun is the batch script's
+        spec = final_spec(plan, StartFacts(uid_gid=login.uid_gid if login else "", slurm=True))
         script = job_script(spec, job, name=name, run_dir=host_dir, wrapper=wrapper,
                             port=s.master_port)
         node = docker_wrapper(spec, job, name, env=env_path) if job.runtime == "docker" else ""

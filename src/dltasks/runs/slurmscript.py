@@ -41,7 +41,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dltasks.engine.spec import RunSpec
+from dltasks.engine.spec import LABEL_GPUS, RunSpec
 from dltasks.errors import DltError
 
 RUNTIMES = ("docker", "pyxis", "apptainer")
@@ -214,7 +214,9 @@ def env_file(spec: RunSpec, runtime: str) -> str:
 
 def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str, *, env: str) -> str:
     """The per-node script of the docker runtime (run by srun, one task per node); ``env``:
-    the run's :data:`ENV_FILE`, which holds the container's variables."""
+    the run's :data:`ENV_FILE`, which holds the container's variables. The GPUs are the ones
+    Slurm granted the step (``SLURM_STEP_GPUS``, else ``CUDA_VISIBLE_DEVICES``), and so is the
+    container's GPU label: ``spec`` has none (it never holds the request)."""
     check_mounts(spec, "docker")
     args = ["--rm", "--name", '"$name"', "--network=host", "--init", "--ipc=host"]
     if spec.user:
@@ -235,7 +237,10 @@ def docker_wrapper(spec: RunSpec, job: SlurmJob, name: str, *, env: str) -> str:
         f'name="{name}-n$SLURM_NODEID"' if _PLAIN.match(name)
         else f'name={shlex.quote(name)}"-n$SLURM_NODEID"',  # DLT_PROJECT is the user's
         'gpus="${SLURM_STEP_GPUS:-${CUDA_VISIBLE_DEVICES:-}}"',
-        'gpuflag=(); [ -n "$gpus" ] && gpuflag=(--gpus "\\"device=$gpus\\"")',
+        # the GPUs Slurm granted this step, and the claim label naming them (gpu/claims:
+        # a run of dltasks on this host sees them held); no GPUs, no label
+        'gpuflag=(); [ -n "$gpus" ] && gpuflag=(--gpus "\\"device=$gpus\\"" '
+        f'--label "{LABEL_GPUS}=$gpus")',
         'cleanup() { docker rm -f "$name" >/dev/null 2>&1; }',
         "trap 'cleanup; exit 143' TERM INT HUP",
         f'docker run "${{gpuflag[@]}}" {" ".join(args)} {shlex.quote(spec.image)} '
