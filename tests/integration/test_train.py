@@ -158,6 +158,9 @@ def test_detach_ps_logs_stop(proj: Path, engine: object) -> None:
     r = dlt("train", "--detach", cwd=proj, env={"DLT_TRAIN_CMD": cmd})
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.strip()
+    # the hint names the program the user ran (dlt here), not `inv`
+    assert f"follow it with `dlt logs {run_id} --follow`, stop it with `dlt stop {run_id}`" \
+        in r.stderr
     try:
         ps = dlt("ps", cwd=proj)
         assert run_id in ps.stdout and "running" in ps.stdout

@@ -150,6 +150,8 @@ class Target(ABC):
     host_copy: HostCopy | None = None
     #: Who we are on the host: the login its runs' user label holds.
     login: str = ""
+    #: The program the user runs (dlt, inv or fab): how messages spell our commands here.
+    program: str = "inv"
 
     @property
     def engine_addr(self) -> EngineAddr:
@@ -324,7 +326,7 @@ class LocalTarget(Target):
         return f"this machine's engine ({self.endpoint.url})"
 
     def task_command(self, task: str) -> str:
-        return f"inv {task}"
+        return f"{self.program} {task}"
 
     @property
     def engine_is_hosts_own(self) -> bool:
@@ -348,22 +350,24 @@ def local_engine_addr(settings: Settings, endpoint: Endpoint | None = None) -> E
     return EngineAddr.of(endpoint or local_endpoint(settings), settings.engine_timeout)
 
 
-def local_target(c: Any, settings: Settings) -> LocalTarget:
-    """This machine's target (an invoke Context)."""
+def local_target(c: Any, settings: Settings, program: str = "inv") -> LocalTarget:
+    """This machine's target (an invoke Context); ``program``: what the user runs (dlt, inv)."""
     endpoint = local_endpoint(settings)
     return LocalTarget(name="local", shell=Shell(c, sudo_password=settings.sudo_password),
-                  settings=settings, endpoint=endpoint,
-                  resources=Resources(local_engine_addr(settings, endpoint)),
-                  host_project_dir=str(settings.project_dir), login=getpass.getuser())
+                       settings=settings, endpoint=endpoint,
+                       resources=Resources(local_engine_addr(settings, endpoint)),
+                       host_project_dir=str(settings.project_dir), login=getpass.getuser(),
+                       program=program)
 
 
 def open_target(c: Any, settings: Settings, *, engine_soon: bool = True,
-                check_sync: bool = False) -> Target:
+                check_sync: bool = False, program: str = "inv") -> Target:
     """The target for ``c``: the one place that tells an invoke Context (this machine) from a
     fabric Connection (a remote host, opened here: see
-    :func:`dltasks.hosts.remote.target.remote_target` for ``engine_soon``/``check_sync``)."""
+    :func:`dltasks.hosts.remote.target.remote_target` for ``engine_soon``/``check_sync``).
+    ``program``: what the user runs here (dlt or inv), for the commands messages name."""
     if ssh_host_of(c) is None:
-        return local_target(c, settings)
+        return local_target(c, settings, program)
     from dltasks.hosts.remote.target import remote_target
 
     return remote_target(c, settings, engine_soon=engine_soon, check_sync=check_sync)

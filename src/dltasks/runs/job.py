@@ -35,12 +35,11 @@ from dltasks.errors import ClusterError, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
 from dltasks.hosts.shell import quote
-from dltasks.hosts.target import Target
+from dltasks.hosts.target import HostLogin, Target
 from dltasks.runs import jobnet, torchrun
 from dltasks.runs import output as localio
 from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, plan_run
 from dltasks.runs.prepare import (
-    HostLogin,
     host_facts,
     image_record,
     nothing_left,

@@ -17,12 +17,11 @@ from dltasks.engine.spec import LABEL_STARTED, RunSpec, docker_run_cmdline
 from dltasks.errors import ConnectionLost, DltError
 from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
-from dltasks.hosts.target import Target
+from dltasks.hosts.target import HostLogin, Target
 from dltasks.runs import output as localio
 from dltasks.runs import torchrun
 from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, mapping_table, plan_run
 from dltasks.runs.prepare import (
-    HostLogin,
     host_facts,
     image_record,
     nothing_left,
@@ -198,8 +197,9 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         record = record.but(container_id=cid, status="running")
         localio.save_record(folder, record, secrets, what="the container's id")
         print(plan.run_id)
-        print(f"dlt: started {plan.run_id} on {target.name}; follow it with `inv logs "
-              f"{plan.run_id} --follow`, stop it with `inv stop {plan.run_id}`", file=sys.stderr)
+        follow, stop = (target.task_command(f"{t} {plan.run_id}") for t in ("logs", "stop"))
+        print(f"dlt: started {plan.run_id} on {target.name}; follow it with `{follow} --follow`, "
+              f"stop it with `{stop}`", file=sys.stderr)
         return 0
     room = localio.reserve(folder)  # the end fits even if output.log fills the disk
     try:

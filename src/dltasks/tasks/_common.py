@@ -192,8 +192,10 @@ def target_for(c: Any, *, engine_soon: bool = True, check_sync: bool = False,
     ``check_sync`` asks it what a sync needs to know in the same round trip.
     """
     from dltasks.hosts.target import open_target
+    from dltasks.tasks.invocation import invocation
 
-    t = open_target(c, settings_for(c, **flags), engine_soon=engine_soon, check_sync=check_sync)
+    t = open_target(c, settings_for(c, **flags), engine_soon=engine_soon, check_sync=check_sync,
+                    program=invocation(c).program)
     try:
         yield t
     finally:
