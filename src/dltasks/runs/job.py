@@ -5,11 +5,12 @@
 1. every host is made ready at once (:func:`_ready`): code synced, paths mapped for that host
    (its ``.env.<host>``), the outputs folder made, the image looked up;
 2. the same image on every node, proved by image ID: a host that lacks it gets it copied from
-   node 0 (:mod:`.imagecopy`), or built there with ``DLT_JOB_IMAGE=build``;
-3. node 0's address, a free port there, each node's interface (:mod:`.jobnet`);
+   node 0 (:mod:`dltasks.images.copy`), or built there with ``DLT_JOB_IMAGE=build``;
+3. node 0's address, a free port there, each node's interface (:mod:`dltasks.runs.jobnet`);
 4. each node's container (host networking, ``torchrun --nnodes N --node-rank R
    --max-restarts 0``) is created and started under its host's GPU lock, in rank order;
-5. every node's output is streamed live, each line prefixed with its host and rank;
+5. every node's output is streamed live, each line prefixed with its host and rank
+   (:mod:`dltasks.runs.supervise`, as is 6);
 6. supervision: the first node to exit non-zero (or to lose its host's connection), or Ctrl-C,
    stops every other node (grace period, then kill); every container is removed; the job exits
    with the first failure's code, and the record says which node failed first and why.
@@ -22,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import sys
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,12 +52,12 @@ from dltasks.runs.record import (
     NodePart,
     RunRecord,
     git_state_later,
-    log_file,
     new_run_id,
     run_dir,
     utcnow,
 )
 from dltasks.runs.start import NodeRole, StartFacts, final_spec
+from dltasks.runs.supervise import start_and_supervise
 from dltasks.settings import Settings
 from dltasks.settings.masking import secret_values
 
@@ -142,7 +141,7 @@ def run_job(targets: Sequence[Target], local: Settings, req: RunRequest, *,
     print(f"dlt: job {job_id}: {len(nodes)} node(s) ({', '.join(n.name for n in nodes)}), "
           f"master {addr}:{port}", file=sys.stderr, flush=True)
     try:
-        code = _start_and_supervise(nodes, local, detach=detach, share=req.share,
+        code = start_and_supervise(nodes, local, detach=detach, share=req.share,
                                     secrets=secrets)
     except DltError as e:
         record = record.but(ended=utcnow(), status="failed to start", error=e.message,
@@ -293,196 +292,3 @@ def _record(nodes: Sequence[JobNode], local: Settings, req: RunRequest, job_id: 
         image_id=nodes[0].image_id, git=git, command=head.command,
         job=JobInfo(len(nodes), addr, port, nodes[0].target.settings.rendezvous),
         nodes=tuple(n.part() for n in nodes), settings=settings_rows(local), started=started)
-
-
-# -- start and supervise -----------------------------------------------------------------------
-
-def _start_and_supervise(nodes: Sequence[JobNode], local: Settings, *, detach: bool,
-                         share: bool, secrets: Sequence[str] = ()) -> int:
-    """Start every node (rank order, each under its host's GPU lock), then stream and
-    supervise them until the job ends (or, ``detach``, return once all started)."""
-    grace = local.stop_timeout
-    with contextlib.ExitStack() as stack:
-        runs: list[runner.Running] = []
-        try:
-            for n in nodes:
-                assert n.spec is not None and n.access is not None
-                # its GPUs, its lock, its engine: whatever refuses, the job never half-runs
-                got = stack.enter_context(gpushare.claimed(n.target, n.facts,
-                                                           n.access.selection, share=share))
-                if detach:
-                    try:
-                        n.cid = runner.start_detached(n.target, n.spec)
-                    finally:
-                        got.release()
-                    continue
-                run = stack.enter_context(runner.container(n.target, n.spec,
-                                                           stop_timeout=grace, say=False,
-                                                           started=got.release))
-                n.cid = run.cid
-                runs.append(run)
-        except BaseException:
-            # All or nothing: the nodes that started are stopped (grace period: they may
-            # have begun) and removed, detached or not (attached ones are removed again by
-            # their runner.container as the stack unwinds: gone already is fine there).
-            _undo(nodes, grace)
-            raise
-        if detach:
-            return 0
-        return _supervise(nodes, runs, local, grace, secrets)
-
-
-def _undo(nodes: Sequence[JobNode], grace: int) -> None:
-    """Stop and remove every node's container that was made; the job did not start."""
-    made = [n for n in nodes if n.cid]
-    if not made:
-        return
-    _stop_all(made, grace)
-
-    def remove(n: JobNode) -> None:
-        with contextlib.suppress(DltError):
-            runner.remove(n.target, n.cid)
-
-    with runner.block_interrupts(), ThreadPoolExecutor(
-            len(made), thread_name_prefix="dlt-undo") as pool:
-        list(pool.map(remove, made))
-    for n in made:
-        n.why = "removed: another node could not start"
-
-
-def _supervise(nodes: Sequence[JobNode], runs: Sequence[runner.Running], local: Settings,
-               grace: int, secrets: Sequence[str] = ()) -> int:
-    ended: queue.Queue[tuple[int, int | None, str]] = queue.Queue()
-    out_lock = threading.Lock()
-    # Each node's output.log (masked) and our stdout: a local write that fails drops that
-    # sink with one warning; the job goes on (localio). Our stdout shows the job's own
-    # output unmasked: it is the user's terminal, as for a one-host run.
-    logs = [localio.open_log(log_file(n.plan.run_dir), secrets) for n in nodes if n.plan]
-    job_id = nodes[0].plan.run_id if nodes[0].plan else ""
-    out = localio.std_sink("stdout")
-    out.run_id = job_id
-    out.others = [sink for sink, _ in logs if sink is not None]
-    for sink, _ in logs:
-        if sink is not None:
-            sink.others, sink.run_id = [out], job_id
-    threads = []
-    for n, run, (log, _) in zip(nodes, runs, logs, strict=True):
-        t = threading.Thread(target=_follow, args=(n, run, log, out, out_lock, ended),
-                             daemon=True, name=f"dlt-node{n.rank}")
-        t.start()
-        threads.append(t)
-    first: JobNode | None = None
-    try:
-        left = len(nodes)
-        while left:
-            rank, code, why = _next(ended)
-            left -= 1
-            n = nodes[rank]
-            n.code = code
-            if first is None and (code != 0 or why):
-                first = n
-                n.first = True
-                n.why = why or f"exited with code {code}"
-                _say(out_lock, f"dlt: node {rank} ({n.name}) {n.why}: stopping the other "
-                     f"node(s) (up to {grace}s)")
-                _stop_all(nodes, grace, but=rank)
-    except runner.INTERRUPTS:
-        _say(out_lock, f"\ndlt: interrupted, stopping the job on every node (up to {grace}s)")
-        _stop_all(nodes, grace)
-        for t in threads:
-            t.join(timeout=grace + 10)
-        for n in nodes:
-            n.why = n.why or "stopped (Ctrl-C)"
-        return runner.INTERRUPTED
-    finally:
-        for sink, file in logs:
-            localio.close_log(sink, file)
-    if first is None:
-        return 0
-    if first.code is None:  # its host is out of reach: its container may still run there
-        _say(out_lock, f"dlt: node {first.rank}'s container on {first.name} may still run: "
-             f"stop it with `fab -H {first.name} stop {first.plan.run_id if first.plan else ''}`"
-             " once the host answers")
-        return 255
-    return first.code or 1
-
-
-def _next(ended: queue.Queue[tuple[int, int | None, str]]) -> tuple[int, int | None, str]:
-    while True:  # a timeout, so that Ctrl-C reaches the main thread
-        with contextlib.suppress(queue.Empty):
-            return ended.get(timeout=0.5)
-
-
-def _follow(n: JobNode, run: runner.Running, log: localio.Sink | None, out: localio.Sink,
-            out_lock: threading.Lock, ended: queue.Queue[tuple[int, int | None, str]]) -> None:
-    """Stream node ``n``'s output with its prefix until it ends; report its exit code."""
-    nproc = _nproc_of(n)
-    prefix = f"[{n.name} node {n.rank}] ".encode()
-    pending = b""
-    why = ""
-    try:
-        for _, data in runner.frames_of(run.stream):
-            if log is not None:
-                with out_lock:  # one lock: a lost sink's warning is not torn by another's
-                    log.write(data)
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            if lines:
-                _emit(out_lock, out, [_prefixed(ln, n, nproc, prefix) for ln in lines])
-        if pending:
-            _emit(out_lock, out, [_prefixed(pending, n, nproc, prefix)])
-        code: int | None = n.target.engine.wait(run.cid)
-    except DltError as e:
-        code, why = None, f"lost: {e.message}"
-    except OSError as e:
-        code, why = None, f"lost its stream ({e})"
-    if code is None and not why:
-        why = "lost"
-    if not n.target.is_alive():
-        code, why = None, f"lost the SSH connection to {n.name}"
-    ended.put((n.rank, code, why))
-
-
-def _nproc_of(n: JobNode) -> int:
-    cmd = n.spec.command if n.spec else ()
-    for a in cmd:
-        if a.startswith("--nproc-per-node="):
-            return int(a.split("=", 1)[1])
-    return 1
-
-
-def _prefixed(line: bytes, n: JobNode, nproc: int, prefix: bytes) -> bytes:
-    rank, text = torchrun.rank_prefix(line, n.rank, nproc)
-    if rank is None:
-        return prefix + line + b"\n"
-    return f"[{n.name} rank {rank}] ".encode() + text + b"\n"
-
-
-def _emit(lock: threading.Lock, out: localio.Sink, lines: Sequence[bytes]) -> None:
-    with lock:
-        out.write(b"".join(lines))
-
-
-def _say(lock: threading.Lock, text: str) -> None:
-    with lock:
-        localio.warn(text)  # a stderr that cannot be written must not stop the supervision
-
-
-def _stop_all(nodes: Sequence[JobNode], grace: int, but: int = -1) -> None:
-    """Stop every node's container but ``but``'s, at once (each on its own engine link)."""
-    def stop(n: JobNode) -> None:
-        from dltasks.engine.client import open_engine
-
-        with contextlib.suppress(DltError):
-            engine = open_engine(n.target.engine_addr)
-            try:
-                engine.stop(n.cid, timeout=grace)
-            finally:
-                engine.close()
-
-    others = [n for n in nodes if n.rank != but and n.cid]
-    if others:
-        with ThreadPoolExecutor(len(others), thread_name_prefix="dlt-stop") as pool:
-            list(pool.map(stop, others))
-        for n in others:
-            n.why = n.why or "stopped by dltasks"
