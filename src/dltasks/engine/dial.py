@@ -1,5 +1,5 @@
 """Dialling an engine: a unix socket, TCP (plain or TLS, with the ``ssl`` module imported only
-then), or ``ssh ... docker system dial-stdio`` as the docker CLI does. :mod:`.engineapi` speaks
+then), or ``ssh ... docker system dial-stdio`` as the docker CLI does. :mod:`.api` speaks
 HTTP over what this returns."""
 
 from __future__ import annotations

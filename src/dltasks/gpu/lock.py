@@ -16,7 +16,7 @@ other users cannot read is refused in one line naming its owner and the fix; not
 created, truncated or followed through it. ``flock`` needs only a read-only descriptor.
 
 Taking it is bounded: ``DLT_LOCK_TIMEOUT`` seconds (with ``--wait``, at most what is left of
-it, and a held lock is then one more reason to wait: :mod:`.gpushare`), then one line
+it, and a held lock is then one more reason to wait: :mod:`.share`), then one line
 (:class:`LockBusy`) naming the holder where the host shows it (``/proc/locks`` gives the pid
 for the file's inode; a remote holder marks its process, :data:`HELD_MARK`, because the
 ``flock`` program that took the lock has exited). A lock file replaced under us again and

@@ -5,7 +5,7 @@
 - ``runtime``: a device request to the engine's NVIDIA runtime (the toolkit installed);
 - ``cdi``: a CDI spec from ``DLT_CDI_SPEC_DIRS``; an engine that knows CDI gets CDI device
   requests, an older one gets the spec's edits applied by dltasks;
-- ``direct``: no toolkit, no spec: the driver found on the target host (:mod:`.gpudriver`);
+- ``direct``: no toolkit, no spec: the driver found on the target host (:mod:`.driver`);
 - ``auto``: runtime if the engine has one, else CDI if a spec exists, else direct if the host
   has a driver, else the runtime path's own clear error.
 

@@ -392,7 +392,7 @@ def slurm_job_id(record: RunRecord) -> str:
 
 def slurm_records(project_dir: Any, host: str) -> list[RunRecord]:
     """The records of this project's Slurm runs submitted on ``host`` (newest first): only
-    records whose run id and job id check out (:func:`.records.list_runs` checks the run id
+    records whose run id and job id check out (:func:`.record.list_runs` checks the run id
     against its folder), since `stop` cancels their jobs."""
     from dltasks.runs.record import list_runs
 

@@ -231,8 +231,8 @@ def _local_record(settings: Settings, run_id: str) -> tuple[Path, RunRecord]:
 
 def _container(target: Target, settings: Settings,
                run_id: str) -> tuple[str, dict[str, Any]] | None:
-    """YOUR container of that run of this project (:func:`.runlist.owner`): another user's,
-    or any container that merely carries the label, never lands in your record."""
+    """YOUR container of that run of this project (:func:`dltasks.runs.listing.owner`):
+    another user's, or any container that merely carries the label, never lands in your record."""
     from dltasks.engine.api import NotFound
     from dltasks.runs.listing import find_runs, owner
 
