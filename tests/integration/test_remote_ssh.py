@@ -170,6 +170,30 @@ def test_two_hosts_one_failing_does_not_hide_the_other(ssh_lab: Lab,
     assert "-> gpu1:" in ok.stderr and "-> gpu2:" in ok.stderr
 
 
+def test_a_host_named_twice_is_refused_and_a_users_own_task_runs_ours_as_called(
+        ssh_lab: Lab, remote_project: tuple[Path, str]) -> None:
+    """`fab -H gpu1,gpu1 sync`: one line, nothing done (which of fabric's calls is whose could
+    not be told). A user's own fab task that calls one of ours with its host's Connection runs
+    ours as called, for that host only: never as a group at the first host, never skipped."""
+    d, name = remote_project
+    r = fab("-H", "gpu1,gpu1", "sync", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 2 and "-H names gpu1 twice (gpu1): name each host once" in r.stderr
+    assert "->" not in r.stderr
+    (d / "fabfile.py").write_text(
+        "from fabric import task\n"
+        "from dltasks.tasks import ns\n"
+        "from dltasks.tasks.remote import sync\n\n\n"
+        "@task\n"
+        "def mine(c):\n"
+        "    if c.original_host == 'gpu2':\n"
+        "        sync(c)\n\n\n"
+        "ns.add_task(mine)\n")
+    r = fab("-H", "gpu1,gpu2", "mine", cwd=d, env=ssh_lab.env())
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("-> gpu2:") == 1 and "-> gpu1:" not in r.stderr
+    assert (Path("/home/dltgpu2/dltasks") / name / "main.py").is_file()
+
+
 def test_sync_and_fetch_need_a_remote_host(remote_project: tuple[Path, str]) -> None:
     from tests.conftest import dlt
 

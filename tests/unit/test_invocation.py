@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from dltasks.tasks.invocation import invocation, keep, parse, program_name
 
 @pytest.mark.parametrize("argv0,name", [("/usr/bin/fab", "fab"), ("dlt", "dlt"),
                                         ("/venv/bin/inv", "inv"), ("invoke", "inv"),
-                                        ("/x/dltasks/__main__.py", "dlt")])
+                                        ("/x/dltasks/__main__.py", "dlt"),
+                                        ("C:/venv/Scripts/fab.exe", "fab"),
+                                        ("dlt.exe", "dlt")])
 def test_program_name(argv0: str, name: str) -> None:
     assert program_name(argv0) == name
 
@@ -92,3 +95,25 @@ def test_settings_errors_are_typed(tmp_path: Path) -> None:
 
     with pytest.raises(SettingsError, match="expected a whole number"):
         resolve(tmp_path, environ={"DLT_STOP_TIMEOUT": "soon"})
+
+
+@pytest.mark.parametrize("module,name", [("fabric.__main__", "fab"),
+                                         ("invoke.__main__", "inv"),
+                                         ("dltasks.__main__", "dlt")])
+def test_python_dash_m_is_told_by_the_module_run(module: str, name: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m fabric` and `python -m invoke` leave argv[0] at their __main__.py too."""
+    import types
+
+    main = types.ModuleType("__main__")
+    main.__spec__ = types.SimpleNamespace(name=module)  # type: ignore[assignment]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert program_name(f"/venv/lib/{module.split('.')[0]}/__main__.py") == name
+
+
+def test_task_named_only_when_the_command_line_names_it() -> None:
+    from dltasks.tasks.invocation import task_named
+
+    argv = ["fab", "-H", "a,b", "mine", "--flag", "x"]
+    assert task_named(argv, "mine") and not task_named(argv, "sync")
+    assert task_named(["fab", "-H", "a,b", "dl.train"], "train")

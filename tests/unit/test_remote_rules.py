@@ -198,6 +198,11 @@ def test_ssh_argv_spells_out_everything_and_jumps() -> None:
     (["fab", "-Hx", "ps"], ["x"]),
     (["fab", "--hosts", "u@h:22", "ps"], ["u@h:22"]),
     (["fab", "ps", "--", "-H", "no"], []),
+    # a task's own flags are not fab's: -H inside train's --args names no host
+    (["fab", "-H", "gpu1", "train", "--args", "-H 1024 --lr 0.1"], ["gpu1"]),
+    (["fab", "-H", "gpu1", "train", "-H", "x"], ["gpu1"]),
+    (["fab", "-i", "key", "-H", "a", "ps"], ["a"]),       # -i's value is no task
+    (["fab", "-S", "cfg", "-Hb", "sync", "-Hc"], ["b"]),
     (["inv", "ps"], []),
 ])
 def test_cli_hosts(argv: list[str], hosts: list[str]) -> None:

@@ -54,18 +54,21 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
 
     def wrap(fn: Callable[..., Any]) -> DltTask:
         wanted = _positionals(fn)
+        name = fn.__name__.replace("_", "-")
 
         @functools.wraps(fn)
         def body(c: Any, *a: Any, **kw: Any) -> Any:
             from dltasks.hosts.target import ssh_host_of
             from dltasks.tasks.group import call_once, call_over_hosts
-            from dltasks.tasks.invocation import invocation
+            from dltasks.tasks.invocation import invocation, task_named
 
             inv = invocation(c)
             if any(v in _HELP for v in (*a, *(kw.get(n) for n in wanted))):
-                _task_help(inv.program, fn.__name__.replace("_", "-"))
+                _task_help(inv.program, name)
                 return None
-            if ssh_host_of(c) and inv.several_hosts:
+            # fab -H a,b TASK: one call over the hosts; not for a call a user's own task makes
+            # (with any Connection), which runs as called
+            if ssh_host_of(c) and inv.several_hosts and task_named(inv.argv, name):
                 return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
             return call_once(fn, c, a, kw)
 

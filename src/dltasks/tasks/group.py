@@ -39,41 +39,54 @@ def call_once(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
 def call_over_hosts(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],
                     kwargs: dict[str, Any], inv: Invocation, *, whole: bool) -> Any:
     """fabric's call of ``fn`` for host ``c`` of ``inv.hosts`` (two or more): the group's
-    call at the first host, nothing at the others. ``whole``: ``fn`` covers the hosts itself."""
+    call at the first host, nothing at the others. ``whole``: ``fn`` covers the hosts itself.
+
+    Hosts are told apart as fabric tells connections apart: user, host and port
+    (``a:2222`` and ``a:2223`` are two hosts); a host named twice is refused, since which of
+    fabric's calls is whose could no longer be told."""
     from fabric import GroupResult
 
-    from dltasks.hosts.remote.multihost import failure_line, host_name, is_host, summary
+    from dltasks.hosts.remote.multihost import failure_line, host_name, summary
 
-    first = inv.hosts[0]
-    if not is_host(c, first):
-        return None  # the call for the first host ran this host's turn
-    if whole:
-        return call_once(fn, c, args, kwargs)
-    results = GroupResult()
-    cx = c
-    for spec in inv.hosts:
-        # each host's Connection made as fabric's executor makes them: same config
-        cx = c if spec == first else type(c)(host=spec, config=c.config)
-        name = host_name(cx)
-        try:
-            results[cx] = _call(fn, cx, args, kwargs)
-        except DltError as e:
-            results[cx] = e
-            print(failure_line(name, inv.render(e.message, name)), file=sys.stderr, flush=True)
-        except Exit as e:  # e.g. a run's non-zero exit code
-            if not e.code:
-                raise
-            results[cx] = e
-            print(failure_line(name, str(e.message or f"exit code {e.code}")),
-                  file=sys.stderr, flush=True)
-        finally:
-            if cx is not c:
-                cx.close()
-    if results.failed:
-        last = results[cx]
-        code = last.code if isinstance(last, (DltError, Exit)) else 1
-        raise Exit(summary([host_name(x) for x in results.failed]), code=code)
-    return None
+    # each host's Connection made as fabric's executor makes them (same config); not opened
+    conns = [type(c)(host=spec, config=c.config) for spec in inv.hosts]
+    try:
+        for i, cx in enumerate(conns):
+            if cx in conns[:i]:
+                raise Exit(f"dlt: error: -H names {host_name(cx)} twice ({inv.hosts[i]}): name "
+                           "each host once", code=2)
+        if c != conns[0]:
+            return None  # the call for the first host ran this host's turn
+        if whole:  # one call covers every host: its hints name all of them (`fab -H a,b`)
+            try:
+                return _call(fn, c, args, kwargs)
+            except DltError as e:
+                raise Exit(f"dlt: error: {inv.render(e.message)}", code=e.code) from None
+        results = GroupResult()
+        cx = c
+        for i, made in enumerate(conns):
+            cx = c if i == 0 else made
+            name = host_name(cx)
+            try:
+                results[cx] = _call(fn, cx, args, kwargs)
+            except DltError as e:
+                results[cx] = e
+                print(failure_line(name, inv.render(e.message, name)), file=sys.stderr,
+                      flush=True)
+            except Exit as e:  # e.g. a run's non-zero exit code
+                if not e.code:
+                    raise
+                results[cx] = e
+                print(failure_line(name, str(e.message or f"exit code {e.code}")),
+                      file=sys.stderr, flush=True)
+        if results.failed:
+            last = results[cx]
+            code = last.code if isinstance(last, (DltError, Exit)) else 1
+            raise Exit(summary([host_name(x) for x in results.failed]), code=code)
+        return None
+    finally:
+        for made in conns:
+            made.close()
 
 
 def _call(fn: Callable[..., Any], c: Any, args: tuple[Any, ...],

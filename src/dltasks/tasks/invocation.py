@@ -56,11 +56,18 @@ class Invocation:
 
 
 def program_name(argv0: str) -> ProgramName:
-    """Which of our programs ``argv0`` is: fab, dlt (also ``python -m dltasks``), else inv."""
+    """Which of our programs ``argv0`` is: fab, dlt (also ``python -m dltasks``), else inv.
+    ``python -m fabric`` / ``-m invoke`` / ``-m dltasks`` are told apart by the module run."""
     name = os.path.basename(argv0)
+    if name.lower().endswith(".exe"):
+        name = name[:-4]
+    if name == "__main__.py" or name == "-m":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        top = (getattr(spec, "name", "") or "").split(".")[0]
+        return "fab" if top == "fabric" else "inv" if top == "invoke" else "dlt"
     if name == "fab":
         return "fab"
-    if name in ("dlt", "__main__.py", "-m") or name.startswith("dlt"):
+    if name.startswith("dlt"):
         return "dlt"
     return "inv"
 
@@ -74,25 +81,41 @@ def parse(argv: Sequence[str], program: ProgramName | None = None) -> Invocation
                       remainder=None if cut is None else words[cut + 1:])
 
 
+#: The program's own flags that take a value (invoke's and fabric's core flags): their value
+#: is not a task name. Core flags come before the first task; what follows is the tasks'.
+_VALUE_FLAGS = frozenset({
+    "-H", "--hosts", "-i", "--identity", "-S", "--ssh-config", "-t", "--connect-timeout",
+    "-c", "--collection", "-f", "--config", "-r", "--search-root", "-D", "--list-depth",
+    "-F", "--list-format", "--hide", "-T", "--command-timeout", "--print-completion-script",
+})
+
+
 def cli_hosts(argv: Sequence[str]) -> list[str]:
-    """The hosts of ``-H a,b`` / ``--hosts=a,b`` / ``-Ha,b`` in a fab command line."""
+    """The hosts of ``-H a,b`` / ``--hosts=a,b`` / ``-Ha,b`` in a fab command line: among the
+    program's own flags only, before the first task (``train --args "-H 1024"`` is train's)."""
     hosts: list[str] = []
-    it = iter(range(len(argv)))
-    for i in it:
+    i = 1
+    while i < len(argv):
         a = argv[i]
-        if a == "--":
-            break
+        if a == "--" or not a.startswith("-"):
+            break  # the first task: the rest is its flags and the next tasks'
         value = None
         if a in ("-H", "--hosts") and i + 1 < len(argv):
             value = argv[i + 1]
-            next(it, None)
         elif a.startswith("--hosts="):
             value = a.split("=", 1)[1]
         elif a.startswith("-H") and len(a) > 2 and not a.startswith("--"):
             value = a[2:]
         if value:
             hosts.extend(h for h in value.split(",") if h)
+        i += 2 if a in _VALUE_FLAGS else 1
     return hosts
+
+
+def task_named(argv: Sequence[str], name: str) -> bool:
+    """Whether task ``name`` is one the command line ``argv`` names (``train``, ``ns.train``),
+    as opposed to one a user's own task calls."""
+    return any(w == name or w.endswith("." + name) for w in argv[1:] if not w.startswith("-"))
 
 
 def keep(config: Any, program: ProgramName, argv: Sequence[str]) -> None:
