@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, str, tuple[str, ...]]] = [
     ("run data", "what a run is, as data: request, plan, record and its files, launchers' "
                  "commands; a host's sync sends run folders and checks run ids with them",
      ("dltasks.runs.record", "dltasks.runs.plan", "dltasks.runs.output", "dltasks.runs.torchrun",
-      "dltasks.runs.jobnet", "dltasks.runs.slurmscript")),
+      "dltasks.runs.jobnet", "dltasks.runs.slurmscript",
+      "dltasks.runs.recordshape")),
     ("hosts", "WHERE work happens: LocalTarget | RemoteTarget, the only place that knows the "
               "kind (shell, engine connection, sync, liveness, GPU lock)",
      ("dltasks.hosts",)),

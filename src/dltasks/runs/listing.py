@@ -288,7 +288,7 @@ def settle(target: Target, project_dir: Path, runs: list[RunInfo], *,
         folder = run_dir(project_dir, r.run_id)
         try:
             record = RunRecord.load(folder)
-        except (OSError, ValueError):
+        except DltError:  # `runs` shows it as an unreadable manifest
             continue
         if record.exit_code is not None:
             continue

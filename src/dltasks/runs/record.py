@@ -16,13 +16,14 @@ import json
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from dltasks.errors import DltError
 from dltasks.hosts.shell import local, local_start
+from dltasks.runs.recordshape import OWN, ShapeError, read_object, write_object
 from dltasks.settings.masking import scrub
 
 RUNS_DIR = "runs"
@@ -93,6 +94,9 @@ class GitState:
     commit: str | None
     dirty: bool
     diff: str
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 def git_state_later(project_dir: Path) -> Callable[[], GitState]:
@@ -198,8 +202,27 @@ def list_runs(project_dir: Path) -> list[RunRecord]:
             out.append(RunRecord(d.name, status=UNREADABLE, error=(
                 f"record names run id {str(said)[:40]!r}, not its folder's")))
             continue
-        out.append(RunRecord.from_json(data))
+        try:  # one odd record is one unreadable run, never every reader's failure
+            out.append(RunRecord.from_json(data))
+        except ShapeError as e:
+            out.append(RunRecord(d.name, status=UNREADABLE, error=f"unreadable manifest: {e}"))
     return out
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """The object in the record file ``path`` (OSError, ValueError when there is none)."""
+    data: Any = read_manifest(path)
+    if not isinstance(data, dict):
+        raise ShapeError(f"it holds {type(data).__name__}, not an object")
+    return data
+
+
+def _why(e: Exception) -> str:
+    """``e`` in a few words, on one line."""
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__
+    text = " ".join(str(e).split())
+    return text[:160] if isinstance(e, ShapeError) else f"not JSON: {text[:120]}"
 
 
 # -- the record as a value ---------------------------------------------------------------------
@@ -236,6 +259,9 @@ class PathRow:
     local: str
     host: str
     container: str
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 @dataclass(frozen=True)
@@ -244,6 +270,9 @@ class ConfigEdit:
 
     file: str
     replacements: tuple[tuple[str, str], ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 @dataclass(frozen=True)
@@ -258,6 +287,9 @@ class NodePart:
     exit_code: int | None = None
     ended_by: str = ""
     docker_run: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 @dataclass(frozen=True)
@@ -268,6 +300,9 @@ class JobInfo:
     master_addr: str = ""
     master_port: int = 0
     rendezvous: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 @dataclass(frozen=True)
@@ -277,6 +312,9 @@ class FailedFirst:
     rank: int
     host: str
     why: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
 
 
 @dataclass(frozen=True)
@@ -297,6 +335,12 @@ class SlurmInfo:
     state: str | None = None         # Slurm's word for the end (COMPLETED, TIMEOUT, ...)
     state_from: str | None = None    # who said it: sacct, scontrol, exit file, nothing, dlt
     nodelist: str | None = None      # the nodes it ran on (n[1-2])
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
+
+    #: Facts not known yet are absent, as before RunRecord (a node's are null).
+    NONE_WRITTEN: ClassVar[frozenset[str]] = frozenset()
 
 
 #: Keys written even when None: a reader tells "not ended yet" by them.
@@ -310,8 +354,10 @@ class RunRecord:
     Fields that only some runs have are None where absent (and absent from the file, as
     today's records are): a plain run has ``path_map``/``docker_run``/``gpu_mode``..., a job
     ``job``/``nodes``/``failed_first``, a Slurm run ``slurm``. Keys this version does not
-    know (a newer dltasks', a user's note) are kept in ``extra`` and written back, so a
-    settle never drops them."""
+    know (a newer dltasks', a user's note), at the top or inside a part, are kept in that
+    part's ``extra``; a null that was in the file and a status this version does not know
+    (``status_text``) are kept too, and keys keep their order (``source_keys``): a settle,
+    a fetch or a stop that writes the record back changes only what it changed."""
 
     run_id: str
     kind: str = ""
@@ -339,9 +385,16 @@ class RunRecord:
     gpu_mode: str | None = None
     gpu_mode_why: str | None = None
     gpus_asked: str | None = None     # the request, when it differs from the GPUs held
-    gpus_shared: tuple[int, ...] | None = None
+    gpus_shared: tuple[str, ...] | None = None  # a note per GPU taken although held
     container_id: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
+    #: The status as the record said it, when this version reads it as another (``unknown``
+    #: for a state it does not know): written back while ``status`` is still what it read as.
+    status_text: str | None = field(default=None, metadata=OWN)
+
+    NONE_WRITTEN: ClassVar[frozenset[str]] = _ALWAYS
 
     def but(self, **changes: Any) -> RunRecord:
         """This record with ``changes``."""
@@ -353,84 +406,37 @@ class RunRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as ``manifest.json`` holds it."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name == "extra":
-                continue
-            value = getattr(self, f.name)
-            if value is None and f.name not in _ALWAYS:
-                continue
-            out[f.name] = _plain(value)
-        for k, v in self.extra.items():
-            out.setdefault(k, v)
+        out = write_object(self)
+        if self.status_text is not None and status_of(self.status_text) == self.status:
+            out["status"] = self.status_text
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
         """A record as any dltasks wrote it: missing keys take their defaults, unknown ones
-        go to ``extra``, a status this version does not know reads as ``unknown``."""
-        known = {f.name for f in fields(cls)} - {"extra"}
-        d = dict(data)
-        git = d.get("git") or {}
-        slurm = d.get("slurm")
-        kw: dict[str, Any] = {
-            "run_id": str(d.get("run_id", "")),
-            "git": GitState(git.get("commit"), bool(git.get("dirty")), str(git.get("diff") or "")),
-            "command": tuple(d.get("command") or ()),
-            "image_digests": _tuple(d.get("image_digests")),
-            "path_map": _tuple(d.get("path_map"), lambda r: PathRow(**_only(PathRow, r))),
-            "configs": _tuple(d.get("configs"), lambda c: ConfigEdit(
-                str(c.get("file", "")), tuple(tuple(x) for x in c.get("replacements") or ()))),
-            "job": JobInfo(**_only(JobInfo, d["job"])) if isinstance(d.get("job"), dict)
-            else None,
-            "nodes": _tuple(d.get("nodes"), lambda n: NodePart(**_only(NodePart, n))),
-            "slurm": SlurmInfo(**{**_only(SlurmInfo, slurm),
-                                  "job_id": str(slurm.get("job_id", ""))})
-            if isinstance(slurm, dict) else None,
-            "failed_first": FailedFirst(**_only(FailedFirst, d["failed_first"]))
-            if isinstance(d.get("failed_first"), dict) else None,
-            "gpus_shared": _tuple(d.get("gpus_shared")),
-            "status": status_of(str(d["status"])) if d.get("status") is not None else None,
-            "extra": {k: v for k, v in d.items() if k not in known},
-        }
-        for k in known - kw.keys():
-            if k in d:
-                kw[k] = d[k]
-        return cls(**kw)
+        go to ``extra``, a status this version does not know reads as ``unknown``;
+        :class:`~.recordshape.ShapeError` (a ValueError) naming the key when a part has a
+        shape no field can hold."""
+        rec: RunRecord = read_object(cls, dict(data), "")
+        said: Any = rec.status
+        if said is None:
+            return rec
+        if not isinstance(said, str):
+            raise ShapeError(f"status is {type(said).__name__} {str(said)[:30]!r}, not text")
+        status = status_of(said)
+        return rec.but(status=status, status_text=None if said == status else said)
 
     @classmethod
     def load(cls, folder: Path) -> RunRecord:
-        """The record in the run folder ``folder`` (OSError, ValueError when unreadable)."""
-        data: Any = read_manifest(record_file(folder))
-        if not isinstance(data, dict):
-            raise ValueError(f"{record_file(folder)} holds no record")
-        return cls.from_json(data)
+        """The record in the run folder ``folder``; a one-line DltError naming the file when it
+        cannot be read or holds no record."""
+        path = record_file(folder)
+        try:
+            return cls.from_json(_read_record(path))
+        except (OSError, ValueError) as e:
+            raise DltError(f"the run record {path} cannot be read ({_why(e)}): fix or move "
+                           "that file") from None
 
     def save(self, folder: Path, secret_values: list[str]) -> None:
         """The one writer: atomically, every secret value scrubbed from the text."""
         write_manifest(record_file(folder), self.to_json(), secret_values)
-
-
-def _plain(value: Any) -> Any:
-    """A field's value as JSON holds it (dataclasses as objects, tuples as lists)."""
-    if isinstance(value, GitState):
-        return {"commit": value.commit, "dirty": value.dirty, "diff": value.diff}
-    if hasattr(value, "__dataclass_fields__"):
-        # a Slurm run's facts that are not known yet are absent, as today; a node's are null
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)
-                if getattr(value, f.name) is not None or not isinstance(value, SlurmInfo)}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _only(cls: type, data: Any) -> dict[str, Any]:
-    """The keys of ``data`` that ``cls`` has as fields."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in (data or {}).items() if k in names}
-
-
-def _tuple(value: Any, each: Callable[[Any], Any] = lambda x: x) -> tuple[Any, ...] | None:
-    return None if value is None else tuple(each(v) for v in value)

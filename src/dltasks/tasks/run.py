@@ -361,13 +361,18 @@ def _stop_job(c: Any, here: Any, first: Any, hosts: list[str], mine: bool) -> No
         with job_targets(c, hosts) as targets, ThreadPoolExecutor(len(targets)) as pool:
             n = len(set().union(*pool.map(stop_on, targets)))
     s = here.settings
+    from dltasks.errors import DltError
     from dltasks.runs.record import RunRecord, record_file, run_dir, utcnow
 
     folder = run_dir(s.project_dir, run)
     if mine and record_file(folder).is_file():  # another user's job: its record is theirs
-        record = RunRecord.load(folder)
-        if record.exit_code is None:
-            record.but(ended=utcnow(), status="stopped").save(folder, [])
+        try:
+            record = RunRecord.load(folder)
+        except DltError as e:  # the containers are stopped all the same: say both
+            print(f"dlt: {e}", file=sys.stderr)
+        else:
+            if record.exit_code is None:
+                record.but(ended=utcnow(), status="stopped").save(folder, [])
     whose = "" if mine else f" (a job of {first.user or 'another user'})"
     print(f"stopped job {run}: {n} node container(s) on {', '.join(hosts)}{whose}")
 
