@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from dltasks.engine.endpoint import (
-    VIEW_SCRIPT,
     DockerView,
     Endpoint,
     Tls,
@@ -22,6 +21,7 @@ from dltasks.engine.endpoint import (
     resolve_endpoint,
 )
 from dltasks.errors import DltError
+from dltasks.scripts import script
 
 
 def make_context(home: Path, name: str, host: str, *, tls: bool = False,
@@ -50,9 +50,11 @@ def views(home: Path, env: dict[str, str]) -> list[DockerView]:
     """The same host read locally and through the remote script."""
     full = {"HOME": str(home), **env}
     local = local_view(full)
-    out = subprocess.run(["sh", "-c", VIEW_SCRIPT], env={"PATH": os.environ["PATH"], **full},
+    out = subprocess.run(["sh", "-c", script("host_describe"), "_", "", ""],
+                         env={"PATH": os.environ["PATH"], **full},
                          cwd=home, capture_output=True, text=True, check=True).stdout
-    return [local, parse_view(out.splitlines(), str(home))]
+    dv = [ln for ln in out.splitlines() if ln.startswith("dv\t")]
+    return [local, parse_view(dv, str(home))]
 
 
 def resolved(home: Path, env: dict[str, str], setting: str = "") -> Endpoint:

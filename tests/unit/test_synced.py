@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 
 from dltasks.hosts.remote.synced import (
-    CHECK_SCRIPT,
     LOCAL_FS,
     HostCopy,
     listing_digest,
     parse_check,
     stamp_name,
 )
+from dltasks.scripts import script
 
 
 def test_parse_check() -> None:
@@ -30,7 +30,8 @@ def test_stamp_names_follow_the_folder_as_typed() -> None:
 
 def test_the_check_only_trusts_local_filesystems() -> None:
     assert "nfs" not in LOCAL_FS and "ext2/ext3" in LOCAL_FS
-    assert "-cnewer" in CHECK_SCRIPT and "stat -f -c %T" in CHECK_SCRIPT
+    check = script("host_describe")
+    assert "-cnewer" in check and "stat -f -c %T" in check
 
 
 def test_listing_digest_sees_what_rsync_sees(tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ and the default context), and so do we, so that a run lands where ``docker ps`` 
    ``$XDG_RUNTIME_DIR/docker.sock`` does, that one (the CLI would fail; we say what we chose).
 
 The rules read a :class:`DockerView`: the variables and files the CLI would read on a host.
-:func:`local_view` reads this machine's; :data:`VIEW_SCRIPT` prints a remote host's in the
-round trip that describes the host (:mod:`dltasks.hosts.remote.target`), so a remote host follows
+:func:`local_view` reads this machine's; ``docker_view`` in ``scripts/host_describe.sh`` prints a
+remote host's in the round trip that describes the host (:mod:`dltasks.hosts.remote.target`;
+its list of variables and default socket are this module's), so a remote host follows
 its own user's environment and config, with ``.env.<host>`` over them.
 """
 
@@ -30,6 +31,7 @@ from dltasks.errors import DltError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_URL = "unix://" + DEFAULT_SOCKET
+#: The variables the docker CLI reads; ``scripts/host_describe.sh`` prints the same on a host.
 _ENV_NAMES = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY",
               "DOCKER_TLS", "DOCKER_CERT_PATH", "XDG_RUNTIME_DIR")
 
@@ -216,22 +218,8 @@ def normalize_url(url: str, name: str = "DLT_DOCKER_HOST") -> str:
 
 # -- a remote host's view, printed in one round trip --------------------------------------------
 
-#: A shell fragment (cwd: $HOME) printing a host's docker view as lines ``dv<TAB>kind<TAB>...``:
-#: the variables, the files the rules may read (base64), and which of the paths they test exist.
-VIEW_SCRIPT = (
-    'cfg=${DOCKER_CONFIG:-$HOME/.docker}; '
-    f'for v in {" ".join(_ENV_NAMES)}; do eval "x=\\${{$v-}}"; '
-    '[ -n "$x" ] && printf "dv\\tenv\\t%s\\t%s\\n" "$v" "$x"; done; '
-    'for f in "$cfg/config.json" "$cfg"/contexts/meta/*/meta.json; do [ -f "$f" ] && '
-    'printf "dv\\tfile\\t%s\\t%s\\n" "$f" "$(base64 < "$f" | tr -d "\\n")"; done; '
-    'for f in "$cfg"/contexts/tls/*/docker/*.pem "${DOCKER_CERT_PATH:-$cfg}"/*.pem '
-    f'{DEFAULT_SOCKET} "${{XDG_RUNTIME_DIR:-/nonexistent}}/docker.sock"; do '
-    '[ -e "$f" ] && printf "dv\\texists\\t%s\\n" "$f"; done; true'
-)
-
-
 def parse_view(lines: list[str], home: str) -> DockerView:
-    """The :data:`VIEW_SCRIPT` lines of a host's description, as a view."""
+    """The ``dv`` lines of a host's description (``scripts/host_describe.sh``), as a view."""
     env: dict[str, str] = {}
     files: dict[str, str] = {}
     present: set[str] = set()

@@ -41,6 +41,7 @@ from dltasks.hosts.remote.syncrules import MARK, RUNS, SyncStats, parse_stats
 from dltasks.hosts.shell import quote
 from dltasks.hosts.target import Target
 from dltasks.runs.record import OWN_FILES, RunRecord
+from dltasks.scripts import script
 from dltasks.settings import Settings
 
 HOST_FILES = "host-files"
@@ -158,26 +159,20 @@ def _host_clock_skew(target: Target) -> int:
         return 0
 
 
-def _list_script(roots: Sequence[tuple[str, Sequence[str]]], start: int, end: int | None) -> str:
-    """List (NUL-separated, "@@I" before root I's files) the files under each root modified in
-    the window, pruning each root's folders ``prune``."""
-    parts = ['tmp=$(mktemp -d) || exit 3; trap \'rm -rf "$tmp"\' EXIT; '
-             f'touch -d @{start} "$tmp/a" || exit 3; ']
-    newer = '-newer "$tmp/a"'
-    if end is not None:
-        parts.append(f'touch -d @{end} "$tmp/b" || exit 3; ')
-        newer += ' ! -newer "$tmp/b"'
-    for i, (root, prune) in enumerate(roots):
-        cut = "".join(f"-path {quote(['./' + p])} -prune -o " for p in prune)
-        parts.append(f"printf '@@{i}\\0'; if cd -- {quote([root])} 2>/dev/null; then "
-                     f"find . {cut}-type f {newer} -print0; fi; ")
-    return "".join(parts)
+def _list_argv(roots: Sequence[tuple[str, Sequence[str]]], start: int,
+               end: int | None) -> list[str]:
+    """The command that lists (NUL-separated, "@@I" before root I's files) the files under each
+    root modified in the window, pruning each root's folders ``prune``."""
+    argv = ["sh", "-c", script("run_files"), "_", str(start), "" if end is None else str(end)]
+    for root, prune in roots:
+        argv += [root, str(len(prune)), *prune]
+    return argv
 
 
 def _run_files(target: Target, roots: Sequence[tuple[str, Sequence[str]]], start: int,
                end: int | None) -> list[list[str]]:
     code, out, err = quick_exec(target.shell.c.transport,
-                                quote(["sh", "-c", _list_script(roots, start, end)]), 120.0)
+                                quote(_list_argv(roots, start, end)), 120.0)
     if code != 0:
         raise DltError(f"cannot list the run's files on {target.name}: "
                        f"{(err or out).strip()[:200]}; check that the host has find and touch")

@@ -26,6 +26,7 @@ from typing import Any
 from dltasks.errors import DltError
 from dltasks.gpu import lock as gpulock
 from dltasks.hosts.shell import quote
+from dltasks.scripts import script
 
 #: Seconds between the client's heartbeat bytes while it holds a remote lock.
 HEARTBEAT_S = 5
@@ -36,42 +37,17 @@ _SLACK_S = 30
 
 
 def remote_script() -> str:
-    """The lock script (``sh -c SCRIPT NAME TIMEOUT``): prints ``path PATH``, ``busy`` while
-    another holds it, then ``locked PATH`` once held; or one of ``nodir``, ``missing TOOL``,
-    ``refuse KIND OWNER [MODE]``, ``held [USER PID COMM]`` and exits."""
-    dirs = " ".join(gpulock.LOCK_DIRS)
-    mark = gpulock.HELD_MARK
-    # The mark is split in the text, so only the holder's exec'ed argv carries it whole.
-    return (
-        f'for t in flock timeout mktemp stat; do command -v "$t" >/dev/null 2>&1 || '
-        '{ echo "missing $t"; exit 127; }; done; '
-        f'for d in {dirs}; do [ -d "$d" ] && [ ! -L "$d" ] && '
-        '[ "$(stat -c %u:%a "$d" 2>/dev/null)" = 0:1777 ] && break; d=; done; '
-        '[ -n "$d" ] || { echo nodir; exit 3; }; '
-        f'f="$d/{gpulock.LOCK_NAME}"; echo "path $f"; '
-        'if [ ! -e "$f" ] && [ ! -L "$f" ]; then '
-        f'n=$(mktemp "$d/.{gpulock.LOCK_NAME}.XXXXXXXXXX" 2>/dev/null) && '
-        '{ chmod 644 "$n"; ln -T "$n" "$f" 2>/dev/null; rm -f "$n"; }; fi; '
-        'if [ -L "$f" ]; then echo "refuse symlink $(stat -c %U "$f")"; exit 3; fi; '
-        'if [ ! -f "$f" ]; then echo "refuse $(stat -c %U:%F "$f" 2>/dev/null || echo '
-        '"?:gone")"; exit 3; fi; '
-        'm=$(stat -c %a "$f"); if [ $(( 0$m & 4 )) -eq 0 ] || [ ! -r "$f" ]; then '
-        'echo "refuse mode $(stat -c %U "$f") $m"; exit 3; fi; '
-        'exec 9<"$f"; '
-        'same() { [ "$(stat -Lc %d:%i /proc/$$/fd/9)" = "$(stat -c %d:%i "$f" 2>/dev/null)" ]; }; '
-        'same || { echo "refuse changed ?"; exit 3; }; '
-        'who() { i=$(stat -c %i "$f"); '
-        f'for p in $(grep -la "{mark[:-1]}[{mark[-1]}]:$i:" /proc/[0-9]*/cmdline 2>/dev/null '
-        '| cut -d/ -f3) $(awk -v i="$i" \'/FLOCK/ && !/->/ { n = split($(NF-2), a, ":"); '
-        'if (a[n] == i) print $(NF-3) }\' /proc/locks 2>/dev/null); do '
-        '[ "$p" = "$$" ] && continue; u=$(stat -c %U "/proc/$p" 2>/dev/null) || continue; '
-        'echo "held $u $p $(cat "/proc/$p/comm" 2>/dev/null)"; return; done; echo held; }; '
-        'flock -n 9 || { echo busy; flock -w "$1" 9 || { who; exit 75; }; }; '
-        'same || { echo "refuse changed ?"; exit 3; }; '
-        'echo "locked $f"; '
-        f'exec sh -c \'while [ -n "$(timeout {DEAD_AFTER_S} dd bs=64 count=1 2>/dev/null)" ]; '
-        f'do :; done\' "{mark[:8]}""{mark[8:]}:$(stat -c %i "$f"):"'
-    )
+    """The lock script (``sh -c SCRIPT NAME TIMEOUT DEAD_AFTER LOCK_NAME DIR...``, see
+    :func:`remote_argv`): prints ``path PATH``, ``busy`` while another holds it, then
+    ``locked PATH`` once held; or one of ``nodir``, ``missing TOOL``, ``refuse KIND OWNER
+    [MODE]``, ``held [USER PID COMM]`` and exits."""
+    return script("gpulock")
+
+
+def remote_argv(timeout: float) -> list[str]:
+    """The command that runs :func:`remote_script` waiting up to ``timeout`` seconds."""
+    return ["sh", "-c", remote_script(), "dltasks-gpulock", str(int(timeout)), str(DEAD_AFTER_S),
+            gpulock.LOCK_NAME, *gpulock.LOCK_DIRS]
 
 
 def _line(out: Any) -> str:
@@ -133,8 +109,7 @@ def remote_lock(transport: Any, where: str, timeout: float,
     beat: threading.Thread | None = None
     try:
         chan.settimeout(timeout + _SLACK_S)
-        chan.exec_command(quote(["sh", "-c", remote_script(), "dltasks-gpulock",
-                                 str(int(timeout))]))
+        chan.exec_command(quote(remote_argv(timeout)))
         out = chan.makefile("rb")
         path = f"/run/lock/{gpulock.LOCK_NAME}"  # until the host says which
         line = _line(out)

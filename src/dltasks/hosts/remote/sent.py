@@ -46,19 +46,11 @@ OUT_FORMAT = "dlt:%i:%n"
 RUN_ID_GLOB = "[0-9]" * 8 + "-" + "[0-9]" * 6 + "-" + "[0-9a-f]" * 4
 
 #: $1: the project folder (absolute); $2: the old sync stamp, from $HOME; $3: "adopt" to take
-#: a foreign folder. Prints the folder's real path, then its state (mark + the record / empty
-#: / legacy / adopted / foreign / link). A folder a remote ``train`` of an older dltasks
-#: made holds ``runs/<run id>/`` (its configs): legacy, like one with the old sync stamp.
-OPEN_SCRIPT = (
-    'mkdir -p -- "$1" && [ ! -L "$1" ] && cd -P -- "$1" && pwd -P || exit 3; '
-    f'if [ -L {MARK} ] || [ -L {SENT} ]; then echo link; exit 0; fi; '
-    f'if [ -f {SENT} ]; then echo mark; cat {SENT}; exit 0; fi; '
-    f'if [ -n "$(find . -path ./{RUNS} -prune -o ! -type d -print -quit 2>/dev/null)" ]; then '
-    f'if {{ [ -n "$2" ] && [ -f "$HOME/$2" ]; }} '
-    f'|| ls -d {RUNS}/{RUN_ID_GLOB}/ >/dev/null 2>&1; then echo legacy; '
-    'elif [ "$3" = adopt ]; then echo adopted; else echo foreign; exit 0; fi; '
-    'else echo empty; fi; '
-    f'mkdir -p {MARK} && printf "{{}}" > {SENT}.tmp && mv -f {SENT}.tmp {SENT}')
+#: a foreign folder; $4..$7: :data:`MARK`, :data:`SENT`, :data:`RUNS`, :data:`RUN_ID_GLOB`.
+#: Prints the folder's real path, then its state (mark + the record / empty / legacy /
+#: adopted / foreign / link). A folder a remote ``train`` of an older dltasks made holds
+#: ``runs/<run id>/`` (its configs): legacy, like one with the old sync stamp.
+OPEN_SCRIPT = script("sent_open")
 
 #: $1: the project folder's real path; $2, $3: :data:`MARK`, :data:`SENT`. stdin: lines
 #: "KIND<TAB>SIZE MTIME<TAB>PATH" to delete, then "--", then the new record (see the script).
@@ -277,4 +269,5 @@ def apply_command(real: str) -> str:
 
 
 def open_command(folder: str, stamp: str, *, adopt: bool = False) -> str:
-    return quote(["sh", "-c", OPEN_SCRIPT, "_", folder, stamp, "adopt" if adopt else ""])
+    return quote(["sh", "-c", OPEN_SCRIPT, "_", folder, stamp, "adopt" if adopt else "", MARK, SENT,
+                  RUNS, RUN_ID_GLOB])

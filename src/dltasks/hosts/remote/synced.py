@@ -36,23 +36,14 @@ from dltasks.hosts.target import HostCopy
 
 STAMP_DIR = ".cache/dltasks/sync"
 MARGIN_S = 1
-#: Filesystems whose ctimes come from the host's own clock (GNU `stat -f -c %T` names).
+#: Filesystems whose ctimes come from the host's own clock (GNU `stat -f -c %T` names); the
+#: check in ``scripts/host_describe.sh`` lists the same (tests/unit/test_scripts.py).
 LOCAL_FS = ("ext2/ext3", "xfs", "btrfs", "tmpfs", "zfs", "f2fs", "overlayfs")
 
 
 def stamp_name(remote_dir: str) -> str:
     """The stamp's file name for DLT_REMOTE_DIR (as typed: one stamp per spelling)."""
     return hashlib.sha256(from_home(remote_dir).encode()).hexdigest()[:24]
-
-
-#: A shell fragment for :func:`.target.describe_host` (cwd $HOME; $real: the copy's real path
-#: or ""; $2: the stamp's path from $HOME). Prints the host's clock, then the stamp's digest
-#: when nothing under the copy is newer than the stamp.
-CHECK_SCRIPT = ('date +%s; [ -f "$2" ] && [ -n "$real" ] && case "$(stat -f -c %T "$real" '
-                f'2>/dev/null)" in {"|".join(repr(t) for t in LOCAL_FS)}) '
-                'out=$(find "$real" -path "$real/.dltasks" -prune -o -cnewer "$2" -print -quit '
-                '2>&1) && [ -z "$out" ] && '
-                'cat "$2";; esac')
 
 
 def stamp_path(remote_dir: str) -> str:

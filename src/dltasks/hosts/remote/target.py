@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from dltasks.engine.client import EngineAddr, open_engine
-from dltasks.engine.endpoint import VIEW_SCRIPT, DockerView, Endpoint, parse_view, resolve_endpoint
+from dltasks.engine.endpoint import DockerView, Endpoint, parse_view, resolve_endpoint
 from dltasks.errors import DltError, LostNote
 from dltasks.hosts.background import in_background
 from dltasks.hosts.remote.exec import expand_remote_dir, from_home, quick_exec
 from dltasks.hosts.remote.forward import SocketForward
 from dltasks.hosts.remote.hostkeys import harden, open_checked
 from dltasks.hosts.remote.sshconfig import SshHost
-from dltasks.hosts.remote.synced import CHECK_SCRIPT, parse_check, stamp_path
+from dltasks.hosts.remote.synced import parse_check, stamp_path
 from dltasks.hosts.shell import CmdResult, Shell, quote
 from dltasks.hosts.target import HostCopy, HostLogin, Resources, Target
+from dltasks.scripts import script
 from dltasks.settings import Settings
 
 __all__ = ["RemoteTarget", "check_alive", "connection_lost", "describe_host", "expand_remote_dir",
@@ -47,12 +48,11 @@ def point_forward(fwd: SocketForward, endpoint: Endpoint) -> None:
         fwd.point_at(endpoint.url, mode="dial-stdio", dial_command="docker system dial-stdio")
 
 
-#: $HOME; the project folder's real path when it exists and is no symlink, else ""; the
-#: docker view's lines (:data:`dltasks.engine.endpoint.VIEW_SCRIPT`, each starting "dv<TAB>"); then,
-#: when $2 (a sync stamp) is given, :data:`.synced.CHECK_SCRIPT`'s lines.
-_DESCRIBE = ('printf "%s\\n" "$HOME"; real=; if cd "$HOME"; then [ -n "$1" ] && [ -d "$1" ] && '
-             '[ ! -L "$1" ] && real=$(cd -- "$1" && pwd -P); fi; printf "%s\\n" "$real"; '
-             f'{VIEW_SCRIPT}; [ -n "$2" ] || exit 0; ')
+#: $1: the project folder, $2: the sync stamp or "" (both from $HOME). Prints $HOME; the project
+#: folder's real path when it exists and is no symlink, else ""; the docker view's lines (each
+#: starting "dv<TAB>", :func:`.parse_view`); then, when $2 is given, the sync check's
+#: (:func:`.synced.parse_check`).
+_DESCRIBE = script("host_describe")
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,7 @@ def describe_host(c: Any, host: SshHost, remote_dir: str = "", *,
     to it (:mod:`.synced`)."""
     rel = from_home(remote_dir)
     stamp = stamp_path(remote_dir) if check_sync and rel else ""
-    script = _DESCRIBE + CHECK_SCRIPT + "; exit 0"
-    code, out, err = quick_exec(c.transport, quote(["sh", "-c", script, "_", rel, stamp]))
+    code, out, err = quick_exec(c.transport, quote(["sh", "-c", _DESCRIBE, "_", rel, stamp]))
     lines = out.split("\n")
     home = lines[0].strip() if lines else ""
     if code != 0 or not home.startswith("/"):
