@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from dltasks import __version__
 from dltasks.errors import DltError
 from dltasks.images.progress import Steps
+from dltasks.scripts import script
 
 if TYPE_CHECKING:
     from dltasks.hosts.shell import Shell
@@ -34,8 +35,6 @@ CA_PATH = "/etc/dltasks/ca-bundle.crt"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: Bump when the way the image is made changes, so old images are not taken as up to date.
 RECIPE = "1"
-SOURCE_GLOBS = ("/etc/apt/sources.list", "/etc/apt/sources.list.d/*.list",
-                "/etc/apt/sources.list.d/*.sources")
 
 
 @dataclass(frozen=True)
@@ -194,9 +193,7 @@ def pip_command(wheels: Sequence[str], pip: Sequence[str], has_ca: bool) -> str:
 
 def host_sources(shell: Shell) -> list[AptSource]:
     """The target host's apt sources (read at run time, never written into this repo)."""
-    script = ("for f in " + " ".join(SOURCE_GLOBS) + "; do [ -f \"$f\" ] && "
-              "{ echo \"### $f\"; cat \"$f\"; echo; }; done; true")
-    text = shell.run(script).stdout
+    text = shell.run("sh -c " + shlex.quote(script("apt_sources"))).stdout
     out: list[AptSource] = []
     for chunk in text.split("### ")[1:]:
         name, _, body = chunk.partition("\n")

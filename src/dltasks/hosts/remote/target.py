@@ -90,10 +90,7 @@ def remote_home(c: Any, host: SshHost) -> str:
 
 #: Who runs there and its CPU count, then "missing:PATH" for each path that is not there, with
 #: "mkdir:DIR" arguments made (exit 3 when one cannot be).
-_PREPARE = ('id -u; id -g; id -un; getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1; '
-            'for p in "$@"; do case "$p" in mkdir:*) '
-            'mkdir -p "${p#mkdir:}" || exit 3;; *) [ -e "$p" ] || echo "missing:$p";; esac; '
-            'done')
+_PREPARE = script("host_prepare")
 #: Writes $2 to ~/.cache/dltasks/$1 (through a temporary file) and prints its path.
 _PUT = ('d="$HOME/.cache/dltasks"; mkdir -p "$d" && printf %s "$2" > "$d/$1.tmp" '
         '&& mv "$d/$1.tmp" "$d/$1" && echo "$d/$1"')
