@@ -44,6 +44,8 @@ def script_text() -> str:
 
 def container_command(expect: int) -> str:
     """The shell command that runs the mounted probe with whichever python the image has."""
+    # A one-liner kept here, not in scripts/: it is the container's command as `docker run`
+    # printouts and the run record show it, and its one value is an int.
     probe = f"{CONTAINER_PATH} --show-nvidia-smi --expect {expect}"
     return (f"for p in python3 python; do command -v $p >/dev/null 2>&1 && exec $p {probe}; "
             "done; echo 'dlt: the GPU probe needs python3 (or python) in the image' >&2; "
