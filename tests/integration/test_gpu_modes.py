@@ -56,6 +56,12 @@ def _project(d: Path, image: str, root: Path, extra: str = "") -> Path:
     return d
 
 
+def _runs_of(engine: Any, proj: Path) -> list[Any]:
+    """This project's train containers (the engine is shared: others' runs are not ours)."""
+    return [c for c in engine.containers.list(all=True, filters={"label": "dltasks.kind=train"})
+            if c.labels.get("dltasks.record", "").startswith(f"{proj}/")]
+
+
 def _seen(stdout: str) -> dict[str, Any]:
     lines = stdout.splitlines()
     return {"nodes": [ln.split()[1] for ln in lines if ln.startswith("node ")],
@@ -79,7 +85,7 @@ def test_direct_mode_gives_gpu_1_alone_as_a_non_root_user(
     assert record["gpu_mode"] == "direct" and record["gpus"] == "1"
     assert "no NVIDIA runtime and no CDI spec" in record["gpu_mode_why"]
     assert f"--device {driver_root}/dev/nvidia1:/dev/nvidia1" in record["docker_run"]
-    assert engine.containers.list(all=True, filters={"label": "dltasks.kind=train"}) == []
+    assert _runs_of(engine, proj) == []
 
 
 def test_dry_run_shows_the_device_and_mount_flags(base_image: str, driver_root: Path,
@@ -123,7 +129,7 @@ def test_free_gpus_are_picked_in_direct_mode_too(base_image: str, driver_root: P
         assert r.returncode == 1
         assert "--gpu free:1: 0 of 2 GPU(s) on local free; GPU 0 held by run " in r.stderr
     finally:
-        for c in engine.containers.list(all=True, filters={"label": "dltasks.kind=train"}):
+        for c in _runs_of(engine, project):
             c.remove(force=True)
 
 

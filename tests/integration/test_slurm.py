@@ -578,7 +578,7 @@ def test_pyxis_and_apptainer_image_refusals_are_one_line(project: Path,
     assert r.returncode == 1
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("dlt: error: no image dlt-no-such-image:1 on local's engine to make "
-                           "the pyxis image from (") and "build it there (inv " \
+                           "the pyxis image from (") and "build it there (dlt " \
         "extend-image), or set DLT_SLURM_IMAGE to a .sqsh file or a registry reference" in line
     r = dlt("train", "--slurm", cwd=project, env={**slurm_lab, "DLT_SLURM_RUNTIME": "apptainer"})
     assert r.returncode == 1
