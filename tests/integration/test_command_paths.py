@@ -35,7 +35,7 @@ def _project(d: Path, image: str, outputs: str, extra: str = "") -> None:
 
 def _leftovers(engine: Any, project: str) -> list[Any]:
     found: list[Any] = engine.containers.list(
-        all=True, filters={"label": f"dltasks.project={project}"})
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"})
     return found
 
 
@@ -109,7 +109,8 @@ def test_two_node_job_maps_the_path_in_the_command_on_each_host(
     for host, rank in (("gpu1", 0), ("gpu2", 1)):
         out = Path(ssh_lab.hosts[host].home) / "dltasks" / name / "outputs"
         assert (out / f"rank{rank}.txt").read_text() == "/outputs", host
-    assert engine.containers.list(all=True, filters={"label": "dltasks.node"}) == []
+    assert engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.node"}) == []
 
 
 @pytest.mark.slow

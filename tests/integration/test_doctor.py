@@ -27,7 +27,8 @@ pytestmark = pytest.mark.docker
 
 
 def _no_probe_left(engine: object) -> None:
-    left = engine.containers.list(all=True, filters={"label": "dltasks.probe"})  # type: ignore[attr-defined]
+    left = engine.containers.list(  # type: ignore[attr-defined]
+            ignore_removed=True, all=True, filters={"label": "dltasks.probe"})
     assert left == [], f"probe containers left behind: {[c.name for c in left]}"
 
 

@@ -37,7 +37,8 @@ def _project(project: Path, image: str, cmd: str = "sh -c 'echo ran; sleep 30'")
 
 
 def _on(eng_client: Any, run_id: str) -> list[Any]:
-    return list(eng_client.containers.list(all=True, filters={"label": f"dltasks.run={run_id}"}))
+    return list(eng_client.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"dltasks.run={run_id}"}))
 
 
 def _detached(project: Path, env: dict[str, str]) -> str:

@@ -36,7 +36,8 @@ def one_line(r: subprocess.CompletedProcess[str], code: int = 1) -> str:
 def left_by(engine: Any, project: Path) -> list[Any]:
     """The containers of this test's project (every test's project is named proj: another
     test's leftovers are told apart by their record folder)."""
-    found = engine.containers.list(all=True, filters={"label": "dltasks.project=proj"})
+    found = engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.project=proj"})
     return [c for c in found
             if c.labels.get("dltasks.record", "").startswith(f"{project}{os.sep}")]
 
@@ -229,7 +230,8 @@ def test_detached_record_learns_its_end(engine: Any, base_image: str, project: P
     run_id = r.stdout.strip().splitlines()[-1]
     path = project / "runs" / run_id / "manifest.json"
     deadline = time.monotonic() + 30
-    while engine.containers.list(filters={"label": f"dltasks.run={run_id}"}) and \
+    while engine.containers.list(
+            ignore_removed=True, filters={"label": f"dltasks.run={run_id}"}) and \
             time.monotonic() < deadline:
         time.sleep(0.2)
     assert json.loads(path.read_text())["exit_code"] is None
@@ -274,13 +276,15 @@ def test_shell_hung_up_leaves_nothing(engine: Any, base_image: str, project: Pat
         os.execve(sys.executable, [sys.executable, "-m", "dltasks", "shell", "--cmd", "sh"], env)
     try:
         deadline = time.monotonic() + 30
-        while not engine.containers.list(filters={"label": "dltasks.kind=shell"}) and \
+        while not engine.containers.list(
+                ignore_removed=True, filters={"label": "dltasks.kind=shell"}) and \
                 time.monotonic() < deadline:
             time.sleep(0.1)
-        assert engine.containers.list(filters={"label": "dltasks.kind=shell"})
+        assert engine.containers.list(ignore_removed=True, filters={"label": "dltasks.kind=shell"})
         os.kill(pid, signal.SIGHUP)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 130
     finally:
         os.close(fd)
-    assert engine.containers.list(all=True, filters={"label": "dltasks.kind=shell"}) == []
+    assert engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.kind=shell"}) == []

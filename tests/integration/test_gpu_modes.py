@@ -58,7 +58,8 @@ def _project(d: Path, image: str, root: Path, extra: str = "") -> Path:
 
 def _runs_of(engine: Any, proj: Path) -> list[Any]:
     """This project's train containers (the engine is shared: others' runs are not ours)."""
-    return [c for c in engine.containers.list(all=True, filters={"label": "dltasks.kind=train"})
+    return [c for c in engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.kind=train"})
             if c.labels.get("dltasks.record", "").startswith(f"{proj}/")]
 
 
@@ -121,7 +122,8 @@ def test_free_gpus_are_picked_in_direct_mode_too(base_image: str, driver_root: P
         for _ in range(2):
             r = dlt("train", "--gpu", "free:1", "--detach", cwd=project)
             assert r.returncode == 0, r.stderr
-            (c,) = engine.containers.list(filters={"label": f"dltasks.run={r.stdout.split()[0]}"})
+            (c,) = engine.containers.list(
+                    ignore_removed=True, filters={"label": f"dltasks.run={r.stdout.split()[0]}"})
             nodes += [d["PathInContainer"] for d in c.attrs["HostConfig"]["Devices"]
                       if d["PathInContainer"][-1].isdigit()]
         assert nodes == ["/dev/nvidia0", "/dev/nvidia1"]

@@ -52,7 +52,7 @@ def only_record(project: Path) -> dict[str, Any]:
 
 
 def run_containers(eng: GpuEngine, run_id: str) -> list[Any]:
-    found: list[Any] = eng.client.containers.list(all=True,
+    found: list[Any] = eng.client.containers.list(ignore_removed=True, all=True,
                                                   filters={"label": f"dltasks.run={run_id}"})
     return found
 
@@ -130,7 +130,8 @@ def test_test_gpu_asks_for_the_devices_and_diagnoses_that_none_is_visible(
     assert record["kind"] == "test-gpu" and record["gpus"] == "1,2"
     calls = gpu_engine.hook_calls(record["run_id"])
     assert [c["env"].get("NVIDIA_VISIBLE_DEVICES") for c in calls] == ["1,2"]
-    assert gpu_engine.client.containers.list(all=True, filters={"label": "dltasks.kind"}) == []
+    assert gpu_engine.client.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.kind"}) == []
 
 
 def test_control_the_shared_engine_still_refuses_the_same_request(
@@ -146,5 +147,5 @@ def test_control_the_shared_engine_still_refuses_the_same_request(
     record = only_record(project)
     assert record["status"] == "failed to start"
     assert gpu_engine.hook_calls(record["run_id"]) == []
-    assert engine.containers.list(all=True,
+    assert engine.containers.list(ignore_removed=True, all=True,
                                   filters={"label": f"dltasks.run={record['run_id']}"}) == []

@@ -58,7 +58,8 @@ def smi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(autouse=True)
 def no_runs_left(gpu_engine: GpuEngine) -> Iterator[None]:
     yield
-    for c in gpu_engine.client.containers.list(all=True, filters={"label": "dltasks.run"}):
+    for c in gpu_engine.client.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.run"}):
         c.remove(force=True)
 
 
@@ -85,7 +86,7 @@ def path_env(smi: Path) -> dict[str, str]:
 def held(eng: GpuEngine) -> dict[str, tuple[str, list[str]]]:
     """run id -> (its gpus label, the device ids of its DeviceRequest) of running runs."""
     out = {}
-    for c in eng.client.containers.list(filters={"label": "dltasks.run"}):
+    for c in eng.client.containers.list(ignore_removed=True, filters={"label": "dltasks.run"}):
         reqs = c.attrs["HostConfig"].get("DeviceRequests") or []
         ids = [i for r in reqs for i in (r.get("DeviceIDs") or [])]
         out[c.labels["dltasks.run"]] = (c.labels.get("dltasks.gpus", ""), ids)
@@ -93,7 +94,8 @@ def held(eng: GpuEngine) -> dict[str, tuple[str, list[str]]]:
 
 
 def remove_runs(eng: GpuEngine) -> None:
-    for c in eng.client.containers.list(all=True, filters={"label": "dltasks.run"}):
+    for c in eng.client.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.run"}):
         c.remove(force=True)
 
 
@@ -125,7 +127,7 @@ def test_two_users_starting_at_the_same_moment_never_get_the_same_gpu(
         for lab, ids in runs.values():
             assert ids == [lab]                              # the engine got that GPU only
         users_seen = {c.labels["dltasks.user"] for c in gpu_engine.client.containers.list(
-            filters={"label": "dltasks.run"})}
+            ignore_removed=True, filters={"label": "dltasks.run"})}
         assert users_seen == {a.name, b.name}
         remove_runs(gpu_engine)
 
@@ -493,7 +495,7 @@ def test_each_host_picks_its_own_and_reports_its_own(
                 env=ssh_lab.env())
         assert r.returncode == 1, r.stdout + r.stderr
         runs = {c.labels["dltasks.run"]: c.labels for c in gpu_engine.client.containers.list(
-            filters={"label": "dltasks.run"})}
+            ignore_removed=True, filters={"label": "dltasks.run"})}
         assert [lab["dltasks.gpus"] for lab in runs.values()] == ["0,1"]
         (only,) = runs.values()
         assert only["dltasks.host"] == "gpu1" and only["dltasks.user"] == "dltgpu1"

@@ -32,7 +32,7 @@ def proj(project: Path, base_image: str) -> Path:
 def _ours(engine: object, proj: Path) -> list[object]:
     name = (proj / ".env").read_text().split("DLT_PROJECT=")[1].split()[0]
     return engine.containers.list(  # type: ignore[attr-defined, no-any-return]
-        all=True, filters={"label": f"dltasks.project={name}"})
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
 
 
 def _assert_help(r: subprocess.CompletedProcess[str], binary: str, task: str) -> None:

@@ -37,7 +37,8 @@ def job_project(d: Path, image: str, extra: str = "") -> Path:
 
 
 def job_containers(engine: Any) -> list[Any]:
-    found: list[Any] = engine.containers.list(all=True, filters={"label": "dltasks.node"})
+    found: list[Any] = engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.node"})
     return found
 
 
@@ -368,7 +369,7 @@ def test_c10d_rendezvous_and_build_mode(torch_image: str, engine: Any, ssh_lab: 
 
 
 def _of_run(client: Any, run_id: str) -> list[Any]:
-    found: list[Any] = client.containers.list(all=True,
+    found: list[Any] = client.containers.list(ignore_removed=True, all=True,
                                                filters={"label": f"dltasks.run={run_id}"})
     return found
 
@@ -402,7 +403,8 @@ def test_a_job_whose_second_node_cannot_start_leaves_nothing(
     assert record["status"] == "failed to start" and record["ended"]
     assert record["nodes"][0]["container_id"]        # node 0 had started: it was undone
     assert _of_run(eng.client, record["run_id"]) == []
-    assert [c for c in eng.client.containers.list(all=True, filters={"label": "dltasks.gpus"})
+    assert [c for c in eng.client.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.gpus"})
             if c.labels.get("dltasks.run") == record["run_id"]] == []
 
 
@@ -445,7 +447,8 @@ def test_a_job_without_dlt_image_runs_the_proven_image_on_every_node(
         assert r.returncode == 0, r.stderr
         assert _of_run(engine, job) == [] and _of_run(eng.client, job) == []
     finally:
-        for c in engine.containers.list(all=True, filters={"label": f"dltasks.project={name}"}):
+        for c in engine.containers.list(
+                ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}):
             c.remove(force=True)
         for image in engine.images.list(name=name):
             engine.images.remove(image.id, force=True)

@@ -37,7 +37,7 @@ def _record(project: Path) -> dict[str, object]:
 
 def _left(engine: object, project: Path) -> list[object]:
     found = engine.containers.list(  # type: ignore[attr-defined]
-        all=True, filters={"label": "dltasks.project=proj"})
+        ignore_removed=True, all=True, filters={"label": "dltasks.project=proj"})
     return [c for c in found
             if c.labels.get("dltasks.record", "").startswith(f"{project}{os.sep}")]
 

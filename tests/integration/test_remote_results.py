@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
 def _cleanup(engine: object, project: str) -> None:
     for c in engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"label": f"dltasks.project={project}"}):
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"}):
         c.remove(force=True)
 
 
@@ -158,7 +158,7 @@ def _wait(engine: object, run_id: str) -> float:
     from datetime import datetime
 
     (c,) = engine.containers.list(  # type: ignore[attr-defined]
-        all=True, filters={"label": f"dltasks.run={run_id}"})
+        ignore_removed=True, all=True, filters={"label": f"dltasks.run={run_id}"})
     assert c.wait(timeout=60)["StatusCode"] == 0
     c.reload()
     return datetime.fromisoformat(c.attrs["State"]["FinishedAt"][:19] + "+00:00").timestamp()
@@ -217,7 +217,7 @@ def test_fetch_reads_only_your_run_and_brings_no_planted_link_or_lost_file(
         a = _detached(ssh_lab, d, "sh -c 'echo mine; echo list > .files; echo x > .hidden; "
                                   "exit 3'")
         (c,) = engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"label": f"dltasks.run={a}"})
+            ignore_removed=True, all=True, filters={"label": f"dltasks.run={a}"})
         assert c.wait(timeout=60)["StatusCode"] == 3
         hostile = engine.containers.run(  # type: ignore[attr-defined]
             base_image, ["sh", "-c", "echo HOSTILE; exit 7"], detach=True,

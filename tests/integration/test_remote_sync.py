@@ -265,7 +265,8 @@ def _detached_run(ssh_lab: Lab, d: Path, cmd: str) -> str:
 
 
 def _container(engine: object, run_id: str):  # type: ignore[no-untyped-def]
-    found = engine.containers.list(all=True, filters={"label": f"dltasks.run={run_id}"})  # type: ignore[attr-defined]
+    found = engine.containers.list(  # type: ignore[attr-defined]
+            ignore_removed=True, all=True, filters={"label": f"dltasks.run={run_id}"})
     assert len(found) == 1
     return found[0]
 
@@ -385,7 +386,8 @@ def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, remote_project: tuple[P
         while not any("started" in x for x in lines) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert any("started" in x for x in lines), (lines, proc.poll())
-        runs = engine.containers.list(filters={"label": "dltasks.host=gpu1"})  # type: ignore[attr-defined]
+        runs = engine.containers.list(  # type: ignore[attr-defined]
+                ignore_removed=True, filters={"label": "dltasks.host=gpu1"})
         # this test's run (its record label is this folder's): other tests' projects are
         # also named "proj" and may run on the same engine meanwhile
         mine = [c for c in runs if c.labels.get("dltasks.record", "").startswith(f"{d}/")]
@@ -393,7 +395,7 @@ def test_ctrl_c_stops_only_that_remote_run(ssh_lab: Lab, remote_project: tuple[P
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) != 0
         assert not engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"id": mine[0].id})  # stopped and removed
+            ignore_removed=True, all=True, filters={"id": mine[0].id})  # stopped and removed
         other.reload()
         assert other.status == "running"  # and only it
     finally:

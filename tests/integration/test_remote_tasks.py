@@ -31,7 +31,7 @@ def proj(tmp_path: Path,
     yield d, name
     shutil.rmtree(ssh_lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
     for c in engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"label": f"dltasks.project={name}"}):
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}):
         c.remove(force=True)
     for img in engine.images.list(name=name) + engine.images.list(  # type: ignore[attr-defined]
             name=f"{name}-build"):
@@ -75,13 +75,14 @@ def test_train_detached_then_stop_remotely(ssh_lab: Lab, proj: tuple[Path, str],
     r = fab("-H", "gpu1", "train", "--detach", cwd=d, env=ssh_lab.env())
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[-1]
-    running = engine.containers.list(filters={"label": f"dltasks.run={run_id}"})  # type: ignore[attr-defined]
+    running = engine.containers.list(  # type: ignore[attr-defined]
+            ignore_removed=True, filters={"label": f"dltasks.run={run_id}"})
     assert len(running) == 1 and running[0].labels["dltasks.host"] == "gpu1"
     s = fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env())
     assert s.returncode == 0, s.stderr
     assert f"stopped {run_id} on gpu1" in s.stdout
     assert engine.containers.list(  # type: ignore[attr-defined]
-        all=True, filters={"label": f"dltasks.run={run_id}"}) == []
+        ignore_removed=True, all=True, filters={"label": f"dltasks.run={run_id}"}) == []
 
 
 def test_gpu_tasks_on_a_host_without_gpus_say_why_in_one_line(ssh_lab: Lab,
@@ -153,7 +154,7 @@ def test_shell_on_the_remote_host_is_interactive(ssh_lab: Lab, proj: tuple[Path,
             p.kill()
         os.close(parent)
     assert engine.containers.list(  # type: ignore[attr-defined]
-        all=True, filters={"label": f"dltasks.project={name}"}) == []
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}) == []
 
 
 def test_the_remote_users_docker_context_chooses_the_engine(proj: tuple[Path, str],

@@ -33,7 +33,7 @@ def proj(tmp_path: Path, ssh_lab: Lab, base_image: str) -> Iterator[tuple[Path, 
 
 def _cleanup(engine: object, project: str) -> None:
     for c in engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"label": f"dltasks.project={project}"}):
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"}):
         c.remove(force=True)
 
 
@@ -79,7 +79,7 @@ def test_missing_host_paths_listed_before_start(ssh_lab: Lab, proj: tuple[Path, 
     assert r.returncode != 0
     assert f"/home/dltgpu1/data-{name}/nope" in r.stderr and "gpu1" in r.stderr
     assert not engine.containers.list(  # type: ignore[attr-defined]
-        all=True, filters={"label": f"dltasks.project={name}"})
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
 
 
 def test_two_hosts_detached_runs(ssh_lab: Lab, proj: tuple[Path, str], engine: object) -> None:
@@ -92,7 +92,7 @@ def test_two_hosts_detached_runs(ssh_lab: Lab, proj: tuple[Path, str], engine: o
         ids = [x for x in r.stdout.split() if x.count("-") == 2 and x[:8].isdigit()]
         assert len(ids) == 2 and ids[0] != ids[1]
         hosts = {c.labels["dltasks.host"] for c in engine.containers.list(  # type: ignore[attr-defined]
-            all=True, filters={"label": f"dltasks.project={name}"})}
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})}
         assert hosts == {"gpu1", "gpu2"}
         assert (Path("/home/dltgpu2/dltasks") / name).is_dir()
         ps = fab("-H", "gpu1,gpu2", "ps", cwd=d, env=ssh_lab.env())

@@ -36,7 +36,8 @@ def proj(project: Path, base_image: str, engine: Any) -> Iterator[Path]:
     name = f"ids{os.getpid()}-{project.parent.name[-6:]}".lower().replace("_", "-")
     _write_env(project, base_image, name)
     yield project
-    for c in engine.containers.list(all=True, filters={"label": f"dltasks.project={name}"}):
+    for c in engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}):
         c.remove(force=True)
 
 
@@ -51,7 +52,8 @@ def _detached(proj: Path) -> str:
 
 
 def _running(engine: Any, run_id: str) -> list[Any]:
-    return engine.containers.list(filters={"label": f"dltasks.run={run_id}"})  # type: ignore[no-any-return]
+    return engine.containers.list(  # type: ignore[no-any-return]
+            ignore_removed=True, filters={"label": f"dltasks.run={run_id}"})
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -99,7 +101,8 @@ def test_a_hostile_run_label_leaves_a_decoy_manifest_untouched(
     for bad in ("../../x", "..", "x/../.."):
         assert "not a run id" in _one_line_error(dlt("stop", bad, cwd=proj))
         assert "not a run id" in _one_line_error(dlt("logs", bad, cwd=proj))
-    assert hostile.id in [c.id for c in engine.containers.list(all=True)]  # untouched too
+    assert hostile.id in [c.id for c in engine.containers.list(
+            ignore_removed=True, all=True)]  # untouched too
     assert decoy.read_bytes() == before
     assert dlt("stop", real, cwd=proj).returncode == 0
 
@@ -181,7 +184,8 @@ def _started(u: User, d: Path) -> str:
 
 
 def _remove_runs_of(engine: Any, users: tuple[User, User]) -> None:
-    for c in engine.containers.list(all=True, filters={"label": "dltasks.run"}):
+    for c in engine.containers.list(
+            ignore_removed=True, all=True, filters={"label": "dltasks.run"}):
         if any(c.labels.get("dltasks.record", "").startswith(str(u.home)) for u in users):
             c.remove(force=True)
 

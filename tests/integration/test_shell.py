@@ -52,5 +52,6 @@ def test_shell_is_interactive_with_mounts_user_and_exit_code(project: Path, base
         if p.poll() is None:
             p.kill()
         os.close(parent)
-    left = engine.containers.list(all=True, filters={"label": f"dltasks.project={name}"})  # type: ignore[attr-defined]
+    left = engine.containers.list(  # type: ignore[attr-defined]
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
     assert left == []

@@ -38,7 +38,7 @@ def slurm_project(d: Path, image: str, extra: str = "") -> Path:
 
 
 def containers_of(engine: Any, run_id: str) -> list[Any]:
-    found: list[Any] = engine.containers.list(all=True,
+    found: list[Any] = engine.containers.list(ignore_removed=True, all=True,
                                               filters={"label": f"dltasks.run={run_id}"})
     return found
 
@@ -534,7 +534,7 @@ def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engi
     assert err.strip().splitlines()[-1] == ("dlt: error: interrupted: the pyxis image was not "
                                             "made (nothing of it is left)"), err
     assert visible(images) == []                         # the part is gone
-    assert [c.name for c in engine.containers.list(all=True)
+    assert [c.name for c in engine.containers.list(ignore_removed=True, all=True)
             if c.name.startswith("enroot.")] == []             # enroot's export container
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
 

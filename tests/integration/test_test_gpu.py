@@ -18,7 +18,7 @@ pytestmark = pytest.mark.docker
 
 
 def dlt_containers(engine: Any) -> set[str]:
-    return {c.id for c in engine.containers.list(all=True,
+    return {c.id for c in engine.containers.list(ignore_removed=True, all=True,
                                                   filters={"label": "dltasks.kind"})}
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.docker
 
 def _containers(engine: object, project: str) -> list[object]:
     return engine.containers.list(  # type: ignore[attr-defined, no-any-return]
-        all=True, filters={"label": f"dltasks.project={project}"})
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"})
 
 
 @pytest.fixture

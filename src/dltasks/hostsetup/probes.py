@@ -96,7 +96,7 @@ def nvml_broken_containers(client: docker.DockerClient) -> tuple[str, ...]:
     import docker.errors
 
     out = []
-    for c in client.containers.list()[:20]:
+    for c in client.containers.list(ignore_removed=True)[:20]:
         if not (c.attrs.get("HostConfig") or {}).get("DeviceRequests"):
             continue
         try:
