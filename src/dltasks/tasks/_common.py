@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast, overload
 
+from invoke.exceptions import Exit
 from invoke.tasks import Task, task
 
 
@@ -40,16 +41,19 @@ def dlt_task(fn: Callable[..., Any], /) -> DltTask: ...
 
 @overload
 def dlt_task(*, group: Callable[[dict[str, Any]], bool] | None = None,
+             takes_command: bool = False,
              **kwargs: Any) -> Callable[[Callable[..., Any]], DltTask]: ...
 
 
 def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
-             **kwargs: Any) -> Any:
+             takes_command: bool = False, **kwargs: Any) -> Any:
     """``invoke.task`` whose user errors (DltError) end as one line and an exit code.
 
     ``short={"flag": "x"}`` gives a flag its short name (none otherwise, see :class:`DltTask`).
     With ``fab -H a,b`` the task runs as one call over the hosts (:mod:`dltasks.tasks.group`);
     ``group(flags)`` says when the body covers every host itself (one job across them).
+    ``takes_command``: the words after ``--`` are the task's command (:func:`command_after`);
+    under fab the program then ends with the task, so fabric never runs them on the host.
     """
 
     def wrap(fn: Callable[..., Any]) -> DltTask:
@@ -69,8 +73,14 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
             # fab -H a,b TASK: one call over the hosts; not for a call a user's own task makes
             # (with any Connection), which runs as called
             if ssh_host_of(c) and inv.several_hosts and task_named(inv.argv, name):
-                return call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
-            return call_once(fn, c, a, kw)
+                done = call_over_hosts(fn, c, a, kw, inv, whole=bool(group and group(kw)))
+            else:
+                done = call_once(fn, c, a, kw)
+            if takes_command and ssh_host_of(c) and inv.remainder is not None:
+                # fabric runs the words after `--` on each host itself once the tasks are
+                # done (its "remainder" call): they were this task's command, so end here
+                raise Exit(code=0)
+            return done
 
         # invoke's decorator is untyped (it returns a bare Callable): what it makes is a DltTask
         return cast(DltTask, task(*args, klass=DltTask, **kwargs)(body))
@@ -79,6 +89,14 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
         fn, args = args[0], ()
         return wrap(fn)
     return wrap
+
+
+def command_after(c: Any) -> tuple[str, ...] | None:
+    """The words after ``--`` with their quoting intact (invoke keeps only a space-joined
+    string), None when there is no ``--``. Only for a task made with ``takes_command``."""
+    from dltasks.tasks.invocation import invocation
+
+    return invocation(c).remainder
 
 
 #: What asks for help, given where a task waits for a positional value (`dlt stop -h`).
