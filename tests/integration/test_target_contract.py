@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -127,3 +128,28 @@ def test_target_contract(target: tuple[Any, Path, str], engine: Any, base_image:
     # liveness
     assert t.is_alive()
     t.check_alive("r1")
+
+    # a port on the host's loopback, reachable here while forwarded (the lab's hosts are this
+    # machine: the port is taken here, so a remote target forwards another port to it)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    answered = threading.Thread(target=_answer_once, args=(server,), daemon=True)
+    answered.start()
+    try:
+        with t.forward_port(port) as here:
+            assert (here == port) is not remote
+            with socket.create_connection(("127.0.0.1", here), timeout=10) as conn:
+                conn.sendall(b"ping")
+                assert conn.recv(64) == b"pong:ping"
+        answered.join(10)
+        if remote:  # the forward is gone with the block
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", here), timeout=5).close()
+    finally:
+        server.close()
+
+
+def _answer_once(server: socket.socket) -> None:
+    conn, _ = server.accept()
+    with conn:
+        conn.sendall(b"pong:" + conn.recv(64))

@@ -442,3 +442,37 @@ def test_plan_mounts_the_env_copy_wherever_the_container_sees_the_project(
     copy = str(p.run_dir / "configs" / ".env")
     targets = {m.target for m in p.spec.mounts if m.source == copy}
     assert targets == {"/workspace/.env", "/data/proj/.env"}
+
+
+def test_ports_publish_on_loopback_only_and_render_the_same_both_ways() -> None:
+    from dltasks.engine.spec import (
+        PortBinding,
+        RunSpec,
+        bound_ports,
+        create_config,
+        docker_run_cmdline,
+        parse_ports,
+    )
+    from dltasks.errors import DltError
+
+    ports = parse_ports(["8888", "6007:6006"])
+    assert ports == (PortBinding(8888), PortBinding(6006, 6007))
+    spec = RunSpec(image="img", command=("true",), ports=ports)
+    body = create_config(spec)
+    assert body["ExposedPorts"] == {"8888/tcp": {}, "6006/tcp": {}}
+    assert body["HostConfig"]["PortBindings"] == {
+        "8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+        "6006/tcp": [{"HostIp": "127.0.0.1", "HostPort": "6007"}]}
+    line = docker_run_cmdline(spec)
+    assert "-p 127.0.0.1::8888 -p 127.0.0.1:6007:6006" in line
+    assert "ExposedPorts" not in create_config(RunSpec(image="img", command=("true",)))
+    for bad in ("x", "0", "70000", "1:2:3", "", "8888/udp"):
+        with pytest.raises(DltError, match="--port"):
+            parse_ports([bad])
+    with pytest.raises(DltError, match="twice"):
+        parse_ports(["8888", "9000:8888"])
+    inspected = {"NetworkSettings": {"Ports": {
+        "8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}], "53/udp": None,
+        "6006/tcp": None}}}
+    assert bound_ports(inspected) == (PortBinding(8888, 49153),)
+    assert PortBinding(8888, 49153).describe() == "127.0.0.1:49153->8888"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,68 @@ class Mount:
 
 
 @dataclass(frozen=True)
+class PortBinding:
+    """A container's TCP port published on the host's loopback (``--port [HOST:]CONTAINER``).
+
+    Never on all interfaces: on a shared server anyone could reach it. ``host`` 0 lets the
+    engine pick a free port as it starts the container, which is atomic (no other run or
+    program can take it between the pick and the bind); the port it picked is read back from
+    the started container (:func:`bound_ports`)."""
+
+    container: int
+    host: int = 0
+    host_ip: str = "127.0.0.1"
+
+    @property
+    def key(self) -> str:
+        """The Engine API's name of the container port."""
+        return f"{self.container}/tcp"
+
+    def describe(self) -> str:
+        """``127.0.0.1:8888->8888`` (the host side ``127.0.0.1:?`` before the engine picks)."""
+        return f"{self.host_ip}:{self.host or '?'}->{self.container}"
+
+
+def parse_port(text: str) -> PortBinding:
+    """``--port`` values: ``CONTAINER`` (the engine picks the host's port) or ``HOST:CONTAINER``."""
+    parts = text.strip().split(":")
+    ok = 1 <= len(parts) <= 2 and all(p.isdigit() and 1 <= int(p) <= 65535 for p in parts)
+    if not ok:
+        raise DltError(f"--port {text!r}: write CONTAINER or HOST:CONTAINER, ports 1-65535 "
+                       "(e.g. --port 8888 or --port 8890:8888); it is published on the "
+                       "host's 127.0.0.1 only")
+    if len(parts) == 1:
+        return PortBinding(int(parts[0]))
+    return PortBinding(int(parts[1]), int(parts[0]))
+
+
+def parse_ports(values: Sequence[str]) -> tuple[PortBinding, ...]:
+    """Every ``--port`` (repeatable; one container port once)."""
+    ports = tuple(parse_port(v) for v in values)
+    seen: set[int] = set()
+    for p in ports:
+        if p.container in seen:
+            raise DltError(f"--port: container port {p.container} is given twice; publish "
+                           "each container port once")
+        seen.add(p.container)
+    return ports
+
+
+def bound_ports(inspected: Mapping[str, Any]) -> tuple[PortBinding, ...]:
+    """The ports a started container has published, from the engine's inspect record."""
+    found = []
+    ports = ((inspected.get("NetworkSettings") or {}).get("Ports") or {})
+    for key, binds in sorted(ports.items()):
+        name, _, proto = key.partition("/")
+        if proto != "tcp" or not name.isdigit():
+            continue
+        for b in binds or ():
+            if str(b.get("HostPort") or "").isdigit():
+                found.append(PortBinding(int(name), int(b["HostPort"]), b.get("HostIp") or ""))
+    return tuple(found)
+
+
+@dataclass(frozen=True)
 class RunSpec:
     image: str
     command: tuple[str, ...]
@@ -59,6 +121,7 @@ class RunSpec:
     devices: tuple[DeviceNode, ...] = ()      # device nodes given to the container
     cdi_devices: tuple[str, ...] = ()   # CDI names (nvidia.com/gpu=0) for an engine with CDI
     network: str = ""                   # "host" for the nodes of a multi-host job
+    ports: tuple[PortBinding, ...] = ()  # published on the host's loopback (--port)
 
 
 def command_argv(cmd: str, args: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
@@ -92,6 +155,9 @@ def host_config(spec: RunSpec) -> dict[str, Any]:
     }
     if spec.network:
         hc["NetworkMode"] = spec.network
+    if spec.ports:
+        hc["PortBindings"] = {p.key: [{"HostIp": p.host_ip, "HostPort": str(p.host or "")}]
+                              for p in spec.ports}
     if spec.shm_size:
         hc["ShmSize"] = size_bytes(spec.shm_size)
     elif spec.ipc_host:
@@ -125,6 +191,7 @@ def create_config(spec: RunSpec) -> dict[str, Any]:
         "AttachStdout": True,
         "AttachStderr": True,
         "HostConfig": host_config(spec),
+        **({"ExposedPorts": {p.key: {} for p in spec.ports}} if spec.ports else {}),
     }
 
 
@@ -139,6 +206,8 @@ def docker_run_cmdline(spec: RunSpec, *, detach: bool = False) -> str:
         argv.append("--init")
     if spec.network:
         argv.append(f"--network={spec.network}")
+    for p in spec.ports:
+        argv += ["-p", f"{p.host_ip}:{p.host or ''}:{p.container}"]
     if spec.gpu_mode == "runtime":
         argv += cli_flags(spec.gpus)
     for name in spec.cdi_devices:

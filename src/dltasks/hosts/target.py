@@ -212,6 +212,13 @@ class Target(ABC):
         the lock file's path on the host. ``waiting`` is called once when another holds it."""
 
     @abstractmethod
+    def forward_port(self, host_port: int, local_port: int = 0) -> AbstractContextManager[int]:
+        """Make ``host_port`` of the host's loopback reachable on this machine's loopback while
+        in the block; yields the port here. This machine: the same port. A remote host: a port
+        here forwarded over the SSH connection (``local_port``, else the same number when free
+        here, else any free one); leaving the block ends the forward, never the run."""
+
+    @abstractmethod
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         """Start ``argv`` on the host now; call the result for its output."""
 
@@ -289,6 +296,11 @@ class LocalTarget(Target):
         from dltasks.gpu.lock import local_lock
 
         return local_lock(timeout, waiting, self.name)
+
+    def forward_port(self, host_port: int, local_port: int = 0) -> AbstractContextManager[int]:
+        from contextlib import nullcontext
+
+        return nullcontext(host_port)  # published on this machine's loopback already
 
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         pending = local_start(argv)

@@ -22,6 +22,7 @@ from dltasks.engine.spec import (
     LABEL_RUN,
     LABEL_STARTED,
     Mount,
+    PortBinding,
     RunSpec,
     command_argv,
 )
@@ -51,7 +52,7 @@ RUN_HOME = "/tmp"
 class RunRequest:
     """What the user asked for on the command line."""
 
-    kind: str                            # train | shell | test-gpu
+    kind: str                            # train | shell | run | notebook | tensorboard | test-gpu
     command: str                         # the command string (DLT_TRAIN_CMD, bash, ...)
     args: tuple[str, ...] = ()
     gpus: GpuSelection = GpuSelection("none")
@@ -63,6 +64,7 @@ class RunRequest:
     wait: float | None = None            # seconds to wait for taken GPUs (None: refuse)
     nproc: str = ""                      # torchrun's processes per node: "", "gpu" or "N"
     extra_mounts: tuple[Mount, ...] = ()
+    ports: tuple[PortBinding, ...] = ()  # published on the host's loopback (--port)
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
         user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
         shm_size=host.shm_size, labels=labels,
         name=f"dlt-{host.project}-{run_id}" + (f"-{part}" if part else ""),
-        interactive=req.interactive)
+        interactive=req.interactive, ports=req.ports)
     return RunPlan(run_id, run_dir, pathmap, spec, req, facts.name, configs=tuple(configs),
                    unmapped=tuple(unmapped), image_paths=tuple(in_image),
                    must_exist=tuple(must_exist), make_dirs=tuple(make_dirs))

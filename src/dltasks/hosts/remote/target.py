@@ -10,8 +10,8 @@ connection, the GPU lock held over SSH (:mod:`.gpulock`).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,16 @@ class RemoteTarget(Target):
         from dltasks.hosts.remote.gpulock import remote_lock
 
         return remote_lock(self._transport, self.name, timeout, waiting)
+
+    @contextmanager
+    def forward_port(self, host_port: int, local_port: int = 0) -> Iterator[int]:
+        from dltasks.hosts.remote.portforward import PortForward
+
+        fwd = PortForward(self._transport, host_port, local_port, host=self.name)
+        try:
+            yield fwd.local_port
+        finally:
+            fwd.close()
 
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         return in_background(self.shell.run, quote(argv)).result  # an exec channel, in a thread

@@ -1,0 +1,109 @@
+"""A port on the host's loopback, reachable on this machine's loopback over our SSH connection.
+
+What ``ssh -L LOCAL:127.0.0.1:PORT host`` does, on the paramiko transport the target already
+holds: a TCP listener on this machine's 127.0.0.1 (never all interfaces) and, for each
+connection, one ``direct-tcpip`` channel to ``127.0.0.1:PORT`` on the host, where the run's
+container has its port published (:class:`dltasks.engine.spec.PortBinding`). Bytes are pumped
+by the same code as the engine's socket forward (:mod:`.forward`). Closing the forward closes
+the listener and every channel; the run is never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import threading
+from typing import Any
+
+from dltasks.errors import DltError
+from dltasks.hosts.remote.forward import _pump, _quietly_close
+
+
+def _listen(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        s.listen(64)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+class PortForward:
+    """``127.0.0.1:local_port`` here -> ``127.0.0.1:host_port`` on the host of ``transport``.
+
+    ``local_port`` 0: the host's port number when it is free here (the URL reads the same on
+    both sides), else any free port. A ``local_port`` that is taken is a one-line error."""
+
+    def __init__(self, transport: Any, host_port: int, local_port: int = 0, *,
+                 host: str = "the host") -> None:
+        self.transport = transport
+        self.host_port = host_port
+        self.where = host
+        self.errors: list[str] = []
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
+        try:
+            self._listener = _listen(local_port or host_port)
+        except OSError as e:
+            if local_port or e.errno != errno.EADDRINUSE:
+                raise DltError(f"port {local_port or host_port} on this machine is taken "
+                               f"({e.strerror}): pick another (HOST:CONTAINER) or end what "
+                               "listens there") from None
+            self._listener = _listen(0)
+        self.local_port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name="dlt-port", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
+                             name="dlt-port-conn").start()
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        try:
+            chan = self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
+                                               peer)
+        except Exception as e:  # noqa: BLE001 - the client sees a closed connection
+            self.errors.append(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {e}")
+            conn.close()
+            return
+        with self._lock:
+            self._live.update((conn, chan))
+        try:
+            _pump(conn, chan, self._closed)
+        except (OSError, EOFError):
+            pass  # closed, or the SSH connection dropped, mid-stream
+        except Exception as e:  # noqa: BLE001 - paramiko's errors on a dead transport
+            self.errors.append(f"forwarding stopped: {e}")
+        finally:
+            with self._lock:
+                self._live.discard(conn)
+                self._live.discard(chan)
+            _quietly_close(chan)
+            conn.close()
+
+    @property
+    def lost(self) -> bool:
+        """Whether the SSH connection carrying the forward has died."""
+        return not self.transport.active
+
+    def close(self) -> None:
+        """Stop listening and drop every open channel."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            live = list(self._live)
+        for item in live:
+            _quietly_close(item)
