@@ -12,3 +12,5 @@ tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 cp "$wheels"/torch-*.whl "$tmp"/
 python3 -m dltasks base-image --name dlt-test-base:latest
 python3 -m dltasks base-image --name "${TORCH_IMAGE:-dlt-test-torch:latest}" --wheels "$tmp" --pip pyyaml,numpy --ca-bundle "$CA"
+# The notebook/TensorBoard test image: the torch image's inputs plus Jupyter Lab and TensorBoard.
+python3 -m dltasks base-image --name "${LAB_IMAGE:-dlt-test-lab:latest}" --wheels "$tmp" --pip pyyaml,numpy,jupyterlab,tensorboard --ca-bundle "$CA"

@@ -65,6 +65,10 @@ class RunRequest:
     nproc: str = ""                      # torchrun's processes per node: "", "gpu" or "N"
     extra_mounts: tuple[Mount, ...] = ()
     ports: tuple[PortBinding, ...] = ()  # published on the host's loopback (--port)
+    #: More container environment, set as given (never path-mapped): what a task makes for
+    #: this run alone (notebook's JUPYTER_TOKEN); secret-looking names are masked like DLT_ENV's
+    env: tuple[tuple[str, str], ...] = ()
+    readonly: bool = False               # every mount read-only (tensorboard only reads)
 
 
 @dataclass(frozen=True)
@@ -213,10 +217,13 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
         raise DltError(unmapped_message(unmapped))
 
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(req.env)
     env["DLT_RUN_ID"] = run_id  # one of settings.RUNTIME_VARS
     if not req.root:
         env["HOME"] = RUN_HOME
     mounts.extend(req.extra_mounts)
+    if req.readonly:  # a run that only reads (tensorboard): nothing it does can change a file
+        mounts = [Mount(m.source, m.target, True) for m in mounts]
     for r in pathmap.roots:
         if r.name == "outputs":
             make_dirs.append(r.host)

@@ -119,7 +119,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     facts = host_facts(target)
     with nothing_left(run_dir(local.project_dir, run_id), git):
         plan = plan_run(local, settings, facts, req, run_id=run_id, started=started, image=image)
-    secrets = secret_values({**settings.container_env})
+    secrets = secret_values({**settings.container_env, **dict(req.env)})
     if plan.image_paths and not dry_run:
         print(image_paths_note(plan), file=sys.stderr, flush=True)
 

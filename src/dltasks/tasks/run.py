@@ -56,7 +56,9 @@ def _remainder(c: Any) -> list[str]:
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None,
-            nproc: str = "") -> None:
+            nproc: str = "", finish: Any = None) -> None:
+    """Build the request from the flags and launch it. ``finish(target, request)``: the
+    task's last word on the request, once the target is open (notebook's image check)."""
     from dltasks.gpu.modes import facts_later
     from dltasks.gpu.selection import parse_gpu_request
 
@@ -77,6 +79,8 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
                          interactive=interactive, share=share, wait=parse_wait(wait),
                          nproc=parse_nproc(nproc or s.nproc, "--nproc" if nproc else
                                            "DLT_NPROC") if kind == "train" else "")
+        if finish is not None:
+            req = finish(target, req)
         code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts)
     if code:
         raise Exit(code=code)
