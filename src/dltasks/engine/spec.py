@@ -24,6 +24,8 @@ LABEL_HOST, LABEL_STARTED, LABEL_GPUS = "dltasks.host", "dltasks.started", "dlta
 LABEL_RECORD, LABEL_USER = "dltasks.record", "dltasks.user"
 #: A node of a multi-host job (dltasks.runs.job): its rank, and the job's hosts in rank order.
 LABEL_NODE, LABEL_NODES = "dltasks.node", "dltasks.nodes"
+#: ``dltasks.url.<container port>``: the URL path of a published port (:class:`PortBinding`).
+LABEL_URL = "dltasks.url."
 #: The label keys :mod:`dltasks.gpu.claims` reads a run's GPU claim from.
 CLAIM_LABELS = {"run": LABEL_RUN, "user": LABEL_USER, "project": LABEL_PROJECT,
                 "started": LABEL_STARTED, "gpus": LABEL_GPUS}
@@ -45,11 +47,15 @@ class PortBinding:
     Never on all interfaces: on a shared server anyone could reach it. ``host`` 0 lets the
     engine pick a free port as it starts the container, which is atomic (no other run or
     program can take it between the pick and the bind); the port it picked is read back from
-    the started container (:func:`bound_ports`)."""
+    the started container (:func:`bound_ports`). ``path``: what follows the address in the
+    port's URL, a template such as ``/lab?token=${JUPYTER_TOKEN}`` whose ``${VAR}`` are the
+    container's own variables, expanded only as the URL is printed (:mod:`dltasks.runs.ports`);
+    the plan keeps it as the label ``dltasks.url.<container>`` (a template: never a secret)."""
 
     container: int
     host: int = 0
     host_ip: str = "127.0.0.1"
+    path: str = ""
 
     @property
     def key(self) -> str:
@@ -86,9 +92,16 @@ def parse_ports(values: Sequence[str]) -> tuple[PortBinding, ...]:
     return ports
 
 
+def url_labels(ports: Sequence[PortBinding]) -> dict[str, str]:
+    """The labels that keep each port's URL path template on its container."""
+    return {f"{LABEL_URL}{p.container}": p.path for p in ports if p.path}
+
+
 def bound_ports(inspected: Mapping[str, Any]) -> tuple[PortBinding, ...]:
-    """The ports a started container has published, from the engine's inspect record."""
+    """The ports a started container has published, from the engine's inspect record (each
+    with its URL path template from the container's labels)."""
     found = []
+    labels = ((inspected.get("Config") or {}).get("Labels") or {})
     ports = ((inspected.get("NetworkSettings") or {}).get("Ports") or {})
     for key, binds in sorted(ports.items()):
         name, _, proto = key.partition("/")
@@ -96,7 +109,8 @@ def bound_ports(inspected: Mapping[str, Any]) -> tuple[PortBinding, ...]:
             continue
         for b in binds or ():
             if str(b.get("HostPort") or "").isdigit():
-                found.append(PortBinding(int(name), int(b["HostPort"]), b.get("HostIp") or ""))
+                found.append(PortBinding(int(name), int(b["HostPort"]), b.get("HostIp") or "",
+                                         str(labels.get(f"{LABEL_URL}{name}") or "")))
     return tuple(found)
 
 

@@ -25,6 +25,7 @@ from dltasks.engine.spec import (
     PortBinding,
     RunSpec,
     command_argv,
+    url_labels,
 )
 from dltasks.errors import DltError
 from dltasks.gpu.selection import GpuSelection
@@ -233,7 +234,8 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
     # no GPU label: it is set to the GPUs the run gets (runs.start.final_spec), never the request
     labels = {LABEL_RUN: run_id, LABEL_PROJECT: host.project, LABEL_KIND: req.kind,
               LABEL_HOST: facts.name, LABEL_STARTED: started,
-              LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id)}
+              LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id),
+              **url_labels(req.ports)}
     spec = RunSpec(
         image=image, command=command_argv(command, tuple(args)), gpus=req.gpus,
         mounts=tuple(mounts), env=env, workdir=host.workdir,

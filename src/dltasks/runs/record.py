@@ -343,6 +343,19 @@ class SlurmInfo:
     NONE_WRITTEN: ClassVar[frozenset[str]] = frozenset()
 
 
+@dataclass(frozen=True)
+class PortRow:
+    """A port the run's container published: the container's port, on the host's
+    ``host_ip:host_port`` (the engine's pick when `--port` gave no host port)."""
+
+    container: int
+    host_ip: str = "127.0.0.1"
+    host_port: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
+    source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
+                                                metadata=OWN)
+
+
 #: Keys written even when None: a reader tells "not ended yet" by them.
 _ALWAYS = frozenset({"run_id", "ended", "exit_code"})
 
@@ -387,6 +400,7 @@ class RunRecord:
     gpus_asked: str | None = None     # the request, when it differs from the GPUs held
     gpus_shared: tuple[str, ...] | None = None  # a note per GPU taken although held
     container_id: str | None = None
+    ports: tuple[PortRow, ...] | None = None  # written once the container started (--port)
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
     source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
                                                 metadata=OWN)

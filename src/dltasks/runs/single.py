@@ -19,6 +19,7 @@ from dltasks.gpu import modes as gpumode
 from dltasks.gpu import share as gpushare
 from dltasks.hosts.target import HostLogin, Target
 from dltasks.runs import output as localio
+from dltasks.runs import ports as runports
 from dltasks.runs import torchrun
 from dltasks.runs.plan import RunPlan, RunRequest, image_paths_note, mapping_table, plan_run
 from dltasks.runs.prepare import (
@@ -101,14 +102,17 @@ def manifest(plan: RunPlan, spec: RunSpec, settings: Settings, target: Target, *
 
 def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
            dry_run: bool = False, run_id: str = "",
-           gpu_facts: Callable[[], gpumode.GpuFacts] | None = None) -> int:
+           gpu_facts: Callable[[], gpumode.GpuFacts] | None = None,
+           forwarder: Callable[[str], None] | None = None) -> int:
     """Run ``req`` on ``target``; returns the exit code to exit with.
 
     ``run_id`` (default: a new one) names the run and its record folder ``runs/<run_id>``.
     A run with GPUs takes them under the host's GPU lock (:mod:`dltasks.gpu.share`), held from
     the pick until its container has started. ``gpu_facts``: the facts of
     :func:`dltasks.gpu.modes.facts_later`, when the caller started them already (while it
-    imported this module, say).
+    imported this module, say). ``forwarder(run_id)``: for a detached run with ports whose
+    forwards must outlive this program (a remote host), starts them and prints the URLs;
+    without one the URLs are printed here (this machine's ports need no forward).
     """
     settings = target.settings
     run_id, started = run_id or new_run_id(), utcnow()
@@ -162,7 +166,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
             image_env=gpumode.image_env(info), cpus=login.cpus,
             shell_env=torchrun.passed_env(os.environ)))
         return _run(target, plan, spec, got, info=info, git=git, secrets=secrets,
-                    detach=detach)
+                    detach=detach, forwarder=forwarder)
 
 
 def _warn(access: gpumode.GpuAccess) -> None:
@@ -171,9 +175,10 @@ def _warn(access: gpumode.GpuAccess) -> None:
 
 
 def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
-         info: dict[str, Any], git: Callable[[], GitState], secrets: Any, detach: bool) -> int:
+         info: dict[str, Any], git: Callable[[], GitState], secrets: Any, detach: bool,
+         forwarder: Callable[[str], None] | None = None) -> int:
     """Record and run ``spec`` (``plan``'s, as it starts) with the GPUs ``got`` holds (its
-    lock let go once started)."""
+    lock let go once started); its ports forwarded here while it runs attached."""
     settings = target.settings
     req = plan.request
     access = got.access
@@ -195,23 +200,48 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         finally:
             got.release()
         record = record.but(container_id=cid, status="running")
+        if spec.ports:
+            with runports.forwarded(target, plan.run_id, cid, spec.ports, kind=req.kind,
+                                    say=forwarder is None) as urls:
+                record = record.but(ports=runports.port_rows(urls))
         localio.save_record(folder, record, secrets, what="the container's id")
         print(plan.run_id)
         follow, stop = (target.task_command(f"{t} {plan.run_id}") for t in ("logs", "stop"))
         print(f"dlt: started {plan.run_id} on {target.name}; follow it with `{follow} --follow`, "
               f"stop it with `{stop}`", file=sys.stderr)
+        if spec.ports and forwarder is not None:
+            forwarder(plan.run_id)
         return 0
     room = localio.reserve(folder)  # the end fits even if output.log fills the disk
-    try:
-        if req.interactive:
-            from dltasks.engine.tty import run_interactive
+    forwards = contextlib.ExitStack()
 
-            code = run_interactive(target, spec, stop_timeout=settings.stop_timeout,
-                                   started=got.release)
-        else:
-            code = runner.run_attached(target, spec, stop_timeout=settings.stop_timeout,
-                                       log_path=log_file(folder), started=got.release,
-                                       secrets=secrets)
+    def on_start() -> None:
+        """The GPU lock goes; the ports (the container started: the engine bound them) are
+        forwarded until the run ends, and kept in the record."""
+        nonlocal record
+        got.release()
+        if not spec.ports:
+            return
+        try:
+            urls = forwards.enter_context(runports.forwarded(
+                target, plan.run_id, spec.name or plan.run_id, spec.ports, kind=req.kind))
+        except DltError as e:  # the run goes on without a forward: say why, once
+            print(f"dlt: warning: {e.message}", file=sys.stderr, flush=True)
+            return
+        record = record.but(ports=runports.port_rows(urls))
+        localio.save_record(folder, record, secrets, what="the run's ports")
+
+    try:
+        with forwards:
+            if req.interactive:
+                from dltasks.engine.tty import run_interactive
+
+                code = run_interactive(target, spec, stop_timeout=settings.stop_timeout,
+                                       started=on_start)
+            else:
+                code = runner.run_attached(target, spec, stop_timeout=settings.stop_timeout,
+                                           log_path=log_file(folder), started=on_start,
+                                           secrets=secrets)
     except DltError as e:
         lost = isinstance(e, ConnectionLost)
         record = record.but(ended=utcnow(),

@@ -35,6 +35,9 @@ _RUN_HELP = {
     "root": "Run as root instead of your uid:gid.",
     "allow_unmapped": "Go on although some host paths are under no mounted root.",
     "args": "Arguments for the command, as one string (also: `inv train -- ARGS`).",
+    "port": "[HOST:]CONTAINER: publish the container's port on the host's 127.0.0.1 (HOST: "
+            "that port there, else a free one) and, with fab, forward it to this machine; the "
+            "URL is printed (repeatable).",
 }
 
 
@@ -56,9 +59,11 @@ def _remainder(c: Any) -> list[str]:
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None,
-            nproc: str = "", finish: Any = None) -> None:
-    """Build the request from the flags and launch it. ``finish(target, request)``: the
-    task's last word on the request, once the target is open (notebook's image check)."""
+            nproc: str = "", ports: Sequence[Any] = (), finish: Any = None) -> None:
+    """Start one run of ``kind`` on the context's target. ``ports``: the
+    :class:`~dltasks.engine.spec.PortBinding` values to publish (``--port``, or a task's own
+    such as a notebook's, with its URL path). ``finish(target, request)``: the task's last
+    word on the request, once the target is open (notebook's look into the image)."""
     from dltasks.gpu.modes import facts_later
     from dltasks.gpu.selection import parse_gpu_request
 
@@ -78,7 +83,8 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
                          gpus=gpus, image=image, root=root, allow_unmapped=allow_unmapped,
                          interactive=interactive, share=share, wait=parse_wait(wait),
                          nproc=parse_nproc(nproc or s.nproc, "--nproc" if nproc else
-                                           "DLT_NPROC") if kind == "train" else "")
+                                           "DLT_NPROC") if kind == "train" else "",
+                         ports=tuple(ports))
         if finish is not None:
             req = finish(target, req)
         code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts)
@@ -91,7 +97,7 @@ def _is_job(flags: dict[str, Any]) -> bool:
     return int(flags.get("nnodes") or 0) > 1 and not flags.get("slurm")
 
 
-@dlt_task(iterable=["gpu", "sbatch"], optional=["wait"], short={"gpu": "g", "detach": "d"},
+@dlt_task(iterable=["gpu", "sbatch", "port"], optional=["wait"], short={"gpu": "g", "detach": "d"},
           group=_is_job, help={
     **_RUN_HELP,
     "nnodes": "One job across this many hosts (fab -H gpu1,gpu2, or DLT_HOSTS): torchrun on "
@@ -110,8 +116,13 @@ def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = 
           args: str = "", share: bool = False, wait: Any = None, nproc: str = "",
           nnodes: int = 0, slurm: bool = False, nodes: int = 0, gpus_per_node: int = -1,
           partition: str = "", time: str = "", account: str = "", qos: str = "",
-          sbatch: list[str] | None = None) -> None:
+          sbatch: list[str] | None = None, port: list[str] | None = None) -> None:
     """Run DLT_TRAIN_CMD (plus ARGS) in the project's image, paths mapped, output streamed."""
+    from dltasks.engine.spec import parse_ports
+    from dltasks.runs.ports import check_ports_allowed
+
+    ports = parse_ports(port or [])
+    check_ports_allowed(ports, nnodes=nnodes, slurm=slurm)
     extra = shlex.split(args) + _remainder(c)
     if slurm:
         _slurm(c, extra, image=image, detach=detach, dry_run=dry_run, root=root,
@@ -124,7 +135,8 @@ def train(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = 
              allow_unmapped=allow_unmapped, args=extra, share=share, nproc=nproc)
         return
     _launch(c, "train", "", gpu=gpu, image=image, detach=detach, dry_run=dry_run, root=root,
-            allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait, nproc=nproc)
+            allow_unmapped=allow_unmapped, args=extra, share=share, wait=wait, nproc=nproc,
+            ports=ports)
 
 
 def _slurm(c: Any, args: list[str], *, image: str, detach: bool, dry_run: bool, root: bool,
@@ -189,18 +201,22 @@ def _job(c: Any, nnodes: int, *, gpu: list[str] | None, image: str, detach: bool
 
 
 _SHELL_HELP = {k: v for k, v in _RUN_HELP.items() if k in ("gpu", "image", "root",
-                                                          "allow_unmapped", "share", "wait")}
+                                                          "allow_unmapped", "share", "wait",
+                                                          "port")}
 
 
-@dlt_task(iterable=["gpu"], optional=["wait"], short={"gpu": "g"},
+@dlt_task(iterable=["gpu", "port"], optional=["wait"], short={"gpu": "g"},
           help={**_SHELL_HELP, "cmd": "Shell to start (default: bash, else sh)."})
 def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = False,
           allow_unmapped: bool = False, cmd: str = "", share: bool = False,
-          wait: Any = None) -> None:
+          wait: Any = None, port: list[str] | None = None) -> None:
     """An interactive shell in the same container setup as train (mounts, user, GPUs)."""
+    from dltasks.engine.spec import parse_ports
+
     command = cmd or "command -v bash >/dev/null && exec bash || exec sh"
     _launch(c, "shell", command, gpu=gpu, image=image, detach=False, dry_run=False, root=root,
-            allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait)
+            allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait,
+            ports=parse_ports(port or []))
 
 
 @dlt_task(short={"all": "a"}, help={"all": "Include every user's runs of every project on "

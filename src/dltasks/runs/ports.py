@@ -1,0 +1,151 @@
+"""A run's published ports, reachable from this machine: forwarded, and their URLs printed.
+
+Every kind of run calls :func:`forwarded` once its container has started (an attached run for
+as long as it runs, a detached local run just to print, `forward RUN` in the foreground, the
+background forwarder of a detached remote run): it reads the ports the engine bound on the
+host's loopback (:func:`dltasks.engine.spec.bound_ports`: the engine picked the free ones as
+it started the container), opens the target's forward for each
+(:meth:`dltasks.hosts.target.Target.forward_port`: this machine, the same port; a remote
+host, a port here over our SSH connection) and prints one line per port with its URL.
+
+A URL's path is a template (``/lab?token=${JUPYTER_TOKEN}``) kept on the container as a label;
+its ``${VAR}`` come from the container's own environment, read through the engine, and are
+printed in full only to a terminal. Printed to anything else (a log, a CI job), the values are
+``***`` and the line says which command prints the full URL in a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from dltasks.engine.spec import PortBinding, bound_ports
+from dltasks.errors import DltError
+from dltasks.hosts.target import Target
+from dltasks.runs.record import PortRow
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "***"
+
+
+def container_env(inspected: Mapping[str, Any]) -> dict[str, str]:
+    """The container's environment (``Config.Env``) as a mapping."""
+    env: dict[str, str] = {}
+    for item in (inspected.get("Config") or {}).get("Env") or ():
+        key, sep, value = str(item).partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def expand(template: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """``template`` with each ``${VAR}`` replaced: (in full, with every value ``***``). A
+    variable the container does not have reads as empty."""
+    full = _VAR.sub(lambda m: env.get(m.group(1), ""), template)
+    masked = _VAR.sub(lambda m: MASK if env.get(m.group(1)) else "", template)
+    return full, masked
+
+
+@dataclass(frozen=True)
+class PortUrl:
+    """One published port as this machine reaches it."""
+
+    container: int                 # the container's port
+    host_ip: str                   # the host's address it is published on (127.0.0.1)
+    host_port: int                 # on the host's loopback
+    local_port: int                # on this machine's loopback
+    url: str                       # in full (secrets in it: for a terminal only)
+    masked: str                    # every ${VAR} value as ***
+
+    @property
+    def has_secret(self) -> bool:
+        return self.url != self.masked
+
+
+def port_line(kind: str, run_id: str, host: str, p: PortUrl, *, terminal: bool,
+              full_url_by: str) -> str:
+    """The line printed for ``p``: the URL in full only to a terminal."""
+    url = p.url if terminal else p.masked
+    line = (f"dlt: {kind or 'run'} {run_id}: {url} (port {p.container} of the container, "
+            f"{p.host_ip}:{p.host_port} on {host})")
+    if p.has_secret and not terminal:
+        line += f"; the full URL: `{full_url_by}` in a terminal"
+    return line
+
+
+def urls_of(ports: Sequence[PortBinding], local: Mapping[int, int],
+            env: Mapping[str, str]) -> list[PortUrl]:
+    """The URLs of ``ports`` (bound ones) reached on this machine's ``local`` ports."""
+    out = []
+    for p in ports:
+        here = local.get(p.container, p.host)
+        full, masked = expand(p.path, env)
+        base = f"http://127.0.0.1:{here}"
+        out.append(PortUrl(p.container, p.host_ip, p.host, here, base + full, base + masked))
+    return out
+
+
+def port_rows(urls: Sequence[PortUrl]) -> tuple[PortRow, ...]:
+    """The record's rows of the run's published ports."""
+    return tuple(PortRow(u.container, u.host_ip, u.host_port) for u in urls)
+
+
+def inspect_run(target: Target, cid: str) -> dict[str, Any]:
+    """The engine's record of the run's container (its ports, labels and environment)."""
+    return target.engine.inspect_container(cid)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def forwarded(target: Target, run_id: str, cid: str,
+              ports: Sequence[PortBinding] = (), *, kind: str = "",
+              local_ports: Mapping[int, int] | None = None, say: bool = True,
+              out: TextIO | None = None) -> Iterator[list[PortUrl]]:
+    """The run's published ports, reachable here while in the block; yields their URLs.
+
+    ``ports``: the ports the run asked for (their paths are on the container's labels too;
+    empty: every port the container has bound). ``local_ports``: container port -> the port
+    wanted on this machine (else the host's number when free here, else any). Prints one line
+    per port (``say``) to ``out`` (stderr). Leaving the block ends the forwards, never the run.
+    A port the engine did not bind (the container ended already) is no URL."""
+    stream = out if out is not None else sys.stderr
+    inspected = inspect_run(target, cid)
+    bound = bound_ports(inspected)
+    if ports:
+        asked = {p.container: p for p in ports}
+        bound = tuple(p if p.path or not asked.get(p.container) else
+                      PortBinding(p.container, p.host, p.host_ip, asked[p.container].path)
+                      for p in bound if p.container in asked)
+    env = container_env(inspected)
+    wanted = dict(local_ports or {})
+    with contextlib.ExitStack() as stack:
+        local: dict[int, int] = {}
+        for p in bound:
+            local[p.container] = stack.enter_context(
+                target.forward_port(p.host, wanted.get(p.container, 0)))
+        found = urls_of(bound, local, env)
+        if say:
+            terminal = _is_terminal(stream)
+            by = target.task_command(f"forward {run_id}")
+            for u in found:
+                print(port_line(kind, run_id, target.name, u, terminal=terminal,
+                                full_url_by=by), file=stream, flush=True)
+        yield found
+
+
+def check_ports_allowed(ports: Sequence[PortBinding], *, nnodes: int, slurm: bool) -> None:
+    """``--port`` is for one container on one host: not a job across hosts, not Slurm."""
+    if ports and (nnodes > 1 or slurm):
+        raise DltError("--port publishes a port of one run's container on one host: not with "
+                       f"{'--slurm' if slurm else '--nnodes'}; start a single run with --port, "
+                       "or reach the node's port with `ssh -L`")
