@@ -15,6 +15,7 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: Images that `dev/test` makes with `dlt base-image` before pytest runs.
 TEST_BASE_IMAGE = os.environ.get("DLTASKS_TEST_BASE_IMAGE", "dlt-test-base:latest")
 TEST_TORCH_IMAGE = os.environ.get("DLTASKS_TEST_TORCH_IMAGE", "dlt-test-torch:latest")
+TEST_LAB_IMAGE = os.environ.get("DLTASKS_TEST_LAB_IMAGE", "dlt-test-lab:latest")
 
 
 def _unavailable(why: str) -> None:
@@ -57,6 +58,12 @@ def base_image(engine: object) -> str:
 def torch_image(engine: object) -> str:
     """The test base image plus the CPU torch wheel and PyYAML."""
     return _image(engine, TEST_TORCH_IMAGE)
+
+
+@pytest.fixture(scope="session")
+def lab_image(engine: object) -> str:
+    """The torch image's inputs plus jupyterlab and tensorboard (notebook, tensorboard)."""
+    return _image(engine, TEST_LAB_IMAGE)
 
 
 @pytest.fixture

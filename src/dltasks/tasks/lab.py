@@ -65,13 +65,6 @@ def _port(values: list[str] | None, container: int, task: str) -> Any:
     return ports[0] if ports else PortBinding(container)
 
 
-def _with_path(port: Any, path: str) -> Any:
-    """``port`` carrying the URL path the laptop's URL gets (the ports plumbing prints it)."""
-    if "path" in {f.name for f in dataclasses.fields(port)}:
-        return dataclasses.replace(port, path=path)
-    return port
-
-
 _LAB_HELP = {k: v for k, v in _RUN_HELP.items()
              if k in ("gpu", "share", "wait", "image", "root", "detach", "allow_unmapped")}
 
@@ -109,7 +102,7 @@ def notebook(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool
         return dataclasses.replace(
             req, image=image_now, command=shlex.join(command),
             env=(*req.env, (TOKEN_VAR, token)),
-            ports=(_with_path(binding, page + "?token=${" + TOKEN_VAR + "}"),))
+            ports=(dataclasses.replace(binding, path=f"{page}?token=${{{TOKEN_VAR}}}"),))
 
     _launch(c, "notebook", "jupyter", gpu=gpu, image=image, detach=detach, dry_run=False,
             root=root, allow_unmapped=allow_unmapped, args=[], share=share, wait=wait,
@@ -179,7 +172,7 @@ def tensorboard(c: Any, run: list[str] | None = None, image: str = "", detach: b
             raise _missing(image_now, target, "TensorBoard (tensorboard)", "tensorboard")
         command = shlex.join(["sh", "-c", _PICK_LOGDIR, "sh", *runs])
         return dataclasses.replace(req, image=image_now, command=command, readonly=True,
-                                   ports=(_with_path(binding, "/"),))
+                                   ports=(dataclasses.replace(binding, path="/"),))
 
     _launch(c, "tensorboard", "tensorboard", gpu=["none"], image=image, detach=detach,
             dry_run=False, root=False, allow_unmapped=False, args=[], finish=finish)
