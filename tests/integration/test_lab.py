@@ -61,8 +61,9 @@ class Pty:
 
     def __init__(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         master, slave = pty.openpty()
-        full = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
-        full.update(env or {})
+        # ``env``: the whole environment (the sshd lab's), else ours without DLT_*
+        full = env if env is not None else {k: v for k, v in os.environ.items()
+                                            if not k.startswith("DLT_")}
         self.proc = subprocess.Popen(argv, cwd=cwd, env=full, stdin=subprocess.DEVNULL,
                                      stdout=slave, stderr=slave, start_new_session=True)
         os.close(slave)
@@ -74,9 +75,7 @@ class Pty:
         while True:
             try:
                 ready, _, _ = select.select([self._master], [], [], 0.5)
-                if not ready:
-                    if self.proc.poll() is not None:
-                        continue  # drain what is left, then EIO ends it
+                if not ready:  # the program may have ended: EIO ends the loop once drained
                     continue
                 data = os.read(self._master, 65536)
             except OSError:
@@ -417,3 +416,42 @@ def test_tensorboard_serves_a_runs_events_read_only_and_stop_ends_it(
     assert _wait_refused(port)
     assert [c for c in _containers(engine, name) if c.labels["dltasks.kind"] == "tensorboard"] \
         == []
+
+
+# --------------------------------------------------------------------------------------------
+# through fab -H gpu1 (a real sshd on loopback; the laptop's port is a forward over SSH)
+
+FAB = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+
+
+@pytest.mark.ssh
+def test_fab_notebook_answers_on_the_laptop_url_and_ctrl_c_ends_it_and_the_forward(
+        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
+    d = tmp_path / "proj"
+    d.mkdir()
+    name = "lab-" + uuid.uuid4().hex[:8]
+    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
+                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n")
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    p = Pty([sys.executable, "-c", FAB, "-H", "gpu1", "notebook"], d, ssh_lab.env())
+    try:
+        m = p.wait_for(URL, timeout=300)
+        assert "on gpu1" in p.text[m.start():].splitlines()[0], p.text
+        token, port = _token(m.group(3)), int(m.group(2))
+        assert _answers(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
+        assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
+        assert _kernel_computes(port, token, "1+1") == "2"
+        (c,) = _containers(engine, name)
+        assert c.attrs["Config"]["User"] != "0:0"  # the host login's user, as for train
+    finally:
+        os.killpg(p.proc.pid, signal.SIGINT)
+    try:
+        assert p.finish(timeout=60) == 130, p.text
+        assert _containers(engine, name) == []
+        assert _wait_refused(port)  # the forward went with the run
+        (folder,) = (d / "runs").iterdir()
+        assert token not in (folder / "output.log").read_text()
+    finally:
+        _cleanup(engine, name)
+        for host in ssh_lab.hosts.values():
+            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)

@@ -122,7 +122,7 @@ if [ -n "$spec" ]; then
   echo "dlt: TensorBoard serves $spec"; exec tensorboard --logdir_spec "$spec" "$@"
 fi
 echo "dlt: TensorBoard serves the outputs folder /outputs"; exec tensorboard --logdir /outputs "$@"
-""" % TENSORBOARD_PORT
+""".replace("%d", str(TENSORBOARD_PORT))
 
 
 def _named_runs(project_dir: Any, names: list[str]) -> list[str]:
