@@ -57,6 +57,19 @@ class RunInfo:
     nodes: str = ""      # a job's hosts, node 0 first
     user: str = ""       # the login that started it on that host
     record: str = ""     # its record's folder on the machine that launched it
+    ports: str = ""      # its published ports: 127.0.0.1:49153->8888, ...
+
+
+def ports_text(rows: Any) -> str:
+    """The engine listing's ``Ports`` of a container as ``127.0.0.1:49153->8888`` (TCP ports
+    published on the host; the others are not reachable from here)."""
+    seen = []
+    for p in rows or ():
+        if p.get("PublicPort") and p.get("Type", "tcp") == "tcp":
+            text = f"{p.get('IP') or '0.0.0.0'}:{p['PublicPort']}->{p.get('PrivatePort')}"
+            if text not in seen:
+                seen.append(text)
+    return ",".join(seen)
 
 
 def find_runs(target: Target, *, project: str | None = None, run_id: str | None = None,
@@ -87,7 +100,8 @@ def find_runs(target: Target, *, project: str | None = None, run_id: str | None 
                            labels.get(LABEL_STARTED, ""), labels.get(LABEL_GPUS, ""),
                            labels.get(LABEL_HOST, target.name), str(r.get("Image", "")),
                            labels.get(LABEL_NODE, ""), labels.get(LABEL_NODES, ""),
-                           labels.get(LABEL_USER, ""), labels.get(LABEL_RECORD, "")))
+                           labels.get(LABEL_USER, ""), labels.get(LABEL_RECORD, ""),
+                           ports_text(r.get("Ports"))))
     return sorted(out, key=lambda i: i.started, reverse=True)
 
 

@@ -110,14 +110,15 @@ def _is_terminal(stream: TextIO) -> bool:
 def forwarded(target: Target, run_id: str, cid: str,
               ports: Sequence[PortBinding] = (), *, kind: str = "",
               local_ports: Mapping[int, int] | None = None, say: bool = True,
-              out: TextIO | None = None) -> Iterator[list[PortUrl]]:
+              forward: bool = True, out: TextIO | None = None) -> Iterator[list[PortUrl]]:
     """The run's published ports, reachable here while in the block; yields their URLs.
 
     ``ports``: the ports the run asked for (their paths are on the container's labels too;
     empty: every port the container has bound). ``local_ports``: container port -> the port
     wanted on this machine (else the host's number when free here, else any). Prints one line
     per port (``say``) to ``out`` (stderr). Leaving the block ends the forwards, never the run.
-    A port the engine did not bind (the container ended already) is no URL."""
+    ``forward`` off: no forward is opened (another process holds them on ``local_ports``, or
+    only the record's rows are wanted). A port the engine did not bind is no URL."""
     stream = out if out is not None else sys.stderr
     inspected = inspect_run(target, cid)
     bound = bound_ports(inspected)
@@ -132,7 +133,8 @@ def forwarded(target: Target, run_id: str, cid: str,
         local: dict[int, int] = {}
         for p in bound:
             local[p.container] = stack.enter_context(
-                target.forward_port(p.host, wanted.get(p.container, 0)))
+                target.forward_port(p.host, wanted.get(p.container, 0))) if forward \
+                else wanted.get(p.container, p.host)
         found = urls_of(bound, local, env)
         if say:
             terminal = _is_terminal(stream)

@@ -41,9 +41,23 @@ def log_file(folder: Path) -> Path:
     return folder / LOG
 
 
-#: The files of a run's folder that the record owns (the record, the log): a fetch from a host
-#: never copies the host's over them.
-OWN_FILES = (MANIFEST, LOG)
+FORWARD_PID = "forward.pid"
+FORWARD_LOG = "forward.log"
+
+
+def forward_pid_file(folder: Path) -> Path:
+    """The pid (and laptop ports) of the background forwarder of a detached run's ports."""
+    return folder / FORWARD_PID
+
+
+def forward_log_file(folder: Path) -> Path:
+    """The background forwarder's own output (no secrets: URLs in it are masked)."""
+    return folder / FORWARD_LOG
+
+
+#: The files of a run's folder that the record owns (the record, the log, this machine's
+#: forwarder's files): a fetch from a host never copies the host's over them.
+OWN_FILES = (MANIFEST, LOG, FORWARD_PID, FORWARD_LOG)
 
 
 #: Every run id dltasks makes (:func:`new_run_id`: plain runs, jobs, Slurm runs, test-gpu):

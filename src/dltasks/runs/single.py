@@ -201,8 +201,10 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
             got.release()
         record = record.but(container_id=cid, status="running")
         if spec.ports:
+            # a remote host's forwards are the background forwarder's (they outlive us)
             with runports.forwarded(target, plan.run_id, cid, spec.ports, kind=req.kind,
-                                    say=forwarder is None) as urls:
+                                    say=forwarder is None,
+                                    forward=forwarder is None) as urls:
                 record = record.but(ports=runports.port_rows(urls))
         localio.save_record(folder, record, secrets, what="the container's id")
         print(plan.run_id)

@@ -11,9 +11,9 @@ from types import ModuleType
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from dltasks.tasks import config, gpu, images, lab, remote, run, setup
+from dltasks.tasks import config, gpu, images, lab, ports, remote, run, setup
 
-_MODULES: list[ModuleType] = [config, images, run, lab, gpu, setup, remote]
+_MODULES: list[ModuleType] = [config, images, run, lab, gpu, setup, remote, ports]
 
 
 def _collection() -> Collection:

@@ -66,6 +66,7 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
     word on the request, once the target is open (notebook's look into the image)."""
     from dltasks.gpu.modes import facts_later
     from dltasks.gpu.selection import parse_gpu_request
+    from dltasks.hosts.target import ssh_host_of
 
     with target_for(c, image=image or None) as target:
         s = target.settings
@@ -87,7 +88,16 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
                          ports=tuple(ports))
         if finish is not None:
             req = finish(target, req)
-        code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts)
+        forwarder = None
+        # forwards that outlive us (the request's ports: a task's own, such as a notebook's)
+        if detach and req.ports and not dry_run and ssh_host_of(c):
+            from dltasks.tasks.ports import start_forwarder
+
+            def forwarder(run_id: str) -> None:
+                start_forwarder(c, target, run_id)
+
+        code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts,
+                      forwarder=forwarder)
     if code:
         raise Exit(code=code)
 
@@ -233,12 +243,12 @@ def ps(c: Any, all: bool = False) -> None:
         mine = [r for r in every if not whose[r.container_id]]
         settle(target, s.project_dir, mine)
         shown = every if all else mine
-        head = ("RUN", "KIND", "NODE", "STATUS", "GPUS", "STARTED", "IMAGE")
+        head = ("RUN", "KIND", "NODE", "STATUS", "GPUS", "STARTED", "IMAGE", "PORTS")
         rows = [head + (("OWNER", "PROJECT") if all else ())]
         for r in shown:
             status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
             node = f"{r.node}/{len(r.nodes.split(','))}" if r.node else "-"
-            row = (r.run_id, r.kind, node, status, r.gpus, r.started, r.image)
+            row = (r.run_id, r.kind, node, status, r.gpus, r.started, r.image, r.ports or "-")
             rows.append(row + ((whose[r.container_id] or "you", r.project) if all else ()))
         hidden = len(every) - len(mine) if not all else 0
         more = (f"; {hidden} more of project {s.project} not yours (other users or folders): "
@@ -298,6 +308,12 @@ def stop(c: Any, run: str) -> None:
         if parts:
             _stop_job(c, target, parts[0], parts[0].nodes.split(","), found.candidate.mine)
             return
+        from dltasks.runs.forwarder import end_forwarder
+        from dltasks.runs.record import run_dir
+
+        if found.candidate.mine:  # its ports' background forwarder, on this machine
+            end_forwarder(run_dir(target.settings.project_dir, found.candidate.run_id),
+                          found.candidate.run_id)
         for info in found.runs:  # one container (a plain run)
             was = info.status
             stop_container(target, info.container_id, target.settings.stop_timeout)

@@ -1,0 +1,166 @@
+"""The pure parts of ports: URL templates and their masking, the printed line, the labels, the
+record's rows, the listing's column, the forwarder's command line and pid file."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dltasks.engine.spec import PortBinding, bound_ports, url_labels
+from dltasks.errors import DltError
+from dltasks.runs.listing import ports_text
+from dltasks.runs.ports import (
+    PortUrl,
+    check_ports_allowed,
+    container_env,
+    expand,
+    port_line,
+    urls_of,
+)
+from dltasks.runs.record import PortRow, RunRecord
+
+TOKEN = "s3cr3t-token-0123456789"
+
+
+def test_template_expands_from_the_container_env_and_masks_the_values() -> None:
+    env = container_env({"Config": {"Env": ["JUPYTER_TOKEN=" + TOKEN, "A=b=c", "NOEQ"]}})
+    assert env == {"JUPYTER_TOKEN": TOKEN, "A": "b=c"}
+    assert expand("/lab?token=${JUPYTER_TOKEN}", env) == (f"/lab?token={TOKEN}",
+                                                         "/lab?token=***")
+    assert expand("/x/${A}/${MISSING}", env) == ("/x/b=c/", "/x/***/")
+    assert expand("/plain", env) == ("/plain", "/plain")
+    assert expand("$JUPYTER_TOKEN", env) == ("$JUPYTER_TOKEN", "$JUPYTER_TOKEN")  # ${} only
+
+
+def test_the_line_shows_a_secret_to_a_terminal_only() -> None:
+    [u] = urls_of([PortBinding(8888, 49153, "127.0.0.1", "/lab?token=${T}")], {8888: 8890},
+                  {"T": TOKEN})
+    assert u == PortUrl(8888, "127.0.0.1", 49153, 8890, f"http://127.0.0.1:8890/lab?token={TOKEN}",
+                        "http://127.0.0.1:8890/lab?token=***")
+    tty = port_line("notebook", "R1", "gpu1", u, terminal=True,
+                    full_url_by="fab -H gpu1 forward R1")
+    assert tty == (f"dlt: notebook R1: http://127.0.0.1:8890/lab?token={TOKEN} (port 8888 of "
+                   "the container, 127.0.0.1:49153 on gpu1)")
+    log = port_line("notebook", "R1", "gpu1", u, terminal=False,
+                    full_url_by="fab -H gpu1 forward R1")
+    assert TOKEN not in log
+    assert log == ("dlt: notebook R1: http://127.0.0.1:8890/lab?token=*** (port 8888 of the "
+                   "container, 127.0.0.1:49153 on gpu1); the full URL: `fab -H gpu1 forward R1` "
+                   "in a terminal")
+    [plain] = urls_of([PortBinding(8000, 8000)], {}, {})  # not forwarded: the host's port
+    assert port_line("train", "R1", "local", plain, terminal=False, full_url_by="x") == (
+        "dlt: train R1: http://127.0.0.1:8000 (port 8000 of the container, 127.0.0.1:8000 on "
+        "local)")
+
+
+def test_the_path_travels_as_a_label_and_comes_back_with_the_bound_port() -> None:
+    ports = (PortBinding(8888, path="/lab?token=${T}"), PortBinding(6006))
+    labels = url_labels(ports)
+    assert labels == {"dltasks.url.8888": "/lab?token=${T}"}
+    inspected = {"Config": {"Labels": labels}, "NetworkSettings": {"Ports": {
+        "8888/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}],
+        "6006/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49154"}]}}}
+    assert bound_ports(inspected) == (PortBinding(6006, 49154),
+                                      PortBinding(8888, 49153, path="/lab?token=${T}"))
+
+
+def test_a_plan_labels_the_url_path(tmp_path: Path) -> None:
+    from dltasks.runs.plan import RunRequest
+    from tests.unit.test_runplan import plan, plan_project
+
+    req = RunRequest("notebook", "jupyter lab", ports=(PortBinding(8888, path="/?t=${T}"),))
+    p = plan(plan_project(tmp_path), req)
+    assert p.spec.labels["dltasks.url.8888"] == "/?t=${T}"
+    assert p.spec.ports == (PortBinding(8888, path="/?t=${T}"),)
+
+
+def test_record_keeps_ports_only_when_there_are_some() -> None:
+    rec = RunRecord("20261126-141502-a3f9", kind="train")
+    assert "ports" not in rec.to_json()
+    with_ports = rec.but(ports=(PortRow(8000, "127.0.0.1", 49153),))
+    data = json.loads(json.dumps(with_ports.to_json()))
+    assert data["ports"] == [{"container": 8000, "host_ip": "127.0.0.1", "host_port": 49153}]
+    back = RunRecord.from_json(data)
+    assert back.ports == (PortRow(8000, "127.0.0.1", 49153),)
+    assert back.to_json() == data
+
+
+def test_the_listing_column() -> None:
+    rows: list[dict[str, Any]] = [
+        {"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": 49153, "Type": "tcp"},
+        {"IP": "127.0.0.1", "PrivatePort": 8000, "PublicPort": 49153, "Type": "tcp"},
+        {"PrivatePort": 9000, "Type": "tcp"},                        # exposed, not published
+        {"IP": "127.0.0.1", "PrivatePort": 53, "PublicPort": 5353, "Type": "udp"}]
+    assert ports_text(rows) == "127.0.0.1:49153->8000"
+    assert ports_text(None) == ""
+
+
+def test_ports_are_for_one_container() -> None:
+    check_ports_allowed((), nnodes=2, slurm=True)
+    check_ports_allowed((PortBinding(1),), nnodes=1, slurm=False)
+    with pytest.raises(DltError, match="not with --nnodes"):
+        check_ports_allowed((PortBinding(1),), nnodes=2, slurm=False)
+    with pytest.raises(DltError, match="not with --slurm"):
+        check_ports_allowed((PortBinding(1),), nnodes=0, slurm=True)
+
+
+def test_forwarder_keeps_the_users_flags_but_its_own_host() -> None:
+    from dltasks.tasks.invocation import CONFIG_KEY
+    from dltasks.tasks.ports import _core_flags
+
+    class Ctx:
+        def __init__(self, argv: list[str]) -> None:
+            self.config = {CONFIG_KEY: {"program": "fab", "argv": argv}}
+
+    assert _core_flags(Ctx(["fab", "-S", "cfg", "-H", "gpu1,gpu2", "-i", "key", "train",
+                            "--port", "8000", "-H", "x"])) == ["-S", "cfg", "-i", "key"]
+    assert _core_flags(Ctx(["fab", "--hosts=gpu1", "-Hgpu2", "-t", "5", "train"])) == [
+        "-t", "5"]
+
+
+def test_pid_file_is_private_and_only_a_live_forwarder_counts(tmp_path: Path) -> None:
+    from dltasks.runs import forwarder
+
+    path = forwarder.write_pid_file(tmp_path, {8000: 8001})
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.read_text() == f"{os.getpid()}\n8000 8001\n"
+    assert forwarder.live_forwarder(tmp_path, "R1") is None  # this process: not a forwarder
+    assert forwarder.end_forwarder(tmp_path, "R1") is None   # so it gets no signal
+    forwarder.remove_pid_file(tmp_path)
+    assert not path.exists()
+    path.write_text("1\n")  # pid 1 names no `forward` of R1: left alone
+    assert forwarder.live_forwarder(tmp_path, "R1") is None
+
+
+def test_url_lines_go_to_the_given_stream() -> None:
+    from contextlib import nullcontext
+
+    from dltasks.runs.ports import forwarded
+
+    class FakeTarget:  # the one seam: a target whose engine answers one inspect
+        name = "local"
+
+        class engine:  # noqa: N801
+            @staticmethod
+            def inspect_container(cid: str) -> dict[str, Any]:
+                return {"Config": {"Env": [f"T={TOKEN}"],
+                                   "Labels": {"dltasks.url.8888": "/?token=${T}"}},
+                        "NetworkSettings": {"Ports": {"8888/tcp": [
+                            {"HostIp": "127.0.0.1", "HostPort": "40000"}]}}}
+
+        def forward_port(self, host_port: int, local_port: int = 0) -> Any:
+            return nullcontext(host_port)
+
+        def task_command(self, task: str) -> str:
+            return f"dlt {task}"
+
+    out = io.StringIO()
+    with forwarded(FakeTarget(), "R1", "cid", kind="notebook", out=out) as urls:  # type: ignore[arg-type]
+        assert urls[0].url == f"http://127.0.0.1:40000/?token={TOKEN}"
+    assert TOKEN not in out.getvalue()
+    assert "`dlt forward R1` in a terminal" in out.getvalue()
