@@ -14,6 +14,7 @@ from typing import Any
 from invoke.exceptions import Exit
 
 from dltasks.tasks._common import (
+    command_after,
     dlt_task,
     job_targets,
     settings_for,
@@ -56,7 +57,7 @@ def _remainder(c: Any) -> list[str]:
 def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: str,
             detach: bool, dry_run: bool, root: bool, allow_unmapped: bool, args: list[str],
             interactive: bool = False, share: bool = False, wait: Any = None,
-            nproc: str = "") -> None:
+            nproc: str = "", argv: tuple[str, ...] | None = None) -> None:
     from dltasks.gpu.modes import facts_later
     from dltasks.gpu.selection import parse_gpu_request
 
@@ -72,7 +73,7 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
 
         local = settings_for(c, host_layer=False, image=image or None) \
             if target.syncs_project else s
-        req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args),
+        req = RunRequest(kind=kind, command=command or s.train_cmd, args=tuple(args), argv=argv,
                          gpus=gpus, image=image, root=root, allow_unmapped=allow_unmapped,
                          interactive=interactive, share=share, wait=parse_wait(wait),
                          nproc=parse_nproc(nproc or s.nproc, "--nproc" if nproc else
@@ -197,3 +198,34 @@ def shell(c: Any, gpu: list[str] | None = None, image: str = "", root: bool = Fa
     command = cmd or "command -v bash >/dev/null && exec bash || exec sh"
     _launch(c, "shell", command, gpu=gpu, image=image, detach=False, dry_run=False, root=root,
             allow_unmapped=allow_unmapped, args=[], interactive=True, share=share, wait=wait)
+
+
+_ONE_OFF_HELP = {**{k: v for k, v in _RUN_HELP.items() if k in (
+    "gpu", "share", "wait", "image", "detach", "dry_run", "root", "allow_unmapped")},
+    "cmd": "The command as one string, split as DLT_TRAIN_CMD is (shell syntax through sh -c): "
+           "the way to give it with fab, which takes no words after -- with a task."}
+
+
+@dlt_task(iterable=["gpu"], optional=["wait"], short={"gpu": "g", "detach": "d"},
+          takes_command=True, help=_ONE_OFF_HELP)
+def run(c: Any, gpu: list[str] | None = None, image: str = "", detach: bool = False,
+        dry_run: bool = False, root: bool = False, allow_unmapped: bool = False,
+        share: bool = False, wait: Any = None, cmd: str = "") -> None:
+    """A one-off command in the same container setup as train: `inv run -- python3 prepare.py`
+    (with fab: `fab -H gpu1 run --cmd 'python3 prepare.py'`). The words after -- run as
+    given (no shell; one quoted word with shell syntax runs through sh -c), their paths
+    mapped; its exit code is the program's; recorded in runs/<id>."""
+    from dltasks.errors import DltError
+
+    words = command_after(c)
+    if words and cmd:
+        raise DltError("run takes its command once: after -- or as --cmd '...', not both",
+                       code=2)
+    if not words and not cmd.strip():
+        from dltasks.hosts.target import ssh_host_of
+
+        how = "--cmd 'python3 prepare.py'" if ssh_host_of(c) else "-- python3 prepare.py"
+        raise DltError(f"run needs its command: `inv run {how}`", code=2)
+    _launch(c, "run", cmd or shlex.join(words or ()), gpu=gpu, image=image, detach=detach,
+            dry_run=dry_run, root=root, allow_unmapped=allow_unmapped, args=[], share=share,
+            wait=wait, argv=None if cmd else tuple(words or ()))
