@@ -11,9 +11,9 @@ from types import ModuleType
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from dltasks.tasks import config, gpu, images, remote, run, runs, setup
+from dltasks.tasks import config, context, gpu, images, remote, run, runs, setup
 
-_MODULES: list[ModuleType] = [config, images, run, runs, gpu, setup, remote]
+_MODULES: list[ModuleType] = [config, images, run, runs, gpu, setup, remote, context]
 
 
 def _collection() -> Collection:
