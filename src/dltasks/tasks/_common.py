@@ -63,8 +63,10 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
     ``short={"flag": "x"}`` gives a flag its short name (none otherwise, see :class:`DltTask`).
     With ``fab -H a,b`` the task runs as one call over the hosts (:mod:`dltasks.tasks.group`);
     ``group(flags)`` says when the body covers every host itself (one job across them).
-    ``takes_command``: the words after ``--`` are the task's command (:func:`command_after`);
-    under fab the program then ends with the task, so fabric never runs them on the host.
+    ``takes_command``: the words after ``--`` are the task's command (:func:`command_after`).
+    fabric 3.2 refuses any task with words after ``--`` before it runs (fabric/fabric#1900:
+    such tasks take ``--cmd`` under fab); should a fabric run the task, the program ends with
+    it, so fabric never runs those words on the host itself (its "remainder" call).
     ``host_word``: the argument naming a host, a positional word under dlt/inv (`dlt context
     gpu1`) and no word at all under fab, where -H names the host (`fab -H gpu1 context`).
     """
