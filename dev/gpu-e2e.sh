@@ -11,6 +11,7 @@
 #   there, as root, in one command:  bash dev/gpu-e2e.sh run      (with .gpu-host, .whl carried)
 #   only the benches there:          bash dev/gpu-e2e.sh bench
 #   only the first-output target:    bash dev/gpu-e2e.sh start   (a few minutes less)
+#   only the interactive part:       bash dev/gpu-e2e.sh interactive (run, exec, --port, notebook)
 # Output goes to stdout and, when $OUT is set, to $OUT/gpu-e2e.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +77,10 @@ PY
     runuser -u dltuser -- env HOME="$home" PATH="$PATH" PYTHONPATH=/tmp/site \
       PYTHONUNBUFFERED=1 sh -c "$1" || { echo "STEP FAILED (exit $?)"; failed=$((failed + 1)); }
   }
+  as_user_quiet() {  # the same, for a poll: a failure is not a failed step
+    runuser -u dltuser -- env HOME="$home" PATH="$PATH" PYTHONPATH=/tmp/site \
+      PYTHONUNBUFFERED=1 sh -c "$1" 2>/dev/null || true
+  }
   py=$(command -v python3)
 }
 
@@ -122,6 +127,46 @@ bench_part() {  # bench/gpu.py, and where the start-up time of one run goes
   as_user "for i in 1 2 3 4 5 6 7; do s=\$(date +%s%N); nvidia-smi -q -x >/dev/null 2>&1; e=\$(date +%s%N); printf '%s ms ' \$(( (e - s) / 1000000 )); done; echo"
   say "dev/gpu-startup.sh"
   bash dev/gpu-startup.sh
+}
+
+interactive_part() {  # issue 23 on the GPU: run -- CMD, exec into a GPU run, a port, a notebook
+  say "dlt run --gpu 0 -- nvidia-smi -L (a one-off command in the train setup)"
+  as_user "cd ~/check && $py -m dltasks run --gpu 0 -- nvidia-smi -L"
+  say "dlt exec into a detached GPU run: its process on the GPU, as seen from inside"
+  cat > "$home/check/hold.py" <<'PY'
+import time, torch
+x = torch.randn(8192, 8192, device="cuda")
+print("holding", torch.cuda.get_device_name(), flush=True)
+while True:
+    x = x @ x.T / 8192
+    torch.cuda.synchronize()
+    time.sleep(0.05)
+PY
+  chown dltuser: "$home/check/hold.py"
+  as_user "cd ~/check && DLT_TRAIN_CMD='python3 hold.py' $py -m dltasks train --gpu 0 --detach > /tmp/run-id"
+  for _ in $(seq 1 60); do as_user_quiet "cd ~/check && $py -m dltasks logs \$(head -n 1 /tmp/run-id)" | grep -q holding && break; sleep 1; done
+  as_user "cd ~/check && $py -m dltasks exec \$(head -n 1 /tmp/run-id) -- nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv"
+  as_user "cd ~/check && $py -m dltasks exec \$(head -n 1 /tmp/run-id) -- python3 -c 'import os, torch; print(os.getcwd(), os.getuid(), torch.cuda.get_device_name())'"
+  as_user "cd ~/check && $py -m dltasks exec \$(head -n 1 /tmp/run-id) -- sh -c 'exit 7'; [ \$? = 7 ]"
+  as_user "cd ~/check && $py -m dltasks stop \$(head -n 1 /tmp/run-id)"
+  as_user "cd ~/check && ! $py -m dltasks exec \$(head -n 1 /tmp/run-id) -- true"
+  say "a port: train --port 8000 --detach serving HTTP, answered on this machine"
+  as_user "cd ~/check && DLT_TRAIN_CMD='python3 -m http.server 8000' $py -m dltasks train --gpu 0 --port 8000 --detach > /tmp/run-id 2> /tmp/run-err; cat /tmp/run-err"
+  as_user "cd ~/check && $py -m dltasks ps"
+  port=$(grep -o 'http://127.0.0.1:[0-9]*' /tmp/run-err | head -n 1 || true)
+  as_user "$py $PWD/dev/http_status.py $port/ 200"
+  as_user "cd ~/check && $py -m dltasks stop \$(head -n 1 /tmp/run-id)"
+  if python3 -c 'import jupyterlab' 2>/dev/null || python3 -c 'import notebook' 2>/dev/null; then
+    say "dlt notebook --gpu 0 --detach (this machine's image has Jupyter)"
+    as_user "cd ~/check && $py -m dltasks notebook --gpu 0 --detach > /tmp/run-id 2> /tmp/run-err; sed 's/token=[^ ]*/token=(hidden)/' /tmp/run-err"
+    url=$(grep -o 'http://127.0.0.1:[0-9]*' /tmp/run-err | head -n 1 || true)
+    as_user "$py $PWD/dev/http_status.py $url/api/status 403"
+    as_user "cd ~/check && $py -m dltasks exec \$(head -n 1 /tmp/run-id) -- nvidia-smi -L"
+    as_user "cd ~/check && $py -m dltasks stop \$(head -n 1 /tmp/run-id)"
+  else
+    say "no Jupyter in this machine's image: notebook says the fix in one line"
+    as_user "cd ~/check && ! $py -m dltasks notebook --gpu 0 --detach"
+  fi
 }
 
 start_part() {  # the first-output target alone (short)
@@ -184,6 +229,7 @@ PY
   printf 'DLT_IMAGE=gpu-host/torch\nDLT_TRAIN_CMD=python3 nccl_check.py\n' > "$home/nccl/.env"
   chown -R dltuser: "$home/nccl"
   as_user "cd ~/nccl && NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 $py -m dltasks train --gpu 0 --nproc gpu"
+  interactive_part
   bench_part
   say "$failed step(s) failed"
   return "$failed"
@@ -194,6 +240,7 @@ case "${1:-run}" in
   pack) pack ;;
   run) if [ -n "${OUT:-}" ]; then run 2>&1 | tee "$OUT/gpu-e2e.log"; else run; fi ;;
   bench) { prepare; bench_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-bench.log" ;;
+  interactive) { prepare; interactive_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-interactive.log" ;;
   start) { prepare; start_part; say "$failed step(s) failed"; } 2>&1 | tee "${OUT:-/tmp}/gpu-start.log" ;;
-  *) echo "usage: $0 pack|run|bench|start"; exit 2 ;;
+  *) echo "usage: $0 pack|run|bench|start|interactive"; exit 2 ;;
 esac

@@ -12,6 +12,8 @@ REVIEWED: dict[tuple[str, str], tuple[str, str]] = {
                             "GPUs; the flag users type most (issue 21 names it)"),
     ("shell", "gpu"): ("g", "the same GPU selection as train's -g"),
     ("test-gpu", "gpu"): ("g", "the same GPU selection as train's -g"),
+    ("run", "gpu"): ("g", "the same GPU selection as train's -g"),
+    ("run", "detach"): ("d", "the same as train's -d (docker run -d)"),
     ("train", "detach"): ("d", "docker run -d / docker compose up -d: start in the background"),
     ("notebook", "gpu"): ("g", "the same GPU selection as train's -g"),
     ("notebook", "detach"): ("d", "the same as train's -d: start in the background"),

@@ -386,6 +386,33 @@ def test_plan_leaves_paths_inside_the_image_in_the_command(tmp_path: Path) -> No
     assert t.image_paths == ()                       # ours: never announced as the image's
 
 
+def test_plan_runs_the_users_words_as_argv_with_their_paths_mapped(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    out, proj = tmp_path / "out", s.project_dir
+    words = ("python3", "-c", f"open('{out}/r.txt', 'w').write(open('{proj}/main.py').read())",
+             "a b", f"--ckpt={out}/c", "$HOME-not-expanded")
+    p = plan(s, RunRequest("run", "ignored", argv=words))
+    # quoting kept: one word per argv entry, no shell, each word's paths mapped
+    assert p.spec.command == ("python3", "-c",
+                              "open('/outputs/r.txt', 'w').write(open('/workspace/main.py')"
+                              ".read())", "a b", "--ckpt=/outputs/c", "$HOME-not-expanded")
+    assert p.spec.labels[LABEL_KIND] == "run"
+    # one word that is a whole command line runs through sh -c, mapped the same
+    line = plan(s, RunRequest("run", "", argv=(f"ls {out} && echo done",)))
+    assert line.spec.command == ("sh", "-c", "ls /outputs && echo done")
+    assert plan(s, RunRequest("run", "", argv=("nvidia-smi",))).spec.command == ("nvidia-smi",)
+
+
+def test_plan_refuses_an_unmapped_host_path_in_the_users_words(tmp_path: Path) -> None:
+    s = plan_project(tmp_path)
+    home = Path.home()
+    with pytest.raises(DltError) as e:
+        plan(s, RunRequest("run", "", argv=("ls", f"{home}/dlt-not-mounted", "~/x")))
+    msg = one_line(e)
+    assert f"{home}/dlt-not-mounted (run's command)" in msg
+    assert "~/x (run's command)" in msg and "--allow-unmapped" in msg
+
+
 def test_plan_refuses_the_home_folder_in_the_command(tmp_path: Path) -> None:
     s = plan_project(tmp_path)
     with pytest.raises(DltError) as e:

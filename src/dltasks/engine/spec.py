@@ -149,6 +149,17 @@ def command_argv(cmd: str, args: tuple[str, ...] | list[str] = ()) -> tuple[str,
     return ("sh", "-c", cmd + ' "$@"', "sh", *args)
 
 
+def words_argv(words: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The words a user typed after ``--`` (``run -- CMD``, already split by their shell) as
+    argv: run exactly as given, no shell. Only ONE word holding spaces or shell syntax (a whole
+    command line quoted as one, the way ssh takes it: ``'make data && ls'``) runs through
+    ``sh -c``: as argv it could only fail as a program name."""
+    if len(words) == 1 and (_SHELL_CHARS.search(words[0]) or any(ch.isspace()
+                                                                 for ch in words[0])):
+        return ("sh", "-c", words[0])
+    return tuple(words)
+
+
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 

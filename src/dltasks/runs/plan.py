@@ -26,6 +26,7 @@ from dltasks.engine.spec import (
     RunSpec,
     command_argv,
     url_labels,
+    words_argv,
 )
 from dltasks.errors import DltError
 from dltasks.gpu.selection import GpuSelection
@@ -56,6 +57,9 @@ class RunRequest:
     kind: str                            # train | shell | run | notebook | tensorboard | test-gpu
     command: str                         # the command string (DLT_TRAIN_CMD, bash, ...)
     args: tuple[str, ...] = ()
+    #: The user's own words (`run -- CMD`): run as argv exactly (engine.spec.words_argv), each
+    #: word's paths mapped as the command's are; ``command`` is then only their spelling.
+    argv: tuple[str, ...] | None = None
     gpus: GpuSelection = GpuSelection("none")
     image: str = ""
     root: bool = False
@@ -204,13 +208,19 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
                 mounts = [m for m in mounts if m.target != target]
                 mounts.append(Mount(posixpath.join(host_run_dir, "configs", rel), target, True))
 
-    command, bad_command = map_command(req.command, pathmap, where=_COMMAND_NAME.get(
-        req.kind, "the command"))
+    where = _COMMAND_NAME.get(req.kind, "the command")
+    if req.argv is not None:  # each word scanned as the command string is (scan.py, rule 7)
+        words = [map_command(w, pathmap, where=where) for w in req.argv]  # (word, unmapped)
+        command, bad_command = "", list(dict.fromkeys(u for _, bad in words for u in bad))
+    else:
+        command, bad_command = map_command(req.command, pathmap, where=where)
     # under a folder dltasks mounts itself (test-gpu's probe): the container's, said nowhere
     bad_command = [u for u in bad_command if not _under_mounts(u.path, req.extra_mounts)]
     in_image = [u for u in bad_command if _in_image(u.path)]
     args, bad_args = map_args(list(req.args), pathmap)
     env, bad_env = map_env(dict(host.container_env), pathmap)
+    argv = words_argv([w for w, _ in words] + args) if req.argv is not None \
+        else command_argv(command, tuple(args))
     unmapped.extend(u for u in bad_command if u not in in_image)
     unmapped.extend(bad_args)
     unmapped.extend(bad_env)
@@ -237,7 +247,7 @@ def plan_run(local: Settings, host: Settings, facts: TargetFacts, req: RunReques
               LABEL_RECORD: str(local.project_dir / RUNS_DIR / run_id),
               **url_labels(req.ports)}
     spec = RunSpec(
-        image=image, command=command_argv(command, tuple(args)), gpus=req.gpus,
+        image=image, command=argv, gpus=req.gpus,
         mounts=tuple(mounts), env=env, workdir=host.workdir,
         user=None if req.root else facts.uid_gid, ipc_host=not host.shm_size,
         shm_size=host.shm_size, labels=labels,
@@ -298,7 +308,7 @@ def image_paths_note(plan: RunPlan) -> str:
 
 
 #: What the user calls the command of each kind of run, in messages about its paths.
-_COMMAND_NAME = {"train": "DLT_TRAIN_CMD", "shell": "shell --cmd"}
+_COMMAND_NAME = {"train": "DLT_TRAIN_CMD", "shell": "shell --cmd", "run": "run's command"}
 
 
 _SETTING_LINE = re.compile(r"\s*(?:export\s+)?" + PREFIX)

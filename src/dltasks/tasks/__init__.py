@@ -11,9 +11,9 @@ from types import ModuleType
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from dltasks.tasks import config, gpu, images, lab, ports, remote, run, setup
+from dltasks.tasks import config, context, gpu, images, lab, ports, remote, run, runs, setup
 
-_MODULES: list[ModuleType] = [config, images, run, lab, gpu, setup, remote, ports]
+_MODULES: list[ModuleType] = [config, images, run, runs, lab, gpu, setup, remote, context, ports]
 
 
 def _collection() -> Collection:

@@ -22,16 +22,27 @@ class DltTask(Task[Callable[..., Any]]):
     """
 
     def __init__(self, body: Callable[..., Any], *, short: dict[str, str] | None = None,
-                 **kwargs: Any) -> None:
+                 host_word: str = "", **kwargs: Any) -> None:
         kwargs["auto_shortflags"] = False
         super().__init__(body, **kwargs)
         self.short = dict(short or {})
+        self.host_word = host_word
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
         letter = self.short.get(name)
         if letter:
             opts["names"] = [*opts["names"], letter]
+        if name == self.host_word:
+            # `dlt context gpu1`: HOST is a word the task needs; `fab -H gpu1 context`: the
+            # host is -H's, and invoke's parser has no optional positional words
+            import sys
+
+            from dltasks.tasks.invocation import program_name
+
+            fab = program_name(sys.argv[0] if sys.argv else "") == "fab"
+            opts["positional"] = not fab
+            opts["default"] = "" if fab else None  # None: a positional word it must be given
         return opts
 
 
@@ -41,23 +52,27 @@ def dlt_task(fn: Callable[..., Any], /) -> DltTask: ...
 
 @overload
 def dlt_task(*, group: Callable[[dict[str, Any]], bool] | None = None,
-             takes_command: bool = False,
+             takes_command: bool = False, host_word: str = "",
              **kwargs: Any) -> Callable[[Callable[..., Any]], DltTask]: ...
 
 
 def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
-             takes_command: bool = False, **kwargs: Any) -> Any:
+             takes_command: bool = False, host_word: str = "", **kwargs: Any) -> Any:
     """``invoke.task`` whose user errors (DltError) end as one line and an exit code.
 
     ``short={"flag": "x"}`` gives a flag its short name (none otherwise, see :class:`DltTask`).
     With ``fab -H a,b`` the task runs as one call over the hosts (:mod:`dltasks.tasks.group`);
     ``group(flags)`` says when the body covers every host itself (one job across them).
-    ``takes_command``: the words after ``--`` are the task's command (:func:`command_after`);
-    under fab the program then ends with the task, so fabric never runs them on the host.
+    ``takes_command``: the words after ``--`` are the task's command (:func:`command_after`).
+    fabric 3.2 refuses any task with words after ``--`` before it runs (fabric/fabric#1900:
+    such tasks take ``--cmd`` under fab); should a fabric run the task, the program ends with
+    it, so fabric never runs those words on the host itself (its "remainder" call).
+    ``host_word``: the argument naming a host, a positional word under dlt/inv (`dlt context
+    gpu1`) and no word at all under fab, where -H names the host (`fab -H gpu1 context`).
     """
 
     def wrap(fn: Callable[..., Any]) -> DltTask:
-        wanted = _positionals(fn)
+        wanted = _positionals(fn) + ([host_word] if host_word else [])
         name = fn.__name__.replace("_", "-")
 
         @functools.wraps(fn)
@@ -83,7 +98,8 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
             return done
 
         # invoke's decorator is untyped (it returns a bare Callable): what it makes is a DltTask
-        return cast(DltTask, task(*args, klass=DltTask, **kwargs)(body))
+        extra = {"host_word": host_word} if host_word else {}
+        return cast(DltTask, task(*args, klass=DltTask, **extra, **kwargs)(body))
 
     if len(args) == 1 and callable(args[0]) and not kwargs:
         fn, args = args[0], ()
