@@ -455,3 +455,35 @@ def test_fab_notebook_answers_on_the_laptop_url_and_ctrl_c_ends_it_and_the_forwa
         _cleanup(engine, name)
         for host in ssh_lab.hosts.values():
             shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+
+
+@pytest.mark.ssh
+def test_fab_notebook_detached_answers_on_the_laptop_and_fab_stop_ends_it_and_the_forward(
+        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
+    d = tmp_path / "proj"
+    d.mkdir()
+    name = "lab-" + uuid.uuid4().hex[:8]
+    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
+                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n")
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    try:
+        p = Pty([sys.executable, "-c", FAB, "-H", "gpu1", "notebook", "--detach"], d,
+                ssh_lab.env())
+        assert p.finish(timeout=300) == 0, p.text
+        m = URL.search(p.text)
+        assert m, p.text
+        token, port = _token(m.group(3)), int(m.group(2))
+        run_id = re.search(r"started (\S+) on gpu1", p.text).group(1)  # type: ignore[union-attr]
+        # fab has ended: the background forwarder holds the laptop's port
+        assert _answers(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
+        assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
+        assert _kernel_computes(port, token, "1+1") == "2"
+        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", run_id], cwd=d,
+                           env=ssh_lab.env(), text=True, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _containers(engine, name) == []
+        assert _wait_refused(port)
+    finally:
+        _cleanup(engine, name)
+        for host in ssh_lab.hosts.values():
+            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
