@@ -16,7 +16,9 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
   $SUDO systemctl start docker
 else
   echo "dev/engine: starting dockerd in the background (log: /var/log/dltasks-dockerd.log)" >&2
-  $SUDO sh -c 'nohup dockerd >/var/log/dltasks-dockerd.log 2>&1 &'
+  # its own session: a signal to the caller's process group (Ctrl-C, a job's timeout) must
+  # never reach the engine every later command and test talks to
+  $SUDO sh -c 'setsid nohup dockerd >/var/log/dltasks-dockerd.log 2>&1 < /dev/null &'
 fi
 for _ in $(seq 1 60); do
   if python3 -c "import docker; docker.from_env().ping()" >/dev/null 2>&1; then exit 0; fi
