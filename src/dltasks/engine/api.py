@@ -395,6 +395,23 @@ class Engine:
     def resize(self, cid: str, *, height: int, width: int) -> None:
         self.call("POST", f"/containers/{cid}/resize", params={"h": height, "w": width})
 
+    def exec_create(self, cid: str, config: Mapping[str, Any]) -> str:
+        """A process to start in the running container ``cid`` (`docker exec`); its exec id."""
+        return str(self.call("POST", f"/containers/{cid}/exec", body=config)["Id"])
+
+    def exec_start(self, eid: str, *, tty: bool) -> Stream:
+        """Start exec ``eid`` on a hijacked connection: its stdio, raw (``tty``) or framed."""
+        body = json.dumps({"Detach": False, "Tty": tty}).encode()
+        return self.stream("POST", f"/exec/{eid}/start", body=body,
+                           headers={"Connection": "Upgrade", "Upgrade": "tcp"})
+
+    def exec_inspect(self, eid: str) -> dict[str, Any]:
+        """``Running`` and ``ExitCode`` (None while it runs) of exec ``eid``."""
+        return dict(self.call("GET", f"/exec/{eid}/json"))
+
+    def exec_resize(self, eid: str, *, height: int, width: int) -> None:
+        self.call("POST", f"/exec/{eid}/resize", params={"h": height, "w": width})
+
 
 def _param(v: Any) -> str:
     if isinstance(v, bool):

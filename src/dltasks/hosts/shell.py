@@ -68,6 +68,12 @@ class Shell:
             raise DltError(f"`{text}` failed on {self.host} (exit {res.code}): {res.tail()}")
         return res
 
+    def interactive(self, cmd: str, *, pty: bool = False) -> int:
+        """Run ``cmd`` wired to this terminal (our stdin in, its output out; a pty on the
+        host when ``pty``); its exit code. For a command the user works in (`exec` on Slurm)."""
+        r = self.c.run(cmd, hide=False, warn=True, pty=pty)
+        return self._code(r.exited)
+
     def _code(self, exited: int) -> int:
         """invoke's exit code as ours: a local child's -N is 128+N. A remote one's -1 is
         SSH's "no status" (paramiko keeps no exit signal): left as it is."""

@@ -276,7 +276,7 @@ def pick_node(found: Found, node: int | None, where: str) -> RunInfo:
     return runs[0]
 
 
-def _ended(state: dict[str, Any]) -> str:
+def ended_at(state: dict[str, Any]) -> str:
     """The engine's FinishedAt (RFC 3339, nanoseconds) as our records write times."""
     from datetime import datetime
 
@@ -310,7 +310,7 @@ def settle(target: Target, project_dir: Path, runs: list[RunInfo], *,
             state = target.engine.inspect_container(r.container_id).get("State") or {}
         except NotFound:
             continue
-        record.but(ended=_ended(state), exit_code=int(state.get("ExitCode", r.exit_code or 0)),
+        record.but(ended=ended_at(state), exit_code=int(state.get("ExitCode", r.exit_code or 0)),
                    status=status).save(folder, [])
         changed += 1
     return changed

@@ -11,9 +11,22 @@ from types import ModuleType
 from invoke.collection import Collection
 from invoke.tasks import Task
 
-from dltasks.tasks import config, context, gpu, images, lab, ports, remote, run, runs, setup
+from dltasks.tasks import (
+    config,
+    context,
+    execute,
+    gpu,
+    images,
+    lab,
+    ports,
+    remote,
+    run,
+    runs,
+    setup,
+)
 
-_MODULES: list[ModuleType] = [config, images, run, runs, lab, gpu, setup, remote, context, ports]
+_MODULES: list[ModuleType] = [config, images, run, runs, lab, gpu, setup, remote, context, ports,
+                              execute]
 
 
 def _collection() -> Collection:

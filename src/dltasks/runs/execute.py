@@ -1,0 +1,173 @@
+"""`exec`: which container of a run a command goes into, and getting it there.
+
+A run on an engine (one host, or a job's node K on its own host) is entered with the engine's
+exec (:mod:`dltasks.engine.execute`), through the target's engine, so a local and a remote run
+are the same code. A Slurm run is entered on its node with ``srun --jobid J --overlap``, from
+the login host's shell: ``docker exec`` of the node's container (docker runtime), or pyxis's
+named container (``--container-name``). The choices (which node, which argv) are pure.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dltasks.engine.execute import DEFAULT_SHELL, exec_in
+from dltasks.errors import DltError
+from dltasks.hosts.shell import quote
+from dltasks.hosts.target import Target
+from dltasks.runs.listing import RunInfo, ended_at
+from dltasks.runs.record import RunRecord
+
+#: The exit code of "nothing to exec into" (a run that ended, a runtime we cannot enter).
+NOTHING = 2
+
+
+def ended_error(run_id: str, code: int | None, ended: str | None) -> DltError:
+    """The one line for a run that is no longer running."""
+    how = f"exit {code}" if code is not None else "exit unknown"
+    when = f" at {ended}" if ended else ""
+    return DltError(f"run {run_id} ended ({how}){when}; nothing to exec into; "
+                    f"`inv logs {run_id}` shows its output", code=NOTHING)
+
+
+def ended_from_records(records: Sequence[RunRecord], run: str, host: str) -> DltError | None:
+    """The ended-run line for ``run`` (an id or the start of one) when it names exactly one
+    record of ``host`` whose container is gone (so the engine no longer lists it)."""
+    mine = [m for m in records if m.host == host and m.slurm is None and m.run_id
+            and (m.run_id == run or m.run_id.startswith(run))]
+    exact = [m for m in mine if m.run_id == run]
+    found = exact or mine
+    if len(found) != 1:
+        return None
+    m = found[0]
+    return ended_error(m.run_id, m.exit_code, m.ended)
+
+
+@dataclass(frozen=True)
+class NodeChoice:
+    """Where a command goes: a job's rank and the host holding it ("" for a plain run)."""
+
+    rank: int | None
+    host: str
+    note: str = ""     # said on stderr (no --node given for a job: node 0)
+
+
+def choose_node(run_id: str, runs: Sequence[RunInfo], node: int | None) -> NodeChoice:
+    """The node of the run whose containers on this engine are ``runs`` to exec into."""
+    parts = [r for r in runs if r.node]
+    if not parts:
+        if node not in (None, 0):
+            raise DltError(f"run {run_id} is not a job across hosts: it has no node {node}; "
+                           "leave out --node", code=NOTHING)
+        return NodeChoice(None, "")
+    hosts = parts[0].nodes.split(",")
+    if node is None:
+        return NodeChoice(0, hosts[0], f"dlt: job {run_id} has {len(hosts)} nodes: exec goes "
+                                       f"into node 0 on {hosts[0]} (--node K for another)")
+    if not 0 <= node < len(hosts):
+        raise DltError(f"job {run_id} has nodes 0 to {len(hosts) - 1} "
+                       f"({', '.join(hosts)}), not {node}: pick one with --node K", code=NOTHING)
+    return NodeChoice(node, hosts[node])
+
+
+def node_container(runs: Sequence[RunInfo], run_id: str, rank: int, host: str,
+                   record: str) -> RunInfo:
+    """Node ``rank``'s container among a host's containers of the job (its record label, as
+    `stop` matches them: no one else's run of that id)."""
+    mine = [r for r in runs if r.run_id == run_id and r.node == str(rank)
+            and r.record == record]
+    if len(mine) > 1:  # hosts sharing one engine: the host label tells them apart
+        mine = [r for r in mine if r.host == host] or mine
+    if not mine:
+        raise DltError(f"node {rank} of job {run_id} has no container on {host}'s engine: "
+                       f"it has ended; `inv logs {run_id} --node {rank}` on {host} shows what "
+                       "it left", code=NOTHING)
+    return mine[0]
+
+
+def exec_engine_run(target: Target, info: RunInfo, argv: Sequence[str], *, tty: bool,
+                    user: str = "") -> int:
+    """``argv`` (empty: a shell) in the engine run ``info``, which must still be running;
+    ``user``: who runs it instead of the run's user."""
+    if info.status != "running":
+        state = target.engine.inspect_container(info.container_id).get("State") or {}
+        raise ended_error(info.run_id, state.get("ExitCode", info.exit_code), ended_at(state))
+    return exec_in(target.engine, info.container_id, list(argv) or list(DEFAULT_SHELL),
+                   tty=tty, grace_s=target.settings.stop_timeout, user=user)
+
+
+# -- Slurm ---------------------------------------------------------------------------------
+
+
+def slurm_container(record: RunRecord, project: str) -> str:
+    """The name the batch script gave the run's containers (node K's: ``NAME-nK`` for the
+    docker runtime); a record from before it was kept: the name that script gave."""
+    assert record.slurm is not None
+    return record.slurm.container or f"dlt-{project}-{record.run_id}"
+
+
+def node_of_rank(hostnames: Sequence[str], rank: int, job_id: str) -> str:
+    """Rank ``rank``'s node: Slurm numbers a job's nodes (SLURM_NODEID) in the order
+    ``scontrol show hostnames`` lists its allocation."""
+    names = [h for h in hostnames if h.strip()]
+    if not names:
+        raise DltError(f"Slurm job {job_id} has no nodes now (it is not running): nothing to "
+                       "exec into", code=NOTHING)
+    if not 0 <= rank < len(names):
+        raise DltError(f"Slurm job {job_id} has nodes 0 to {len(names) - 1} "
+                       f"({', '.join(names)}), not {rank}: pick one with --node K",
+                       code=NOTHING)
+    return names[rank]
+
+
+def srun_exec_argv(record: RunRecord, name: str, node: str, rank: int, argv: Sequence[str],
+                   *, tty: bool) -> list[str]:
+    """The ``srun --overlap`` line that runs ``argv`` in the run's container on ``node``."""
+    assert record.slurm is not None
+    slurm = record.slurm
+    runtime = slurm.runtime or "docker"
+    cmd = list(argv) or list(DEFAULT_SHELL)
+    step = ["srun", f"--jobid={slurm.job_id}", "--overlap", "--nodes=1", "--ntasks=1",
+            f"--nodelist={node}"] + (["--pty"] if tty else [])
+    if runtime == "docker":
+        return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), f"{name}-n{rank}",
+                *cmd]
+    if runtime == "pyxis":
+        return [*step, f"--container-name={name}", *cmd]
+    raise DltError(f"run {record.run_id} runs under apptainer on Slurm: dltasks names no "
+                   "apptainer instance to enter; a shell beside it on its node: `srun "
+                   f"--jobid {slurm.job_id} --overlap --nodelist={node} --pty bash` (add "
+                   "`apptainer shell IMAGE` for a fresh container of its image)", code=NOTHING)
+
+
+def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Sequence[str],
+                   *, tty: bool) -> int:
+    """``argv`` in a running Slurm run's container on node ``node`` (None: 0), through the
+    login host's shell."""
+    from dltasks.runs.slurm import settle_slurm
+
+    assert record.slurm is not None
+    s = target.settings
+    record = settle_slurm(target, s.project_dir, record)
+    if record.exit_code is not None:
+        raise ended_error(record.run_id, record.exit_code, record.ended)
+    slurm = record.slurm
+    assert slurm is not None
+    if record.status != "running":
+        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is "
+                       f"{record.status or 'not running'}, not running: nothing to exec into "
+                       f"yet; `inv logs {record.run_id} --follow` waits for it", code=NOTHING)
+    if (slurm.runtime or "docker") == "apptainer":
+        srun_exec_argv(record, "", "NODE", 0, argv, tty=tty)  # raises: what is possible
+    rank = 0 if node is None else node
+    if node is None and slurm.nodes > 1:
+        print(f"dlt: Slurm job {slurm.job_id} has {slurm.nodes} nodes: exec goes into node 0 "
+              "(--node K for another)", file=sys.stderr, flush=True)
+    r = target.shell.run(f"scontrol show hostnames \"$(squeue -h -j {quote([slurm.job_id])} "
+                         "-o %N)\"")
+    name = slurm_container(record, s.project)
+    where = node_of_rank(r.stdout.split() if r.ok else [], rank, slurm.job_id)
+    return target.shell.interactive(quote(srun_exec_argv(record, name, where, rank, argv,
+                                                         tty=tty)), pty=tty)

@@ -1,0 +1,154 @@
+"""`exec RUN [--node K] [-- CMD]`: a command inside a running run's container, on the real
+engine: a local detached run (files, environment, exit code, a tty, Ctrl-C), a run on a real
+sshd host (`fab -H gpu1 exec`), node 1 of a job across two hosts, and the one line once a run
+has ended. The Slurm run's case is in test_slurm.py (the Slurm lab)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import dlt
+
+pytestmark = [pytest.mark.docker]
+
+
+def _containers(engine: Any, run_id: str) -> list[Any]:
+    found: list[Any] = engine.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"dltasks.run={run_id}"})
+    return found
+
+
+def _processes(engine: Any, run_id: str) -> str:
+    """What runs in the run's container now (docker top: the image has no ps)."""
+    [c] = _containers(engine, run_id)
+    return "\n".join(" ".join(p) for p in c.top()["Processes"])
+
+
+@pytest.fixture
+def running(project: Path, base_image: str, engine: Any) -> Iterator[tuple[Path, str]]:
+    """A detached run of `sleep 300` (its files and a .env variable); removed afterwards."""
+    name = "ex-" + uuid.uuid4().hex[:8]
+    (project / ".env").write_text(f"DLT_PROJECT={name}\nDLT_IMAGE={base_image}\n"
+                                  "DLT_GPUS=none\nDLT_TRAIN_CMD=sleep 300\n"
+                                  "DLT_STOP_TIMEOUT=1\nEXEC_SEES=from-dotenv\n")
+    (project / "data.txt").write_text("the run's file\n")
+    r = dlt("train", "--detach", cwd=project)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[-1]
+    yield project, run_id
+    for c in engine.containers.list(ignore_removed=True, all=True,
+                                    filters={"label": f"dltasks.project={name}"}):
+        c.remove(force=True)
+
+
+def test_exec_sees_the_runs_files_env_and_user_and_passes_the_exit_code_back(
+        running: tuple[Path, str], engine: Any) -> None:
+    d, run_id = running
+    script = (f"pwd; id -u; cat data.txt; echo env=$EXEC_SEES; cat {d}/data.txt; exit 3")
+    r = dlt("exec", run_id[:-2], "--", "sh", "-c", script, cwd=d)
+    assert r.returncode == 3, r.stderr
+    lines = r.stdout.splitlines()
+    [c] = _containers(engine, run_id)
+    user = c.attrs["Config"]["User"] or "0"
+    assert lines[0] == c.attrs["Config"]["WorkingDir"] == "/workspace"
+    assert lines[1] == user.split(":")[0]          # the run's user, not root by default
+    assert lines[2] == "the run's file"
+    assert lines[3] == "env=from-dotenv"
+    assert lines[4] == "the run's file"            # the laptop path, mapped as train's are
+    assert r.stderr == ""
+    assert "sleep 300" in _processes(engine, run_id) and c.status == "running"
+
+
+def test_ctrl_c_without_a_tty_ends_the_command_and_nothing_else(
+        running: tuple[Path, str], engine: Any) -> None:
+    d, run_id = running
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--", "sh", "-c",
+                          "echo started; sleep 123; echo never"], cwd=d, env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"started\n"
+    assert "sleep 123" in _processes(engine, run_id)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert b"never" not in out
+    assert "sleep 123" not in _processes(engine, run_id)   # the exec'd process was ended
+    assert "sleep 300" in _processes(engine, run_id)       # the run was not
+
+
+def test_exec_with_a_tty_runs_an_interactive_shell(running: tuple[Path, str]) -> None:
+    d, run_id = running
+    leader, follower = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id], cwd=d, env=env,
+                         stdin=follower, stdout=follower, stderr=follower, close_fds=True)
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    typed = False
+    try:
+        while time.monotonic() < deadline:
+            # type once the shell prompts (as a person would: what a tty gets before the
+            # process in the container reads it is lost, with the docker CLI too)
+            if not typed and seen.rstrip().endswith((b"#", b"$")):
+                os.write(leader, b"echo tty-$((40+2)) $(tty); exit 4\n")
+                typed = True
+            ready, _, _ = select.select([leader], [], [], 1)
+            if ready:
+                try:
+                    data = os.read(leader, 4096)
+                except OSError:  # the far side closed (the program ended)
+                    break
+                if not data:
+                    break
+                seen += data
+            elif p.poll() is not None:
+                break
+        assert p.wait(timeout=30) == 4, seen
+    finally:
+        os.close(leader)
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+    assert b"tty-42 /dev/pts/" in seen, seen    # a real tty in the container
+
+
+def test_a_run_that_ended_says_so_in_one_line(project: Path, base_image: str,
+                                              engine: Any) -> None:
+    name = "ex-" + uuid.uuid4().hex[:8]
+    (project / ".env").write_text(f"DLT_PROJECT={name}\nDLT_IMAGE={base_image}\n"
+                                  "DLT_GPUS=none\nDLT_TRAIN_CMD=sh -c 'exit 7'\n")
+    try:
+        r = dlt("train", "--detach", cwd=project)
+        assert r.returncode == 0, r.stderr
+        run_id = r.stdout.split()[-1]
+        [c] = _containers(engine, run_id)
+        assert c.wait(timeout=60)["StatusCode"] == 7
+        r = dlt("exec", run_id, "--", "true", cwd=project)   # its container still there
+        assert r.returncode == 2 and r.stdout == ""
+        assert r.stderr.startswith(f"dlt: error: run {run_id} ended (exit 7) at 20"), r.stderr
+        assert r.stderr.rstrip().endswith(f"`dlt logs {run_id}` shows its output")
+        assert len(r.stderr.splitlines()) == 1
+        c.remove(force=True)                                  # only its record left
+        r = dlt("exec", run_id[:12], cwd=project)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"run {run_id} ended (exit" in r.stderr and "nothing to exec into" in r.stderr
+        r = dlt("exec", "20991231-000000-0000", cwd=project)   # no such run: the usual line
+        assert r.returncode == 1 and "no run '20991231-000000-0000' on local" in r.stderr
+    finally:
+        for c in engine.containers.list(ignore_removed=True, all=True,
+                                        filters={"label": f"dltasks.project={name}"}):
+            c.remove(force=True)
