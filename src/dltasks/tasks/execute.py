@@ -19,11 +19,14 @@ from dltasks.tasks._common import (
 
 @dlt_task(takes_command=True, help={
     "node": "A job's node (its rank) to exec into; default 0. Also a Slurm run's node.",
+    "cmd": "The command as one string, run by sh -c: the way to give it with fab, which "
+           "takes no words after -- with a task.",
 })
-def exec(c: Any, run: str, node: int = -1) -> None:
+def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
     """Run a command (default: an interactive shell) inside a RUNNING run's container, as the
     run's user, in its working folder, with its environment; its exit code is dlt's:
-    `exec RUN -- nvidia-smi`. A tty when dlt has one (Ctrl-C goes to the command); without,
+    `exec RUN -- nvidia-smi` (with fab: `fab -H gpu1 exec RUN --cmd 'nvidia-smi'`). A tty
+    when dlt has one (Ctrl-C goes to the command); without,
     Ctrl-C ends the command, never the run. RUN: its id, or the start of one of your runs'
     ids (another user's run: its full id; the command then runs as you). VS Code (Attach to
     Running Container): see docs/interactive.md, "Editors and the docker CLI"."""
@@ -31,10 +34,14 @@ def exec(c: Any, run: str, node: int = -1) -> None:
     from dltasks.runs.execute import choose_node, exec_engine_run, exec_slurm_run
     from dltasks.runs.listing import resolve_run
 
+    words = command_after(c)
+    if words and cmd:
+        raise DltError("exec takes its command once: after -- or as --cmd '...', not both",
+                       code=2)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
     rank = None if node < 0 else node
     with target_for(c) as target:
-        argv = _mapped(c, target, command_after(c) or ())
+        argv = _mapped(c, target, ["sh", "-c", cmd] if cmd else words or ())
         try:
             found = resolve_run(target, run)
         except DltError as e:
