@@ -223,3 +223,38 @@ def test_exec_into_node_1_of_a_job_across_two_hosts(
         for c in engine.containers.list(ignore_removed=True, all=True,
                                         filters={"label": f"dltasks.project={name}"}):
             c.remove(force=True)
+
+
+@pytest.mark.slow
+def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
+        torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str]) -> None:
+    from tests.integration.test_slurm import containers_of, slurm_project
+
+    slurm_project(project, torch_image, "DDP_SLEEP=300\nEXEC_SEES=slurm-env\n")
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[0]
+    try:
+        deadline = time.monotonic() + 120
+        while (len([c for c in containers_of(engine, run_id) if c.status == "running"]) < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.5)
+        r = dlt("exec", run_id, "--node", "1", "--", "sh", "-c",
+                "tr '\\000' '\\n' < /proc/1/environ | grep ^SLURM_NODEID=; "
+                "echo env=$EXEC_SEES; ls train_ddp.py; exit 6", cwd=project, env=slurm_lab)
+        assert r.returncode == 6, r.stdout + r.stderr
+        assert r.stdout.splitlines() == ["SLURM_NODEID=1", "env=slurm-env", "train_ddp.py"], \
+            r.stdout + r.stderr
+        r = dlt("exec", run_id, "--", "sh", "-c", "echo $SLURM_NODEID", cwd=project,
+                env=slurm_lab)
+        assert r.returncode == 0 and r.stdout.strip() == "0", r.stdout + r.stderr
+        assert "has 2 nodes: exec goes into node 0" in r.stderr
+        r = dlt("stop", run_id, cwd=project, env=slurm_lab)
+        assert r.returncode == 0, r.stderr
+        r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"run {run_id} ended" in r.stderr and "nothing to exec into" in r.stderr
+    finally:
+        dlt("stop", run_id, cwd=project, env=slurm_lab)
+        for c in containers_of(engine, run_id):
+            c.remove(force=True)

@@ -1,0 +1,140 @@
+"""`exec`'s pure parts: the exec body, the framed output, which node, the srun line, the
+ended-run line, and records keeping the Slurm container's name (old ones still read)."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from dltasks.engine.execute import DEFAULT_SHELL, MARKER, Demux, exec_config
+from dltasks.errors import DltError
+from dltasks.runs.execute import (
+    choose_node,
+    ended_error,
+    ended_from_records,
+    node_container,
+    node_of_rank,
+    slurm_container,
+    srun_exec_argv,
+)
+from dltasks.runs.listing import RunInfo
+from dltasks.runs.record import RunRecord, SlurmInfo
+
+RID = "20261207-120000-abcd"
+
+
+def _info(node: str = "", host: str = "gpu1", record: str = "/p/runs/" + RID,
+          nodes: str = "gpu1,gpu2") -> RunInfo:
+    return RunInfo(RID, f"c{node}{host}", "proj", "train", "running", None, "", "", host, "img",
+                   node, nodes if node else "", "me", record)
+
+
+def test_the_exec_body_keeps_the_containers_user_and_folder_and_adds_the_marker() -> None:
+    body = exec_config(["nvidia-smi"], tty=True, user="1000:1000", workdir="/workspace",
+                       marker="ab12")
+    assert body == {"AttachStdin": True, "AttachStdout": True, "AttachStderr": True,
+                    "Tty": True, "Cmd": ["nvidia-smi"], "Env": [f"{MARKER}=ab12"],
+                    "User": "1000:1000", "WorkingDir": "/workspace"}
+    plain = exec_config(list(DEFAULT_SHELL), tty=False, user="", workdir="", marker="x")
+    assert "User" not in plain and "WorkingDir" not in plain and plain["Tty"] is False
+
+
+def test_framed_output_is_cut_whatever_the_reads() -> None:
+    def frame(stream: int, data: bytes) -> bytes:
+        return struct.pack(">BxxxL", stream, len(data)) + data
+
+    wire = frame(1, b"out\n") + frame(2, b"err\n") + frame(1, b"") + frame(1, b"more")
+    whole = Demux().feed(wire)
+    assert whole == [(1, b"out\n"), (2, b"err\n"), (1, b"more")]
+    d, got = Demux(), []
+    for i in range(len(wire)):   # a byte at a time: the same frames
+        got += d.feed(wire[i:i + 1])
+    assert got == whole and not d.buf
+
+
+def test_a_plain_run_has_no_node_and_a_job_defaults_to_node_0_saying_so() -> None:
+    assert choose_node(RID, [_info()], None).rank is None
+    assert choose_node(RID, [_info()], 0).rank is None
+    with pytest.raises(DltError, match="not a job across hosts: it has no node 1") as e:
+        choose_node(RID, [_info()], 1)
+    assert e.value.code == 2
+    job = [_info("0"), _info("1", "gpu2")]
+    first = choose_node(RID, job, None)
+    assert (first.rank, first.host) == (0, "gpu1") and "exec goes into node 0 on gpu1" in first.note
+    one = choose_node(RID, job, 1)
+    assert (one.rank, one.host, one.note) == (1, "gpu2", "")
+    with pytest.raises(DltError, match=r"nodes 0 to 1 \(gpu1, gpu2\), not 2: pick one"):
+        choose_node(RID, job, 2)
+
+
+def test_a_nodes_container_is_its_rank_of_this_job_on_its_host() -> None:
+    # two hosts sharing one engine see both nodes; a stranger's run of that id is not ours
+    stranger = _info("1", "gpu2", record="/other/runs/" + RID)
+    seen = [_info("0"), stranger, _info("1", "gpu2"), _info("1", "gpu1")]
+    got = node_container(seen, RID, 1, "gpu2", "/p/runs/" + RID)
+    assert got.container_id == "c1gpu2"
+    with pytest.raises(DltError, match="node 1 of job .* has no container on gpu2") as e:
+        node_container([_info("0"), stranger], RID, 1, "gpu2", "/p/runs/" + RID)
+    assert e.value.code == 2 and "`inv logs" in str(e.value)
+
+
+def test_the_ended_line_names_the_exit_the_time_and_the_logs_hint() -> None:
+    e = ended_error(RID, 7, "2026-12-07T12:00:05+00:00")
+    assert e.code == 2
+    assert str(e) == (f"run {RID} ended (exit 7) at 2026-12-07T12:00:05+00:00; nothing to exec "
+                      f"into; `inv logs {RID}` shows its output")
+    assert "(exit unknown);" in str(ended_error(RID, None, None))
+
+
+def test_a_record_whose_container_is_gone_says_it_ended() -> None:
+    recs = [RunRecord(RID, host="local", exit_code=3, ended="T"),
+            RunRecord("20261207-130000-0001", host="gpu1", exit_code=0),
+            RunRecord("20261207-130000-0002", host="local",
+                      slurm=SlurmInfo("42"))]   # a Slurm run is found as one, not here
+    found = ended_from_records(recs, RID[:10], "local")
+    assert found is not None and f"run {RID} ended (exit 3) at T" in str(found)
+    assert ended_from_records(recs, "20261207-130000-0001", "local") is None   # another host
+    assert ended_from_records(recs, "20261207-13", "local") is None
+    assert ended_from_records(recs, "2026", "local") is not None   # one of local: RID
+    two = [*recs, RunRecord("20261207-120000-ffff", host="local", exit_code=1)]
+    assert ended_from_records(two, "20261207-12", "local") is None  # which one: not said
+
+
+def _slurm(runtime: str, container: str | None = "dlt-proj-" + RID) -> RunRecord:
+    return RunRecord(RID, slurm=SlurmInfo("42", runtime, nodes=2, container=container))
+
+
+def test_srun_lines_per_runtime() -> None:
+    docker = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n2", 1, ["nvidia-smi"], tty=False)
+    assert docker == ["srun", "--jobid=42", "--overlap", "--nodes=1", "--ntasks=1",
+                      "--nodelist=n2", "docker", "exec", "-i", "dlt-proj-x-n1", "nvidia-smi"]
+    shell = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n1", 0, [], tty=True)
+    assert shell[6:] == ["--pty", "docker", "exec", "-i", "-t", "dlt-proj-x-n0",
+                         *DEFAULT_SHELL]
+    pyxis = srun_exec_argv(_slurm("pyxis"), "dlt-proj-x", "n1", 0, ["ls"], tty=False)
+    assert pyxis == ["srun", "--jobid=42", "--overlap", "--nodes=1", "--ntasks=1",
+                     "--nodelist=n1", "--container-name=dlt-proj-x", "ls"]
+    with pytest.raises(DltError, match="apptainer.*srun --jobid 42 --overlap") as e:
+        srun_exec_argv(_slurm("apptainer"), "x", "n1", 0, [], tty=True)
+    assert e.value.code == 2 and "\n" not in str(e.value)
+
+
+def test_rank_k_is_the_kth_node_of_the_allocation() -> None:
+    assert node_of_rank(["n1", "n2"], 1, "42") == "n2"
+    with pytest.raises(DltError, match=r"nodes 0 to 1 \(n1, n2\), not 2"):
+        node_of_rank(["n1", "n2"], 2, "42")
+    with pytest.raises(DltError, match="no nodes now"):
+        node_of_rank([], 0, "42")
+
+
+def test_the_slurm_container_name_is_kept_and_old_records_still_read() -> None:
+    rec = _slurm("docker", "dlt-my proj-" + RID)
+    again = RunRecord.from_json(rec.to_json())
+    assert again.slurm is not None and again.slurm.container == "dlt-my proj-" + RID
+    assert slurm_container(again, "ignored") == "dlt-my proj-" + RID
+    old = {"run_id": RID, "slurm": {"job_id": "42", "runtime": "docker"}}
+    read = RunRecord.from_json(old)
+    assert read.slurm is not None and read.slurm.container is None
+    assert "container" not in read.to_json()["slurm"]      # written back as it was
+    assert slurm_container(read, "proj") == f"dlt-proj-{RID}"   # what the script named it
