@@ -112,9 +112,10 @@ def test_srun_lines_per_runtime() -> None:
     shell = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n1", 0, [], tty=True)
     assert shell[6:] == ["--pty", "docker", "exec", "-i", "-t", "dlt-proj-x-n0",
                          *DEFAULT_SHELL]
-    pyxis = srun_exec_argv(_slurm("pyxis"), "dlt-proj-x", "n1", 0, ["ls"], tty=False)
-    assert pyxis == ["srun", "--jobid=42", "--overlap", "--nodes=1", "--ntasks=1",
-                     "--nodelist=n1", "--container-name=dlt-proj-x", "ls"]
+    with pytest.raises(DltError, match="pyxis.*unnamed.*`srun --jobid 42 --overlap "
+                                       "--nodelist=n1 --container-image=") as e:
+        srun_exec_argv(_slurm("pyxis"), "", "n1", 0, ["ls"], tty=False)
+    assert e.value.code == 2 and "\n" not in str(e.value)
     with pytest.raises(DltError, match="apptainer.*srun --jobid 42 --overlap") as e:
         srun_exec_argv(_slurm("apptainer"), "x", "n1", 0, [], tty=True)
     assert e.value.code == 2 and "\n" not in str(e.value)

@@ -3,8 +3,9 @@
 A run on an engine (one host, or a job's node K on its own host) is entered with the engine's
 exec (:mod:`dltasks.engine.execute`), through the target's engine, so a local and a remote run
 are the same code. A Slurm run is entered on its node with ``srun --jobid J --overlap``, from
-the login host's shell: ``docker exec`` of the node's container (docker runtime), or pyxis's
-named container (``--container-name``). The choices (which node, which argv) are pure.
+the login host's shell: ``docker exec`` of the node's container (docker runtime). The
+pyxis and apptainer containers are unnamed: one line says what is possible instead. The
+choices (which node, which argv) are pure.
 """
 
 from __future__ import annotations
@@ -135,7 +136,14 @@ def srun_exec_argv(record: RunRecord, name: str, node: str, rank: int, argv: Seq
         return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), f"{name}-n{rank}",
                 *cmd]
     if runtime == "pyxis":
-        return [*step, f"--container-name={name}", *cmd]
+        # a named pyxis container outlives its job in enroot's store, so the job's is unnamed
+        # and cannot be joined; a fresh one of the same image can sit beside it
+        raise DltError(f"run {record.run_id} runs under pyxis on Slurm, in a container that "
+                       "dltasks leaves unnamed (a named one outlives the job), so there is none "
+                       "to join; a shell beside it on its node in the same image: `srun "
+                       f"--jobid {slurm.job_id} --overlap --nodelist={node} --container-image="
+                       f"{record.image or 'IMAGE'} --pty bash` (its mounts: the "
+                       f"--container-mounts of runs/{record.run_id}/job.sbatch)", code=NOTHING)
     raise DltError(f"run {record.run_id} runs under apptainer on Slurm: dltasks names no "
                    "apptainer instance to enter; a shell beside it on its node: `srun "
                    f"--jobid {slurm.job_id} --overlap --nodelist={node} --pty bash` (add "
@@ -159,7 +167,7 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
         raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is "
                        f"{record.status or 'not running'}, not running: nothing to exec into "
                        f"yet; `inv logs {record.run_id} --follow` waits for it", code=NOTHING)
-    if (slurm.runtime or "docker") == "apptainer":
+    if (slurm.runtime or "docker") != "docker":
         srun_exec_argv(record, "", "NODE", 0, argv, tty=tty)  # raises: what is possible
     rank = 0 if node is None else node
     if node is None and slurm.nodes > 1:

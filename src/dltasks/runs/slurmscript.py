@@ -281,9 +281,7 @@ def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper
         if spec.env:  # the values, from the run's private file: in no script, no argv
             lines.append(f". {shlex.quote(posixpath.join(run_dir, ENV_FILE))}")
         if job.runtime == "pyxis":
-            # named, so `exec` can join it (srun --overlap --container-name)
             lines.append(f"{step} --container-image={shlex.quote(spec.image)} "
-                         f"--container-name={shlex.quote(name)} "
                          f"--container-mounts={shlex.quote(_mounts(spec))} "
                          f"--container-workdir={shlex.quote(spec.workdir)} bash -c {inner}")
         else:
