@@ -26,10 +26,10 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
     """Run a command (default: an interactive shell) inside a RUNNING run's container, as the
     run's user, in its working folder, with its environment; its exit code is dlt's:
     `exec RUN -- nvidia-smi` (with fab: `fab -H gpu1 exec RUN --cmd 'nvidia-smi'`). A tty
-    when dlt has one (Ctrl-C goes to the command); without,
-    Ctrl-C ends the command, never the run. RUN: its id, or the start of one of your runs'
-    ids (another user's run: its full id; the command then runs as you). VS Code (Attach to
-    Running Container): see docs/interactive.md, "Editors and the docker CLI"."""
+    when dlt has one (Ctrl-C goes to the command); without, Ctrl-C ends the command, never
+    the run. RUN: its id, or the start of one of your runs' ids (another user's run: its
+    full id; the command then runs as you). VS Code (Attach to Running Container): see
+    docs/interactive.md, "Editors and the docker CLI"."""
     from dltasks.errors import DltError
     from dltasks.runs.execute import choose_node, exec_engine_run, exec_slurm_run
     from dltasks.runs.listing import resolve_run
