@@ -217,6 +217,15 @@ def test_two_users_with_same_named_projects_see_and_stop_only_their_own(
         # by its full id it is deliberate (both are in group docker: the engine lets them)
         logs = a.run("logs", id_b, cwd=da)
         assert logs.returncode == 0, logs.stderr
+        # exec never enters another's run, not even by its full id: its environment is theirs
+        for who in (id_b[:15], id_b):
+            r = a.run("exec", who, "--", "sh", "-c", "touch /tmp/entered; env", cwd=da)
+            assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert r.stdout == ""
+        assert r.returncode == 2
+        assert f"run {id_b} is {b.name}'s: exec enters only your own runs" in r.stderr
+        [c] = _running(engine, id_b)
+        assert c.exec_run(["sh", "-c", "test -e /tmp/entered"]).exit_code == 1
         record_b = db / "runs" / id_b / "manifest.json"
         before = record_b.read_bytes()
         r = a.run("stop", id_b, cwd=da)

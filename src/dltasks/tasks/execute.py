@@ -27,8 +27,8 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
     run's user, in its working folder, with its environment; its exit code is dlt's:
     `exec RUN -- nvidia-smi` (with fab: `fab -H gpu1 exec RUN --cmd 'nvidia-smi'`). A tty
     when dlt has one (Ctrl-C goes to the command); without, Ctrl-C ends the command, never
-    the run. RUN: its id, or the start of one of your runs' ids (another user's run: its
-    full id; the command then runs as you). VS Code (Attach to Running Container): see
+    the run. RUN: its id, or the start of one of your runs' ids; never another user's
+    run. VS Code (Attach to Running Container): see
     docs/interactive.md, "Editors and the docker CLI"."""
     from dltasks.errors import DltError
     from dltasks.runs.execute import choose_node, exec_engine_run, exec_slurm_run
@@ -51,10 +51,12 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
         else:
             rid = found.candidate.run_id
             user = ""
-            if not found.candidate.mine:  # dltasks never acts as another user
-                user = target.who().uid_gid
-                print(f"dlt: run {rid} is {found.candidate.owner}'s: the command runs as you "
-                      f"({user}), not as its user", file=sys.stderr, flush=True)
+            if not found.candidate.mine:
+                # its container holds the other user's environment (their tokens, keys) and
+                # files: stop may end another's run by its full id, exec never enters one
+                raise DltError(f"run {rid} is {found.candidate.owner}'s: exec enters only "
+                               "your own runs (another's holds their environment and "
+                               "secrets); ask them, or see your runs with `inv ps`", code=2)
             choice = choose_node(rid, found.runs, rank)
             if choice.note:
                 print(choice.note, file=sys.stderr, flush=True)
