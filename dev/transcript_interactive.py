@@ -55,6 +55,20 @@ def term(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) 
     return out.decode(errors="replace").replace("\r\n", "\n")
 
 
+def status(url: str) -> object:
+    """The HTTP status of ``url``, waiting (60 s at most) while Jupyter starts."""
+    got: object = None
+    for _ in range(120):
+        try:
+            return urllib.request.urlopen(url, timeout=10).status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError as e:
+            got = e
+            time.sleep(0.5)
+    return got
+
+
 def show(cmd: str, text: str) -> None:
     print(f"$ {cmd}")
     print(TOKEN.sub("token=<token>", text).rstrip("\n"))
@@ -73,7 +87,7 @@ def main() -> int:
                             "DLT_OUTPUT_DIR=outputs\nDLT_TRAIN_CMD=python3 train.py\n")
     (d / "train.py").write_text(
         "import os, time\n"
-        "out = os.environ['DLT_OUTPUT_DIR']\n"
+        "out = os.environ.get('DLT_OUTPUT_DIR') or '/outputs'\n"
         "for step in range(10**6):\n"
         "    open(f'{out}/step.txt', 'w').write(str(step))\n"
         "    print('step', step, flush=True)\n"
@@ -87,18 +101,15 @@ def main() -> int:
         if m:
             url = f"http://127.0.0.1:{m.group(1)}/api/status"
             for with_token in (True, False):
-                try:
-                    code = urllib.request.urlopen(
-                        url + ("?" + m.group(2) if with_token else ""), timeout=10).status
-                except urllib.error.HTTPError as e:
-                    code = e.code
+                code = status(url + ("?" + m.group(2) if with_token else ""))
                 print(f"# the laptop URL {url} {'with' if with_token else 'without'} the "
                       f"token: HTTP {code}")
             print()
         show("fab -H gpu1 ps", term([fab, "-H", "gpu1", "ps"], d, env))
         text = term([fab, "-H", "gpu1", "train", "--detach"], d, env)
         show("fab -H gpu1 train --detach", text)
-        run = text.split()[0] if text.split() else ""
+        ids = re.findall(r"^(\d{8}-\d{6}-[0-9a-f]{4})$", text, re.M)
+        run = ids[0] if ids else ""
         time.sleep(3)
         cmd = "ls outputs; cat outputs/step.txt; echo; id -u; pwd; echo $DLT_RUN_ID"
         show(f"fab -H gpu1 exec {run} --cmd '{cmd}'",
@@ -106,6 +117,8 @@ def main() -> int:
         show(f"fab -H gpu1 exec {run} --cmd 'exit 3'; echo \"exit code: $?\"",
              term(["sh", "-c", f"{fab} -H gpu1 exec {run} --cmd 'exit 3'; "
                    "echo \"exit code: $?\""], d, env))
+        show("fab -H gpu1 exec 20261207-0000", term([fab, "-H", "gpu1", "exec", "20261207-0000"],
+                                                     d, env))
         for r in (run, nb.group(1) if nb else ""):
             if r:
                 show(f"fab -H gpu1 stop {r}", term([fab, "-H", "gpu1", "stop", r], d, env))

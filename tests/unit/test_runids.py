@@ -73,7 +73,7 @@ def test_prefixes_of_an_id_are_accepted_as_arguments(prefix: str) -> None:
 def test_arguments_that_no_id_starts_with_are_refused(bad: str) -> None:
     with pytest.raises(DltError) as e:
         check_run_arg(bad)
-    assert "\n" not in e.value.message and "dlt ps" in e.value.message
+    assert "\n" not in e.value.message and "`inv ps`" in e.value.message
 
 
 @pytest.mark.parametrize("bad", ["../../x", "..", "a/b", "/abs"])
@@ -226,7 +226,7 @@ def test_an_id_of_two_owners_is_refused() -> None:
 
 
 def test_nothing_matches_says_where_to_look() -> None:
-    assert "`dlt ps`" in refusal("2025", [eng(A)]) and "`dlt runs`" in refusal("2025", [])
+    assert "`inv ps`" in refusal("2025", [eng(A)]) and "`inv runs`" in refusal("2025", [])
     assert "`fab -H gpu1 ps`" in refusal("2025", [eng(A)], "gpu1")
 
 

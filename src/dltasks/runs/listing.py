@@ -173,7 +173,7 @@ def _listed(cands: list[Candidate]) -> str:
 
 def _fix(where: str) -> str:
     if where == "local":
-        return "`dlt ps` lists your runs on the engine, `dlt runs` your records"
+        return "`inv ps` lists your runs on the engine, `inv runs` your records"
     return f"`fab -H {where} ps` lists your runs there, `fab -H {where} runs` your records"
 
 

@@ -87,7 +87,7 @@ def check_run_id(text: object, where: str = "") -> str:
         return str(text)
     source = f" ({where})" if where else ""
     raise DltError(f"{str(text)[:80]!r}{source} is not a run id (they look like "
-                   f"{RUN_ID_EXAMPLE}): `dlt ps` and `dlt runs` list the runs")
+                   f"{RUN_ID_EXAMPLE}): `inv ps` and `inv runs` list the runs")
 
 
 def check_run_arg(text: str) -> str:
@@ -95,7 +95,7 @@ def check_run_arg(text: str) -> str:
     if RUN_ID_PREFIX.fullmatch(text) or is_run_id(text):
         return text
     raise DltError(f"{text[:80]!r} is not a run id or the start of one (they look like "
-                   f"{RUN_ID_EXAMPLE}): `dlt ps` lists the runs on the engine, `dlt runs` "
+                   f"{RUN_ID_EXAMPLE}): `inv ps` lists the runs on the engine, `inv runs` "
                    "the records")
 
 
