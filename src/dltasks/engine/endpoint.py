@@ -216,6 +216,29 @@ def normalize_url(url: str, name: str = "DLT_DOCKER_HOST") -> str:
     return u
 
 
+def engine_elsewhere(url: str) -> str:
+    """The machine an engine at ``url`` runs on when it is not the one that dials it, else "".
+
+    A unix socket is this machine's; so is ``tcp://`` (``http(s)://``) to a loopback address
+    (127.0.0.0/8, ``localhost``, ``::1``). ``ssh://user@gpu1`` is ``gpu1``'s engine and a tcp
+    address other than loopback is taken as another machine's: its published ports are on that
+    machine, not here (an address of this machine's own is not recognised: a loopback one is
+    what to write for that)."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "unix" or not rest:
+        return ""
+    netloc = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if netloc.startswith("["):  # [::1]:2375
+        host = netloc[1:].split("]", 1)[0]
+    else:
+        host = netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+    if scheme == "ssh":
+        return host or netloc
+    loopback = (host.lower() == "localhost" or host == "::1"
+                or (host.startswith("127.") and host.replace(".", "").isdigit()))
+    return "" if loopback else host
+
+
 # -- a remote host's view, printed in one round trip --------------------------------------------
 
 def parse_view(lines: list[str], home: str) -> DockerView:

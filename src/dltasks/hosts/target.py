@@ -300,6 +300,16 @@ class LocalTarget(Target):
     def forward_port(self, host_port: int, local_port: int = 0) -> AbstractContextManager[int]:
         from contextlib import nullcontext
 
+        from dltasks.engine.endpoint import engine_elsewhere
+
+        # the engine publishes on ITS host's loopback: with DOCKER_CONTEXT/DOCKER_HOST/
+        # DLT_DOCKER_HOST naming another machine's engine, 127.0.0.1:PORT here is not it
+        there = engine_elsewhere(self.endpoint.url)
+        if there:
+            raise DltError(f"port {host_port} is published on {there}'s loopback, not this "
+                           f"machine's: this machine's engine is {self.endpoint.describe()}; "
+                           f"for a remote host use `fab -H {there} ...` (it forwards the port "
+                           "here), or unset what points at that engine")
         return nullcontext(host_port)  # published on this machine's loopback already
 
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:

@@ -4,8 +4,10 @@
 at the same host) makes the plain docker CLI, VS Code's Dev Containers ("Attach to Running
 Container...") and every tool that reads docker contexts talk to the host's engine over the
 user's own ``ssh``: on the host, ``docker system dial-stdio`` carries the Engine API. The
-docker CLI's current context is never changed: the user picks it (``docker --context NAME``,
-``DOCKER_CONTEXT=NAME``, the editor's setting).
+docker CLI's current context is never changed, and we never suggest changing it
+(``DOCKER_CONTEXT=NAME``, ``docker context use``): dltasks follows it too, so ``inv train``
+would then run on the host's engine with this machine's paths. ``docker --context NAME`` and
+the editor's own setting name it per command instead.
 
 HOST is spelled as the user's ssh resolves it: the alias as typed (so the ssh config's
 HostName, ProxyJump and keys still apply), with ``user@`` and ``:port`` when the ssh config
@@ -145,9 +147,11 @@ def context(c: Any, host: str = "", name: str = "", force: bool = False) -> None
     name = name or context_name(spot.alias)
     done = make_context(spot, name, force=force, host=shown)
     print(f"docker context {name} {done}: {spot.url}")
-    print(f"  the docker CLI:  docker --context {name} ps   (or: export DOCKER_CONTEXT={name})")
+    print(f"  the docker CLI:  docker --context {name} ps")
     print(f"  VS Code: Docker extension, pick context {name} (or set \"docker.context\": "
           f"\"{name}\"), then Dev Containers: Attach to Running Container... and pick the "
           "run's container (dlt-<project>-<run id>)")
-    print("  your current docker context is unchanged (`docker context use "
-          f"{name}` would change it)", file=sys.stderr)
+    print("  your current docker context is unchanged; leave it so: dltasks follows "
+          f"DOCKER_CONTEXT and `docker context use`, so with {name} current `inv train` would "
+          f"run on {shown}'s engine with this machine's paths (use `fab -H {shown} ...`)",
+          file=sys.stderr)
