@@ -80,8 +80,13 @@ def test_context_reaches_the_hosts_engine_and_updates_idempotently(
     assert ps.returncode == 0, ps.stderr
     assert ps.stdout.split() == [f"dlt-{name}-{run_id}", "gpu1"]
 
+    # the user's own description of the context: running `context` again never rewrites it
+    described = _docker(client, "context", "update", "gpu1", "--description", "my gpu box")
+    assert described.returncode == 0, described.stderr
     again = dlt("context", "gpu1", cwd=d, env=client)
     assert again.returncode == 0 and f"docker context gpu1 up to date: {url}" in again.stdout
+    described = _docker(client, "context", "ls", "--format", "{{.Name}}={{.Description}}")
+    assert "gpu1=my gpu box" in described.stdout.splitlines(), described.stdout
     through_fab = fab("-H", "gpu1", "context", cwd=d, env=client)
     assert through_fab.returncode == 0, through_fab.stderr
     assert f"docker context gpu1 up to date: {url}" in through_fab.stdout

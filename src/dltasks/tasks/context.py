@@ -1,13 +1,14 @@
 """`context HOST`: a docker context for a GPU host, so editors and the docker CLI reach its engine.
 
-`docker context create NAME --docker host=ssh://HOST` (or `update`, when NAME exists and points
-at the same host) makes the plain docker CLI, VS Code's Dev Containers ("Attach to Running
-Container...") and every tool that reads docker contexts talk to the host's engine over the
-user's own ``ssh``: on the host, ``docker system dial-stdio`` carries the Engine API. The
-docker CLI's current context is never changed, and we never suggest changing it
-(``DOCKER_CONTEXT=NAME``, ``docker context use``): dltasks follows it too, so ``inv train``
-would then run on the host's engine with this machine's paths. ``docker --context NAME`` and
-the editor's own setting name it per command instead.
+`docker context create NAME --docker host=ssh://HOST` (``update`` only for ``--force`` on a NAME
+that points elsewhere; one already pointing at HOST is left as it is, description and all)
+makes the plain docker CLI, VS Code's Dev Containers ("Attach to Running Container...") and
+every tool that reads docker contexts talk to the host's engine over the user's own ``ssh``:
+on the host, ``docker system dial-stdio`` carries the Engine API. The docker CLI's current
+context is never changed, and we never suggest changing it (``DOCKER_CONTEXT=NAME``, ``docker
+context use``): dltasks follows it too, so ``inv train`` would then run on the host's engine
+with this machine's paths. ``docker --context NAME`` and the editor's own setting name it per
+command instead.
 
 HOST is spelled as the user's ssh resolves it: the alias as typed (so the ssh config's
 HostName, ProxyJump and keys still apply), with ``user@`` and ``:port`` when the ssh config
@@ -113,12 +114,14 @@ def make_context(spot: SshSpot, name: str, *, force: bool, host: str) -> str:
         raise DltError(f"docker context {name} exists and points at {old}, not {spot.url}: "
                        f"pass --name OTHER, or --force to point it at {host}")
     _check_reach(spot, host)
+    if old == spot.url:
+        return "up to date"  # nothing to write: the user's own description stays as it is
     verb = "create" if old is None else "update"
     r = _docker("context", verb, name, "--description", f"dltasks: {host}",
                 "--docker", f"host={spot.url}")
     if not r.ok:
         raise DltError(f"`docker context {verb} {name}` failed: {r.tail(1)}")
-    return "created" if old is None else "updated" if old != spot.url else "up to date"
+    return "created" if old is None else "updated"
 
 
 @dlt_task(host_word="host", help={
