@@ -85,7 +85,7 @@ def test_human() -> None:
 
 
 HEALTHY = dr.DoctorFacts(
-    engine_url="unix:///var/run/docker.sock", engine_version="27.3.1", user="me",
+    engine_url="unix:///var/run/docker.sock", engine_version="28.3.3", user="me",
     runtimes=("nvidia", "runc"), ctk_version="1.17.8", docker_root_dir="/var/lib/docker",
     disk_free=200 * dr.GIB, driver=DriverInfo("550.54.15", "12.4"), gpu_probe="| NVIDIA-SMI",
     gpu_probe_ok=True, image="proj:latest", image_is_project=True,
@@ -239,3 +239,24 @@ def test_direct_mode_needs_no_toolkit() -> None:
     assert found["gpu mode"].message.startswith("runs get GPUs by direct: no NVIDIA runtime")
     assert found["toolkit"].level == dr.INFO
     assert found["toolkit"].message == "no NVIDIA runtime, none needed: runs use direct mode"
+
+
+@pytest.mark.parametrize("version", ["20.10.24", "27.5.1", "27.5.1-ce", "1.13.1"])
+def test_an_engine_before_28_warns_that_loopback_ports_reach_the_lan(version: str) -> None:
+    findings = dr.diagnose(dataclasses.replace(HEALTHY, engine_version=version))
+    found = by_check(findings)["ports"]
+    assert found.level == dr.WARN
+    assert found.message == (
+        f"Docker engine {version} (< 28.0) lets other machines on the host's network reach "
+        "ports published on its 127.0.0.1 (moby/moby#45610): a notebook's or TensorBoard's "
+        "port is not kept to the host")
+    assert found.fix.startswith("upgrade the engine to 28.0 or newer, or firewall it: ")
+    assert "\n" not in found.message + found.fix
+    assert [f.check for f in findings][:2] == ["engine", "ports"]
+    assert dr.exit_code(findings) == 0  # a warning: runs still work
+
+
+@pytest.mark.parametrize("version", ["28.0.0", "28.3.3", "29.1.0", ""])
+def test_an_engine_from_28_or_of_unknown_version_has_no_ports_finding(version: str) -> None:
+    findings = dr.diagnose(dataclasses.replace(HEALTHY, engine_version=version))
+    assert "ports" not in by_check(findings)

@@ -189,6 +189,25 @@ def _first_line(text: str) -> str:
     return lines[0][:200] if lines else ""
 
 
+#: The first engine that drops packets from other machines to ports published on 127.0.0.1
+#: (moby/moby#45610, fixed by moby/moby#49325 in 28.0.0).
+LOOPBACK_PORTS_SAFE_FROM = (28,)
+
+
+def _loopback_ports(f: DoctorFacts) -> Finding | None:
+    """A warning for an engine that lets the LAN reach ports published on the host's loopback
+    (`--port`, `notebook`, `tensorboard` publish there); None when the engine is newer or its
+    version is unknown."""
+    have = version_tuple(f.engine_version)
+    if not have or have >= LOOPBACK_PORTS_SAFE_FROM:
+        return None
+    return Finding("ports", WARN, f"Docker engine {f.engine_version} (< 28.0) lets other "
+                   "machines on the host's network reach ports published on its 127.0.0.1 "
+                   "(moby/moby#45610): a notebook's or TensorBoard's port is not kept to the host",
+                   "upgrade the engine to 28.0 or newer, or firewall it: `iptables -t raw -I "
+                   "PREROUTING ! -i lo -d 127.0.0.0/8 -j DROP`")
+
+
 def _driver(f: DoctorFacts) -> Finding:
     if f.driver is None:
         return Finding("driver", ERROR, "no NVIDIA driver (`nvidia-smi` not found)",
@@ -312,6 +331,9 @@ def diagnose(f: DoctorFacts, *, min_free: int = 20 * GIB) -> list[Finding]:
     out = [_engine(f)]
     if f.engine_error:
         return out
+    ports = _loopback_ports(f)
+    if ports:
+        out.append(ports)
     if f.gpu_checks:
         out.append(_driver(f))
         out.append(_mode(f))
