@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,19 @@ def test_context_reaches_the_hosts_engine_and_updates_idempotently(
     assert f"docker context gpu1 up to date: {url}" in through_fab.stdout
     listed = _docker(client, "context", "ls", "--format", "{{.Name}}").stdout.split()
     assert sorted(listed) == ["default", "gpu1"]
+
+    # inv, and fab with no -H, take the host as --host (invoke's parser has no optional
+    # positional word); without it, one line naming both ways
+    (d / "tasks.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    by_inv = subprocess.run([sys.executable, "-m", "invoke", "context", "--host", "gpu1"],
+                            cwd=d, env=client, text=True, capture_output=True, timeout=300)
+    assert by_inv.returncode == 0 and f"gpu1 up to date: {url}" in by_inv.stdout, by_inv.stderr
+    by_fab = fab("context", "--host", "gpu1", cwd=d, env=client)
+    assert by_fab.returncode == 0 and f"gpu1 up to date: {url}" in by_fab.stdout, by_fab.stderr
+    bare = fab("context", cwd=d, env=client)
+    assert bare.returncode == 2
+    assert bare.stderr.strip().splitlines() == [
+        "dlt: error: context needs a host: `fab context --host HOST` (or `fab -H HOST context`)"]
 
 
 def test_a_context_pointing_elsewhere_is_refused_without_force(

@@ -33,17 +33,31 @@ class DltTask(Task[Callable[..., Any]]):
         letter = self.short.get(name)
         if letter:
             opts["names"] = [*opts["names"], letter]
-        if name == self.host_word:
-            # `dlt context gpu1`: HOST is a word the task needs; `fab -H gpu1 context`: the
-            # host is -H's, and invoke's parser has no optional positional words
-            import sys
-
-            from dltasks.tasks.invocation import program_name
-
-            fab = program_name(sys.argv[0] if sys.argv else "") == "fab"
-            opts["positional"] = not fab
-            opts["default"] = "" if fab else None  # None: a positional word it must be given
         return opts
+
+
+def host_words_positional(contexts: list[Any], collection: Any,
+                          ignore_unknown_help: bool | None = None) -> list[Any]:
+    """``contexts`` (a parser's, from ``collection.to_contexts()``) where a task's host word
+    (:func:`dlt_task`'s ``host_word``) is also a positional word it must be given: for ``dlt``'s
+    own parser (`dlt context gpu1`). invoke's parser has no optional positional words, so the
+    parsers of inv and fab (where ``fab -H gpu1 context`` gives none) keep it a flag
+    (``--host``); which parser is the program's choice, made where the program is known."""
+    from invoke.parser.argument import Argument
+    from invoke.parser.context import ParserContext
+
+    out = []
+    for ctx in contexts:
+        task = collection[ctx.name]
+        word = getattr(task, "host_word", "")
+        if not word:
+            out.append(ctx)
+            continue
+        args = [Argument(names=a.names, kind=a.kind, default=None, help=a.help,
+                         positional=True) if a.name == word else a
+                for a in task.get_arguments(ignore_unknown_help=ignore_unknown_help)]
+        out.append(ParserContext(name=ctx.name, aliases=ctx.aliases, args=args))
+    return out
 
 
 @overload
@@ -67,8 +81,9 @@ def dlt_task(*args: Any, group: Callable[[dict[str, Any]], bool] | None = None,
     fabric 3.2 refuses any task with words after ``--`` before it runs (fabric/fabric#1900:
     such tasks take ``--cmd`` under fab); should a fabric run the task, the program ends with
     it, so fabric never runs those words on the host itself (its "remainder" call).
-    ``host_word``: the argument naming a host, a positional word under dlt/inv (`dlt context
-    gpu1`) and no word at all under fab, where -H names the host (`fab -H gpu1 context`).
+    ``host_word``: the argument naming a host: a flag (`inv context --host gpu1`; none under
+    fab, where -H names the host: `fab -H gpu1 context`), and under dlt also a positional word
+    (`dlt context gpu1`; :func:`host_words_positional`, used by dlt's own parser).
     """
 
     def wrap(fn: Callable[..., Any]) -> DltTask:

@@ -84,7 +84,7 @@ def _existing(name: str) -> str | None:
     return r.stdout.strip() if r.ok else None
 
 
-def _check_reach(spot: SshSpot, host: str) -> None:
+def _check_reach(spot: SshSpot, host: str, again: str) -> None:
     """The host answers over the user's ssh without a prompt, and its docker CLI reaches its
     engine (what ``docker system dial-stdio`` needs): a context made without that is broken."""
     from dltasks.hosts.shell import local
@@ -93,27 +93,30 @@ def _check_reach(spot: SshSpot, host: str) -> None:
     if r.code == 255:
         raise DltError(f"ssh to {host} ({spot.url}) failed without a prompt (BatchMode): "
                        f"{r.tail(1)}; make `ssh {host}` work with your key (ssh-add, "
-                       f"known_hosts), then `inv context {host}` again")
+                       f"known_hosts), then {again} again")
     if not r.ok or not r.stdout.strip():
         raise DltError(f"on {host}, `docker version` did not reach the engine (exit {r.code}): "
                        f"{r.tail(1)}; the docker CLI must be installed there and the login in "
                        f"group docker: `fab -H {host} doctor` says what is missing")
 
 
-def make_context(spot: SshSpot, name: str, *, force: bool, host: str) -> str:
-    """Create or update docker context ``name`` for ``spot``; returns what was done."""
+def make_context(spot: SshSpot, name: str, *, force: bool, host: str,
+                 again: str = "") -> str:
+    """Create or update docker context ``name`` for ``spot``; returns what was done.
+    ``again``: the command that makes it, as a hint (`inv context --host gpu1`)."""
+    again = again or f"`inv context --host {host}`"
     if not _NAME_OK.match(name) or name == "default":
         raise DltError(f"{name!r} cannot name a docker context (letters, digits, _ . + -, "
                        "a letter or digit first; not `default`): pass --name NAME")
     if shutil.which("docker") is None:
         raise DltError("no docker CLI on this machine: a docker context is the docker CLI's; "
                        "install it (the docker-ce-cli or docker.io package, or Docker Desktop), "
-                       f"then `inv context {host}` again")
+                       f"then {again} again")
     old = _existing(name)
     if old is not None and old != spot.url and not force:
         raise DltError(f"docker context {name} exists and points at {old}, not {spot.url}: "
                        f"pass --name OTHER, or --force to point it at {host}")
-    _check_reach(spot, host)
+    _check_reach(spot, host, again)
     if old == spot.url:
         return "up to date"  # nothing to write: the user's own description stays as it is
     verb = "create" if old is None else "update"
@@ -125,30 +128,36 @@ def make_context(spot: SshSpot, name: str, *, force: bool, host: str) -> str:
 
 
 @dlt_task(host_word="host", help={
-    "host": "The host, as you ssh to it (an alias of ~/.ssh/config, user@host, host:port). "
-            "With fab: -H's host.",
+    "host": "The host, as you ssh to it (an alias of ~/.ssh/config, user@host, host:port): "
+            "`dlt context HOST`, `inv context --host HOST`. With fab: -H's host, no --host.",
     "name": "The context's name (default: the host's alias).",
     "force": "Point an existing context of that name at this host although it points "
              "elsewhere."})
-def context(c: Any, host: str = "", name: str = "", force: bool = False) -> None:
+def context(c: Any, host: str | None = "", name: str = "", force: bool = False) -> None:
     """Make (or update) a docker context for HOST, so `docker --context HOST ps`, VS Code's
     Dev Containers and other docker tools reach its engine over your ssh; the docker CLI's
     current context is left as it is."""
     from fabric import Config, Connection
 
     from dltasks.hosts.target import ssh_host_of
+    from dltasks.tasks.invocation import invocation
 
+    host = host or ""
     if ssh_host_of(c):
         if host:
-            raise DltError("with fab the host is -H's: `inv context` (no HOST word)", code=2)
-        conn, shown = c, ssh_host_of(c) or ""
+            raise DltError("with fab -H the host is -H's: `inv context` (no --host)", code=2)
+        conn, shown, again = c, ssh_host_of(c) or "", "`inv context`"
     else:
         if not host:
-            raise DltError("context needs a host: `inv context gpu1`", code=2)
+            raise DltError("context needs a host: `inv context --host HOST` (or `fab -H HOST "
+                           "context`)", code=2)
         conn, shown = Connection(host, config=Config()), host
+        # dlt's parser takes the host as a word; inv's and fab's only as --host
+        again = (f"`inv context {host}`" if invocation(c).program == "dlt"
+                 else f"`inv context --host {host}`")
     spot = spot_of(conn)
     name = name or context_name(spot.alias)
-    done = make_context(spot, name, force=force, host=shown)
+    done = make_context(spot, name, force=force, host=shown, again=again)
     print(f"docker context {name} {done}: {spot.url}")
     print(f"  the docker CLI:  docker --context {name} ps")
     print(f"  VS Code: Docker extension, pick context {name} (or set \"docker.context\": "
