@@ -34,6 +34,7 @@ pack() {
     --platform manylinux2014_x86_64 -d .whl \
     'invoke>=2.2.1,<3' 'docker>=7.1' python-dotenv requests urllib3 idna certifi \
     charset_normalizer PyYAML
+  rm -rf build  # a stale build/ puts deleted modules (warm.py...) into the wheel
   python3 -m pip wheel -q --no-deps -w .whl .
   du -sh .gpu-host .whl
 }
