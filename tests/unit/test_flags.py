@@ -66,3 +66,16 @@ def test_train_has_no_short_flag_invoke_once_gave() -> None:
     train = {f"-{a}" for arg in ns["train"].get_arguments() for a in arg.names[1:]}
     assert "-g" in train
     assert not {"-h", "-l", "-e", "-s", "-o", "-r", "-n", "-w"} & train
+
+
+def test_flag_help_survives_a_second_parser() -> None:
+    # `dlt exec RUN -h` builds a second parser to print the task's help: invoke hands a flag's
+    # help over once, so the second one listed the flags bare
+    from dltasks.tasks import ns
+
+    for name in ("exec", "train", "logs"):
+        task = ns.tasks[name]
+        for _ in range(2):
+            helped = [a for a in task.get_arguments() if a.name in task._flag_help]
+            assert helped and all(a.help == task._flag_help[a.name] for a in helped), name
+    assert ns.tasks["exec"]._flag_help["node"].startswith("A job's node")

@@ -26,10 +26,15 @@ class DltTask(Task[Callable[..., Any]]):
         kwargs["auto_shortflags"] = False
         super().__init__(body, **kwargs)
         self.short = dict(short or {})
+        # invoke hands each flag's help over once (it pops self.help as it builds a parser):
+        # a second parser (`dlt stop -h` builds one to print the task's help) had none
+        self._flag_help = dict(self.help)
         self.host_word = host_word
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        if name in self._flag_help:
+            opts["help"] = self._flag_help[name]
         letter = self.short.get(name)
         if letter:
             opts["names"] = [*opts["names"], letter]
