@@ -342,6 +342,19 @@ def test_two_users_notebooks_on_one_host_get_different_ports(
         assert ports[0] != ports[1]
         for port in ports:  # both answer (each refuses a request without its token)
             assert _answers(f"http://127.0.0.1:{port}/api/status")[0] == 403
+        # B sees A's run (`ps --all`), but neither its forward nor its logs give A's token
+        (a, _, a_run), (b, b_dir, _) = runs
+        (ca,) = [c for c in engine.containers.list(ignore_removed=True, filters={
+            "label": f"dltasks.run={a_run}"})]
+        a_token = next(e.split("=", 1)[1] for e in ca.attrs["Config"]["Env"]
+                       if e.startswith("JUPYTER_TOKEN="))
+        f = b.run("forward", a_run, cwd=b_dir, timeout=120)
+        assert f.returncode != 0, f.stdout + f.stderr
+        assert f.stderr.strip().splitlines() == [
+            next(ln for ln in f.stderr.splitlines() if "is not yours" in ln)], f.stderr
+        assert a_token not in f.stdout + f.stderr
+        lg = b.run("logs", a_run, cwd=b_dir, timeout=120)
+        assert a_token not in lg.stdout + lg.stderr
     finally:
         for u, d, run_id in runs:
             u.run("stop", run_id, cwd=d, timeout=120)

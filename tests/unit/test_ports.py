@@ -137,30 +137,57 @@ def test_pid_file_is_private_and_only_a_live_forwarder_counts(tmp_path: Path) ->
     assert forwarder.live_forwarder(tmp_path, "R1") is None
 
 
+class FakeTarget:  # the one seam: a target whose engine answers one inspect
+    name = "local"
+    login = "alice"
+
+    def __init__(self, user: str = "alice") -> None:
+        self.user = user
+        self.engine = self
+
+    def inspect_container(self, cid: str) -> dict[str, Any]:
+        return {"Config": {"Env": [f"T={TOKEN}"],
+                           "Labels": {"dltasks.url.8888": "/?token=${T}",
+                                      "dltasks.user": self.user}},
+                "NetworkSettings": {"Ports": {"8888/tcp": [
+                    {"HostIp": "127.0.0.1", "HostPort": "40000"}]}}}
+
+    def forward_port(self, host_port: int, local_port: int = 0) -> Any:
+        from contextlib import nullcontext
+
+        return nullcontext(host_port)
+
+    def task_command(self, task: str) -> str:
+        return f"dlt {task}"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
 def test_url_lines_go_to_the_given_stream() -> None:
-    from contextlib import nullcontext
-
     from dltasks.runs.ports import forwarded
-
-    class FakeTarget:  # the one seam: a target whose engine answers one inspect
-        name = "local"
-
-        class engine:  # noqa: N801
-            @staticmethod
-            def inspect_container(cid: str) -> dict[str, Any]:
-                return {"Config": {"Env": [f"T={TOKEN}"],
-                                   "Labels": {"dltasks.url.8888": "/?token=${T}"}},
-                        "NetworkSettings": {"Ports": {"8888/tcp": [
-                            {"HostIp": "127.0.0.1", "HostPort": "40000"}]}}}
-
-        def forward_port(self, host_port: int, local_port: int = 0) -> Any:
-            return nullcontext(host_port)
-
-        def task_command(self, task: str) -> str:
-            return f"dlt {task}"
 
     out = io.StringIO()
     with forwarded(FakeTarget(), "R1", "cid", kind="notebook", out=out) as urls:  # type: ignore[arg-type]
         assert urls[0].url == f"http://127.0.0.1:40000/?token={TOKEN}"
     assert TOKEN not in out.getvalue()
     assert "`dlt forward R1` in a terminal" in out.getvalue()
+    tty = Terminal()
+    with forwarded(FakeTarget(), "R1", "cid", kind="notebook", out=tty):  # type: ignore[arg-type]
+        pass
+    assert f"token={TOKEN}" in tty.getvalue()
+
+
+def test_another_logins_run_never_has_its_secrets_expanded() -> None:
+    """Review item 1's backstop: even to a terminal, a run labelled with another user's login
+    gets no ${VAR} read from its container's environment."""
+    from dltasks.runs.ports import forwarded
+
+    tty = Terminal()
+    with forwarded(FakeTarget(user="bob"), "R1", "cid", kind="notebook",  # type: ignore[arg-type]
+                   out=tty) as urls:
+        assert TOKEN not in urls[0].url
+    assert TOKEN not in tty.getvalue()
+    assert "http://127.0.0.1:40000/?token=" in tty.getvalue()

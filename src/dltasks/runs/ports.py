@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from dltasks.engine.spec import PortBinding, bound_ports
+from dltasks.engine.spec import LABEL_USER, PortBinding, bound_ports
 from dltasks.errors import DltError
 from dltasks.hosts.target import Target
 from dltasks.runs.record import PortRow
@@ -118,7 +118,9 @@ def forwarded(target: Target, run_id: str, cid: str,
     wanted on this machine (else the host's number when free here, else any). Prints one line
     per port (``say``) to ``out`` (stderr). Leaving the block ends the forwards, never the run.
     ``forward`` off: no forward is opened (another process holds them on ``local_ports``, or
-    only the record's rows are wanted). A port the engine did not bind is no URL."""
+    only the record's rows are wanted). A port the engine did not bind is no URL. A run
+    whose user label names another login than ours gets no ``${VAR}`` expanded: its
+    secrets are never read, whoever calls."""
     stream = out if out is not None else sys.stderr
     inspected = inspect_run(target, cid)
     bound = bound_ports(inspected)
@@ -127,7 +129,10 @@ def forwarded(target: Target, run_id: str, cid: str,
         bound = tuple(p if p.path or not asked.get(p.container) else
                       PortBinding(p.container, p.host, p.host_ip, asked[p.container].path)
                       for p in bound if p.container in asked)
-    env = container_env(inspected)
+    # a run that is not ours (another login's, by its user label): its secrets stay unread
+    labels = (inspected.get("Config") or {}).get("Labels") or {}
+    ours = not target.login or labels.get(LABEL_USER, "") in ("", target.login)
+    env = container_env(inspected) if ours else {}
     wanted = dict(local_ports or {})
     with contextlib.ExitStack() as stack:
         local: dict[int, int] = {}

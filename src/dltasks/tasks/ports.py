@@ -84,6 +84,10 @@ def _running(target: Any, run: str) -> tuple[str, str, str]:
 
     found = resolve_run(target, run)
     rid = found.candidate.run_id
+    if not found.candidate.mine:  # its URLs hold its owner's secrets (a notebook's token)
+        raise DltError(f"run {rid} is not yours (a run of {found.candidate.owner}): only its "
+                       f"owner can forward its ports; forward one of yours (`inv ps` lists "
+                       f"them)")
     if found.record is not None or any(r.node for r in found.runs):
         raise DltError(f"run {rid} publishes no ports (a Slurm run or a job across hosts); "
                        "start a single run with --port: `inv train --port CONTAINER`")
