@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import signal
 import subprocess
 import sys
@@ -169,3 +170,24 @@ def test_port_refused_with_jobs_and_slurm_and_bad_values(proj: Path) -> None:
     r = dlt("train", "--port", "0.0.0.0:80:8000", cwd=proj)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
     assert "host's 127.0.0.1 only" in r.stderr
+
+
+def test_a_taken_host_port_is_one_line_with_the_fix_and_leaves_nothing(
+        proj: Path, engine: object) -> None:
+    """Review item 4: `--port HOST:C` with HOST busy on the host's 127.0.0.1."""
+    name = (proj / ".env").read_text().split("DLT_PROJECT=")[1].split()[0]
+    taken = socket.create_server(("127.0.0.1", 0))
+    busy = taken.getsockname()[1]
+    try:
+        for detach in (["--detach"], []):
+            r = dlt("train", "--port", f"{busy}:8000", *detach, cwd=proj)
+            assert r.returncode != 0, r.stdout + r.stderr
+            lines = r.stderr.strip().splitlines()
+            assert lines == [f"dlt: error: port {busy} on local's 127.0.0.1 is taken (--port "
+                             "HOST:CONTAINER): omit HOST (a free one is picked) or pick "
+                             "another"], r.stderr
+            assert engine.containers.list(  # type: ignore[attr-defined]
+                ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}) == []
+    finally:
+        taken.close()
+        _cleanup(engine, proj)

@@ -10,6 +10,7 @@ state store of our own.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import struct
 import sys
@@ -77,6 +78,11 @@ def _start_message(host: str, text: str, spec: RunSpec) -> str:
     if "No such image" in text or "not found" in text and "image" in text.lower():
         return (f"image {spec.image} is not on {host}: run `inv extend-image` (or set "
                 "DLT_IMAGE to an image the engine has)")
+    if "port is already allocated" in text or "address already in use" in text:
+        m = re.search(r"(\d{1,3}(?:\.\d{1,3}){3}):(\d+)", text)
+        which = f"port {m.group(2)} on {host}'s {m.group(1)}" if m else f"a port on {host}"
+        return (f"{which} is taken (--port HOST:CONTAINER): omit HOST (a free one is picked) "
+                "or pick another")
     if "authorization" in text.lower():
         return (f"{where} refused the container: {text.strip()[:200]} (an authorization plugin "
                 "said no: ask the engine's administrator)")

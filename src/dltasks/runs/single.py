@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dltasks.engine import lifecycle as runner
+from dltasks.engine.api import NotFound
 from dltasks.engine.spec import LABEL_STARTED, RunSpec, docker_run_cmdline
 from dltasks.errors import ConnectionLost, DltError
 from dltasks.gpu import modes as gpumode
@@ -227,6 +228,8 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         try:
             urls = forwards.enter_context(runports.forwarded(
                 target, plan.run_id, spec.name or plan.run_id, spec.ports, kind=req.kind))
+        except NotFound:  # its start failed (the engine's reason comes next): nothing to say
+            return
         except DltError as e:  # the run goes on without a forward: say why, once
             print(f"dlt: warning: {e.message}", file=sys.stderr, flush=True)
             return
