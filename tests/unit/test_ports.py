@@ -191,3 +191,34 @@ def test_another_logins_run_never_has_its_secrets_expanded() -> None:
         assert TOKEN not in urls[0].url
     assert TOKEN not in tty.getvalue()
     assert "http://127.0.0.1:40000/?token=" in tty.getvalue()
+
+
+def test_a_forward_refused_by_sshd_is_one_line_before_any_url() -> None:
+    """Review item 2. The one seam: a transport whose sshd answers channel opens as OpenSSH
+    does with ``AllowTcpForwarding no`` / ``PermitOpen`` (administratively prohibited, code 1);
+    a port nothing listens on yet (connect failed, code 2) is no error. (A real sshd cannot
+    show it here: OpenSSH's AllowTcpForwarding no also refuses the engine's stream-local
+    channel, so such a host fails earlier, at the engine.)"""
+    import paramiko
+
+    from dltasks.hosts.remote.portforward import PortForward
+
+    class Transport:
+        active = True
+
+        def __init__(self, code: int) -> None:
+            self.code, self.opened = code, 0
+
+        def open_channel(self, kind: str, dest: Any, src: Any, timeout: float = 0) -> Any:
+            self.opened += 1
+            raise paramiko.ChannelException(self.code, "refused")
+
+    with pytest.raises(DltError, match=r"^sshd on gpu1 refuses TCP forwarding "
+                                       r"\(AllowTcpForwarding no"):
+        PortForward(Transport(1), 8000, host="gpu1")
+    t = Transport(2)
+    fwd = PortForward(t, 8000, host="gpu1")
+    try:
+        assert t.opened == 1 and fwd.local_port
+    finally:
+        fwd.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -45,6 +46,7 @@ class PortForward:
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self._live: set[Any] = set()
+        self._check()
         try:
             self._listener = _listen(local_port or host_port)
         except OSError as e:
@@ -55,6 +57,34 @@ class PortForward:
             self._listener = _listen(0)
         self.local_port: int = self._listener.getsockname()[1]
         threading.Thread(target=self._accept, name="dlt-port", daemon=True).start()
+
+    def _check(self) -> None:
+        """Open one channel to the port before any URL is printed: an sshd that forbids TCP
+        forwarding (``AllowTcpForwarding no``, common) is one line now, not a browser's reset
+        later. A port that does not answer yet (the program still starting) is no error."""
+        import paramiko
+
+        try:
+            chan = self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
+                                               ("127.0.0.1", 0), timeout=30)
+        except paramiko.ChannelException as e:
+            if e.code == paramiko.common.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED:
+                raise DltError(f"sshd on {self.where} refuses TCP forwarding "
+                               f"(AllowTcpForwarding no in its sshd_config), so its port "
+                               f"{self.host_port} cannot reach this machine: ask its "
+                               f"administrator for `AllowTcpForwarding local`") from None
+            return  # nothing listens there yet: the forward opens all the same
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise DltError(f"cannot forward port {self.host_port} of {self.where}: the SSH "
+                           f"connection failed ({e}); retry") from None
+        _quietly_close(chan)
+
+    def _warn(self, text: str) -> None:
+        """A failure after the URL was printed: kept, and said once on stderr (the terminal,
+        or the background forwarder's forward.log)."""
+        if text not in self.errors:
+            print(f"dlt: warning: {text}", file=sys.stderr, flush=True)
+        self.errors.append(text)
 
     def _accept(self) -> None:
         while not self._closed.is_set():
@@ -70,7 +100,7 @@ class PortForward:
             chan = self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
                                                peer)
         except Exception as e:  # noqa: BLE001 - the client sees a closed connection
-            self.errors.append(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {e}")
+            self._warn(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {e}")
             conn.close()
             return
         with self._lock:
@@ -80,7 +110,7 @@ class PortForward:
         except (OSError, EOFError):
             pass  # closed, or the SSH connection dropped, mid-stream
         except Exception as e:  # noqa: BLE001 - paramiko's errors on a dead transport
-            self.errors.append(f"forwarding stopped: {e}")
+            self._warn(f"forwarding 127.0.0.1:{self.host_port} of {self.where} stopped: {e}")
         finally:
             with self._lock:
                 self._live.discard(conn)
