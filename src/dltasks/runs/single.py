@@ -104,14 +104,14 @@ def manifest(plan: RunPlan, spec: RunSpec, settings: Settings, target: Target, *
 def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = False,
            dry_run: bool = False, run_id: str = "",
            gpu_facts: Callable[[], gpumode.GpuFacts] | None = None,
-           forwarder: Callable[[str], None] | None = None) -> int:
+           forwarder: Callable[[str, str], None] | None = None) -> int:
     """Run ``req`` on ``target``; returns the exit code to exit with.
 
     ``run_id`` (default: a new one) names the run and its record folder ``runs/<run_id>``.
     A run with GPUs takes them under the host's GPU lock (:mod:`dltasks.gpu.share`), held from
     the pick until its container has started. ``gpu_facts``: the facts of
     :func:`dltasks.gpu.modes.facts_later`, when the caller started them already (while it
-    imported this module, say). ``forwarder(run_id)``: for a detached run with ports whose
+    imported this module, say). ``forwarder(run_id, container_id)``: for a detached run with ports whose
     forwards must outlive this program (a remote host), starts them and prints the URLs;
     without one the URLs are printed here (this machine's ports need no forward).
     """
@@ -177,7 +177,7 @@ def _warn(access: gpumode.GpuAccess) -> None:
 
 def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
          info: dict[str, Any], git: Callable[[], GitState], secrets: Any, detach: bool,
-         forwarder: Callable[[str], None] | None = None) -> int:
+         forwarder: Callable[[str, str], None] | None = None) -> int:
     """Record and run ``spec`` (``plan``'s, as it starts) with the GPUs ``got`` holds (its
     lock let go once started); its ports forwarded here while it runs attached."""
     settings = target.settings
@@ -201,19 +201,26 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         finally:
             got.release()
         record = record.but(container_id=cid, status="running")
+        # the id first: whatever fails below, `stop` finds the running container by its record
+        localio.save_record(folder, record, secrets, what="the container's id")
         if spec.ports:
             # a remote host's forwards are the background forwarder's (they outlive us)
-            with runports.forwarded(target, plan.run_id, cid, spec.ports, kind=req.kind,
-                                    say=forwarder is None,
-                                    forward=forwarder is None) as urls:
-                record = record.but(ports=runports.port_rows(urls))
-        localio.save_record(folder, record, secrets, what="the container's id")
+            try:
+                with runports.forwarded(target, plan.run_id, cid, spec.ports, kind=req.kind,
+                                        say=forwarder is None,
+                                        forward=forwarder is None) as urls:
+                    if urls:
+                        record = record.but(ports=runports.port_rows(urls))
+            except DltError as e:  # the run goes on: say why its ports are not shown
+                print(f"dlt: warning: {e.message}", file=sys.stderr, flush=True)
+            else:
+                localio.save_record(folder, record, secrets, what="the run's ports")
         print(plan.run_id)
         follow, stop = (target.task_command(f"{t} {plan.run_id}") for t in ("logs", "stop"))
         print(f"dlt: started {plan.run_id} on {target.name}; follow it with `{follow} --follow`, "
               f"stop it with `{stop}`", file=sys.stderr)
         if spec.ports and forwarder is not None:
-            forwarder(plan.run_id)
+            forwarder(plan.run_id, cid)
         return 0
     room = localio.reserve(folder)  # the end fits even if output.log fills the disk
     forwards = contextlib.ExitStack()

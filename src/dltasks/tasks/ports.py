@@ -173,7 +173,8 @@ def _until_over(target: Any, cid: str) -> bool:
         time.sleep(POLL)
 
 
-def start_forwarder(c: Any, target: Any, run_id: str, *, wait: float = START_WAIT) -> None:
+def start_forwarder(c: Any, target: Any, run_id: str, cid: str, kind: str, *,
+                    wait: float = START_WAIT) -> None:
     """Start the background forwarder of detached run ``run_id`` (the same program, re-run as
     `forward RUN` in a new session, stdio to the run's forward.log) and print the URLs on this
     machine once it listens; when it cannot, one warning: the run goes on."""
@@ -182,7 +183,6 @@ def start_forwarder(c: Any, target: Any, run_id: str, *, wait: float = START_WAI
 
     from dltasks.hosts.target import ssh_host_of
     from dltasks.runs.forwarder import live_forwarder
-    from dltasks.runs.listing import find_runs
     from dltasks.runs.ports import forwarded
     from dltasks.runs.record import forward_log_file
 
@@ -201,15 +201,21 @@ def start_forwarder(c: Any, target: Any, run_id: str, *, wait: float = START_WAI
         os.close(log)
     data = b""
     deadline = time.monotonic() + wait
-    with os.fdopen(read_end, "rb") as pipe:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = os.read(pipe.fileno(), 4096)
-            if not chunk:
-                break
-            data += chunk
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([pipe], [], [],
+                                            max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                chunk = os.read(pipe.fileno(), 4096)
+                if not chunk:
+                    break
+                data += chunk
+    except BaseException:  # Ctrl-C while it logs in: it must not outlive us unreported
+        proc.kill()
+        proc.wait()
+        raise
     try:
         ports = {int(k): int(v) for k, v in json.loads(data.decode()).items()}
     except ValueError:
@@ -223,9 +229,7 @@ def start_forwarder(c: Any, target: Any, run_id: str, *, wait: float = START_WAI
               f"({why}); the run goes on: forward them with "
               f"`{target.task_command(f'forward {run_id}')}`", file=sys.stderr)
         return
-    info = next(r for r in find_runs(target, run_id=run_id))
-    with forwarded(target, run_id, info.container_id, kind=info.kind, forward=False,
-                   local_ports=ports):
+    with forwarded(target, run_id, cid, kind=kind, forward=False, local_ports=ports):
         pass
     print(f"dlt: the forward runs in the background (pid {proc.pid}) until the run ends; "
           f"`{target.task_command(f'stop {run_id}')}` ends both", file=sys.stderr)

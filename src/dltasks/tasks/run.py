@@ -96,8 +96,8 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
         if detach and req.ports and not dry_run and ssh_host_of(c):
             from dltasks.tasks.ports import start_forwarder
 
-            def forwarder(run_id: str) -> None:
-                start_forwarder(c, target, run_id)
+            def forwarder(run_id: str, cid: str) -> None:
+                start_forwarder(c, target, run_id, cid, req.kind)
 
         code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts,
                       forwarder=forwarder)
