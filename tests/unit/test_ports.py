@@ -222,3 +222,37 @@ def test_a_forward_refused_by_sshd_is_one_line_before_any_url() -> None:
         assert t.opened == 1 and fwd.local_port
     finally:
         fwd.close()
+
+
+def test_the_forward_waits_out_engine_errors_and_ends_only_when_the_container_is_gone(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review item 6. The one seam: an engine that answers 500, then 'running', then a
+    timeout-like error, then 404 (removed): the forward ends only at the 404, said once."""
+    from dltasks.engine.api import EngineError, NotFound
+    from dltasks.tasks.ports import _until_over
+
+    answers: list[Any] = [EngineError(500, "restarting"), {"State": {"Running": True}},
+                          EngineError(503, "busy"), NotFound(404, "no such container")]
+
+    class Target:
+        name = "gpu1"
+        alive = True
+
+        def is_alive(self) -> bool:
+            return self.alive
+
+        class engine:  # noqa: N801
+            @staticmethod
+            def inspect_container(cid: str) -> dict[str, Any]:
+                a = answers.pop(0)
+                if isinstance(a, Exception):
+                    raise a
+                return a  # type: ignore[no-any-return]
+
+    assert _until_over(Target(), "cid", poll=0) is True
+    assert answers == []
+    assert capsys.readouterr().err.count("did not answer") == 1
+    answers[:] = [EngineError(500, "down")]
+    t = Target()
+    t.alive = False
+    assert _until_over(t, "cid", poll=0) is False  # the connection died: not "ended"

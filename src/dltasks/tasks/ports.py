@@ -155,22 +155,33 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _until_over(target: Any, cid: str) -> bool:
-    """Wait until the run's container stops (True) or the connection dies (False)."""
+def _until_over(target: Any, cid: str, *, poll: float = POLL) -> bool:
+    """Wait until the run's container stops or is removed (True) or the connection dies
+    (False). Any other engine error (a dockerd restart, a timeout) is said once and waited
+    out: only the engine's "no such container" means the run has ended."""
+    from dltasks.engine.api import NotFound
     from dltasks.errors import DltError
 
+    said = False
     while True:
         if not target.is_alive():
             return False
         try:
             state = target.engine.inspect_container(cid).get("State") or {}
-        except DltError:
+        except NotFound:
+            return True  # removed (stopped by `stop`)
+        except DltError as e:
             if not target.is_alive():
                 return False
-            return True  # removed (stopped by `stop`)
+            if not said:
+                print(f"dlt: warning: the engine on {target.name} did not answer ({e.message}); "
+                      "the forward stays open and asks again", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(poll)
+            continue
         if not state.get("Running"):
             return True
-        time.sleep(POLL)
+        time.sleep(poll)
 
 
 def start_forwarder(c: Any, target: Any, run_id: str, cid: str, kind: str, *,
