@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +110,52 @@ def test_ports_are_for_one_container() -> None:
         check_ports_allowed((PortBinding(1),), nnodes=0, slurm=True)
 
 
-def test_forwarder_keeps_the_users_flags_but_its_own_host() -> None:
-    from dltasks.tasks.invocation import CONFIG_KEY
-    from dltasks.tasks.ports import _core_flags
+def test_forwarder_keeps_the_users_flags_but_its_own_host(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dltasks.tasks.invocation import CONFIG_KEY, cli_hosts
+    from dltasks.tasks.ports import _core_flags, _forward_argv
 
     class Ctx:
         def __init__(self, argv: list[str]) -> None:
             self.config = {CONFIG_KEY: {"program": "fab", "argv": argv}}
 
     assert _core_flags(Ctx(["fab", "-S", "cfg", "-H", "gpu1,gpu2", "-i", "key", "train",
-                            "--port", "8000", "-H", "x"])) == ["-S", "cfg", "-i", "key"]
-    assert _core_flags(Ctx(["fab", "--hosts=gpu1", "-Hgpu2", "-t", "5", "train"])) == [
-        "-t", "5"]
+                            "--port", "8000", "-H", "x"])) == (["-S", "cfg", "-i", "key"], [])
+    assert _core_flags(Ctx(["fab", "--hosts=gpu1", "-Hgpu2", "-t", "5", "train"])) == (
+        ["-t", "5"], [])
+    # review item 7: the user's namespace, no prompt flag (one warning), one flag walker
+    argv = ["fab", "--prompt-for-passphrase", "-i", "k", "-H", "gpu1", "dlt.notebook",
+            "--detach"]
+    assert _forward_argv(Ctx(argv), "gpu1", "R1", "notebook")[3:] == [
+        "-i", "k", "-H", "gpu1", "dlt.forward", "R1"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--prompt-for-passphrase left out" in err
+    assert _forward_argv(Ctx(["fab", "-H", "gpu1", "train", "--port", "8000"]), "gpu1", "R1",
+                         "train")[3:] == ["-H", "gpu1", "forward", "R1"]
+    assert cli_hosts(["fab", "-t", "5", "-Ha", "--hosts=b,c", "-H", "d", "train", "-H", "e"]) \
+        == ["a", "b", "c", "d"]
+
+
+def test_a_forwarder_under_a_namespace_is_recognised(tmp_path: Path) -> None:
+    """is_forwarder() knows `ns.forward RUN` (review item 7) and nothing else, on a real
+    child process's command line."""
+    import subprocess
+    import sys
+
+    from dltasks.runs import forwarder
+
+    for words, yes in ((["dlt.forward", "R1"], True), (["forward", "R1"], True),
+                       (["forwarder", "R1"], False), (["dlt.forward", "R2"], False)):
+        p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *words])
+        try:
+            deadline = time.monotonic() + 10  # until the child has exec'd
+            while words[0] not in forwarder._cmdline(p.pid):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert forwarder.is_forwarder(p.pid, "R1") is yes, words
+        finally:
+            p.kill()
+            p.wait()
 
 
 def test_pid_file_is_private_and_only_a_live_forwarder_counts(tmp_path: Path) -> None:

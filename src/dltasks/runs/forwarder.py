@@ -84,8 +84,8 @@ def _cmdline(pid: int) -> list[str]:
 
 def is_forwarder(pid: int, run_id: str) -> bool:
     """Whether ``pid`` is a live forwarder of ``run_id`` (its command line says so)."""
-    words = _cmdline(pid)
-    return "forward" in words and run_id in words
+    words = _cmdline(pid)  # `forward`, or `ns.forward` under a fabfile's namespace
+    return run_id in words and any(w == "forward" or w.endswith(".forward") for w in words)
 
 
 def live_forwarder(folder: Path, run_id: str) -> Forwarder | None:

@@ -90,26 +90,47 @@ _VALUE_FLAGS = frozenset({
 })
 
 
-def cli_hosts(argv: Sequence[str]) -> list[str]:
-    """The hosts of ``-H a,b`` / ``--hosts=a,b`` / ``-Ha,b`` in a fab command line: among the
-    program's own flags only, before the first task (``train --args "-H 1024"`` is train's)."""
-    hosts: list[str] = []
+def core_flags(argv: Sequence[str]) -> list[tuple[str, str | None]]:
+    """The program's own flags in command line ``argv``, each with its value (None: a switch,
+    or a value joined to it: ``--hosts=a``, ``-Ha``): those before the first task (what
+    follows is the tasks' own: ``train --args "-H 1024"`` is train's)."""
+    out: list[tuple[str, str | None]] = []
     i = 1
     while i < len(argv):
         a = argv[i]
         if a == "--" or not a.startswith("-"):
             break  # the first task: the rest is its flags and the next tasks'
-        value = None
-        if a in ("-H", "--hosts") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif a.startswith("--hosts="):
-            value = a.split("=", 1)[1]
-        elif a.startswith("-H") and len(a) > 2 and not a.startswith("--"):
-            value = a[2:]
-        if value:
-            hosts.extend(h for h in value.split(",") if h)
-        i += 2 if a in _VALUE_FLAGS else 1
+        takes = a in _VALUE_FLAGS
+        out.append((a, argv[i + 1] if takes and i + 1 < len(argv) else None))
+        i += 2 if takes else 1
+    return out
+
+
+def host_flag_value(flag: str, value: str | None) -> str | None:
+    """The hosts a core flag gives (``-H a,b``, ``--hosts=a,b``, ``-Ha,b``), else None."""
+    if flag in ("-H", "--hosts"):
+        return value or ""
+    if flag.startswith("--hosts="):
+        return flag.split("=", 1)[1]
+    if flag.startswith("-H") and len(flag) > 2 and not flag.startswith("--"):
+        return flag[2:]
+    return None
+
+
+def cli_hosts(argv: Sequence[str]) -> list[str]:
+    """The hosts of ``-H a,b`` / ``--hosts=a,b`` / ``-Ha,b`` in a fab command line: among the
+    program's own flags only, before the first task (``train --args "-H 1024"`` is train's)."""
+    hosts: list[str] = []
+    for flag, value in core_flags(argv):
+        hosts.extend(h for h in (host_flag_value(flag, value) or "").split(",") if h)
     return hosts
+
+
+def task_word(argv: Sequence[str], name: str) -> str:
+    """How the command line ``argv`` names task ``name`` (``train``, or ``dlt.train`` under a
+    fabfile's namespace); ``name`` itself when it does not."""
+    return next((w for w in argv[1:] if not w.startswith("-")
+                 and (w == name or w.endswith("." + name))), name)
 
 
 def task_named(argv: Sequence[str], name: str) -> bool:

@@ -199,7 +199,7 @@ def start_forwarder(c: Any, target: Any, run_id: str, cid: str, kind: str, *,
 
     folder = _folder(target, run_id)
     host = ssh_host_of(c) or target.name
-    argv = [sys.executable, "-m", "fabric", *_core_flags(c), "-H", host, "forward", run_id]
+    argv = _forward_argv(c, host, run_id, kind)
     read_end, write_end = os.pipe()
     log = os.open(forward_log_file(folder), os.O_WRONLY | os.O_CREAT | os.O_APPEND
                   | os.O_NOFOLLOW, 0o600)
@@ -254,20 +254,41 @@ def _last_line(path: Path) -> str:
     return lines[-1].removeprefix("dlt: error: ").strip()[:300] if lines else ""
 
 
-def _core_flags(c: Any) -> list[str]:
-    """The program's own flags the user gave before the first task (an identity, an SSH
-    config, a timeout), less its hosts: the forwarder connects the same way."""
-    from dltasks.tasks.invocation import _VALUE_FLAGS, invocation
+#: fabric's flags that ask on the terminal: a forwarder in its own session has none.
+_PROMPTS = ("--prompt-for-passphrase", "--prompt-for-login-password",
+            "--prompt-for-sudo-password")
 
-    argv = list(invocation(c).argv)
+
+def _core_flags(c: Any) -> tuple[list[str], list[str]]:
+    """The program's own flags the user gave before the first task (an identity, an SSH
+    config, a timeout), less its hosts and its prompts (the forwarder has no terminal):
+    (the flags to pass, the prompts left out)."""
+    from dltasks.tasks.invocation import core_flags, host_flag_value, invocation
+
     out: list[str] = []
-    i = 1
-    while i < len(argv):
-        a = argv[i]
-        if a == "--" or not a.startswith("-"):
-            break
-        takes = a in _VALUE_FLAGS and i + 1 < len(argv)
-        if not (a in ("-H", "--hosts") or a.startswith(("--hosts=", "-H"))):
-            out += argv[i:i + 2] if takes else [a]
-        i += 2 if takes else 1
-    return out
+    dropped: list[str] = []
+    for flag, value in core_flags(invocation(c).argv):
+        if host_flag_value(flag, value) is not None:
+            continue
+        if flag in _PROMPTS:
+            dropped.append(flag)
+            continue
+        out += [flag] if value is None else [flag, value]
+    return out, dropped
+
+
+def _forward_argv(c: Any, host: str, run_id: str, kind: str) -> list[str]:
+    """The background forwarder's command line: the user's program (fab), their flags, the
+    host, and `forward RUN` named as they named the task (``dlt.notebook`` ->
+    ``dlt.forward``: a fabfile's namespace), so it finds the same task and its command line
+    is recognised as a forwarder's. A prompt flag is left out, with one warning."""
+    from dltasks.tasks.invocation import invocation, task_word
+
+    flags, dropped = _core_flags(c)
+    if dropped:
+        print(f"dlt: warning: the background forwarder has no terminal to prompt on: "
+              f"{' '.join(dropped)} left out (it logs in with your agent or key files)",
+              file=sys.stderr)
+    word = task_word(invocation(c).argv, kind)
+    task = word[:len(word) - len(kind)] + "forward"
+    return [sys.executable, "-m", "fabric", *flags, "-H", host, task, run_id]
