@@ -150,6 +150,12 @@ def test_target_contract(target: tuple[Any, Path, str], engine: Any, base_image:
 
 
 def _answer_once(server: socket.socket) -> None:
-    conn, _ = server.accept()
-    with conn:
-        conn.sendall(b"pong:" + conn.recv(64))
+    """Answer the first connection that sends something (a remote forward first opens one
+    that sends nothing: its check that sshd forwards TCP at all)."""
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            data = conn.recv(64)
+            if data:
+                conn.sendall(b"pong:" + data)
+                return
