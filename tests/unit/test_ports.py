@@ -264,7 +264,7 @@ def test_the_forward_waits_out_engine_errors_and_ends_only_when_the_container_is
     """Review item 6. The one seam: an engine that answers 500, then 'running', then a
     timeout-like error, then 404 (removed): the forward ends only at the 404, said once."""
     from dltasks.engine.api import EngineError, NotFound
-    from dltasks.tasks.ports import _until_over
+    from dltasks.runs.forwarder import _until_over
 
     answers: list[Any] = [EngineError(500, "restarting"), {"State": {"Running": True}},
                           EngineError(503, "busy"), NotFound(404, "no such container")]

@@ -148,3 +148,21 @@ def local(argv: Sequence[str], *, cwd: str | os.PathLike[str] | None = None,
     if check and not res.ok:
         raise DltError(f"`{res.command}` failed (exit {res.code}): {res.tail()}")
     return res
+
+
+def local_detached(argv: Sequence[str], *, log: str | os.PathLike[str],
+                   pass_fds: Sequence[int] = (),
+                   env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a program on this machine that outlives us: in a session of its own (a Ctrl-C
+    or a closed terminal here never reaches it), stdin from /dev/null, stdout and stderr
+    appended to ``log`` (made 0600, never through a link); ``pass_fds`` stay open in it."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=fd,
+                                pass_fds=tuple(pass_fds), start_new_session=True,
+                                env=None if env is None else dict(env))
+    except FileNotFoundError:
+        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
+                       "retry") from None
+    finally:
+        os.close(fd)

@@ -218,6 +218,13 @@ class Target(ABC):
         here forwarded over the SSH connection (``local_port``, else the same number when free
         here, else any free one); leaving the block ends the forward, never the run."""
 
+    @property
+    @abstractmethod
+    def forwards_need_a_process(self) -> bool:
+        """Whether a detached run's port forwards need a process of their own that outlives
+        this program (a remote host: they ride our SSH connection, which ends with us);
+        this machine's published ports are reachable as they are."""
+
     @abstractmethod
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         """Start ``argv`` on the host now; call the result for its output."""
@@ -311,6 +318,10 @@ class LocalTarget(Target):
                            f"for a remote host use `fab -H {there} ...` (it forwards the port "
                            "here), or unset what points at that engine")
         return nullcontext(host_port)  # published on this machine's loopback already
+
+    @property
+    def forwards_need_a_process(self) -> bool:
+        return False
 
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         pending = local_start(argv)

@@ -111,8 +111,9 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     A run with GPUs takes them under the host's GPU lock (:mod:`dltasks.gpu.share`), held from
     the pick until its container has started. ``gpu_facts``: the facts of
     :func:`dltasks.gpu.modes.facts_later`, when the caller started them already (while it
-    imported this module, say). ``forwarder(run_id, container_id)``: for a detached run with ports whose
-    forwards must outlive this program (a remote host), starts them and prints the URLs;
+    imported this module, say). ``forwarder(run_id, container_id)``: for a detached run with
+    ports whose forwards must outlive this program (a remote host), starts them and prints
+    the URLs;
     without one the URLs are printed here (this machine's ports need no forward).
     """
     settings = target.settings

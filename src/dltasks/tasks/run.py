@@ -69,7 +69,6 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
     word on the request, once the target is open (notebook's look into the image)."""
     from dltasks.gpu.modes import facts_later
     from dltasks.gpu.selection import parse_gpu_request
-    from dltasks.hosts.target import ssh_host_of
 
     with target_for(c, image=image or None) as target:
         s = target.settings
@@ -93,11 +92,11 @@ def _launch(c: Any, kind: str, command: str, *, gpu: list[str] | None, image: st
             req = finish(target, req)
         forwarder = None
         # forwards that outlive us (the request's ports: a task's own, such as a notebook's)
-        if detach and req.ports and not dry_run and ssh_host_of(c):
-            from dltasks.tasks.ports import start_forwarder
+        if detach and req.ports and not dry_run and target.forwards_need_a_process:
+            from dltasks.tasks.ports import start_background_forward
 
             def forwarder(run_id: str, cid: str) -> None:
-                start_forwarder(c, target, run_id, cid, req.kind)
+                start_background_forward(c, target, run_id, cid, req.kind)
 
         code = launch(target, local, req, detach=detach, dry_run=dry_run, gpu_facts=facts,
                       forwarder=forwarder)

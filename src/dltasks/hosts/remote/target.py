@@ -133,6 +133,10 @@ class RemoteTarget(Target):
         finally:
             fwd.close()
 
+    @property
+    def forwards_need_a_process(self) -> bool:
+        return True  # they ride our SSH connection: a detached run's outlive us
+
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         return in_background(self.shell.run, quote(argv)).result  # an exec channel, in a thread
 
