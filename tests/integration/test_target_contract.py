@@ -136,6 +136,8 @@ def test_target_contract(target: tuple[Any, Path, str], engine: Any, base_image:
     answered = threading.Thread(target=_answer_once, args=(server,), daemon=True)
     answered.start()
     try:
+        # a detached run's forwards outlive us only through a process of their own, remotely
+        assert t.forwards_need_a_process is remote
         with t.forward_port(port) as here:
             assert (here == port) is not remote
             with socket.create_connection(("127.0.0.1", here), timeout=10) as conn:
