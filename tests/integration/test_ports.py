@@ -191,3 +191,15 @@ def test_a_taken_host_port_is_one_line_with_the_fix_and_leaves_nothing(
     finally:
         taken.close()
         _cleanup(engine, proj)
+
+
+def test_a_run_that_ends_at_once_records_no_empty_ports(proj: Path, engine: object) -> None:
+    """Review item 11: a run gone before its ports were read keeps no `ports: []`."""
+    try:
+        for detach in ([], ["--detach"]):
+            r = dlt("train", "--port", "8000", *detach, cwd=proj, env={"DLT_TRAIN_CMD": "true"})
+            assert r.returncode == 0, r.stderr
+        for rec in (proj / "runs").glob("*/manifest.json"):
+            assert json.loads(rec.read_text()).get("ports") != [], rec.read_text()
+    finally:
+        _cleanup(engine, proj)

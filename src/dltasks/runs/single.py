@@ -241,8 +241,9 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         except DltError as e:  # the run goes on without a forward: say why, once
             print(f"dlt: warning: {e.message}", file=sys.stderr, flush=True)
             return
-        record = record.but(ports=runports.port_rows(urls))
-        localio.save_record(folder, record, secrets, what="the run's ports")
+        if urls:  # none bound (it ended already): the record keeps no empty list
+            record = record.but(ports=runports.port_rows(urls))
+            localio.save_record(folder, record, secrets, what="the run's ports")
 
     try:
         with forwards:
