@@ -88,6 +88,12 @@ def test_detached_ports_on_loopback_engine_picked_answer_and_are_listed(
         fwd = dlt("forward", runs[0].group(1), cwd=proj)
         assert fwd.returncode == 0, fwd.stderr
         assert f"http://127.0.0.1:{runs[0].group(4)} (port 8000" in fwd.stderr
+        # review item 12: --port on a local run's forward cannot apply, and says so
+        fwd = dlt("forward", runs[0].group(1), "--port", "9999:8000", cwd=proj)
+        assert fwd.returncode == 0, fwd.stderr
+        assert fwd.stderr.startswith("dlt: warning: --port not applied: the ports of "
+                                     f"{runs[0].group(1)} are on this machine already"), fwd.stderr
+        assert f"http://127.0.0.1:{runs[0].group(4)} (port 8000" in fwd.stderr
         for m in runs:
             assert dlt("stop", m.group(1), cwd=proj).returncode == 0
         with pytest.raises(OSError):

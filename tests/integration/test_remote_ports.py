@@ -103,6 +103,10 @@ def test_detached_remote_port_forwarded_in_background_and_stop_ends_both(
         assert again.returncode == 0, again.stderr
         assert f"background forwarder (pid {pid}" in again.stderr
         assert f"http://127.0.0.1:{here} (port 8000" in again.stderr
+        other = fab("-H", "gpu1", "forward", rid, "--port", "9999:8000", cwd=d, env=env)
+        assert other.returncode == 0, other.stderr  # review item 12: said, not silent
+        assert f"--port not applied: the background forwarder holds the ports; for others, " \
+               f"end it (`kill {pid}`" in other.stderr, other.stderr
         s = fab("-H", "gpu1", "stop", rid, cwd=d, env=env)
         assert s.returncode == 0, s.stderr
         assert not _running(engine, rid)

@@ -48,10 +48,15 @@ def forward(c: Any, run: str, port: list[str] | None = None) -> None:
         rid, cid, kind = _running(target, run)
         folder = _folder(target, rid)
         if not target.forwards_need_a_process:  # this machine: nothing to forward, URLs only
+            if wanted:
+                how = target.task_command("train --port HOST:CONTAINER")
+                print(f"dlt: warning: --port not applied: the ports of {rid} are on this "
+                      f"machine already, under the numbers below (choose them when starting "
+                      f"it: `{how}`)", file=sys.stderr)
             hold_forwards(target, rid, cid, kind, wanted, background=None, folder=folder)
             return
         if pipe is None:
-            _say_live_forwarder(target, rid, cid, kind, folder)
+            _say_live_forwarder(target, rid, cid, kind, folder, wanted=bool(wanted))
         hold_forwards(target, rid, cid, kind, wanted, background=pipe, folder=folder,
                       hold=True)
 
@@ -88,8 +93,10 @@ def _running(target: Any, run: str) -> tuple[str, str, str]:
     return rid, info.container_id, info.kind
 
 
-def _say_live_forwarder(target: Any, rid: str, cid: str, kind: str, folder: Path) -> None:
-    """When the run's background forwarder lives, its URLs (and no second forward)."""
+def _say_live_forwarder(target: Any, rid: str, cid: str, kind: str, folder: Path, *,
+                        wanted: bool = False) -> None:
+    """When the run's background forwarder lives, its URLs (and no second forward; ports
+    ``wanted`` by --port are said not to apply)."""
     from dltasks.runs.forwarder import live_forwarder
     from dltasks.runs.ports import forwarded
 
@@ -99,6 +106,10 @@ def _say_live_forwarder(target: Any, rid: str, cid: str, kind: str, folder: Path
     print(f"dlt: the ports of {rid} are forwarded already, by its background forwarder "
           f"(pid {live.pid}, ended by `{target.task_command(f'stop {rid}')}` with the run):",
           file=sys.stderr)
+    if wanted:
+        print(f"dlt: warning: --port not applied: the background forwarder holds the ports; "
+              f"for others, end it (`kill {live.pid}`: the run goes on) and forward again",
+              file=sys.stderr)
     with forwarded(target, rid, cid, kind=kind, forward=False, local_ports=live.ports):
         pass
     raise Exit(code=0)
