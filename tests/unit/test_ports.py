@@ -291,3 +291,25 @@ def test_the_forward_waits_out_engine_errors_and_ends_only_when_the_container_is
     t = Target()
     t.alive = False
     assert _until_over(t, "cid", poll=0) is False  # the connection died: not "ended"
+
+
+def test_the_report_pipe_must_be_a_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Review item 14: DLT_FORWARD_PIPE from the user's environment is not trusted."""
+    from dltasks.runs.forwarder import PIPE_ENV, report_pipe
+
+    monkeypatch.delenv(PIPE_ENV, raising=False)
+    assert report_pipe() is None
+    with (tmp_path / "f").open("w") as f:
+        for value in ("abc", str(f.fileno()), "987654"):  # no number, a file, no such fd
+            monkeypatch.setenv(PIPE_ENV, value)
+            assert report_pipe() is None
+            assert PIPE_ENV not in os.environ
+    assert capsys.readouterr().err.count("names no pipe: ignored") == 3
+    r, w = os.pipe()
+    try:
+        monkeypatch.setenv(PIPE_ENV, str(w))
+        assert report_pipe() == w
+    finally:
+        os.close(r)
+        os.close(w)

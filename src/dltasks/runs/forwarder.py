@@ -21,6 +21,7 @@ import json
 import os
 import select
 import signal
+import stat
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -138,7 +139,17 @@ def report_pipe() -> int | None:
     """The pipe this process reports its laptop ports on, when started as a background
     forwarder (taken out of the environment: a child of ours never sees it)."""
     text = os.environ.pop(PIPE_ENV, "")
-    return int(text) if text else None
+    if not text:
+        return None
+    try:  # a value from the user's own environment must not make us write anywhere
+        fd = int(text)
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return fd
+    except (ValueError, OSError):
+        pass
+    print(f"dlt: warning: {PIPE_ENV}={text[:20]!r} names no pipe: ignored (it is set by "
+          "dltasks for its background forwarder only)", file=sys.stderr)
+    return None
 
 
 def hold_forwards(target: Target, rid: str, cid: str, kind: str, wanted: Mapping[int, int], *,
@@ -236,7 +247,8 @@ def start_forwarder(target: Target, run_id: str, cid: str, kind: str, argv: Sequ
         ports = {int(k): int(v) for k, v in json.loads(data.decode()).items()}
     except ValueError:
         ports = None
-    if ports is None or live_forwarder(folder, run_id) is None:
+    live = live_forwarder(folder, run_id)
+    if ports is None or live is None or live.pid != proc.pid:  # the one we started, listening
         if proc.poll() is None:
             proc.kill()
         proc.wait()
