@@ -238,6 +238,19 @@ def _kernel_computes(port: int, token: str, code: str) -> str:
 # notebook, this machine
 
 
+def _process_gone(pid: int, timeout: float = 30) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie) within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes():
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def _token(url_path: str) -> str:
     m = re.search(r"token=([\w-]+)", url_path)
     assert m, url_path
@@ -355,6 +368,10 @@ def test_two_users_notebooks_on_one_host_get_different_ports(
         assert a_token not in f.stdout + f.stderr
         lg = b.run("logs", a_run, cwd=b_dir, timeout=120)
         assert a_token not in lg.stdout + lg.stderr
+        st = b.run("stop", a_run, cwd=b_dir, timeout=120)  # a docker-group peer may stop it,
+        assert st.returncode == 0, st.stdout + st.stderr    # and is told whose it was
+        assert f"stopped {a_run} on local (a run of {a.name})" in st.stdout, st.stdout
+        assert a_token not in st.stdout + st.stderr
     finally:
         for u, d, run_id in runs:
             u.run("stop", run_id, cwd=d, timeout=120)
@@ -491,11 +508,15 @@ def test_fab_notebook_detached_answers_on_the_laptop_and_fab_stop_ends_it_and_th
         assert _answers(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
         assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
         assert _kernel_computes(port, token, "1+1") == "2"
+        pid_file = d / "runs" / run_id / "forward.pid"
+        pid = int(pid_file.read_text().split()[0])
         r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", run_id], cwd=d,
                            env=ssh_lab.env(), text=True, capture_output=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
         assert _containers(engine, name) == []
         assert _wait_refused(port)
+        assert not pid_file.exists()  # the forwarder went first, with its pid file
+        assert _process_gone(pid)
     finally:
         _cleanup(engine, name)
         for host in ssh_lab.hosts.values():

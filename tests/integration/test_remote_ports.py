@@ -87,7 +87,9 @@ def test_detached_remote_port_forwarded_in_background_and_stop_ends_both(
         assert m, r.stderr
         rid, url, here, there = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
         assert rid == r.stdout.strip()
-        assert here != there  # the lab's host is this machine: its port is taken here
+        # `here` may equal `there` or not: the lab's host is this machine, where the engine's
+        # userland proxy (if on) holds `there`, so the forward picks another; the URL below
+        # answering after fab ended is what shows the forward
         c = engine.containers.get(json.loads(  # type: ignore[attr-defined]
             (d / "runs" / rid / "manifest.json").read_text())["container_id"])
         assert [b["HostIp"] for b in c.attrs["NetworkSettings"]["Ports"]["8000/tcp"]] == \

@@ -313,3 +313,38 @@ def test_the_report_pipe_must_be_a_pipe(tmp_path: Path, monkeypatch: pytest.Monk
     finally:
         os.close(r)
         os.close(w)
+
+
+def test_end_forwarder_terms_then_kills_only_a_forwarder_of_that_run(tmp_path: Path) -> None:
+    """Review item 16: real children. One whose command line is `forward R1` and that
+    ignores SIGTERM is killed after the grace; one that is no forwarder of R1 gets nothing."""
+    import signal
+    import subprocess
+    import sys
+
+    from dltasks.runs import forwarder
+    from dltasks.runs.record import forward_pid_file
+
+    stubborn = ("import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(60)")
+    for words, ours in ((["forward", "R1"], True), (["forward", "R2"], False),
+                        (["other", "R1"], False)):
+        p = subprocess.Popen([sys.executable, "-c", stubborn, *words], stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            assert p.stdout is not None and p.stdout.readline() == "ready\n"  # SIGTERM ignored
+            forward_pid_file(tmp_path).write_text(f"{p.pid}\n8000 8001\n")
+            start = time.monotonic()
+            got = forwarder.end_forwarder(tmp_path, "R1", timeout=0.5)
+            if ours:
+                assert got == p.pid
+                assert p.wait(10) == -signal.SIGKILL  # the grace passed: killed
+                assert time.monotonic() - start >= 0.5
+                assert not forward_pid_file(tmp_path).exists()
+            else:
+                assert got is None and p.poll() is None, words  # left alone, and its file
+                assert forward_pid_file(tmp_path).exists()
+        finally:
+            p.kill()
+            p.wait()
+
