@@ -100,7 +100,7 @@ def test_detached_remote_port_forwarded_in_background_and_stop_ends_both(
         assert (folder / "forward.pid").stat().st_mode & 0o777 == 0o600
         assert (folder / "forward.log").stat().st_mode & 0o777 == 0o600
         ps = fab("-H", "gpu1", "ps", cwd=d, env=env)
-        assert f"127.0.0.1:{there}->8000" in ps.stdout, ps.stdout
+        assert f"127.0.0.1:{there}->8000 (here: {here})" in ps.stdout, ps.stdout  # item 17
         again = fab("-H", "gpu1", "forward", rid, cwd=d, env=env)
         assert again.returncode == 0, again.stderr
         assert f"background forwarder (pid {pid}" in again.stderr

@@ -348,3 +348,11 @@ def test_end_forwarder_terms_then_kills_only_a_forwarder_of_that_run(tmp_path: P
             p.kill()
             p.wait()
 
+
+def test_ps_shows_the_port_here_of_a_forwarded_run() -> None:
+    """Review item 17: the laptop port next to the host's, for the ports forwarded here."""
+    from dltasks.runs.forwarder import ports_here
+
+    assert ports_here("127.0.0.1:32782->8000,127.0.0.1:32783->6006", {8000: 8000}) == \
+        "127.0.0.1:32782->8000 (here: 8000),127.0.0.1:32783->6006"
+    assert ports_here("", {8000: 1}) == ""

@@ -135,6 +135,17 @@ def end_forwarder(folder: Path, run_id: str, *, timeout: float = 10) -> int | No
     return found.pid
 
 
+def ports_here(text: str, here: Mapping[int, int]) -> str:
+    """A listing's ports column (``127.0.0.1:32782->8000,...``) with the port on this machine
+    that the forwarder holds for each container port: ``127.0.0.1:32782->8000 (here: 8000)``."""
+    out = []
+    for item in filter(None, text.split(",")):
+        container = item.rsplit("->", 1)[-1]
+        local = here.get(int(container)) if container.isdigit() else None
+        out.append(item + (f" (here: {local})" if local else ""))
+    return ",".join(out)
+
+
 def report_pipe() -> int | None:
     """The pipe this process reports its laptop ports on, when started as a background
     forwarder (taken out of the environment: a child of ours never sees it)."""

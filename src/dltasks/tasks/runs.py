@@ -19,7 +19,9 @@ from dltasks.tasks._common import dlt_task, job_targets, settings_for, target_fo
                                            "this engine, and say whose each is."})
 def ps(c: Any, all: bool = False) -> None:
     """List your runs of this project on the engine (running and finished detached runs)."""
+    from dltasks.runs.forwarder import live_forwarder, ports_here
     from dltasks.runs.listing import find_runs, owner, settle
+    from dltasks.runs.record import run_dir
 
     with target_for(c) as target:
         s = target.settings
@@ -34,7 +36,11 @@ def ps(c: Any, all: bool = False) -> None:
         for r in shown:
             status = r.status + (f" ({r.exit_code})" if r.exit_code is not None else "")
             node = f"{r.node}/{len(r.nodes.split(','))}" if r.node else "-"
-            row = (r.run_id, r.kind, node, status, r.gpus, r.started, r.image, r.ports or "-")
+            ports = r.ports
+            if ports and not whose[r.container_id]:  # its laptop ports, while forwarded here
+                live = live_forwarder(run_dir(s.project_dir, r.run_id), r.run_id)
+                ports = ports_here(ports, live.ports) if live else ports
+            row = (r.run_id, r.kind, node, status, r.gpus, r.started, r.image, ports or "-")
             rows.append(row + ((whose[r.container_id] or "you", r.project) if all else ()))
         hidden = len(every) - len(mine) if not all else 0
         more = (f"; {hidden} more of project {s.project} not yours (other users or folders): "
