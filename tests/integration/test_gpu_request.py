@@ -149,3 +149,19 @@ def test_control_the_shared_engine_still_refuses_the_same_request(
     assert gpu_engine.hook_calls(record["run_id"]) == []
     assert engine.containers.list(ignore_removed=True, all=True,
                                   filters={"label": f"dltasks.run={record['run_id']}"}) == []
+
+
+def test_a_port_on_an_engine_without_a_bridge_is_refused_before_anything_starts(
+        gpu_engine: GpuEngine, base_image: str, project: Path) -> None:
+    # dockerd --bridge=none (this private engine; the borrowed GPU hosts' too) gives a
+    # container on the default network no network at all and ignores its port bindings
+    # without a word: the URL would lead nowhere
+    gpu_project(project, gpu_engine, base_image, "DLT_GPUS=none\n")
+    r = dlt("train", "--port", "8000", "--detach", cwd=project)
+    assert r.returncode == 2, r.stdout + r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert "--port 8000" in line and "has no bridge network" in line and "--bridge=none" in line
+    assert r.stdout == ""
+    assert gpu_engine.client.containers.list(
+        ignore_removed=True, all=True, filters={"label": "dltasks.kind"}) == []
+    assert not (project / "runs").exists()

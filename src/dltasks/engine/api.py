@@ -345,6 +345,15 @@ class Engine:
         except NotFound:
             return None
 
+    def has_network(self, name: str) -> bool:
+        """Whether the engine has network ``name`` (``bridge``: none when dockerd runs with
+        ``--bridge=none``, and then no container port can be published)."""
+        try:
+            self.call("GET", f"/networks/{name}")
+        except NotFound:
+            return False
+        return True
+
     def tag(self, image: str, repo: str, tag: str) -> None:
         self.call("POST", f"/images/{image}/tag", params={"repo": repo, "tag": tag})
 

@@ -150,6 +150,20 @@ def forwarded(target: Target, run_id: str, cid: str,
         yield found
 
 
+def check_publishable(target: Target, ports: Sequence[PortBinding], network: str) -> None:
+    """Refuse, before anything starts, ports the engine could not publish: a container on the
+    default network of an engine without a bridge (``dockerd --bridge=none``) gets no network
+    at all, and the engine ignores its port bindings without a word."""
+    if not ports or network:
+        return
+    if not target.engine.has_network("bridge"):
+        raise DltError(f"--port {ports[0].container}: {target.engine_where} has no bridge "
+                       "network (dockerd runs with --bridge=none), so no container port can "
+                       "be published there; run without --port (`inv exec RUN` reaches a "
+                       "port from inside the container), or start dockerd with a bridge",
+                       code=2)
+
+
 def check_ports_allowed(ports: Sequence[PortBinding], *, nnodes: int, slurm: bool) -> None:
     """``--port`` is for one container on one host: not a job across hosts, not Slurm."""
     if ports and (nnodes > 1 or slurm):

@@ -157,6 +157,7 @@ def launch(target: Target, local: Settings, req: RunRequest, *, detach: bool = F
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as held:
         with nothing_left(plan.run_dir, git):
+            runports.check_publishable(target, plan.spec.ports, plan.spec.network)
             try:
                 login, info = _ready_host(target, plan, image)
             finally:
