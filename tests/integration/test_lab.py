@@ -266,7 +266,8 @@ def test_notebook_detached_answers_with_its_token_runs_a_kernel_and_stop_ends_it
     assert path.startswith("/lab?token="), url  # the image has Jupyter Lab
     token, host_port = _token(path), int(port)
     run_id = re.search(r"started (\S+) on local", p.text).group(1)  # type: ignore[union-attr]
-    assert _answers(f"http://127.0.0.1:{host_port}/api/status?token={token}")[0] == 200
+    # printed once Jupyter answered: the first request finds it up
+    assert _get(f"http://127.0.0.1:{host_port}/api/status?token={token}")[0] == 200
     assert _get(f"http://127.0.0.1:{host_port}/api/status")[0] == 403
     assert _get(f"http://127.0.0.1:{host_port}/api/status?token=wrong{token}")[0] == 403
     assert _kernel_computes(host_port, token, "1+1") == "2"
@@ -504,8 +505,9 @@ def test_fab_notebook_detached_answers_on_the_laptop_and_fab_stop_ends_it_and_th
         assert m, p.text
         token, port = _token(m.group(3)), int(m.group(2))
         run_id = re.search(r"started (\S+) on gpu1", p.text).group(1)  # type: ignore[union-attr]
-        # fab has ended: the background forwarder holds the laptop's port
-        assert _answers(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
+        # fab has ended: the background forwarder holds the laptop's port, and the URL was
+        # printed once Jupyter answered: the first request finds it up
+        assert _get(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
         assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
         assert _kernel_computes(port, token, "1+1") == "2"
         pid_file = d / "runs" / run_id / "forward.pid"

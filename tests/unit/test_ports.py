@@ -356,3 +356,29 @@ def test_ps_shows_the_port_here_of_a_forwarded_run() -> None:
     assert ports_here("127.0.0.1:32782->8000,127.0.0.1:32783->6006", {8000: 8000}) == \
         "127.0.0.1:32782->8000 (here: 8000),127.0.0.1:32783->6006"
     assert ports_here("", {8000: 1}) == ""
+
+
+def test_a_server_answers_only_when_it_sends_something_back() -> None:
+    import socket
+    import threading
+
+    from dltasks.runs.ports import answers
+
+    def serve(sock: socket.socket, reply: bytes) -> None:
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(256)
+            if reply:
+                conn.sendall(reply)
+
+    for reply, expected in ((b"HTTP/1.0 403 Forbidden\r\n\r\n", True), (b"", False)):
+        sock = socket.create_server(("127.0.0.1", 0))
+        t = threading.Thread(target=serve, args=(sock, reply), daemon=True)
+        t.start()
+        assert answers(sock.getsockname()[1]) is expected  # a proxy that closes: no answer
+        t.join(5)
+        sock.close()
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    assert answers(port) is False  # nothing listening

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -141,6 +143,8 @@ def forwarded(target: Target, run_id: str, cid: str,
                 target.forward_port(p.host, wanted.get(p.container, 0))) if forward \
                 else wanted.get(p.container, p.host)
         found = urls_of(bound, local, env)
+        if forward and kind in SERVICES:
+            _until_answering(target, cid, found, kind, stream if say else None)
         if say:
             terminal = _is_terminal(stream)
             by = target.task_command(f"forward {run_id}")
@@ -148,6 +152,44 @@ def forwarded(target: Target, run_id: str, cid: str,
                 print(port_line(kind, run_id, target.name, u, terminal=terminal,
                                 full_url_by=by), file=stream, flush=True)
         yield found
+
+
+#: Kinds of run that serve a web page: their URL is printed once it answers (a click on it
+#: right away would find the server still starting).
+SERVICES = ("notebook", "tensorboard")
+#: How long a service may take to answer before its URL is printed anyway; below the
+#: background forwarder's report deadline (:mod:`dltasks.runs.forwarder`).
+READY_TIMEOUT = 45.0
+
+
+def answers(port: int, timeout: float = 2.0) -> bool:
+    """Whether an HTTP server answers on this machine's ``port`` (any answer counts: a 403
+    without the token is a server that is up). A connection the engine's proxy or our SSH
+    forward accepts but closes at once is no answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(b"HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            return conn.recv(1) != b""
+    except OSError:
+        return False
+
+
+def _until_answering(target: Target, cid: str, urls: Sequence[PortUrl], kind: str,
+                     stream: TextIO | None) -> None:
+    """Wait (at most :data:`READY_TIMEOUT`) until every URL's server answers, while the
+    container runs; one line says what it waits for when it takes more than a moment."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    said = False
+    for u in urls:
+        while not answers(u.local_port):
+            state = (inspect_run(target, cid).get("State") or {})
+            if not state.get("Running") or time.monotonic() > deadline:
+                return  # it ended (its end says why), or it is slow: the URL all the same
+            if not said and stream is not None:
+                print(f"dlt: waiting for the {kind} to answer on port {u.container}...",
+                      file=stream, flush=True)
+                said = True
+            time.sleep(0.5)
 
 
 def check_publishable(target: Target, ports: Sequence[PortBinding], network: str) -> None:
