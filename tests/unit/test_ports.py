@@ -382,3 +382,25 @@ def test_a_server_answers_only_when_it_sends_something_back() -> None:
     port = free.getsockname()[1]
     free.close()
     assert answers(port) is False  # nothing listening
+
+
+def test_a_forward_can_listen_again_on_a_port_it_just_closed() -> None:
+    # Ctrl-C on `forward` with a browser tab open: we close first, the port sits in TIME_WAIT;
+    # `forward RUN --port 8888:8888` right after must get it back (as ssh -L does)
+    import socket
+
+    from dltasks.hosts.remote.portforward import _listen
+
+    first = _listen(0)
+    port = first.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port), timeout=5)
+    conn, _ = first.accept()
+    conn.close()  # our side closes first: TIME_WAIT is ours
+    client.recv(1)
+    client.close()
+    first.close()
+    again = _listen(port)
+    assert again.getsockname()[1] == port
+    with pytest.raises(OSError):  # a port someone listens on stays theirs
+        _listen(port)
+    again.close()

@@ -33,13 +33,16 @@ from dltasks.engine.api import NotFound
 from dltasks.errors import ConnectionLost, DltError
 from dltasks.hosts.shell import local, local_detached
 from dltasks.hosts.target import Target
-from dltasks.runs.ports import forwarded
+from dltasks.runs.ports import READY_TIMEOUT, forwarded
 from dltasks.runs.record import forward_log_file, forward_pid_file, run_dir
 
 #: The environment variable naming the pipe a background forwarder reports its ports on.
 PIPE_ENV = "DLT_FORWARD_PIPE"
-#: How long `train --detach` waits for its background forwarder to listen (an SSH login).
-START_WAIT = 60.0
+#: How long `train --detach` waits for its background forwarder to report: an SSH login (its
+#: connect timeout), then a notebook's or TensorBoard's start (:data:`.ports.READY_TIMEOUT`).
+START_WAIT = 60.0 + READY_TIMEOUT
+#: When the wait is long enough to say what it waits for.
+SAY_AFTER = 3.0
 #: How often a forward looks at whether the run still runs (the engine's inspect).
 POLL = 2.0
 
@@ -239,12 +242,19 @@ def start_forwarder(target: Target, run_id: str, cid: str, kind: str, argv: Sequ
         os.close(write_end)
     data = b""
     deadline = time.monotonic() + wait
+    said = time.monotonic() + SAY_AFTER
     try:
         with os.fdopen(read_end, "rb") as pipe:
             while time.monotonic() < deadline:
-                ready, _, _ = select.select([pipe], [], [],
-                                            max(0.0, deadline - time.monotonic()))
+                ready, _, _ = select.select([pipe], [], [], max(0.0, min(
+                    deadline, said if said else deadline) - time.monotonic()))
                 if not ready:
+                    if said and time.monotonic() >= said:
+                        print(f"dlt: opening the forward of {run_id} to this machine"
+                              f"{' (waiting for the ' + kind + ' to answer)' if kind else ''}"
+                              "...", file=sys.stderr, flush=True)
+                        said = 0.0
+                        continue
                     break
                 chunk = os.read(pipe.fileno(), 4096)
                 if not chunk:

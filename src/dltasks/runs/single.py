@@ -222,7 +222,13 @@ def _run(target: Target, plan: RunPlan, spec: RunSpec, got: gpushare.Claimed, *,
         print(f"dlt: started {plan.run_id} on {target.name}; follow it with `{follow} --follow`, "
               f"stop it with `{stop}`", file=sys.stderr)
         if spec.ports and forwarder is not None:
-            forwarder(plan.run_id, cid)
+            try:
+                forwarder(plan.run_id, cid)
+            except (DltError, OSError) as e:  # the run is started: exit 0, say what is missing
+                why = e.message if isinstance(e, DltError) else str(e)
+                print(f"dlt: warning: the ports of {plan.run_id} are not forwarded to this "
+                      f"machine ({why}); the run goes on: forward them with "
+                      f"`{target.task_command(f'forward {plan.run_id}')}`", file=sys.stderr)
         return 0
     room = localio.reserve(folder)  # the end fits even if output.log fills the disk
     forwards = contextlib.ExitStack()

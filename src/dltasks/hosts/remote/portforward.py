@@ -19,9 +19,15 @@ from typing import Any
 from dltasks.errors import DltError
 from dltasks.hosts.remote.forward import _pump, _quietly_close
 
+#: How long the host may take to open a channel (paramiko's default is an hour).
+CHANNEL_TIMEOUT = 30.0
+
 
 def _listen(port: int) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as OpenSSH's -L does: a port this forward used a moment ago (its connections closed by
+    # us first, in TIME_WAIT) can be taken again at once; a port someone listens on cannot
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", port))
         s.listen(64)
@@ -98,7 +104,7 @@ class PortForward:
     def _serve(self, conn: socket.socket, peer: Any) -> None:
         try:
             chan = self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
-                                               peer)
+                                               peer, timeout=CHANNEL_TIMEOUT)
         except Exception as e:  # noqa: BLE001 - the client sees a closed connection
             self._warn(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {e}")
             conn.close()
