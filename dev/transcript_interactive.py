@@ -30,17 +30,25 @@ from tests.sshd_harness import fresh_lab  # noqa: E402
 TOKEN = re.compile(r"token=[A-Za-z0-9_\-]+")
 
 
-def term(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    """``argv`` with a terminal as stdin/stdout/stderr; what it wrote."""
+def term(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300,
+         typed: tuple[bytes, ...] = ()) -> str:
+    """``argv`` with a terminal as stdin/stdout/stderr; what it wrote. ``typed``: lines
+    typed into it, each once its output has been quiet for a second (a prompt waits)."""
     master, slave = pty.openpty()
     p = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
                          start_new_session=True)
     os.close(slave)
     out = b""
     deadline = time.monotonic() + timeout
+    to_type = list(typed)
+    quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
+        if not ready and to_type and time.monotonic() - quiet_since > 1.0 and len(out) > 0:
+            os.write(master, to_type.pop(0))
+            quiet_since = time.monotonic()
         if ready:
+            quiet_since = time.monotonic()
             try:
                 chunk = os.read(master, 65536)
             except OSError:
@@ -117,6 +125,9 @@ def main() -> int:
         show(f"fab -H gpu1 exec {run} --cmd 'exit 3'; echo \"exit code: $?\"",
              term(["sh", "-c", f"{fab} -H gpu1 exec {run} --cmd 'exit 3'; "
                    "echo \"exit code: $?\""], d, env))
+        show(f"fab -H gpu1 exec {run}     # a shell in the run's container, with a tty",
+             term([fab, "-H", "gpu1", "exec", run], d, env,
+                  typed=(b"ls outputs && nvidia-smi -L || echo no GPU here\r", b"exit\r")))
         show("fab -H gpu1 exec 20261207-0000", term([fab, "-H", "gpu1", "exec", "20261207-0000"],
                                                      d, env))
         for r in (run, nb.group(1) if nb else ""):
