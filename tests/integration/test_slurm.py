@@ -516,11 +516,18 @@ def test_pyxis_job_stopped_and_the_image_as_given(torch_image: str, project: Pat
         "an absolute path or ~/path"), r.stderr
 
 
+def _enroot_containers(engine: Any) -> set[str]:
+    """The containers enroot made on the engine to export an image (enroot.XXXXXXXXXX)."""
+    return {c.name for c in engine.containers.list(ignore_removed=True, all=True)
+            if c.name.startswith("enroot.")}
+
+
 def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
                                                          project: Path, tmp_path: Path,
                                                          slurm_lab: dict[str, str]) -> None:
     images = tmp_path / "images"
     slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE_DIR={images}\n")
+    before = _enroot_containers(engine)  # one an earlier, killed session left is not ours
     with dlt_running(["train", "--slurm"], project, slurm_lab) as p:
         assert p.stderr is not None
         line = p.stderr.readline()
@@ -534,8 +541,7 @@ def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engi
     assert err.strip().splitlines()[-1] == ("dlt: error: interrupted: the pyxis image was not "
                                             "made (nothing of it is left)"), err
     assert visible(images) == []                         # the part is gone
-    assert [c.name for c in engine.containers.list(ignore_removed=True, all=True)
-            if c.name.startswith("enroot.")] == []             # enroot's export container
+    assert _enroot_containers(engine) - before == set()  # enroot's export container
     assert not (project / "runs").exists() or list((project / "runs").iterdir()) == []
 
 
