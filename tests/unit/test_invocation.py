@@ -117,3 +117,14 @@ def test_task_named_only_when_the_command_line_names_it() -> None:
     argv = ["fab", "-H", "a,b", "mine", "--flag", "x"]
     assert task_named(argv, "mine") and not task_named(argv, "sync")
     assert task_named(["fab", "-H", "a,b", "dl.train"], "train")
+
+
+def test_a_core_flags_value_is_never_the_task() -> None:
+    """`fab -H node3.train train`: the host's name ends in .train, yet the task is train."""
+    from dltasks.tasks.invocation import task_named, task_word
+
+    argv = ["fab", "-H", "node3.train", "train", "--port", "8000", "--detach"]
+    assert task_word(argv, "train") == "train"
+    assert task_word(["fab", "-H", "node3.train", "dl.train"], "train") == "dl.train"
+    assert not task_named(["fab", "-H", "node3.train", "ps"], "train")
+    assert not task_named(["dlt", "exec", "RUN", "--", "train"], "train")

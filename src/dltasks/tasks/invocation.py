@@ -94,6 +94,11 @@ def core_flags(argv: Sequence[str]) -> list[tuple[str, str | None]]:
     """The program's own flags in command line ``argv``, each with its value (None: a switch,
     or a value joined to it: ``--hosts=a``, ``-Ha``): those before the first task (what
     follows is the tasks' own: ``train --args "-H 1024"`` is train's)."""
+    return _scan_core(argv)[0]
+
+
+def _scan_core(argv: Sequence[str]) -> tuple[list[tuple[str, str | None]], int]:
+    """:func:`core_flags`, and the index in ``argv`` of the first word after them."""
     out: list[tuple[str, str | None]] = []
     i = 1
     while i < len(argv):
@@ -103,7 +108,14 @@ def core_flags(argv: Sequence[str]) -> list[tuple[str, str | None]]:
         takes = a in _VALUE_FLAGS
         out.append((a, argv[i + 1] if takes and i + 1 < len(argv) else None))
         i += 2 if takes else 1
-    return out
+    return out, i
+
+
+def _after_core(argv: Sequence[str]) -> Sequence[str]:
+    """The words after the program's own flags (a core flag's value, ``-H node3.train``,
+    names a host, never a task), up to ``--`` (what follows is the command's)."""
+    rest = argv[_scan_core(argv)[1]:]
+    return rest[:list(rest).index("--")] if "--" in rest else rest
 
 
 def host_flag_value(flag: str, value: str | None) -> str | None:
@@ -129,14 +141,15 @@ def cli_hosts(argv: Sequence[str]) -> list[str]:
 def task_word(argv: Sequence[str], name: str) -> str:
     """How the command line ``argv`` names task ``name`` (``train``, or ``dlt.train`` under a
     fabfile's namespace); ``name`` itself when it does not."""
-    return next((w for w in argv[1:] if not w.startswith("-")
+    return next((w for w in _after_core(argv) if not w.startswith("-")
                  and (w == name or w.endswith("." + name))), name)
 
 
 def task_named(argv: Sequence[str], name: str) -> bool:
     """Whether task ``name`` is one the command line ``argv`` names (``train``, ``ns.train``),
     as opposed to one a user's own task calls."""
-    return any(w == name or w.endswith("." + name) for w in argv[1:] if not w.startswith("-"))
+    return any(w == name or w.endswith("." + name) for w in _after_core(argv)
+               if not w.startswith("-"))
 
 
 def keep(config: Any, program: ProgramName, argv: Sequence[str]) -> None:
