@@ -106,12 +106,14 @@ def _slurm(runtime: str, container: str | None = "dlt-proj-" + RID) -> RunRecord
 
 
 def test_srun_lines_per_runtime() -> None:
-    docker = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n2", 1, ["nvidia-smi"], tty=False)
-    assert docker == ["srun", "--jobid=42", "--overlap", "--nodes=1", "--ntasks=1",
-                      "--nodelist=n2", "docker", "exec", "-i", "dlt-proj-x-n1", "nvidia-smi"]
-    shell = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n1", 0, [], tty=True)
-    assert shell[6:] == ["--pty", "docker", "exec", "-i", "-t", "dlt-proj-x-n0",
-                         *DEFAULT_SHELL]
+    docker = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n2", 1, ["nvidia-smi"], tty=False,
+                            marker="ab12")
+    assert docker == ["srun", "--jobid=42", "--overlap", "--quit-on-interrupt", "--nodes=1",
+                      "--ntasks=1", "--nodelist=n2", "docker", "exec", "-i",
+                      "-e", f"{MARKER}=ab12", "dlt-proj-x-n1", "nvidia-smi"]
+    shell = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n1", 0, [], tty=True, marker="m")
+    assert shell[7:] == ["--pty", "docker", "exec", "-i", "-t", "-e", f"{MARKER}=m",
+                         "dlt-proj-x-n0", *DEFAULT_SHELL]
     with pytest.raises(DltError, match="pyxis.*unnamed.*`srun --jobid 42 --overlap "
                                        "--nodelist=n1 --container-image=") as e:
         srun_exec_argv(_slurm("pyxis"), "", "n1", 0, ["ls"], tty=False)

@@ -46,6 +46,7 @@ DEFAULT_SHELL = ("sh", "-c", "command -v bash >/dev/null && exec bash || exec sh
 _SIGNAL = ('for p in /proc/[0-9]*; do '
            f'case "$(tr "\\000" "\\n" < "$p/environ" 2>/dev/null)" in *"{MARKER}=$2"*) '
            'kill -s "$1" "${p#/proc/}" 2>/dev/null;; esac; done; true')
+MARKER_KILL = _SIGNAL  # the same program, for an exec that reaches the container otherwise
 
 _HEADER = struct.Struct(">BxxxL")  # stream (1 stdout, 2 stderr), 3 pad bytes, length
 

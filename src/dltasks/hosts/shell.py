@@ -7,10 +7,12 @@ commands that always run on *this* machine (git, rsync) use :func:`local`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +70,6 @@ class Shell:
             raise DltError(f"`{text}` failed on {self.host} (exit {res.code}): {res.tail()}")
         return res
 
-    def interactive(self, cmd: str, *, pty: bool = False) -> int:
-        """Run ``cmd`` wired to this terminal (our stdin in, its output out; a pty on the
-        host when ``pty``); its exit code. For a command the user works in (`exec` on Slurm)."""
-        r = self.c.run(cmd, hide=False, warn=True, pty=pty)
-        return self._code(r.exited)
-
     def _code(self, exited: int) -> int:
         """invoke's exit code as ours: a local child's -N is 128+N. A remote one's -1 is
         SSH's "no status" (paramiko keeps no exit signal): left as it is."""
@@ -112,6 +108,65 @@ class Shell:
         if check and not res.ok:
             raise DltError(f"`sudo {text}` failed on {self.host} (exit {res.code}): {res.tail()}")
         return res
+
+
+class CutShort(Exception):
+    """An attached command (:func:`local_attached`, ``Target.run_attached``) was cut short by
+    Ctrl-C (SIGINT), SIGTERM or SIGHUP; its own side is stopped already. ``signum``: which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`CutShort` in the block, as SIGINT raises
+    KeyboardInterrupt (one that is ignored stays ignored; not the main thread: as they were)."""
+
+    def raise_(signum: int, frame: Any) -> None:
+        raise CutShort(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            continue
+        with contextlib.suppress(ValueError):
+            old[sig] = signal.signal(sig, raise_)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def local_attached(argv: Sequence[str], *, stop_s: float = 10) -> int:
+    """Run a program on this machine with our stdin, stdout and stderr as its own (byte for
+    byte; a terminal stays the user's, so ``srun --pty`` runs it itself); its exit code.
+
+    Ctrl-C reaches it from the terminal through the process group; SIGINT is also sent to it
+    here (a signal sent to us alone), SIGTERM/SIGHUP are passed on; it gets ``stop_s`` to
+    end, then SIGKILL (as does a second Ctrl-C), and :class:`CutShort` is raised."""
+    try:
+        proc = subprocess.Popen(list(argv))
+    except FileNotFoundError:
+        raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
+                       "retry") from None
+    signum = 0
+    with interrupts_raise():
+        try:
+            return shell_exit_code(proc.wait())
+        except KeyboardInterrupt:
+            signum = signal.SIGINT
+        except CutShort as e:
+            signum = e.signum
+        try:
+            proc.send_signal(signum)
+            proc.wait(stop_s)
+        except (KeyboardInterrupt, CutShort, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+    raise CutShort(signum)
 
 
 class Pending:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from dltasks.engine.client import DEFAULT_URL, EngineAddr
 from dltasks.engine.endpoint import Endpoint
 from dltasks.errors import ConnectionLost, DltError
-from dltasks.hosts.shell import CmdResult, Shell, local_start, quote
+from dltasks.hosts.shell import CmdResult, Shell, local_attached, local_start, quote
 from dltasks.settings import Settings
 
 if TYPE_CHECKING:
@@ -230,6 +230,14 @@ class Target(ABC):
         """Start ``argv`` on the host now; call the result for its output."""
 
     @abstractmethod
+    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+        """Run ``argv`` on the host with our stdin, stdout and stderr as its own, byte for byte
+        and as they come (a command the user works in: `exec` on Slurm); its exit code.
+        ``tty``: we have a terminal (remotely: a pty there). Ctrl-C without a terminal,
+        SIGTERM or SIGHUP end it here and raise :class:`~dltasks.hosts.shell.CutShort`:
+        what it started elsewhere (a container's process) is the caller's to end."""
+
+    @abstractmethod
     def prepare(self, must_exist: Sequence[str],
                 make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
         """Who runs on the host, and which of ``must_exist`` are missing there; the folders
@@ -326,6 +334,10 @@ class LocalTarget(Target):
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         pending = local_start(argv)
         return lambda: pending.result()
+
+    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+        # our terminal stays the program's: `srun --pty` makes it raw itself
+        return local_attached(argv, stop_s=self.settings.stop_timeout)
 
     def prepare(self, must_exist: Sequence[str],
                 make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:

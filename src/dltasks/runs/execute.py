@@ -10,16 +10,19 @@ choices (which node, which argv) are pure.
 
 from __future__ import annotations
 
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dltasks.engine.execute import DEFAULT_SHELL, exec_in
+from dltasks.engine.execute import DEFAULT_SHELL, MARKER, MARKER_KILL, exec_in
 from dltasks.errors import DltError
-from dltasks.hosts.shell import quote
+from dltasks.hosts.shell import CutShort, quote
 from dltasks.hosts.target import Target
 from dltasks.runs.listing import RunInfo, ended_at
-from dltasks.runs.record import RunRecord
+from dltasks.runs.record import RunRecord, SlurmInfo
 
 #: The exit code of "nothing to exec into" (a run that ended, a runtime we cannot enter).
 NOTHING = 2
@@ -123,18 +126,32 @@ def node_of_rank(hostnames: Sequence[str], rank: int, job_id: str) -> str:
     return names[rank]
 
 
+#: ``sh -c`` program run in the node's container after an interrupted exec: signal $3 to the
+#: processes marked $1 now (:data:`MARKER_KILL`, given as $0), and SIGKILL those left after
+#: $2 seconds, from the background (this exec carries no marker: it never signals itself).
+_END = ('sh -c "$0" sh "$3" "$1"; '
+        '(sleep "$2"; sh -c "$0" sh KILL "$1") </dev/null >/dev/null 2>&1 &')
+
+
+def _step(slurm: SlurmInfo, node: str) -> list[str]:
+    """``srun`` for one task beside the job's own on ``node`` (one Ctrl-C ends it)."""
+    return ["srun", f"--jobid={slurm.job_id}", "--overlap", "--quit-on-interrupt",
+            "--nodes=1", "--ntasks=1", f"--nodelist={node}"]
+
+
 def srun_exec_argv(record: RunRecord, name: str, node: str, rank: int, argv: Sequence[str],
-                   *, tty: bool) -> list[str]:
-    """The ``srun --overlap`` line that runs ``argv`` in the run's container on ``node``."""
+                   *, tty: bool, marker: str = "") -> list[str]:
+    """The ``srun --overlap`` line that runs ``argv`` in the run's container on ``node``,
+    its processes marked ``marker`` (:data:`MARKER`) so that they can be ended."""
     assert record.slurm is not None
     slurm = record.slurm
     runtime = slurm.runtime or "docker"
     cmd = list(argv) or list(DEFAULT_SHELL)
-    step = ["srun", f"--jobid={slurm.job_id}", "--overlap", "--nodes=1", "--ntasks=1",
-            f"--nodelist={node}"] + (["--pty"] if tty else [])
+    step = _step(slurm, node) + (["--pty"] if tty else [])
     if runtime == "docker":
-        return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), f"{name}-n{rank}",
-                *cmd]
+        env = ["-e", f"{MARKER}={marker}"] if marker else []
+        return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), *env,
+                f"{name}-n{rank}", *cmd]
     if runtime == "pyxis":
         # a named pyxis container outlives its job in enroot's store, so the job's is unnamed
         # and cannot be joined; a fresh one of the same image can sit beside it
@@ -148,6 +165,24 @@ def srun_exec_argv(record: RunRecord, name: str, node: str, rank: int, argv: Seq
                    "apptainer instance to enter; a shell beside it on its node: `srun "
                    f"--jobid {slurm.job_id} --overlap --nodelist={node} --pty bash` (add "
                    "`apptainer shell IMAGE` for a fresh container of its image)", code=NOTHING)
+
+
+def srun_end_argv(record: RunRecord, name: str, node: str, rank: int, marker: str, sig: str,
+                  grace_s: float) -> list[str]:
+    """The ``srun --overlap`` line that ends the processes an interrupted exec left in the
+    run's container on ``node`` (srun ends its own step, not what ``docker exec`` started):
+    ``sig`` now, SIGKILL after ``grace_s`` to what is left."""
+    assert record.slurm is not None
+    return [*_step(record.slurm, node), "docker", "exec", f"{name}-n{rank}", "sh", "-c", _END,
+            MARKER_KILL, marker, str(max(1, math.ceil(grace_s))), sig]
+
+
+def hostnames_command(job_id: str) -> str:
+    """The shell line listing a job's nodes in rank order; nothing when it has none now
+    (``scontrol show hostnames ""`` would list $SLURM_JOB_NODELIST: another job's nodes
+    when we run inside an allocation)."""
+    return (f"n=$(squeue -h -j {quote([job_id])} -o %N) && [ -n \"$n\" ] && "
+            "scontrol show hostnames \"$n\"")
 
 
 def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Sequence[str],
@@ -164,18 +199,32 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
     slurm = record.slurm
     assert slurm is not None
     if record.status != "running":
-        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is "
-                       f"{record.status or 'not running'}, not running: nothing to exec into "
-                       f"yet; `inv logs {record.run_id} --follow` waits for it", code=NOTHING)
+        state = f"{record.status}, not running" if record.status else "not running"
+        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is {state}: nothing "
+                       f"to exec into yet; `inv logs {record.run_id} --follow` waits for it",
+                       code=NOTHING)
     if (slurm.runtime or "docker") != "docker":
         srun_exec_argv(record, "", "NODE", 0, argv, tty=tty)  # raises: what is possible
     rank = 0 if node is None else node
     if node is None and slurm.nodes > 1:
         print(f"dlt: Slurm job {slurm.job_id} has {slurm.nodes} nodes: exec goes into node 0 "
               "(--node K for another)", file=sys.stderr, flush=True)
-    r = target.shell.run(f"scontrol show hostnames \"$(squeue -h -j {quote([slurm.job_id])} "
-                         "-o %N)\"")
+    r = target.shell.run(hostnames_command(slurm.job_id))
     name = slurm_container(record, s.project)
     where = node_of_rank(r.stdout.split() if r.ok else [], rank, slurm.job_id)
-    return target.shell.interactive(quote(srun_exec_argv(record, name, where, rank, argv,
-                                                         tty=tty)), pty=tty)
+    marker = os.urandom(8).hex()
+    try:
+        return target.run_attached(srun_exec_argv(record, name, where, rank, argv, tty=tty,
+                                                  marker=marker), tty=tty)
+    except CutShort as e:
+        # srun ended its step (the docker CLI on the node), not the process that docker
+        # exec started in the container: end that by its marker
+        sig = "INT" if e.signum == signal.SIGINT else "TERM"
+        end = target.shell.run(srun_end_argv(record, name, where, rank, marker, sig,
+                                             s.stop_timeout))
+        if not end.ok:
+            find = (f"{target.task_command('exec')} {record.run_id} --node {rank} -- sh -c "
+                    f"'grep -l {MARKER}={marker} /proc/[0-9]*/environ'")
+            print(f"dlt: could not end the command in {name}-n{rank} on {where} "
+                  f"({end.tail(1)}); its processes: `{find}`", file=sys.stderr, flush=True)
+        return 128 + e.signum

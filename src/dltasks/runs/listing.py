@@ -166,6 +166,10 @@ class Candidate:
         return self.run_id + (f" ({', '.join(bits)})" if bits else "")
 
 
+class NoSuchRun(DltError):
+    """None of your runs is named by a RUN argument (as opposed to several being named)."""
+
+
 def _listed(cands: list[Candidate]) -> str:
     shown = ", ".join(c.describe() for c in cands[:6])
     return shown + (f" and {len(cands) - 6} more" if len(cands) > 6 else "")
@@ -211,9 +215,9 @@ def choose_candidate(run: str, candidates: Iterable[Candidate], where: str) -> C
                        f"{_listed(firsts)}; give more of the id")
     others = [c for c in cands if not c.mine and c.run_id.startswith(run)]
     if others:
-        raise DltError(f"no run of yours on {where} starts with {run!r}; {_listed(others)} "
+        raise NoSuchRun(f"no run of yours on {where} starts with {run!r}; {_listed(others)} "
                        "is not yours: name it by its full id to act on it")
-    raise DltError(f"no run {run!r} on {where}: {_fix(where)}")
+    raise NoSuchRun(f"no run {run!r} on {where}: {_fix(where)}")
 
 
 @dataclass

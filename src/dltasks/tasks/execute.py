@@ -32,7 +32,7 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
     docs/interactive.md, "Editors and the docker CLI"."""
     from dltasks.errors import DltError
     from dltasks.runs.execute import choose_node, exec_engine_run, exec_slurm_run
-    from dltasks.runs.listing import resolve_run
+    from dltasks.runs.listing import NoSuchRun, resolve_run
 
     words = command_after(c)
     if words and cmd:
@@ -44,7 +44,7 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
         argv = _mapped(c, target, ["sh", "-c", cmd] if cmd else words or ())
         try:
             found = resolve_run(target, run)
-        except DltError as e:
+        except NoSuchRun as e:  # not an ambiguous prefix: that line stands as it is
             raise _ended_instead(target, run) or e from None
         if found.record is not None:
             code = exec_slurm_run(target, found.record, rank, argv, tty=tty)
@@ -70,8 +70,9 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
 
 
 def _ended_instead(target: Any, run: str) -> Any:
-    """The "run X ended" line when ``run`` names no container on the engine but one record
-    of this host (its container removed); else None (the lookup's own error stands)."""
+    """The "run X ended" line when ``run`` names no run of yours on the engine but one record
+    of this host (its container removed); else None (the lookup's own error stands). Only
+    for "no such run": several live runs matching a prefix keep their own line."""
     from dltasks.runs.execute import ended_from_records
     from dltasks.runs.listing import find_runs
     from dltasks.runs.record import list_runs

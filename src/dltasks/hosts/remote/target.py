@@ -140,6 +140,11 @@ class RemoteTarget(Target):
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         return in_background(self.shell.run, quote(argv)).result  # an exec channel, in a thread
 
+    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+        from dltasks.hosts.remote.attached import remote_attached
+
+        return remote_attached(self._transport, quote(argv), tty=tty, host=self.name)
+
     def prepare(self, must_exist: Sequence[str],
                 make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
         res = self.run_script(_PREPARE, *must_exist, *(f"mkdir:{d}" for d in make_dirs),
