@@ -230,15 +230,17 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
         torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str]) -> None:
     from tests.integration.test_slurm import containers_of, slurm_project
 
-    slurm_project(project, torch_image, "DDP_SLEEP=300\nEXEC_SEES=slurm-env\n")
+    slurm_project(project, torch_image,
+                  "DDP_SLEEP=300\nEXEC_SEES=slurm-env\nDLT_STOP_TIMEOUT=2\n")
     r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[0]
     try:
         deadline = time.monotonic() + 120
-        while (len([c for c in containers_of(engine, run_id) if c.status == "running"]) < 2
-               and time.monotonic() < deadline):
+        while (len(up := [c for c in containers_of(engine, run_id) if c.status == "running"])
+               < 2 and time.monotonic() < deadline):
             time.sleep(0.5)
+        assert len(up) == 2, f"the job's 2 containers did not start in 120 s: {up}"
         r = dlt("exec", run_id, "--node", "1", "--", "sh", "-c",
                 "tr '\\000' '\\n' < /proc/1/environ | grep ^SLURM_NODEID=; "
                 "echo env=$EXEC_SEES; ls train_ddp.py; exit 6", cwd=project, env=slurm_lab)
@@ -249,6 +251,8 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
                 env=slurm_lab)
         assert r.returncode == 0 and r.stdout.strip() == "0", r.stdout + r.stderr
         assert "has 2 nodes: exec goes into node 0" in r.stderr
+        _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(project, run_id, engine,
+                                                             slurm_lab)
         r = dlt("stop", run_id, cwd=project, env=slurm_lab)
         assert r.returncode == 0, r.stderr
         r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
@@ -258,3 +262,53 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
         dlt("stop", run_id, cwd=project, env=slurm_lab)
         for c in containers_of(engine, run_id):
             c.remove(force=True)
+
+
+def _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(
+        project: Path, run_id: str, engine: Any, slurm_lab: dict[str, str]) -> None:
+    """Through srun: binary output byte for byte, 5 MB of stdin, and one SIGINT (no tty)
+    ending srun and the process docker exec started in node 1's container, not the run."""
+    import hashlib
+
+    from tests.integration.test_slurm import containers_of
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DLT_")}, **slurm_lab}
+    base = [sys.executable, "-m", "dltasks", "exec", run_id, "--node", "1", "--"]
+    [node1] = [c for c in containers_of(engine, run_id) if c.labels["dltasks.node"] == "1"]
+
+    r = subprocess.run([*base, "sh", "-c", "head -c 300000 /dev/urandom | tee /tmp/rand.bin"],
+                       cwd=project, env=env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    kept = node1.exec_run(["cat", "/tmp/rand.bin"]).output
+    assert len(kept) == 300000
+    assert hashlib.sha256(r.stdout).hexdigest() == hashlib.sha256(kept).hexdigest()
+
+    r = subprocess.run([*base, "wc", "-c"], cwd=project, env=env, capture_output=True,
+                       input=b"\0\xff" * 2_500_000, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == [b"5000000"], r.stderr
+
+    def top() -> str:
+        return "\n".join(" ".join(p) for p in node1.top()["Processes"])
+
+    p = subprocess.Popen([*base, "sh", "-c", "echo started; exec sleep 271"], cwd=project,
+                         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        deadline = time.monotonic() + 30
+        while "sleep 271" not in top() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "sleep 271" in top()
+        p.send_signal(signal.SIGINT)         # to dlt alone: it passes it on to srun
+        _, err = p.communicate(timeout=90)
+        assert p.returncode == 130, err
+        deadline = time.monotonic() + 30     # the ending step's SIGINT, else its SIGKILL
+        while "sleep 271" in top() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "sleep 271" not in top(), top()
+        node1.reload()
+        assert node1.status == "running"     # the run goes on
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

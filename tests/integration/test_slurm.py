@@ -334,6 +334,50 @@ def test_submitted_from_a_login_node_over_ssh(torch_image: str, engine: Any, ssh
     assert (there / "container.env").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.ssh
+@pytest.mark.slow
+def test_exec_through_a_login_node_streams_bytes_both_ways(
+        torch_image: str, engine: Any, ssh_lab: Any, remote_project: tuple[Path, str],
+        slurm_lab: dict[str, str]) -> None:
+    """`fab -H gpu1 exec RUN --node 1`: srun on the login node over an exec channel of our
+    SSH connection: binary output byte for byte, 5 MB of stdin to the end."""
+    import hashlib
+
+    from tests.sshd_harness import fab
+
+    d, _ = remote_project
+    shutil.copy(DDP, d / "train_ddp.py")
+    with (d / ".env").open("a") as f:
+        f.write(f"DLT_IMAGE={torch_image}\nDLT_TRAIN_CMD=python3 train_ddp.py\n"
+                "DLT_OUTPUT_DIR=outputs\nGLOO_SOCKET_IFNAME=lo\nDDP_SLEEP=300\n")
+    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", "--detach", cwd=d,
+            env=ssh_lab.env(), timeout=400)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = only_record(d)["run_id"]
+    program = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+    exec_ = [sys.executable, "-c", program, "-H", "gpu1", "exec", run_id, "--node", "1"]
+    try:
+        deadline = time.monotonic() + 120
+        while (len(up := [c for c in containers_of(engine, run_id) if c.status == "running"])
+               < 2 and time.monotonic() < deadline):
+            time.sleep(0.5)
+        assert len(up) == 2, f"the job's 2 containers did not start in 120 s: {up}"
+        [node1] = [c for c in up if c.labels["dltasks.node"] == "1"]
+        got = subprocess.run([*exec_, "--cmd", "head -c 300000 /dev/urandom | tee /tmp/r.bin"],
+                             cwd=d, env=ssh_lab.env(), capture_output=True, timeout=120)
+        assert got.returncode == 0, got.stderr
+        kept = node1.exec_run(["cat", "/tmp/r.bin"]).output
+        assert len(kept) == 300000
+        assert hashlib.sha256(got.stdout).hexdigest() == hashlib.sha256(kept).hexdigest()
+        got = subprocess.run([*exec_, "--cmd", "wc -c; exit 5"], cwd=d, env=ssh_lab.env(),
+                             capture_output=True, input=b"\0\xff" * 2_500_000, timeout=120)
+        assert got.returncode == 5 and got.stdout.split() == [b"5000000"], got.stderr
+    finally:
+        fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env())
+        for c in containers_of(engine, run_id):
+            c.remove(force=True)
+
+
 def client_conf(d: Path, **changes: str) -> dict[str, str]:
     """The lab's slurm.conf with some keys changed, for the client side only (the daemons
     keep theirs): how a login node of another cluster would see it."""
