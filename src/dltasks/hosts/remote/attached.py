@@ -60,7 +60,7 @@ def remote_attached(transport: Any, command: str, *, tty: bool, host: str) -> in
         chan = transport.open_session(timeout=30)
     except Exception as e:  # noqa: BLE001 - paramiko raises its own and socket errors
         raise ConnectionLost(f"lost the SSH connection to {host} ({e}); check the network, "
-                             "then rerun") from None
+                             "then rerun", code=255) from None
     out, err = sys.stdout.buffer, sys.stderr.buffer
     stdin_fd = sys.stdin.fileno()
     old_winch = None
