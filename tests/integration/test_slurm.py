@@ -340,7 +340,8 @@ def test_exec_through_a_login_node_streams_bytes_both_ways(
         torch_image: str, engine: Any, ssh_lab: Any, remote_project: tuple[Path, str],
         slurm_lab: dict[str, str]) -> None:
     """`fab -H gpu1 exec RUN --node 1`: srun on the login node over an exec channel of our
-    SSH connection: binary output byte for byte, 5 MB of stdin to the end."""
+    SSH connection: binary output byte for byte, 5 MB of stdin to the end; one SIGINT (no
+    tty) ends the command in the container, not the run."""
     import hashlib
 
     from tests.sshd_harness import fab
@@ -372,6 +373,31 @@ def test_exec_through_a_login_node_streams_bytes_both_ways(
         got = subprocess.run([*exec_, "--cmd", "wc -c; exit 5"], cwd=d, env=ssh_lab.env(),
                              capture_output=True, input=b"\0\xff" * 2_500_000, timeout=120)
         assert got.returncode == 5 and got.stdout.split() == [b"5000000"], got.stderr
+
+        def top() -> str:
+            return "\n".join(" ".join(p) for p in node1.top()["Processes"])
+
+        p = subprocess.Popen([*exec_, "--cmd", "echo started; exec sleep 272"], cwd=d,
+                             env=ssh_lab.env(), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert p.stdout is not None and p.stdout.readline() == b"started\n"
+            deadline = time.monotonic() + 30
+            while "sleep 272" not in top() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "sleep 272" in top()
+            p.send_signal(signal.SIGINT)   # no tty: the channel closes, the marker kill runs
+            _, err = p.communicate(timeout=90)
+            assert p.returncode == 130, err
+            deadline = time.monotonic() + 30
+            while "sleep 272" in top() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert "sleep 272" not in top(), top()
+            assert "train_ddp.py" in top()   # the run goes on
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     finally:
         fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env())
         for c in containers_of(engine, run_id):
