@@ -253,6 +253,7 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
         assert "has 2 nodes: exec goes into node 0" in r.stderr
         _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(project, run_id, engine,
                                                              slurm_lab)
+        _slurm_exec_with_a_tty_runs_a_shell(project, run_id, slurm_lab)
         r = dlt("stop", run_id, cwd=project, env=slurm_lab)
         assert r.returncode == 0, r.stderr
         r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
@@ -312,3 +313,37 @@ def _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def _slurm_exec_with_a_tty_runs_a_shell(project: Path, run_id: str,
+                                        slurm_lab: dict[str, str]) -> None:
+    """With a terminal: `srun --pty` and `docker exec -t`, a shell with a real tty."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DLT_")}, **slurm_lab}
+    leader, follower = os.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--node", "1"],
+                         cwd=project, env=env, stdin=follower, stdout=follower,
+                         stderr=follower, close_fds=True)
+    os.close(follower)
+    seen, typed = b"", False
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if not typed and seen.rstrip().endswith((b"#", b"$")):   # the shell prompts
+                os.write(leader, b"echo tty-$((40+2)) $(tty); exit 4\n")
+                typed = True
+            if select.select([leader], [], [], 1)[0]:
+                try:
+                    data = os.read(leader, 4096)
+                except OSError:  # the program ended and its output is read
+                    break
+                if not data:
+                    break
+                seen += data
+            elif p.poll() is not None:
+                break
+        assert p.wait(timeout=30) == 4, seen
+    finally:
+        os.close(leader)
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+    assert b"tty-42 /dev/pts/" in seen, seen
