@@ -21,7 +21,7 @@ from dltasks.tasks._common import (
     "node": "A job's node (its rank) to exec into; default 0. Also a Slurm run's node.",
     "cmd": "The command as one string, run by sh -c: the way to give it with fab, which "
            "takes no words after -- with a task.",
-    "no-stdin": "The command reads /dev/null, not dlt's stdin (like ssh -n): for exec in a "
+    "no_stdin": "The command reads /dev/null, not dlt's stdin (like ssh -n): for exec in a "
                 "loop reading a file; no tty then.",
 })
 def exec(c: Any, run: str, node: int = -1, cmd: str = "", no_stdin: bool = False) -> None:
