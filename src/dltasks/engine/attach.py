@@ -4,7 +4,9 @@ attach) and `exec` (an exec's start), over a hijacked engine connection.
 * stdin -> the connection runs in its own (daemon) thread, and the connection -> our stdout
   in the caller's thread: a process whose output is larger than its input (`gunzip -c`,
   `od`) blocks writing while we would be blocked sending it input, if one thread did both.
-  Our EOF half-closes the connection's write side, so the process sees its stdin end.
+  Our EOF half-closes the connection's write side, so the process sees its stdin end;
+  with a tty the engine would then cut the output off (its attach closes stdout at stdin's
+  end), so there our EOF is the terminal's: Ctrl-D (EOT), as a person would type it.
 * A missing or closed stdin (``sys.stdin`` None: `<&-`, cron) reads as /dev/null, as does
   one we are told not to read (`exec --no-stdin`, like `ssh -n`).
 * With a terminal, it goes raw for the pump, and is ALWAYS restored: the restore runs with
@@ -121,15 +123,19 @@ def to_stdout(data: bytes) -> None:
     out.flush()
 
 
+#: Our EOF to a process with a tty: the terminal's end-of-input character (Ctrl-D).
+EOT = b"\x04"
+
+
 def pump(sock: socket.socket, first: bytes, stdin_fd: int,
-         write: Callable[[bytes], None]) -> None:
-    """Copy ``stdin_fd`` to ``sock`` in a daemon thread (half-closing it at our EOF) and
-    ``first`` then ``sock`` to ``write`` here, until the engine closes the stream (the
-    process ended). The input thread is told to stop when the stream ends, so it takes no
-    more of our stdin than it has already read."""
+         write: Callable[[bytes], None], *, tty: bool = False) -> None:
+    """Copy ``stdin_fd`` to ``sock`` in a daemon thread (half-closing it at our EOF, or
+    with a ``tty`` sending :data:`EOT`) and ``first`` then ``sock`` to ``write`` here, until
+    the engine closes the stream (the process ended). The input thread is told to stop when
+    the stream ends, so it takes no more of our stdin than it has already read."""
     sock.settimeout(None)
     stop_r, stop_w = os.pipe()
-    feeder = threading.Thread(target=_feed, args=(stdin_fd, sock, stop_r), daemon=True,
+    feeder = threading.Thread(target=_feed, args=(stdin_fd, sock, stop_r, tty), daemon=True,
                               name="dlt-stdin")
     feeder.start()
     try:
@@ -147,8 +153,9 @@ def pump(sock: socket.socket, first: bytes, stdin_fd: int,
         # stop_r is closed by the feeder: it may still be selecting on it
 
 
-def _feed(stdin_fd: int, sock: socket.socket, stop_r: int) -> None:
-    """Our input to the process until our EOF (then half-close) or the stream's end."""
+def _feed(stdin_fd: int, sock: socket.socket, stop_r: int, tty: bool) -> None:
+    """Our input to the process until our EOF (then half-close, or EOT to a tty) or the
+    stream's end."""
     try:
         while True:
             ready, _, _ = select.select([stdin_fd, stop_r], [], [])
@@ -156,7 +163,10 @@ def _feed(stdin_fd: int, sock: socket.socket, stop_r: int) -> None:
                 return
             data = os.read(stdin_fd, _CHUNK)
             if not data:
-                sock.shutdown(socket.SHUT_WR)
+                if tty:
+                    sock.sendall(EOT)
+                else:
+                    sock.shutdown(socket.SHUT_WR)
                 return
             sock.sendall(data)
     except (OSError, ValueError):

@@ -268,4 +268,4 @@ def _attached_tty(engine: Engine, eid: str, conn: Stream, stdin_fd: int) -> None
         engine.exec_resize(eid, height=lines, width=columns)
 
     with attach.following_resizes(resize), attach.raw_terminal(stdin_fd):
-        attach.pump(conn.sock, conn.take_buffered(), stdin_fd, attach.to_stdout)
+        attach.pump(conn.sock, conn.take_buffered(), stdin_fd, attach.to_stdout, tty=True)

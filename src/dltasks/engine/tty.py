@@ -35,6 +35,7 @@ def run_interactive(target: Target, spec: RunSpec, *, stop_timeout: int,
         follow = (attach.following_resizes(resize) if os.isatty(stdin_fd)
                   else contextlib.nullcontext())
         with follow, attach.raw_terminal(stdin_fd):
-            attach.pump(run.stream.sock, run.stream.take_buffered(), stdin_fd, attach.to_stdout)
+            attach.pump(run.stream.sock, run.stream.take_buffered(), stdin_fd, attach.to_stdout,
+                        tty=True)
         run.code = runner.wait_exit_code(target, run.cid)
     return runner.INTERRUPTED if run.code is None else run.code
