@@ -203,12 +203,10 @@ def test_fab_exec_into_a_remote_run_and_fabric_runs_nothing_on_the_host(
         # and output larger than the input does not stall the forward
         fab_line = (f"{sys.executable} -c \"import sys; from fabric.main import program; "
                     f"sys.argv[0] = 'fab'; program.run()\" -H gpu1 exec {run_id} --cmd")
-        r = subprocess.run(["sh", "-c", f"printf 'a\\nb\\n' | {fab_line} 'wc -l'"], cwd=d,
-                           env=ssh_lab.env(), capture_output=True, text=True, timeout=120)
+        r = _piped(d, f"printf 'a\\nb\\n' | {fab_line} 'wc -l'", 120, ssh_lab.env())
         assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
-        r = subprocess.run(["sh", "-c", f"head -c 2000000 /dev/zero | {fab_line} 'od -v' | "
-                                        "wc -l"], cwd=d, env=ssh_lab.env(),
-                           capture_output=True, text=True, timeout=180)
+        r = _piped(d, f"head -c 2000000 /dev/zero | {fab_line} 'od -v' | wc -l", 180,
+                   ssh_lab.env())
         assert r.returncode == 0 and int(r.stdout) == 2000000 // 16 + 1, r.stderr
         [c] = _containers(engine, run_id)
         assert c.labels["dltasks.host"] == "gpu1" and c.status == "running"
@@ -290,11 +288,19 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
             c.remove(force=True)
 
 
-def _piped(d: Path, line: str, timeout: float) -> subprocess.CompletedProcess[str]:
+def _piped(d: Path, line: str, timeout: float,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """A shell pipeline around `dlt exec` (DLT is python -m dltasks), bounded."""
     cmd = line.replace("DLT", f"{sys.executable} -m dltasks")
-    return subprocess.run(["sh", "-c", cmd], cwd=d, env=_dlt_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    p = subprocess.Popen(["sh", "-c", cmd], cwd=d, env=env or _dlt_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang: end the whole pipeline, dlt included
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
 def test_stdin_reaches_the_command_and_its_end_is_passed_on(running: tuple[Path, str]) -> None:
