@@ -388,3 +388,29 @@ def test_a_paused_run_says_so_not_that_it_ended(running: tuple[Path, str], engin
         assert f"run {run_id} is paused: nothing to exec into now" in r.stderr, r.stderr
     finally:
         c.unpause()
+
+
+def test_a_second_ctrl_c_kills_at_once(running: tuple[Path, str], engine: Any) -> None:
+    """Processes ignoring SIGINT, a grace period of 120 s: the second Ctrl-C KILLs them
+    then, rather than cutting the cleanup short (which left them running)."""
+    d, run_id = running
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--", "sh", "-c",
+                          "trap '' INT; echo started; sleep 203"], cwd=d,
+                         env={**_dlt_env(), "DLT_STOP_TIMEOUT": "120"},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert p.stderr is not None
+        _wait_for(lambda: "sleep 203" in _processes(engine, run_id), "sleep 203 started")
+        p.send_signal(signal.SIGINT)
+        line = p.stderr.readline()
+        assert line.startswith(b"dlt: ending the command (2 processes; up to 120s"), line
+        started = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+        assert time.monotonic() - started < 30
+        assert "sleep 203" not in _processes(engine, run_id)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        p.communicate()

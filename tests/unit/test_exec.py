@@ -256,3 +256,31 @@ def test_the_marker_signal_ends_every_marked_process_and_says_how_many() -> None
         for p in (polite, stubborn, bystander):
             p.kill()
             p.wait()
+
+
+def test_our_end_of_input_is_ctrl_d_to_a_tty_and_a_half_close_otherwise() -> None:
+    """The engine cuts a tty's output at stdin's end: a tty gets EOT, as typed, instead."""
+    import os
+    import socket
+    import threading
+
+    from dltasks.engine.attach import EOT, pump
+
+    for tty, expected in ((True, EOT), (False, b"")):
+        ours, theirs = socket.socketpair()
+        null = os.open(os.devnull, os.O_RDONLY)
+        got: list[bytes] = []
+
+        def process(theirs: socket.socket = theirs, got: list[bytes] = got) -> None:
+            got.append(theirs.recv(10))     # EOT, or b"" (our half-close)
+            theirs.sendall(b"bye")
+            theirs.close()
+
+        t = threading.Thread(target=process, daemon=True)
+        t.start()
+        out: list[bytes] = []
+        pump(ours, b"", null, out.append, tty=tty)
+        t.join(10)
+        assert got == [expected] and b"".join(out) == b"bye"
+        os.close(null)
+        ours.close()
