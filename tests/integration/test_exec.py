@@ -36,6 +36,25 @@ def _processes(engine: Any, run_id: str) -> str:
     return "\n".join(" ".join(p) for p in c.top()["Processes"])
 
 
+def _wait_for(cond: Any, what: str, timeout: float = 30) -> None:
+    """Until ``cond()`` holds (bounded): processes fork a moment after their output."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        time.sleep(0.1)
+
+
+def _dlt_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+
+
+def _exec(d: Path, run_id: str, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
+    """`dlt exec RUN ARGS` in the background, its stdout a pipe."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, *args], cwd=d,
+                            env=_dlt_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
 @pytest.fixture
 def running(project: Path, base_image: str, engine: Any) -> Iterator[tuple[Path, str]]:
     """A detached run of `sleep 300` (its files and a .env variable); removed afterwards."""
@@ -81,7 +100,7 @@ def test_ctrl_c_without_a_tty_ends_the_command_and_nothing_else(
                          stderr=subprocess.PIPE)
     assert p.stdout is not None
     assert p.stdout.readline() == b"started\n"
-    assert "sleep 123" in _processes(engine, run_id)
+    _wait_for(lambda: "sleep 123" in _processes(engine, run_id), "sleep 123 forked")
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
@@ -180,6 +199,15 @@ def test_fab_exec_into_a_remote_run_and_fabric_runs_nothing_on_the_host(
         assert r.returncode == 5, r.stderr
         assert r.stdout.splitlines() == ["synced", "env=remote-env", "synced"], r.stdout
         assert not marker.exists()
+        # stdin over SSH: its end reaches the command (the half-close crosses the channel),
+        # and output larger than the input does not stall the forward
+        fab_line = (f"{sys.executable} -c \"import sys; from fabric.main import program; "
+                    f"sys.argv[0] = 'fab'; program.run()\" -H gpu1 exec {run_id} --cmd")
+        r = _piped(d, f"printf 'a\\nb\\n' | {fab_line} 'wc -l'", 120, ssh_lab.env())
+        assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
+        r = _piped(d, f"head -c 2000000 /dev/zero | {fab_line} 'od -v' | wc -l", 180,
+                   ssh_lab.env())
+        assert r.returncode == 0 and int(r.stdout) == 2000000 // 16 + 1, r.stderr
         [c] = _containers(engine, run_id)
         assert c.labels["dltasks.host"] == "gpu1" and c.status == "running"
         r = fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env())
@@ -347,3 +375,131 @@ def _slurm_exec_with_a_tty_runs_a_shell(project: Path, run_id: str,
         with contextlib.suppress(ProcessLookupError):
             p.kill()
     assert b"tty-42 /dev/pts/" in seen, seen
+
+
+def _piped(d: Path, line: str, timeout: float,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """A shell pipeline around `dlt exec` (DLT is python -m dltasks), bounded."""
+    cmd = line.replace("DLT", f"{sys.executable} -m dltasks")
+    p = subprocess.Popen(["sh", "-c", cmd], cwd=d, env=env or _dlt_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # a hang: end the whole pipeline, dlt included
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def test_stdin_reaches_the_command_and_its_end_is_passed_on(running: tuple[Path, str]) -> None:
+    d, run_id = running
+    r = _piped(d, f"printf 'a\\nb\\n' | DLT exec {run_id} -- wc -l", 60)
+    assert (r.returncode, r.stdout.strip()) == (0, "2"), r.stderr
+    # a closed stdin (`<&-`, cron) reads as /dev/null, not an "unexpected" error
+    r = _piped(d, f"DLT exec {run_id} -- wc -l <&-", 60)
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, "0", ""), r.stderr
+    # --no-stdin (like ssh -n): a loop reading a file keeps the rest of it
+    r = _piped(d, f"printf 'x\\ny\\n' | {{ DLT exec {run_id} --no-stdin -- wc -l; cat; }}", 60)
+    assert r.returncode == 0 and r.stdout.split() == ["0", "x", "y"], r.stdout + r.stderr
+
+
+def test_output_larger_than_input_never_stalls(running: tuple[Path, str]) -> None:
+    """od writes ~3.5x what it reads: with one thread sending stdin and reading the output,
+    both sides waited on each other for ever after ~300 KB."""
+    d, run_id = running
+    r = _piped(d, f"head -c 5000000 /dev/zero | DLT exec {run_id} -- od -v | wc -l", 120)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == 5000000 // 16 + 1          # a line per 16 bytes, then the offset
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_ends_the_command_and_puts_the_terminal_back(
+        running: tuple[Path, str], engine: Any, sig: signal.Signals) -> None:
+    import termios
+
+    d, run_id = running
+    leader, follower = os.openpty()
+    before = termios.tcgetattr(follower)
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--", "sleep",
+                          "124"], cwd=d, env=_dlt_env(), stdin=follower, stdout=follower,
+                         stderr=follower, close_fds=True)
+    try:
+        _wait_for(lambda: "sleep 124" in _processes(engine, run_id), "sleep 124 started")
+        assert termios.tcgetattr(follower) != before             # raw while attached
+        p.send_signal(sig)
+        assert p.wait(timeout=60) == 128 + sig
+        assert termios.tcgetattr(follower) == before             # put back
+        assert "sleep 124" not in _processes(engine, run_id)      # the command was ended
+        assert "sleep 300" in _processes(engine, run_id)          # the run was not
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        os.close(leader)
+        os.close(follower)
+
+
+def test_ctrl_c_ends_a_background_job_ignoring_it_and_not_another_exec(
+        running: tuple[Path, str], engine: Any) -> None:
+    """A background job of `sh -c` ignores SIGINT: it is KILLed after the grace period. A
+    second exec into the same run keeps its processes."""
+    d, run_id = running
+    other = _exec(d, run_id, "--", "sh", "-c", "echo started; exec sleep 302")
+    p = _exec(d, run_id, "--", "sh", "-c", "sleep 201 & echo started; sleep 202; wait")
+    try:
+        for q in (p, other):
+            assert q.stdout is not None and q.stdout.readline() == b"started\n"
+        _wait_for(lambda: all(f"sleep {n}" in _processes(engine, run_id)
+                              for n in (201, 202, 302)), "the sleeps started")
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 130, err
+        assert b"dlt: ending the command (" in err and b"Ctrl-C again kills" in err, err
+        left = _processes(engine, run_id)
+        assert "sleep 201" not in left and "sleep 202" not in left, left
+        assert "sleep 302" in left and "sleep 300" in left, left
+        assert other.poll() is None
+    finally:
+        for q in (p, other):
+            with contextlib.suppress(ProcessLookupError):
+                q.send_signal(signal.SIGINT)
+        other.communicate(timeout=60)
+    assert "sleep 302" not in _processes(engine, run_id)
+
+
+def test_a_paused_run_says_so_not_that_it_ended(running: tuple[Path, str], engine: Any) -> None:
+    d, run_id = running
+    [c] = _containers(engine, run_id)
+    c.pause()
+    try:
+        r = dlt("exec", run_id, "--", "true", cwd=d)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"run {run_id} is paused: nothing to exec into now" in r.stderr, r.stderr
+    finally:
+        c.unpause()
+
+
+def test_a_second_ctrl_c_kills_at_once(running: tuple[Path, str], engine: Any) -> None:
+    """Processes ignoring SIGINT, a grace period of 120 s: the second Ctrl-C KILLs them
+    then, rather than cutting the cleanup short (which left them running)."""
+    d, run_id = running
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--", "sh", "-c",
+                          "trap '' INT; echo started; sleep 203"], cwd=d,
+                         env={**_dlt_env(), "DLT_STOP_TIMEOUT": "120"},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == b"started\n"
+        assert p.stderr is not None
+        _wait_for(lambda: "sleep 203" in _processes(engine, run_id), "sleep 203 started")
+        p.send_signal(signal.SIGINT)
+        line = p.stderr.readline()
+        assert line.startswith(b"dlt: ending the command (2 processes; up to 120s"), line
+        started = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=60) == 130
+        assert time.monotonic() - started < 30
+        assert "sleep 203" not in _processes(engine, run_id)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            p.kill()
+        p.communicate()

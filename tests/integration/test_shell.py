@@ -55,3 +55,18 @@ def test_shell_is_interactive_with_mounts_user_and_exit_code(project: Path, base
     left = engine.containers.list(  # type: ignore[attr-defined]
             ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
     assert left == []
+
+
+def test_shell_reads_piped_stdin_through_the_same_pump(project: Path, base_image: str,
+                                                       engine: object) -> None:
+    """No terminal: the piped lines reach the container's shell (its tty), their end too."""
+    name = f"shp{os.getpid()}"
+    (project / ".env").write_text(f"DLT_PROJECT={name}\nDLT_IMAGE={base_image}\nDLT_GPUS=none\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
+    r = subprocess.run([sys.executable, "-m", "dltasks", "shell"], cwd=project, env=env,
+                       input=b"echo hi-$((40+2))\nexit 3\n", capture_output=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert b"hi-42" in r.stdout, r.stdout
+    left = engine.containers.list(  # type: ignore[attr-defined]
+            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
+    assert left == []

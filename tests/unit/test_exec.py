@@ -141,3 +141,148 @@ def test_the_slurm_container_name_is_kept_and_old_records_still_read() -> None:
     assert read.slurm is not None and read.slurm.container is None
     assert "container" not in read.to_json()["slurm"]      # written back as it was
     assert slurm_container(read, "proj") == f"dlt-proj-{RID}"   # what the script named it
+
+
+# -- the pump, the marker kill (real sockets, pipes and processes of this machine) ---------
+
+
+def test_the_pump_never_stalls_when_the_output_outgrows_the_input() -> None:
+    """A process writing 4x what it reads (gunzip): one thread sending input and reading
+    output stalled after ~300 KB; the input has its own thread now."""
+    import os
+    import socket
+    import threading
+
+    from dltasks.engine.attach import pump
+
+    ours, theirs = socket.socketpair()
+    size = 3_000_000
+
+    def process() -> None:  # reads a chunk, writes it 4 times, until its stdin ends
+        while data := theirs.recv(65536):
+            theirs.sendall(data * 4)
+        theirs.shutdown(socket.SHUT_WR)
+
+    def feed(fd: int) -> None:
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"z" * size)
+
+    r, w = os.pipe()
+    got = [0]
+    threads = [threading.Thread(target=process, daemon=True),
+               threading.Thread(target=feed, args=(w,), daemon=True)]
+    for t in threads:
+        t.start()
+    done = threading.Event()
+
+    def run() -> None:
+        pump(ours, b"hi", r, lambda data: got.__setitem__(0, got[0] + len(data)))
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(60), f"stalled after {got[0]} bytes"
+    assert got[0] == 2 + 4 * size
+    os.close(r)
+    ours.close()
+    theirs.close()
+
+
+def test_a_missing_stdin_or_no_stdin_reads_as_dev_null(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import sys
+
+    from dltasks.engine.attach import input_fd, is_terminal
+
+    monkeypatch.setattr(sys, "stdin", None)   # what Python gives for `<&-` (fd 0 closed)
+    with input_fd() as fd:
+        assert os.read(fd, 10) == b"" and os.path.samestat(os.fstat(fd), os.stat(os.devnull))
+    assert is_terminal() is False
+    with input_fd(use_stdin=False) as fd:
+        assert os.path.samestat(os.fstat(fd), os.stat(os.devnull))
+    assert is_terminal(use_stdin=False) is False
+
+
+def test_the_terminal_is_put_back_however_the_raw_part_ends() -> None:
+    import os
+    import termios
+
+    from dltasks.engine.attach import raw_terminal
+
+    leader, follower = os.openpty()
+    try:
+        before = termios.tcgetattr(follower)
+        with pytest.raises(KeyboardInterrupt), raw_terminal(follower):
+            assert termios.tcgetattr(follower) != before     # raw meanwhile
+            raise KeyboardInterrupt
+        assert termios.tcgetattr(follower) == before
+    finally:
+        os.close(leader)
+        os.close(follower)
+
+
+def test_the_marker_signal_ends_every_marked_process_and_says_how_many() -> None:
+    """_SIGNAL run here against this machine's /proc: children carrying the marker (one
+    ignoring SIGINT, as a background job of `sh -c` does), another exec's marker untouched."""
+    import os
+    import subprocess
+    import time
+
+    from dltasks.engine.execute import _SIGNAL
+
+    def spawn(marker: str, script: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sh", "-c", script], env={**os.environ, MARKER: marker})
+
+    def signal(sig: str, marker: str) -> int:
+        r = subprocess.run(["sh", "-c", _SIGNAL, "sh", sig, marker], capture_output=True,
+                           check=True, timeout=30)
+        return int(r.stdout.split()[-1])
+
+    mine, other = os.urandom(8).hex(), os.urandom(8).hex()
+    polite = spawn(mine, "exec sleep 60")
+    stubborn = spawn(mine, "trap '' INT; exec sleep 60")
+    bystander = spawn(other, "exec sleep 60")
+    try:
+        deadline = time.monotonic() + 10
+        while signal("0", mine) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert signal("0", mine) == 2 and signal("0", other) == 1
+        assert signal("INT", mine) == 2
+        assert polite.wait(timeout=10) == -2
+        time.sleep(0.2)                    # the one ignoring SIGINT: still there
+        assert stubborn.poll() is None and signal("0", mine) == 1
+        assert signal("KILL", mine) == 1
+        assert stubborn.wait(timeout=10) == -9
+        assert signal("0", mine) == 0
+        assert bystander.poll() is None and signal("0", other) == 1
+    finally:
+        for p in (polite, stubborn, bystander):
+            p.kill()
+            p.wait()
+
+
+def test_our_end_of_input_is_ctrl_d_to_a_tty_and_a_half_close_otherwise() -> None:
+    """The engine cuts a tty's output at stdin's end: a tty gets EOT, as typed, instead."""
+    import os
+    import socket
+    import threading
+
+    from dltasks.engine.attach import EOT, pump
+
+    for tty, expected in ((True, EOT), (False, b"")):
+        ours, theirs = socket.socketpair()
+        null = os.open(os.devnull, os.O_RDONLY)
+        got: list[bytes] = []
+
+        def process(theirs: socket.socket = theirs, got: list[bytes] = got) -> None:
+            got.append(theirs.recv(10))     # EOT, or b"" (our half-close)
+            theirs.sendall(b"bye")
+            theirs.close()
+
+        t = threading.Thread(target=process, daemon=True)
+        t.start()
+        out: list[bytes] = []
+        pump(ours, b"", null, out.append, tty=tty)
+        t.join(10)
+        assert got == [expected] and b"".join(out) == b"bye"
+        os.close(null)
+        ours.close()

@@ -9,4 +9,7 @@
 - :mod:`~dltasks.engine.spec`: :class:`RunSpec`, one container run as plain data, and its labels.
 - :mod:`~dltasks.engine.lifecycle`: create, start, stream, wait and ALWAYS clean up;
   :mod:`~dltasks.engine.tty`: an interactive terminal in a container.
+- :mod:`~dltasks.engine.execute`: a command in a running container (`exec`);
+  :mod:`~dltasks.engine.attach`: the pump both `shell` and `exec` use (our stdin in its own
+  thread, the terminal raw and always put back).
 """

@@ -17,7 +17,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dltasks.engine.execute import DEFAULT_SHELL, MARKER, MARKER_KILL, exec_in
+from dltasks.engine.api import EngineError
+from dltasks.engine.execute import DEFAULT_SHELL, GONE, MARKER, MARKER_KILL, exec_in
 from dltasks.errors import DltError
 from dltasks.hosts.shell import CutShort, quote
 from dltasks.hosts.target import Target
@@ -92,14 +93,34 @@ def node_container(runs: Sequence[RunInfo], run_id: str, rank: int, host: str,
 
 
 def exec_engine_run(target: Target, info: RunInfo, argv: Sequence[str], *, tty: bool,
-                    user: str = "") -> int:
-    """``argv`` (empty: a shell) in the engine run ``info``, which must still be running;
-    ``user``: who runs it instead of the run's user."""
+                    use_stdin: bool = True) -> int:
+    """``argv`` (empty: a shell) in the engine run ``info``, which must still be running; a
+    run that ends before or while we get in (the engine's 404/409) says so in one line.
+    ``use_stdin`` off: the command reads /dev/null."""
     if info.status != "running":
+        raise _not_running(target, info)
+    try:
+        return exec_in(target.engine, info.container_id, list(argv) or list(DEFAULT_SHELL),
+                       tty=tty, grace_s=target.settings.stop_timeout, use_stdin=use_stdin)
+    except EngineError as e:
+        if e.status not in GONE:
+            raise
+        raise _not_running(target, info) from None
+
+
+def _not_running(target: Target, info: RunInfo) -> DltError:
+    """The one line for a run's container that is not running: paused or not started yet
+    (it may run again), else ended (gone: what the listing knew)."""
+    try:
         state = target.engine.inspect_container(info.container_id).get("State") or {}
-        raise ended_error(info.run_id, state.get("ExitCode", info.exit_code), ended_at(state))
-    return exec_in(target.engine, info.container_id, list(argv) or list(DEFAULT_SHELL),
-                   tty=tty, grace_s=target.settings.stop_timeout, user=user)
+    except EngineError:
+        state = {}
+    status = state.get("Status", info.status if state else "exited")
+    if status in ("paused", "created", "restarting"):
+        what = "paused" if status == "paused" else "not running yet (" + status + ")"
+        return DltError(f"run {info.run_id} is {what}: nothing to exec into now; "
+                        f"`inv ps` shows its state", code=NOTHING)
+    return ended_error(info.run_id, state.get("ExitCode", info.exit_code), ended_at(state))
 
 
 # -- Slurm ---------------------------------------------------------------------------------

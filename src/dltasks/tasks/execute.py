@@ -21,15 +21,18 @@ from dltasks.tasks._common import (
     "node": "A job's node (its rank) to exec into; default 0. Also a Slurm run's node.",
     "cmd": "The command as one string, run by sh -c: the way to give it with fab, which "
            "takes no words after -- with a task.",
+    "no_stdin": "The command reads /dev/null, not dlt's stdin (like ssh -n): for exec in a "
+                "loop reading a file; no tty then.",
 })
-def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
+def exec(c: Any, run: str, node: int = -1, cmd: str = "", no_stdin: bool = False) -> None:
     """Run a command (default: an interactive shell) inside a RUNNING run's container, as the
     run's user, in its working folder, with its environment; its exit code is dlt's:
     `exec RUN -- nvidia-smi` (with fab: `fab -H gpu1 exec RUN --cmd 'nvidia-smi'`). A tty
     when dlt has one (Ctrl-C goes to the command); without, Ctrl-C ends the command, never
-    the run. RUN: its id, or the start of one of your runs' ids; never another user's
-    run. VS Code (Attach to Running Container): see
+    the run (a second Ctrl-C kills it). RUN: its id, or the start of one of your runs' ids;
+    never another user's run. VS Code (Attach to Running Container): see
     docs/interactive.md, "Editors and the docker CLI"."""
+    from dltasks.engine.attach import is_terminal
     from dltasks.errors import DltError
     from dltasks.runs.execute import choose_node, exec_engine_run, exec_slurm_run
     from dltasks.runs.listing import NoSuchRun, resolve_run
@@ -38,7 +41,8 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
     if words and cmd:
         raise DltError("exec takes its command once: after -- or as --cmd '...', not both",
                        code=2)
-    tty = sys.stdin.isatty() and sys.stdout.isatty()
+    use_stdin = not no_stdin
+    tty = is_terminal(use_stdin)
     rank = None if node < 0 else node
     with target_for(c) as target:
         argv = _mapped(c, target, ["sh", "-c", cmd] if cmd else words or ())
@@ -50,7 +54,6 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
             code = exec_slurm_run(target, found.record, rank, argv, tty=tty)
         else:
             rid = found.candidate.run_id
-            user = ""
             if not found.candidate.mine:
                 # its container holds the other user's environment (their tokens, keys) and
                 # files: stop may end another's run by its full id, exec never enters one
@@ -61,10 +64,11 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "") -> None:
             if choice.note:
                 print(choice.note, file=sys.stderr, flush=True)
             if choice.rank is None:
-                code = exec_engine_run(target, found.runs[0], argv, tty=tty, user=user)
+                code = exec_engine_run(target, found.runs[0], argv, tty=tty,
+                                       use_stdin=use_stdin)
             else:
                 code = _exec_node(c, target, found.runs, choice.rank, choice.host, argv,
-                                  tty=tty, user=user)
+                                  tty=tty, use_stdin=use_stdin)
     if code:
         raise Exit(code=code)
 
@@ -87,22 +91,21 @@ def _ended_instead(target: Any, run: str) -> Any:
 
 
 def _exec_node(c: Any, target: Any, runs: Sequence[Any], rank: int, host: str,
-               argv: Sequence[str], *, tty: bool, user: str) -> int:
+               argv: Sequence[str], *, tty: bool, use_stdin: bool) -> int:
     """Node ``rank`` of a job: on its own host's engine (this target's when it is that host,
     or the job is on this machine alone), else through that host's target."""
-    from dltasks.hosts.target import ssh_host_of
     from dltasks.runs.execute import exec_engine_run, node_container
     from dltasks.runs.listing import find_runs
 
     first = next(r for r in runs if r.node)
     rid = first.run_id
-    if host == target.name or (ssh_host_of(c) is None and host == "local"):
+    if host == target.name:  # this machine's target is named "local", as its jobs' nodes
         info = node_container(runs, rid, rank, host, first.record)
-        return exec_engine_run(target, info, argv, tty=tty, user=user)
+        return exec_engine_run(target, info, argv, tty=tty, use_stdin=use_stdin)
     with job_targets(c, [host]) as [there]:
         there_runs = find_runs(there, project=there.settings.project, run_id=rid)
         info = node_container(there_runs, rid, rank, host, first.record)
-        return exec_engine_run(there, info, argv, tty=tty, user=user)
+        return exec_engine_run(there, info, argv, tty=tty, use_stdin=use_stdin)
 
 
 def _mapped(c: Any, target: Any, argv: Sequence[str]) -> list[str]:

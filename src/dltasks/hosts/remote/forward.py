@@ -16,7 +16,7 @@ accepted connection it opens, on the transport:
 * ``direct-tcpip`` when the remote engine listens on TCP (``DLT_DOCKER_HOST=tcp://...`` in
   ``.env.<host>``).
 
-Bytes are pumped by one thread per connection with ``select``; closing the forward closes the
+Bytes are pumped by two threads per connection, one each way; closing the forward closes the
 listener, every channel and the folder.
 """
 
@@ -233,32 +233,52 @@ def _quietly_close(item: Any) -> None:
 
 
 def _pump(conn: socket.socket, chan: Any, closed: threading.Event) -> None:
-    """Copy both ways until both sides have finished sending (half-closes passed on)."""
-    conn_open, chan_open = True, True
-    held = b""  # the start of a "101 Switching Protocols" head, until it is complete
-    while (conn_open or chan_open) and not closed.is_set():
-        watch = ([conn] if conn_open else []) + ([chan] if chan_open else [])
-        ready, _, _ = select.select(watch, [], [], 1.0)
-        if conn in ready:
+    """Copy both ways until both sides have finished sending (half-closes passed on).
+
+    Each way has its own thread: a side slow to read must never stop the other way (an
+    exec's big output while its stdin is still being sent: the process blocks writing
+    output until we read it, and reads no more input meanwhile)."""
+    up = threading.Thread(target=_copy_up, args=(conn, chan, closed), daemon=True,
+                          name="dlt-forward-up")
+    up.start()
+    _copy_down(conn, chan, closed)
+    while up.is_alive() and not closed.is_set() and not chan.closed:
+        up.join(1.0)
+
+
+def _copy_up(conn: socket.socket, chan: Any, closed: threading.Event) -> None:
+    """The client's bytes to the channel; its EOF half-closes the channel."""
+    try:
+        while not closed.is_set():
+            ready, _, _ = select.select([conn], [], [], 1.0)
+            if not ready:
+                continue
             data = conn.recv(_CHUNK)
-            if data:
-                chan.sendall(data)
-            else:
-                conn_open = False
+            if not data:
                 chan.shutdown_write()
-        if chan in ready:
+                return
+            chan.sendall(data)
+    except Exception:  # noqa: BLE001 - closed under us, or the SSH connection dropped: the
+        return         # other way sees it too and ends the connection
+
+
+def _copy_down(conn: socket.socket, chan: Any, closed: threading.Event) -> None:
+    """The channel's bytes to the client until the channel's EOF (passed on) or close."""
+    held = b""  # the start of a "101 Switching Protocols" head, until it is complete
+    while not closed.is_set():
+        ready, _, _ = select.select([chan], [], [], 1.0)
+        if ready:
             data = chan.recv(_CHUNK)
             if data:
                 held = _send_response(conn, held + data)
-            else:
-                chan_open = False
-                if held:
-                    conn.sendall(held)
-                    held = b""
-                try:
-                    conn.shutdown(socket.SHUT_WR)
-                except OSError:
-                    return
+                continue
+            if held:
+                conn.sendall(held)
+            try:
+                conn.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
         if chan.closed and not chan.recv_ready():
             return
 
