@@ -315,6 +315,9 @@ def _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(
     r = subprocess.run([*base, "wc", "-c"], cwd=project, env=env, capture_output=True,
                        input=b"\0\xff" * 2_500_000, timeout=120)
     assert r.returncode == 0 and r.stdout.split() == [b"5000000"], r.stderr
+    r = subprocess.run([*base[:-1], "--no-stdin", "--", "wc", "-c"], cwd=project, env=env,
+                       capture_output=True, input=b"not for it", timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == [b"0"], r.stderr  # like ssh -n
 
     def top() -> str:
         return "\n".join(" ".join(p) for p in node1.top()["Processes"])

@@ -140,15 +140,17 @@ def interrupts_raise() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def local_attached(argv: Sequence[str], *, stop_s: float = 10) -> int:
+def local_attached(argv: Sequence[str], *, stop_s: float = 10, use_stdin: bool = True) -> int:
     """Run a program on this machine with our stdin, stdout and stderr as its own (byte for
     byte; a terminal stays the user's, so ``srun --pty`` runs it itself); its exit code.
 
     Ctrl-C reaches it from the terminal through the process group; SIGINT is also sent to it
     here (a signal sent to us alone), SIGTERM/SIGHUP are passed on; it gets ``stop_s`` to
-    end, then SIGKILL (as does a second Ctrl-C), and :class:`CutShort` is raised."""
+    end, then SIGKILL (as does a second Ctrl-C), and :class:`CutShort` is raised.
+    ``use_stdin`` off, or no stdin at all (closed): it reads /dev/null (like ``ssh -n``)."""
+    stdin = None if use_stdin and has_stdin() else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(list(argv))
+        proc = subprocess.Popen(list(argv), stdin=stdin)
     except FileNotFoundError:
         raise DltError(f"`{argv[0]}` is not installed on this machine; install it and "
                        "retry") from None
@@ -167,6 +169,15 @@ def local_attached(argv: Sequence[str], *, stop_s: float = 10) -> int:
             proc.kill()
             proc.wait()
     raise CutShort(signum)
+
+
+def has_stdin() -> bool:
+    """Whether this program has a stdin to pass on (not closed: `<&-`, some cron setups)."""
+    try:
+        os.fstat(0)
+    except OSError:
+        return False
+    return True
 
 
 class Pending:

@@ -230,7 +230,7 @@ class Target(ABC):
         """Start ``argv`` on the host now; call the result for its output."""
 
     @abstractmethod
-    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+    def run_attached(self, argv: Sequence[str], *, tty: bool, use_stdin: bool = True) -> int:
         """Run ``argv`` on the host with our stdin, stdout and stderr as its own, byte for byte
         and as they come (a command the user works in: `exec` on Slurm); its exit code.
         ``tty``: we have a terminal (remotely: a pty there). Ctrl-C without a terminal,
@@ -335,9 +335,9 @@ class LocalTarget(Target):
         pending = local_start(argv)
         return lambda: pending.result()
 
-    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+    def run_attached(self, argv: Sequence[str], *, tty: bool, use_stdin: bool = True) -> int:
         # our terminal stays the program's: `srun --pty` makes it raw itself
-        return local_attached(argv, stop_s=self.settings.stop_timeout)
+        return local_attached(argv, stop_s=self.settings.stop_timeout, use_stdin=use_stdin)
 
     def prepare(self, must_exist: Sequence[str],
                 make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:

@@ -207,7 +207,7 @@ def hostnames_command(job_id: str) -> str:
 
 
 def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Sequence[str],
-                   *, tty: bool) -> int:
+                   *, tty: bool, use_stdin: bool = True) -> int:
     """``argv`` in a running Slurm run's container on node ``node`` (None: 0), through the
     login host's shell."""
     from dltasks.runs.slurm import settle_slurm
@@ -236,7 +236,8 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
     marker = os.urandom(8).hex()
     try:
         return target.run_attached(srun_exec_argv(record, name, where, rank, argv, tty=tty,
-                                                  marker=marker), tty=tty)
+                                                  marker=marker), tty=tty,
+                                   use_stdin=use_stdin)
     except CutShort as e:
         # srun ended its step (the docker CLI on the node), not the process that docker
         # exec started in the container: end that by its marker

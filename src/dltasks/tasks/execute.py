@@ -51,7 +51,8 @@ def exec(c: Any, run: str, node: int = -1, cmd: str = "", no_stdin: bool = False
         except NoSuchRun as e:  # not an ambiguous prefix: that line stands as it is
             raise _ended_instead(target, run) or e from None
         if found.record is not None:
-            code = exec_slurm_run(target, found.record, rank, argv, tty=tty)
+            code = exec_slurm_run(target, found.record, rank, argv, tty=tty,
+                                  use_stdin=use_stdin)
         else:
             rid = found.candidate.run_id
             if not found.candidate.mine:

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dltasks.errors import ConnectionLost
-from dltasks.hosts.shell import CutShort, interrupts_raise
+from dltasks.hosts.shell import CutShort, has_stdin, interrupts_raise
 
 _CHUNK = 65536
 
@@ -52,7 +52,8 @@ def _feed(chan: Any, fd: int) -> None:
         return
 
 
-def remote_attached(transport: Any, command: str, *, tty: bool, host: str) -> int:
+def remote_attached(transport: Any, command: str, *, tty: bool, host: str,
+                    use_stdin: bool = True) -> int:
     """Run ``command`` on the host wired to our stdio; its exit code (-1: none was said).
     Ctrl-C (no terminal), SIGTERM or SIGHUP close the channel and raise :class:`CutShort`
     (the caller ends what the command started there)."""
@@ -62,7 +63,8 @@ def remote_attached(transport: Any, command: str, *, tty: bool, host: str) -> in
         raise ConnectionLost(f"lost the SSH connection to {host} ({e}); check the network, "
                              "then rerun", code=255) from None
     out, err = sys.stdout.buffer, sys.stderr.buffer
-    stdin_fd = sys.stdin.fileno()
+    # no stdin at all (closed) reads as /dev/null, as does use_stdin off (ssh -n)
+    stdin_fd = 0 if use_stdin and has_stdin() else -1
     old_winch = None
     try:
         if tty:
@@ -78,8 +80,12 @@ def remote_attached(transport: Any, command: str, *, tty: bool, host: str) -> in
             if signal.getsignal(signal.SIGWINCH) != signal.SIG_IGN:
                 old_winch = signal.signal(signal.SIGWINCH, resize)
         chan.exec_command(command)
-        threading.Thread(target=_feed, args=(chan, stdin_fd), daemon=True).start()
-        with interrupts_raise(), (_raw(stdin_fd) if tty else contextlib.nullcontext()):
+        if stdin_fd >= 0:
+            threading.Thread(target=_feed, args=(chan, stdin_fd), daemon=True).start()
+        else:
+            chan.shutdown_write()
+        with interrupts_raise(), (_raw(stdin_fd) if tty and stdin_fd >= 0
+                                  else contextlib.nullcontext()):
             try:
                 _drain(chan, out, err)
             except KeyboardInterrupt:

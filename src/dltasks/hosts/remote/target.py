@@ -140,10 +140,11 @@ class RemoteTarget(Target):
     def start(self, argv: Sequence[str]) -> Callable[[], CmdResult]:
         return in_background(self.shell.run, quote(argv)).result  # an exec channel, in a thread
 
-    def run_attached(self, argv: Sequence[str], *, tty: bool) -> int:
+    def run_attached(self, argv: Sequence[str], *, tty: bool, use_stdin: bool = True) -> int:
         from dltasks.hosts.remote.attached import remote_attached
 
-        return remote_attached(self._transport, quote(argv), tty=tty, host=self.name)
+        return remote_attached(self._transport, quote(argv), tty=tty, host=self.name,
+                               use_stdin=use_stdin)
 
     def prepare(self, must_exist: Sequence[str],
                 make_dirs: Sequence[str]) -> tuple[HostLogin, list[str]]:
