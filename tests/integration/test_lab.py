@@ -449,6 +449,62 @@ def test_tensorboard_serves_a_runs_events_read_only_and_stop_ends_it(
         == []
 
 
+def test_tensorboard_of_named_runs_shows_those_runs_only(
+        lab_proj: tuple[Path, str], engine: Any) -> None:
+    d, name = lab_proj
+    first = _write_events(d)
+    r = dlt("train", cwd=d, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (second,) = [p.name for p in (d / "runs").iterdir() if p.name != first]
+    r = dlt("tensorboard", "--run", second[:-2], "--detach", cwd=d)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"dlt: TensorBoard serves {second}:/outputs/{second}" in dlt(
+        "logs", r.stdout.strip().splitlines()[-1], cwd=d).stdout
+    port = int(URL.search(r.stderr).group(2))  # type: ignore[union-attr]
+    # --logdir_spec names each run's folder NAME:/outputs/NAME: TensorBoard lists it as
+    # "NAME/." (the events lie in the folder itself)
+    tags = _tags_listed(port, f"{second}/.", "loss/train")
+    assert [k.split("/")[0] for k in tags] == [second], tags   # the first run is not shown
+    bad = dlt("tensorboard", "--run", "20991231", cwd=d)
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert dlt("stop", r.stdout.strip().splitlines()[-1], cwd=d).returncode == 0
+
+
+@pytest.mark.ssh
+def test_fab_tensorboard_answers_on_the_laptop_port(
+        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
+    d = tmp_path / "proj"
+    d.mkdir()
+    name = "lab-" + uuid.uuid4().hex[:8]
+    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
+                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n"
+                            "DLT_OUTPUT_DIR=outputs\nDLT_TRAIN_CMD=python3 write_events.py\n")
+    (d / "write_events.py").write_text(WRITER)
+    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    env = ssh_lab.env()
+    try:
+        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "train"], cwd=d, env=env,
+                           text=True, capture_output=True, timeout=300)
+        assert r.returncode == 0 and "wrote events" in r.stdout, r.stdout + r.stderr
+        (run_id,) = [p.name for p in (d / "runs").iterdir()]
+        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "tensorboard", "--detach"],
+                           cwd=d, env=env, text=True, capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        m = URL.search(r.stderr)
+        assert m and "on gpu1" in r.stderr, r.stderr
+        port = int(m.group(2))
+        _tags_listed(port, run_id, "loss/train")   # on the laptop's port, through SSH
+        tb = re.search(r"started (\S+) on gpu1", r.stderr).group(1)  # type: ignore[union-attr]
+        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", tb], cwd=d,
+                           env=env, text=True, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert _wait_refused(port)                 # the forward ended with it
+    finally:
+        _cleanup(engine, name)
+        for host in ssh_lab.hosts.values():
+            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------------------------
 # through fab -H gpu1 (a real sshd on loopback; the laptop's port is a forward over SSH)
 
