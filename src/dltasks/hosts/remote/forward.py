@@ -100,25 +100,94 @@ def _dial_stdio(transport: Any, command: str) -> Any:
     return chan
 
 
-class SocketForward:
+class ChannelRelays:
+    """A listening socket whose every connection is pumped through an SSH channel of its own
+    (:meth:`channel_for` opens it); closing ends the listener and every live pair. The engine's
+    socket forward and a run's port forward (:mod:`.portforward`) are two of these."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self._listener = listener
+        self._closed = threading.Event()
+        self._lock = threading.Lock()
+        self._live: set[Any] = set()
+
+    def start_accepting(self, name: str) -> None:
+        threading.Thread(target=self._accept, name=name, daemon=True).start()
+
+    def channel_for(self, peer: Any) -> Any:
+        """The channel for a new connection from ``peer``; an exception closes the connection."""
+        raise NotImplementedError
+
+    def channel_failed(self, err: Exception) -> None:
+        """Say why a connection got no channel (it is closed)."""
+
+    def pump_failed(self, err: Exception) -> None:
+        """Say why a pair stopped with an error other than a plain close or a dead link."""
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
+                             name="dlt-relay-conn").start()
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        try:
+            chan = self.channel_for(peer)
+        except Exception as e:  # noqa: BLE001 - the client sees a closed connection
+            self.channel_failed(e)
+            conn.close()
+            return
+        with self._lock:
+            self._live.update((conn, chan))
+        try:
+            _pump(conn, chan, self._closed)
+        except (OSError, EOFError):
+            pass  # closed, or the SSH connection dropped, mid-stream
+        except Exception as e:  # noqa: BLE001 - paramiko's errors on a dead transport
+            self.pump_failed(e)
+        finally:
+            with self._lock:
+                self._live.discard(conn)
+                self._live.discard(chan)
+            _quietly_close(chan)
+            conn.close()
+
+    def close_relays(self) -> bool:
+        """Stop listening and drop every live pair; False when already closed."""
+        if self._closed.is_set():
+            return False
+        self._closed.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        with self._lock:
+            live = list(self._live)
+        for item in live:
+            _quietly_close(item)
+        return True
+
+
+class SocketForward(ChannelRelays):
     """A local unix socket whose connections reach the remote engine through ``transport``."""
 
     def __init__(self, transport: Any, remote_url: str = "", *, mode: str = "",
                  pending: bool = False) -> None:
         self.transport = transport
-        self.dir, self.path, self._listener = private_listener("dlt-engine-", "docker.sock", 64)
-        self._closed = threading.Event()
+        self.dir, self.path, listener = private_listener("dlt-engine-", "docker.sock", 64)
+        super().__init__(listener)
         self._pointed = threading.Event()
-        self._lock = threading.Lock()
-        self._live: set[Any] = set()
         self.errors: list[str] = []
         #: Why the latest channel could not be opened ("" once one opens again).
         self.last_failure = ""
         self.dial_command = ""
         if not pending:
             self.point_at(remote_url, mode=mode)
-        self._thread = threading.Thread(target=self._accept, name="dlt-forward", daemon=True)
-        self._thread.start()
+        self.start_accepting("dlt-forward")
 
     def point_at(self, remote_url: str, *, mode: str = "", dial_command: str = "") -> None:
         """Where connections go on the host (a forward made ``pending`` waits for this: the
@@ -158,60 +227,28 @@ class SocketForward:
                 self.mode = "dial-stdio"
         return _dial_stdio(self.transport, self.dial_command)
 
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True,
-                             name="dlt-forward-conn").start()
-
     @property
     def lost(self) -> bool:
         """Whether the last channel failed because the SSH connection carrying it died."""
         return bool(self.last_failure) and not self.transport.active
 
-    def _serve(self, conn: socket.socket) -> None:
-        try:
-            chan = self.open_channel()
-        except Exception as e:  # noqa: BLE001 - reported to the client as a closed socket
-            self.last_failure = _channel_failure(self, e)
-            self.errors.append(f"cannot open a channel to the remote engine: {e}")
-            conn.close()
-            return
+    def channel_for(self, peer: Any) -> Any:
+        chan = self.open_channel()
         self.last_failure = ""
-        with self._lock:
-            self._live.update((conn, chan))
-        try:
-            _pump(conn, chan, self._closed)
-        except (OSError, EOFError):
-            pass  # the forward was closed, or the SSH connection dropped, mid-stream
-        except Exception as e:  # noqa: BLE001 - paramiko's errors on a dead transport
-            self.errors.append(f"forwarding stopped: {e}")
-        finally:
-            with self._lock:
-                self._live.discard(conn)
-                self._live.discard(chan)
-            _quietly_close(chan)
-            conn.close()
+        return chan
+
+    def channel_failed(self, err: Exception) -> None:
+        self.last_failure = _channel_failure(self, err)
+        self.errors.append(f"cannot open a channel to the remote engine: {err}")
+
+    def pump_failed(self, err: Exception) -> None:
+        self.errors.append(f"forwarding stopped: {err}")
 
     def close(self) -> None:
         """Stop listening, drop every open channel, remove the socket folder."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
         self._pointed.set()  # a connection waiting to learn where to go gives up
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
-        with self._lock:
-            live = list(self._live)
-        for item in live:
-            _quietly_close(item)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.close_relays():
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _channel_failure(fwd: SocketForward, err: Exception) -> str:

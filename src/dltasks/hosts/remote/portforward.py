@@ -13,11 +13,10 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-import threading
 from typing import Any
 
 from dltasks.errors import DltError
-from dltasks.hosts.remote.forward import _pump, _quietly_close
+from dltasks.hosts.remote.forward import ChannelRelays, _quietly_close
 
 #: How long the host may take to open a channel (paramiko's default is an hour).
 CHANNEL_TIMEOUT = 30.0
@@ -37,7 +36,7 @@ def _listen(port: int) -> socket.socket:
     return s
 
 
-class PortForward:
+class PortForward(ChannelRelays):
     """``127.0.0.1:local_port`` here -> ``127.0.0.1:host_port`` on the host of ``transport``.
 
     ``local_port`` 0: the host's port number when it is free here (the URL reads the same on
@@ -49,20 +48,18 @@ class PortForward:
         self.host_port = host_port
         self.where = host
         self.errors: list[str] = []
-        self._closed = threading.Event()
-        self._lock = threading.Lock()
-        self._live: set[Any] = set()
         self._check()
         try:
-            self._listener = _listen(local_port or host_port)
+            listener = _listen(local_port or host_port)
         except OSError as e:
             if local_port or e.errno != errno.EADDRINUSE:
                 raise DltError(f"port {local_port or host_port} on this machine is taken "
                                f"({e.strerror}): pick another (HOST:CONTAINER) or end what "
                                "listens there") from None
-            self._listener = _listen(0)
-        self.local_port: int = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, name="dlt-port", daemon=True).start()
+            listener = _listen(0)
+        super().__init__(listener)
+        self.local_port: int = listener.getsockname()[1]
+        self.start_accepting("dlt-port")
 
     def _check(self) -> None:
         """Open one channel to the port before any URL is printed: an sshd that forbids TCP
@@ -92,37 +89,15 @@ class PortForward:
             print(f"dlt: warning: {text}", file=sys.stderr, flush=True)
         self.errors.append(text)
 
-    def _accept(self) -> None:
-        while not self._closed.is_set():
-            try:
-                conn, peer = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn, peer), daemon=True,
-                             name="dlt-port-conn").start()
+    def channel_for(self, peer: Any) -> Any:
+        return self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
+                                           peer, timeout=CHANNEL_TIMEOUT)
 
-    def _serve(self, conn: socket.socket, peer: Any) -> None:
-        try:
-            chan = self.transport.open_channel("direct-tcpip", ("127.0.0.1", self.host_port),
-                                               peer, timeout=CHANNEL_TIMEOUT)
-        except Exception as e:  # noqa: BLE001 - the client sees a closed connection
-            self._warn(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {e}")
-            conn.close()
-            return
-        with self._lock:
-            self._live.update((conn, chan))
-        try:
-            _pump(conn, chan, self._closed)
-        except (OSError, EOFError):
-            pass  # closed, or the SSH connection dropped, mid-stream
-        except Exception as e:  # noqa: BLE001 - paramiko's errors on a dead transport
-            self._warn(f"forwarding 127.0.0.1:{self.host_port} of {self.where} stopped: {e}")
-        finally:
-            with self._lock:
-                self._live.discard(conn)
-                self._live.discard(chan)
-            _quietly_close(chan)
-            conn.close()
+    def channel_failed(self, err: Exception) -> None:
+        self._warn(f"cannot reach 127.0.0.1:{self.host_port} on {self.where}: {err}")
+
+    def pump_failed(self, err: Exception) -> None:
+        self._warn(f"forwarding 127.0.0.1:{self.host_port} of {self.where} stopped: {err}")
 
     @property
     def lost(self) -> bool:
@@ -131,15 +106,4 @@ class PortForward:
 
     def close(self) -> None:
         """Stop listening and drop every open channel."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        try:
-            self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._listener.close()
-        with self._lock:
-            live = list(self._live)
-        for item in live:
-            _quietly_close(item)
+        self.close_relays()
