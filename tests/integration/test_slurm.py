@@ -592,6 +592,111 @@ def _enroot_containers(engine: Any) -> set[str]:
             if c.name.startswith("enroot.")}
 
 
+#: In a pyxis container (no PID namespace of its own), the line of the job's process in the
+#: same mount namespace as this shell, i.e. the same container: its SLURM_NODEID.
+_SAME_CONTAINER = ('me=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do '
+                   '[ "$(readlink $p/ns/mnt 2>/dev/null)" = "$me" ] && '
+                   'tr "\\000" " " < $p/cmdline 2>/dev/null | grep -q "train_ddp[.]py" && '
+                   'tr "\\000" "\\n" < $p/environ | grep ^SLURM_NODEID= && break; done')
+
+
+def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
+        torch_image: str, project: Path, slurm_lab: dict[str, str],
+        pyxis_first: FirstPyxisJob) -> None:
+    """`exec RUN --node 1` of a pyxis run: `srun --overlap --container-name=JOB.STEP:exec`
+    joins node 1's container of the job's step (the same mount namespace as its training
+    process), in the run's folder, with the run's variables (from the run's 0600 file, not a
+    command line); bytes both ways, exit code, a tty, one SIGINT ends the command, not the
+    run. `stop` with an exec still inside: pyxis removes the unnamed containers, nothing runs
+    on, and a later exec says the run ended."""
+    import hashlib
+
+    from tests.integration.test_exec import _slurm_exec_with_a_tty_runs_a_shell
+
+    (made,) = pyxis_first.images.glob("*.sqsh")
+    slurm_project(project, torch_image, f"DLT_SLURM_RUNTIME=pyxis\nDLT_SLURM_IMAGE={made}\n"
+                                        "DDP_SLEEP=300\nEXEC_SEES=pyxis-env\n"
+                                        "DLT_STOP_TIMEOUT=2\n")
+    r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[0]
+    env = {**_env(), **slurm_lab}
+    base = [sys.executable, "-m", "dltasks", "exec", run_id, "--node", "1", "--"]
+
+    def pgrep(what: str) -> list[str]:
+        return subprocess.run(["pgrep", "-f", what], capture_output=True,
+                              text=True).stdout.split()
+
+    late = None
+    try:
+        deadline = time.monotonic() + 120   # until the step's containers run its processes
+        while (len(pgrep("^python3 train_ddp[.]py")) < 2 or len(enroot_containers()) < 2) \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(enroot_containers()) == 2, "pyxis made one container per node"
+        r = dlt("exec", run_id, "--node", "1", "--", "sh", "-c",
+                f"{_SAME_CONTAINER}; echo env=$EXEC_SEES; pwd; ls train_ddp*; exit 6",
+                cwd=project, env=slurm_lab)
+        assert r.returncode == 6, r.stdout + r.stderr
+        assert r.stdout.splitlines() == ["SLURM_NODEID=1", "env=pyxis-env", "/workspace",
+                                         "train_ddp.py"], r.stdout + r.stderr
+        record = only_record(project)
+        assert record["slurm"]["container"] == "dlt-run"
+        assert "pyxis-env" not in record["slurm"]["script"]
+        r = dlt("exec", run_id, "--", "sh", "-c", _SAME_CONTAINER, cwd=project, env=slurm_lab)
+        assert r.returncode == 0 and r.stdout.strip() == "SLURM_NODEID=0", r.stdout + r.stderr
+        assert "has 2 nodes: exec goes into node 0" in r.stderr
+
+        got = subprocess.run([*base, "sh", "-c", "head -c 300000 /dev/urandom | tee r.bin"],
+                             cwd=project, env=env, capture_output=True, timeout=120)
+        assert got.returncode == 0, got.stderr
+        kept = (project / "r.bin").read_bytes()    # the project folder is /workspace
+        assert len(kept) == 300000
+        assert hashlib.sha256(got.stdout).hexdigest() == hashlib.sha256(kept).hexdigest()
+        got = subprocess.run([*base, "wc", "-c"], cwd=project, env=env, capture_output=True,
+                             input=b"\0\xff" * 2_500_000, timeout=120)
+        assert got.returncode == 0 and got.stdout.split() == [b"5000000"], got.stderr
+
+        p = subprocess.Popen([*base, "sh", "-c", "echo started; exec sleep 275"], cwd=project,
+                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            assert p.stdout is not None and p.stdout.readline() == b"started\n"
+            p.send_signal(signal.SIGINT)    # to dlt alone: srun ends, the marker kill runs
+            _, err = p.communicate(timeout=90)
+            assert p.returncode == 130, err
+            deadline = time.monotonic() + 30
+            while pgrep("sleep 275") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert pgrep("sleep 275") == []
+            assert len(pgrep("^python3 train_ddp[.]py")) == 2    # the run goes on
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        _slurm_exec_with_a_tty_runs_a_shell(project, run_id, slurm_lab)
+
+        late = subprocess.Popen([*base, "sh", "-c", "echo in; exec sleep 276"], cwd=project,
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        assert late.stdout is not None and late.stdout.readline() == b"in\n"
+        r = dlt("stop", run_id, cwd=project, env=slurm_lab)
+        assert r.returncode == 0, r.stderr
+        late.communicate(timeout=90)        # the job's end ends the exec's step
+        deadline = time.monotonic() + 60
+        while (enroot_containers() or pgrep("sleep 276")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert enroot_containers() == [] and pgrep("sleep 276") == []
+        r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert f"run {run_id} ended" in r.stderr and "nothing to exec into" in r.stderr
+    finally:
+        dlt("stop", run_id, cwd=project, env=slurm_lab)
+        if late is not None and late.poll() is None:
+            late.kill()
+            late.wait()
+
+
 def test_ctrl_c_while_the_squashfs_is_made_leaves_nothing(torch_image: str, engine: Any,
                                                          project: Path, tmp_path: Path,
                                                          slurm_lab: dict[str, str]) -> None:
@@ -690,11 +795,45 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
     assert record["host"] == "gpu1" and record["slurm"]["state"] == "COMPLETED"
     assert record["slurm"]["image_file"] == str(made)
     assert enroot_containers(uid) == []
+    _exec_into_a_pyxis_run_from_a_login_node(d, ssh_lab, uid)
     # ~/ in DLT_SLURM_IMAGE_DIR: the login's home there
     r = fab("-H", "gpu1", "train", "--slurm", "--dry-run", cwd=d,
             env={**ssh_lab.env(), "DLT_SLURM_IMAGE_DIR": "~/dlt-images"})
     assert r.returncode == 0, r.stderr
     assert f"dlt: would make {home / 'dlt-images'}/" in r.stderr, r.stderr
+
+
+def _exec_into_a_pyxis_run_from_a_login_node(d: Path, ssh_lab: Any, uid: int) -> None:
+    """`fab -H gpu1 exec RUN --node 1` of a detached pyxis job (the squashfs made above): srun
+    on the login node, as its user, joins node 1's container (pyxis in the user's namespace),
+    with the run's variables and its exit code; after `stop`, nothing in enroot's store."""
+    from tests.sshd_harness import fab
+
+    with (d / ".env").open("a") as f:
+        f.write("DDP_SLEEP=300\nEXEC_SEES=login-pyxis\n")
+    r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", "--detach", cwd=d,
+            env=ssh_lab.env(), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_id = r.stdout.split()[0]
+    try:
+        deadline = time.monotonic() + 120
+        got = None
+        while time.monotonic() < deadline:   # until the step's containers run
+            got = fab("-H", "gpu1", "exec", run_id, "--node", "1", "--cmd",
+                      f"{_SAME_CONTAINER}; echo env=$EXEC_SEES; id -u; exit 3", cwd=d,
+                      env=ssh_lab.env(), timeout=120)
+            if "SLURM_NODEID=1" in got.stdout:
+                break
+            time.sleep(1)
+        assert got is not None and got.returncode == 3, got
+        assert got.stdout.splitlines() == ["SLURM_NODEID=1", "env=login-pyxis", str(uid)], got
+    finally:
+        r = fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env(), timeout=120)
+    assert r.returncode == 0, r.stderr
+    deadline = time.monotonic() + 60
+    while enroot_containers(uid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert enroot_containers(uid) == []
 
 
 def test_a_project_whose_path_has_a_space_and_a_percent_runs(torch_image: str, tmp_path: Path,

@@ -7,16 +7,20 @@ import struct
 
 import pytest
 
-from dltasks.engine.execute import DEFAULT_SHELL, MARKER, Demux, exec_config
+from dltasks.engine.execute import DEFAULT_SHELL, MARKER, MARKER_KILL, Demux, exec_config
 from dltasks.errors import DltError
 from dltasks.runs.execute import (
+    SlurmSpot,
     choose_node,
     ended_error,
     ended_from_records,
     node_container,
     node_of_rank,
     slurm_container,
+    srun_end_argv,
     srun_exec_argv,
+    step_id,
+    steps_command,
 )
 from dltasks.runs.listing import RunInfo
 from dltasks.runs.record import RunRecord, SlurmInfo
@@ -106,21 +110,47 @@ def _slurm(runtime: str, container: str | None = "dlt-proj-" + RID) -> RunRecord
 
 
 def test_srun_lines_per_runtime() -> None:
-    docker = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n2", 1, ["nvidia-smi"], tty=False,
-                            marker="ab12")
+    at = SlurmSpot("n2", 1, container="dlt-proj-x")
+    docker = srun_exec_argv(_slurm("docker"), at, ["nvidia-smi"], tty=False, marker="ab12")
     assert docker == ["srun", "--jobid=42", "--overlap", "--quit-on-interrupt", "--nodes=1",
                       "--ntasks=1", "--nodelist=n2", "docker", "exec", "-i",
                       "-e", f"{MARKER}=ab12", "dlt-proj-x-n1", "nvidia-smi"]
-    shell = srun_exec_argv(_slurm("docker"), "dlt-proj-x", "n1", 0, [], tty=True, marker="m")
+    shell = srun_exec_argv(_slurm("docker"), SlurmSpot("n1", 0, container="dlt-proj-x"), [],
+                           tty=True, marker="m")
     assert shell[7:] == ["--pty", "docker", "exec", "-i", "-t", "-e", f"{MARKER}=m",
                          "dlt-proj-x-n0", *DEFAULT_SHELL]
-    with pytest.raises(DltError, match="pyxis.*unnamed.*`srun --jobid 42 --overlap "
-                                       "--nodelist=n1 --container-image=") as e:
-        srun_exec_argv(_slurm("pyxis"), "", "n1", 0, ["ls"], tty=False)
-    assert e.value.code == 2 and "\n" not in str(e.value)
     with pytest.raises(DltError, match="apptainer.*srun --jobid 42 --overlap") as e:
-        srun_exec_argv(_slurm("apptainer"), "x", "n1", 0, [], tty=True)
+        srun_exec_argv(_slurm("apptainer"), SlurmSpot("n1", 0), [], tty=True)
     assert e.value.code == 2 and "\n" not in str(e.value)
+
+
+def test_pyxis_joins_the_steps_own_container_with_the_runs_variables_from_its_file() -> None:
+    """pyxis: ``--container-name=JOB.STEP:exec`` (pyxis's name of the step's unnamed
+    container), the run's folder, srun started by a shell that sources the run's 0600 file of
+    variables (no value on a command line) and adds the marker."""
+    at = SlurmSpot("n2", 1, step="42.1", workdir="/workspace", env_file="/p/runs/x/container.env")
+    argv = srun_exec_argv(_slurm("pyxis", "dlt-run"), at, ["ls"], tty=True, marker="ab12")
+    assert argv[:5] == ["sh", "-c", argv[2], "dlt-exec", "/p/runs/x/container.env"]
+    assert argv[5:] == ["env", f"{MARKER}=ab12", "srun", "--jobid=42", "--overlap",
+                        "--quit-on-interrupt", "--nodes=1", "--ntasks=1", "--nodelist=n2",
+                        "--pty", "--container-name=42.1:exec", "--container-workdir=/workspace",
+                        "ls"]
+    end = srun_end_argv(_slurm("pyxis", "dlt-run"), at, "ab12", "INT", 1)
+    assert end[7:10] == ["--container-name=42.1:exec", "sh", "-c"]
+    assert "env" not in end[:7] and end[11:] == [MARKER_KILL, "ab12", "1", "INT"]
+    # a record from before the step was named: what is possible, in one line
+    with pytest.raises(DltError, match="pyxis.*older dltasks.*`srun --jobid 42 --overlap "
+                                       "--nodelist=n1 --container-image=") as e:
+        srun_exec_argv(_slurm("pyxis", None), SlurmSpot("n1", 0), ["ls"], tty=False)
+    assert e.value.code == 2 and "\n" not in str(e.value)
+
+
+def test_the_steps_id_is_found_by_its_name() -> None:
+    lines = "42.batch batch\n42.0 hostname\n42.1 dlt-run\n42.2 dlt-run\n"
+    assert step_id(lines, "dlt-run") == "42.1"
+    assert step_id("42.batch batch\n", "dlt-run") == ""
+    assert step_id("", "dlt-run") == ""
+    assert steps_command("42") == "squeue -h -s -j 42 -o '%i %j'"
 
 
 def test_rank_k_is_the_kth_node_of_the_allocation() -> None:

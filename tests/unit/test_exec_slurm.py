@@ -17,15 +17,15 @@ import pytest
 
 from dltasks.engine.execute import MARKER, MARKER_KILL
 from dltasks.errors import DltError
-from dltasks.runs.execute import hostnames_command, srun_end_argv
+from dltasks.runs.execute import SlurmSpot, hostnames_command, srun_end_argv, srun_exec_argv
 from dltasks.runs.listing import ENGINE, Candidate, NoSuchRun, choose_candidate
 from dltasks.runs.record import RunRecord, SlurmInfo
 
 RID = "20261207-120000-abcd"
 
 
-def _rec() -> RunRecord:
-    return RunRecord(RID, slurm=SlurmInfo("42", "docker", nodes=2))
+def _rec(runtime: str = "docker") -> RunRecord:
+    return RunRecord(RID, slurm=SlurmInfo("42", runtime, nodes=2, container="dlt-run"))
 
 
 def _wait_gone(proc: subprocess.Popen[bytes], within: float) -> bool:
@@ -37,7 +37,7 @@ def _wait_gone(proc: subprocess.Popen[bytes], within: float) -> bool:
 
 
 def test_the_end_line_is_a_step_beside_the_job_running_the_marker_kill() -> None:
-    argv = srun_end_argv(_rec(), "dlt-p-x", "n2", 1, "ab12", "INT", 2.5)
+    argv = srun_end_argv(_rec(), SlurmSpot("n2", 1, container="dlt-p-x"), "ab12", "INT", 2.5)
     assert argv[:7] == ["srun", "--jobid=42", "--overlap", "--quit-on-interrupt", "--nodes=1",
                         "--ntasks=1", "--nodelist=n2"]
     assert argv[7:12] == ["docker", "exec", "dlt-p-x-n1", "sh", "-c"]
@@ -48,7 +48,7 @@ def test_the_end_line_is_a_step_beside_the_job_running_the_marker_kill() -> None
 def test_the_end_script_signals_only_its_marker_and_kills_what_ignores_it() -> None:
     """Run here against real children: one ignoring SIGINT (KILLed after the grace), one of
     another exec (left alone)."""
-    script = srun_end_argv(_rec(), "c", "n", 0, "m1", "INT", 1)[12]
+    script = srun_end_argv(_rec(), SlurmSpot("n", 0, container="c"), "m1", "INT", 1)[12]
     ignoring = subprocess.Popen(["sh", "-c", "trap '' INT; while :; do sleep 0.2; done"],
                                 env={**os.environ, MARKER: "m1"})
     plain = subprocess.Popen(["sleep", "60"], env={**os.environ, MARKER: "m1"})
@@ -131,3 +131,22 @@ def test_only_no_such_run_may_become_the_ended_line() -> None:
     with pytest.raises(DltError) as e:
         choose_candidate("20261207-12", cands, "local")
     assert not isinstance(e.value, NoSuchRun) and "matches 2 of your runs" in str(e.value)
+
+
+def test_the_shell_starting_srun_sources_the_file_and_runs_the_rest(tmp_path: Path) -> None:
+    """Run here: the values reach the command's environment from the file; no file (a run
+    without variables): the command as it is; a file that does not source: nothing runs."""
+    at = SlurmSpot("n", 0, step="1.1", env_file=str(tmp_path / "container.env"))
+    (tmp_path / "container.env").write_text("export 'SECRET=s p a c e'\n")
+    argv = srun_exec_argv(_rec("pyxis"), at, [], tty=False, marker="m1")
+    shell = argv[:argv.index("srun")]
+    r = subprocess.run([*shell, "sh", "-c", 'echo "$SECRET/$DLT_EXEC_ID"'],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout == "s p a c e/m1\n", r.stderr
+    (tmp_path / "container.env").unlink()
+    r = subprocess.run([*shell, "sh", "-c", 'echo "${SECRET-unset}"'],
+                       capture_output=True, text=True, timeout=10)
+    assert r.stdout == "unset\n"
+    (tmp_path / "container.env").write_text("export 'A=1\n")
+    r = subprocess.run([*shell, "echo", "ran"], capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and r.stdout == ""

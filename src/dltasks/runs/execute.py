@@ -3,15 +3,17 @@
 A run on an engine (one host, or a job's node K on its own host) is entered with the engine's
 exec (:mod:`dltasks.engine.execute`), through the target's engine, so a local and a remote run
 are the same code. A Slurm run is entered on its node with ``srun --jobid J --overlap``, from
-the login host's shell: ``docker exec`` of the node's container (docker runtime). The
-pyxis and apptainer containers are unnamed: one line says what is possible instead. The
-choices (which node, which argv) are pure.
+the login host's shell: ``docker exec`` of the node's container (docker runtime), or pyxis's
+``--container-name=JOB.STEP:exec``, which joins the job's step's own container (pyxis). An
+apptainer run has no instance to enter: one line says what is possible instead. The choices
+(which node, which argv) are pure.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import posixpath
 import signal
 import sys
 from collections.abc import Sequence
@@ -24,6 +26,7 @@ from dltasks.hosts.shell import CutShort, quote
 from dltasks.hosts.target import Target
 from dltasks.runs.listing import RunInfo, ended_at
 from dltasks.runs.record import RunRecord, SlurmInfo
+from dltasks.runs.slurmscript import ENV_FILE
 
 #: The exit code of "nothing to exec into" (a run that ended, a runtime we cannot enter).
 NOTHING = 2
@@ -147,11 +150,47 @@ def node_of_rank(hostnames: Sequence[str], rank: int, job_id: str) -> str:
     return names[rank]
 
 
+def step_id(squeue_steps: str, name: str) -> str:
+    """The id (``JOB.STEP``) of the step named ``name`` among ``squeue -s -o '%i %j'``'s
+    lines; "" when it has not started (or has ended)."""
+    for line in squeue_steps.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1] == name:
+            return words[0]
+    return ""
+
+
+def steps_command(job_id: str) -> str:
+    """The shell line listing a job's running steps: ``ID NAME`` a line."""
+    return f"squeue -h -s -j {quote([job_id])} -o '%i %j'"
+
+
+@dataclass(frozen=True)
+class SlurmSpot:
+    """Where a command goes in a Slurm run: the container of rank ``rank`` on ``node``.
+    docker: ``container`` is the wrapper's name (``NAME-nK`` there). pyxis: the unnamed
+    container of step ``step`` (``JOB.STEP``), which pyxis names by that step, so
+    ``--container-name=JOB.STEP:exec`` joins it; it starts in ``workdir`` with the variables
+    of ``env_file`` (on the login host), as the job's step did."""
+
+    node: str
+    rank: int
+    container: str = ""
+    step: str = ""
+    workdir: str = ""
+    env_file: str = ""
+
+
 #: ``sh -c`` program run in the node's container after an interrupted exec: signal $3 to the
 #: processes marked $1 now (:data:`MARKER_KILL`, given as $0), and SIGKILL those left after
 #: $2 seconds, from the background (this exec carries no marker: it never signals itself).
 _END = ('sh -c "$0" sh "$3" "$1"; '
         '(sleep "$2"; sh -c "$0" sh KILL "$1") </dev/null >/dev/null 2>&1 &')
+
+#: ``sh -c`` program on the login host that starts srun (``$2...``) with the run's variables
+#: (``$1``, the run's 0600 file of ``export`` lines, as the batch script sourced it), so that
+#: no value is on a command line; no file (a run without variables): srun as it is.
+_WITH_ENV = 'f=$1; shift; if [ -f "$f" ]; then . "$f" || exit 125; fi; exec "$@"'
 
 
 def _step(slurm: SlurmInfo, node: str) -> list[str]:
@@ -160,42 +199,59 @@ def _step(slurm: SlurmInfo, node: str) -> list[str]:
             "--nodes=1", "--ntasks=1", f"--nodelist={node}"]
 
 
-def srun_exec_argv(record: RunRecord, name: str, node: str, rank: int, argv: Sequence[str],
-                   *, tty: bool, marker: str = "") -> list[str]:
-    """The ``srun --overlap`` line that runs ``argv`` in the run's container on ``node``,
-    its processes marked ``marker`` (:data:`MARKER`) so that they can be ended."""
+def cannot_enter(record: RunRecord, node: str) -> DltError:
+    """The one line for a Slurm run whose container dltasks cannot join: apptainer (no
+    instance), or pyxis in a record from before dltasks named the job's step."""
     assert record.slurm is not None
     slurm = record.slurm
-    runtime = slurm.runtime or "docker"
+    beside = f"`srun --jobid {slurm.job_id} --overlap --nodelist={node}"
+    if (slurm.runtime or "docker") == "pyxis":
+        return DltError(f"run {record.run_id} runs under pyxis on Slurm in a step that dltasks "
+                        "did not name yet (it was submitted by an older dltasks), so its "
+                        f"container cannot be found; a shell beside it on its node in the same "
+                        f"image: {beside} --container-image={record.image or 'IMAGE'} --pty "
+                        f"bash` (its mounts: the --container-mounts of "
+                        f"runs/{record.run_id}/job.sbatch)", code=NOTHING)
+    return DltError(f"run {record.run_id} runs under apptainer on Slurm: dltasks names no "
+                    f"apptainer instance to enter; a shell beside it on its node: {beside} "
+                    "--pty bash` (add `apptainer shell IMAGE` for a fresh container of its "
+                    "image)", code=NOTHING)
+
+
+def srun_exec_argv(record: RunRecord, spot: SlurmSpot, argv: Sequence[str], *, tty: bool,
+                   marker: str = "") -> list[str]:
+    """The line that runs ``argv`` in the run's container at ``spot`` through ``srun
+    --overlap``, its processes marked ``marker`` (:data:`MARKER`) so that they can be
+    ended."""
+    assert record.slurm is not None
+    slurm = record.slurm
     cmd = list(argv) or list(DEFAULT_SHELL)
-    step = _step(slurm, node) + (["--pty"] if tty else [])
+    step = _step(slurm, spot.node) + (["--pty"] if tty else [])
+    runtime = slurm.runtime or "docker"
     if runtime == "docker":
         env = ["-e", f"{MARKER}={marker}"] if marker else []
         return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), *env,
-                f"{name}-n{rank}", *cmd]
-    if runtime == "pyxis":
-        # a named pyxis container outlives its job in enroot's store, so the job's is unnamed
-        # and cannot be joined; a fresh one of the same image can sit beside it
-        raise DltError(f"run {record.run_id} runs under pyxis on Slurm, in a container that "
-                       "dltasks leaves unnamed (a named one outlives the job), so there is none "
-                       "to join; a shell beside it on its node in the same image: `srun "
-                       f"--jobid {slurm.job_id} --overlap --nodelist={node} --container-image="
-                       f"{record.image or 'IMAGE'} --pty bash` (its mounts: the "
-                       f"--container-mounts of runs/{record.run_id}/job.sbatch)", code=NOTHING)
-    raise DltError(f"run {record.run_id} runs under apptainer on Slurm: dltasks names no "
-                   "apptainer instance to enter; a shell beside it on its node: `srun "
-                   f"--jobid {slurm.job_id} --overlap --nodelist={node} --pty bash` (add "
-                   "`apptainer shell IMAGE` for a fresh container of its image)", code=NOTHING)
+                f"{spot.container}-n{spot.rank}", *cmd]
+    if runtime == "pyxis" and spot.step:
+        # srun hands its environment to the task; pyxis lays the container's own on top
+        env = ["env", f"{MARKER}={marker}"] if marker else []
+        return ["sh", "-c", _WITH_ENV, "dlt-exec", spot.env_file, *env, *step,
+                f"--container-name={spot.step}:exec",
+                *([f"--container-workdir={spot.workdir}"] if spot.workdir else []), *cmd]
+    raise cannot_enter(record, spot.node)
 
 
-def srun_end_argv(record: RunRecord, name: str, node: str, rank: int, marker: str, sig: str,
+def srun_end_argv(record: RunRecord, spot: SlurmSpot, marker: str, sig: str,
                   grace_s: float) -> list[str]:
     """The ``srun --overlap`` line that ends the processes an interrupted exec left in the
-    run's container on ``node`` (srun ends its own step, not what ``docker exec`` started):
-    ``sig`` now, SIGKILL after ``grace_s`` to what is left."""
+    run's container at ``spot`` (srun ends its own step, not what ``docker exec`` started, nor
+    what pyxis started in the container's namespaces): ``sig`` now, SIGKILL after ``grace_s``
+    to what is left."""
     assert record.slurm is not None
-    return [*_step(record.slurm, node), "docker", "exec", f"{name}-n{rank}", "sh", "-c", _END,
-            MARKER_KILL, marker, str(max(1, math.ceil(grace_s))), sig]
+    into = ([f"--container-name={spot.step}:exec"] if spot.step
+            else ["docker", "exec", f"{spot.container}-n{spot.rank}"])
+    return [*_step(record.slurm, spot.node), *into, "sh", "-c", _END, MARKER_KILL, marker,
+            str(max(1, math.ceil(grace_s))), sig]
 
 
 def hostnames_command(job_id: str) -> str:
@@ -204,6 +260,28 @@ def hostnames_command(job_id: str) -> str:
     when we run inside an allocation)."""
     return (f"n=$(squeue -h -j {quote([job_id])} -o %N) && [ -n \"$n\" ] && "
             "scontrol show hostnames \"$n\"")
+
+
+def _spot(target: Target, record: RunRecord, rank: int) -> SlurmSpot:
+    """Where rank ``rank``'s container of the running Slurm run ``record`` is now."""
+    slurm = record.slurm
+    assert slurm is not None
+    r = target.shell.run(hostnames_command(slurm.job_id))
+    node = node_of_rank(r.stdout.split() if r.ok else [], rank, slurm.job_id)
+    if (slurm.runtime or "docker") == "docker":
+        return SlurmSpot(node, rank, container=slurm_container(record, target.settings.project))
+    assert slurm.container  # pyxis, named step (cannot_enter said the rest)
+    r = target.shell.run(steps_command(slurm.job_id))
+    step = step_id(r.stdout if r.ok else "", slurm.container)
+    if not step:
+        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} has not started its "
+                       f"step {slurm.container!r} (it does once the head node's address is "
+                       "known), or it has ended: nothing to exec into now; `inv logs "
+                       f"{record.run_id} --follow` shows where it is", code=NOTHING)
+    row = record.settings.get("DLT_WORKDIR") or {}
+    return SlurmSpot(node, rank, step=step,
+                     workdir=row.get("value") or target.settings.workdir,
+                     env_file=posixpath.join(slurm.run_dir, ENV_FILE) if slurm.run_dir else "")
 
 
 def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Sequence[str],
@@ -224,29 +302,28 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
         raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is {state}: nothing "
                        f"to exec into yet; `inv logs {record.run_id} --follow` waits for it",
                        code=NOTHING)
-    if (slurm.runtime or "docker") != "docker":
-        srun_exec_argv(record, "", "NODE", 0, argv, tty=tty)  # raises: what is possible
+    runtime = slurm.runtime or "docker"
+    if runtime == "apptainer" or (runtime == "pyxis" and not slurm.container):
+        raise cannot_enter(record, "NODE")
     rank = 0 if node is None else node
     if node is None and slurm.nodes > 1:
         print(f"dlt: Slurm job {slurm.job_id} has {slurm.nodes} nodes: exec goes into node 0 "
               "(--node K for another)", file=sys.stderr, flush=True)
-    r = target.shell.run(hostnames_command(slurm.job_id))
-    name = slurm_container(record, s.project)
-    where = node_of_rank(r.stdout.split() if r.ok else [], rank, slurm.job_id)
+    spot = _spot(target, record, rank)
     marker = os.urandom(8).hex()
     try:
-        return target.run_attached(srun_exec_argv(record, name, where, rank, argv, tty=tty,
-                                                  marker=marker), tty=tty,
-                                   use_stdin=use_stdin)
+        return target.run_attached(srun_exec_argv(record, spot, argv, tty=tty, marker=marker),
+                                   tty=tty, use_stdin=use_stdin)
     except CutShort as e:
-        # srun ended its step (the docker CLI on the node), not the process that docker
-        # exec started in the container: end that by its marker
+        # srun ended its step (the docker CLI on the node, pyxis's task), not the processes
+        # the command started in the container: end those by their marker
         sig = "INT" if e.signum == signal.SIGINT else "TERM"
-        end = target.shell.run(srun_end_argv(record, name, where, rank, marker, sig,
-                                             s.stop_timeout))
+        end = target.shell.run(srun_end_argv(record, spot, marker, sig, s.stop_timeout))
         if not end.ok:
+            where = (f"{spot.container}-n{spot.rank}" if spot.container
+                     else f"step {spot.step}'s container")
             find = (f"{target.task_command('exec')} {record.run_id} --node {rank} -- sh -c "
                     f"'grep -l {MARKER}={marker} /proc/[0-9]*/environ'")
-            print(f"dlt: could not end the command in {name}-n{rank} on {where} "
+            print(f"dlt: could not end the command in {where} on {spot.node} "
                   f"({end.tail(1)}); its processes: `{find}`", file=sys.stderr, flush=True)
         return 128 + e.signum

@@ -349,8 +349,9 @@ class SlurmInfo:
     state: str | None = None         # Slurm's word for the end (COMPLETED, TIMEOUT, ...)
     state_from: str | None = None    # who said it: sacct, scontrol, exit file, nothing, dlt
     nodelist: str | None = None      # the nodes it ran on (n[1-2])
-    #: The name the docker runtime's wrapper gives the run's containers (node K's: NAME-nK),
-    #: so `exec` finds them; None for the other runtimes and in records made before it was kept.
+    #: What `exec` finds the run's containers by: the docker runtime's container name (node
+    #: K's: NAME-nK), pyxis's step name (its containers are the step's own, unnamed); None
+    #: for apptainer and in records made before it was kept.
     container: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
     source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,

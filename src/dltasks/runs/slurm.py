@@ -42,6 +42,7 @@ from dltasks.runs.slurmscript import (
     SlurmJob,
     docker_wrapper,
     env_file,
+    exec_key,
     image_file,
     job_script,
     make_image_script,
@@ -111,7 +112,7 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
     slurm = SlurmInfo(job_id, job.runtime, job.nodes, job.gpus_per_node, procs(job), script,
                       posixpath.join(host_dir, f"slurm-{job_id}.out"), host_dir, **made,
-                      container=name if job.runtime == "docker" else None)
+                      container=exec_key(job.runtime, name))
     record = RunRecord(run_id, kind=req.kind, host=target.name, image=image,
                        command=spec.command, started=started, git=git(),
                        settings=settings_rows(local), slurm=slurm, detached=detach,

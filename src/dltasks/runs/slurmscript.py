@@ -8,7 +8,10 @@ run record; ``--dry-run`` prints it): ``#SBATCH`` lines, the head node's address
 ends the job. The container runtime (``DLT_SLURM_RUNTIME``):
 
 - ``pyxis``: ``srun --container-image --container-mounts --container-workdir`` (an enroot
-  squashfs file, or a registry reference);
+  squashfs file, or a registry reference), the step named :data:`STEP_NAME`: its containers
+  stay unnamed, so pyxis removes them when the step ends (a named one would outlive the job
+  in enroot's store), and ``exec`` finds the step by that name and joins its container with
+  ``--container-name=JOB.STEP:exec``, pyxis's own name for an unnamed step's container;
 - ``apptainer``: ``apptainer exec --nv --bind`` of a SIF file;
 
   for both, unless ``DLT_SLURM_IMAGE`` gives the image in the runtime's own form, the file is
@@ -46,6 +49,9 @@ from dltasks.errors import DltError
 
 RUNTIMES = ("docker", "pyxis", "apptainer")
 
+#: The name of the job's main step under pyxis (``srun --job-name``): how `exec` finds it.
+STEP_NAME = "dlt-run"
+
 #: How a runtime's image file is made from an image on the login host's engine: the tool, the
 #: file's suffix, and the command (``$1``: the file to write, ``$2``: the image ID, ``$3``: its
 #: name; apptainer's docker-daemon source wants a name).
@@ -53,6 +59,12 @@ IMAGE_MAKERS = {
     "pyxis": ("enroot", ".sqsh", 'enroot import -o "$1" "dockerd://$2"'),
     "apptainer": ("apptainer", ".sif", 'apptainer build "$1" "docker-daemon://$3"'),
 }
+
+
+def exec_key(runtime: str, name: str) -> str | None:
+    """What the record keeps for `exec` to find a job's containers by: the docker runtime's
+    container name ``name`` (node K's: ``NAME-nK``), pyxis's main step name; apptainer: none."""
+    return {"docker": name, "pyxis": STEP_NAME}.get(runtime)
 
 
 def image_file(image_dir: str, project: str, image_id: str, runtime: str) -> str:
@@ -281,7 +293,8 @@ def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper
         if spec.env:  # the values, from the run's private file: in no script, no argv
             lines.append(f". {shlex.quote(posixpath.join(run_dir, ENV_FILE))}")
         if job.runtime == "pyxis":
-            lines.append(f"{step} --container-image={shlex.quote(spec.image)} "
+            lines.append(f"{step} --job-name={STEP_NAME} "
+                         f"--container-image={shlex.quote(spec.image)} "
                          f"--container-mounts={shlex.quote(_mounts(spec))} "
                          f"--container-workdir={shlex.quote(spec.workdir)} bash -c {inner}")
         else:
