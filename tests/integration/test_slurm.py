@@ -600,15 +600,57 @@ _SAME_CONTAINER = ('me=$(readlink /proc/self/ns/mnt); for p in /proc/[0-9]*; do 
                    'tr "\\000" "\\n" < $p/environ | grep ^SLURM_NODEID= && break; done')
 
 
+def job_processes(job_id: str, command: str) -> list[int]:
+    """The processes of Slurm job ``job_id`` (SLURM_JOB_ID in their environment: the job's
+    steps, the overlapping ones of exec too) whose command line starts with ``command``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd.startswith(command) and f"SLURM_JOB_ID={job_id}".encode() in env:
+            found.append(int(d.name))
+    return found
+
+
+def _processes(command: str) -> list[int]:
+    """The processes whose command line starts with ``command``."""
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and (d / "cmdline").read_bytes().replace(
+                    b"\0", b" ").decode(errors="replace").startswith(command):
+                found.append(int(d.name))
+        except OSError:
+            continue
+    return found
+
+
+def job_containers(job_id: str, uid: int = 0) -> list[str]:
+    """What pyxis keeps in the lab nodes' enroot for job ``job_id`` (pyxis_JOB.STEP)."""
+    return [c for c in enroot_containers(uid) if Path(c).name.startswith(f"pyxis_{job_id}.")]
+
+
+#: A command that ignores SIGINT, SIGTERM and SIGHUP (so do its children): only a SIGKILL
+#: ends it; it says when it is up.
+def _stubborn(seconds: int) -> str:
+    return f"trap '' INT TERM HUP; echo started; exec sleep {seconds}"
+
+
 def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
         torch_image: str, project: Path, slurm_lab: dict[str, str],
         pyxis_first: FirstPyxisJob) -> None:
     """`exec RUN --node 1` of a pyxis run: `srun --overlap --container-name=JOB.STEP:exec`
     joins node 1's container of the job's step (the same mount namespace as its training
     process), in the run's folder, with the run's variables (from the run's 0600 file, not a
-    command line); bytes both ways, exit code, a tty, one SIGINT ends the command, not the
-    run. `stop` with an exec still inside: pyxis removes the unnamed containers, nothing runs
-    on, and a later exec says the run ended."""
+    command line: the joined container's own environment does not have them); bytes both
+    ways, exit code, a tty; one SIGINT ends even a command that ignores it (the exec's step
+    ends), never the run. `stop` with an exec still inside: pyxis removes the unnamed
+    containers, nothing runs on, and a later exec says the run ended."""
     import hashlib
 
     from tests.integration.test_exec import _slurm_exec_with_a_tty_runs_a_shell
@@ -620,20 +662,17 @@ def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
     r = dlt("train", "--slurm", "--nodes", "2", "--detach", cwd=project, env=slurm_lab)
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[0]
+    job = str(only_record(project)["slurm"]["job_id"])
     env = {**_env(), **slurm_lab}
     base = [sys.executable, "-m", "dltasks", "exec", run_id, "--node", "1", "--"]
-
-    def pgrep(what: str) -> list[str]:
-        return subprocess.run(["pgrep", "-f", what], capture_output=True,
-                              text=True).stdout.split()
-
     late = None
     try:
         deadline = time.monotonic() + 120   # until the step's containers run its processes
-        while (len(pgrep("^python3 train_ddp[.]py")) < 2 or len(enroot_containers()) < 2) \
+        while len(job_processes(job, "python3 train_ddp.py")) < 2 \
                 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert len(enroot_containers()) == 2, "pyxis made one container per node"
+        assert len(job_processes(job, "python3 train_ddp.py")) == 2
+        assert len(job_containers(job)) == 2, "pyxis made one container per node"
         r = dlt("exec", run_id, "--node", "1", "--", "sh", "-c",
                 f"{_SAME_CONTAINER}; echo env=$EXEC_SEES; pwd; ls train_ddp*; exit 6",
                 cwd=project, env=slurm_lab)
@@ -641,7 +680,8 @@ def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
         assert r.stdout.splitlines() == ["SLURM_NODEID=1", "env=pyxis-env", "/workspace",
                                          "train_ddp.py"], r.stdout + r.stderr
         record = only_record(project)
-        assert record["slurm"]["container"] == "dlt-run"
+        assert record["slurm"]["container"] == f"dlt-proj-{run_id}"
+        assert record["slurm"]["workdir"] == "/workspace"
         assert "pyxis-env" not in record["slurm"]["script"]
         r = dlt("exec", run_id, "--", "sh", "-c", _SAME_CONTAINER, cwd=project, env=slurm_lab)
         assert r.returncode == 0 and r.stdout.strip() == "SLURM_NODEID=0", r.stdout + r.stderr
@@ -657,36 +697,38 @@ def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
                              input=b"\0\xff" * 2_500_000, timeout=120)
         assert got.returncode == 0 and got.stdout.split() == [b"5000000"], got.stderr
 
-        p = subprocess.Popen([*base, "sh", "-c", "echo started; exec sleep 275"], cwd=project,
-                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        p = subprocess.Popen([*base, "sh", "-c", _stubborn(275)], cwd=project, env=env,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
         try:
             assert p.stdout is not None and p.stdout.readline() == b"started\n"
-            p.send_signal(signal.SIGINT)    # to dlt alone: srun ends, the marker kill runs
+            assert job_processes(job, "sleep 275")
+            p.send_signal(signal.SIGINT)    # to dlt alone: srun ends its step, all of it
             _, err = p.communicate(timeout=90)
             assert p.returncode == 130, err
             deadline = time.monotonic() + 30
-            while pgrep("sleep 275") and time.monotonic() < deadline:
+            while job_processes(job, "sleep 275") and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert pgrep("sleep 275") == []
-            assert len(pgrep("^python3 train_ddp[.]py")) == 2    # the run goes on
+            assert job_processes(job, "sleep 275") == []
+            assert len(job_processes(job, "python3 train_ddp.py")) == 2   # the run goes on
         finally:
             if p.poll() is None:
                 p.kill()
                 p.wait()
         _slurm_exec_with_a_tty_runs_a_shell(project, run_id, slurm_lab)
 
-        late = subprocess.Popen([*base, "sh", "-c", "echo in; exec sleep 276"], cwd=project,
-                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        late = subprocess.Popen([*base, "sh", "-c", _stubborn(276)], cwd=project, env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
-        assert late.stdout is not None and late.stdout.readline() == b"in\n"
+        assert late.stdout is not None and late.stdout.readline() == b"started\n"
         r = dlt("stop", run_id, cwd=project, env=slurm_lab)
         assert r.returncode == 0, r.stderr
         late.communicate(timeout=90)        # the job's end ends the exec's step
         deadline = time.monotonic() + 60
-        while (enroot_containers() or pgrep("sleep 276")) and time.monotonic() < deadline:
+        while (job_containers(job) or job_processes(job, "sleep 276")) \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert enroot_containers() == [] and pgrep("sleep 276") == []
+        assert job_containers(job) == [] and job_processes(job, "sleep 276") == []
         r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
         assert f"run {run_id} ended" in r.stderr and "nothing to exec into" in r.stderr
@@ -806,34 +848,55 @@ def test_pyxis_from_a_login_node_as_its_user(torch_image: str, ssh_lab: Any,
 def _exec_into_a_pyxis_run_from_a_login_node(d: Path, ssh_lab: Any, uid: int) -> None:
     """`fab -H gpu1 exec RUN --node 1` of a detached pyxis job (the squashfs made above): srun
     on the login node, as its user, joins node 1's container (pyxis in the user's namespace),
-    with the run's variables and its exit code; after `stop`, nothing in enroot's store."""
+    with the run's variables and its exit code; Ctrl-C (no tty: our SSH channel closes, the
+    srun there would go on) ends even a command that ignores SIGINT, by scancel of the exec's
+    step; after `stop`, nothing in enroot's store."""
     from tests.sshd_harness import fab
 
     with (d / ".env").open("a") as f:
-        f.write("DDP_SLEEP=300\nEXEC_SEES=login-pyxis\n")
+        f.write("DDP_SLEEP=300\nEXEC_SEES=login-pyxis\nDLT_STOP_TIMEOUT=2\n")
     r = fab("-H", "gpu1", "train", "--slurm", "--nodes", "2", "--detach", cwd=d,
             env=ssh_lab.env(), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     run_id = r.stdout.split()[0]
+    job = str(records(d)[-1]["slurm"]["job_id"])
+    program = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
+    exec_ = [sys.executable, "-c", program, "-H", "gpu1", "exec", run_id, "--node", "1"]
     try:
-        deadline = time.monotonic() + 120
-        got = None
-        while time.monotonic() < deadline:   # until the step's containers run
-            got = fab("-H", "gpu1", "exec", run_id, "--node", "1", "--cmd",
-                      f"{_SAME_CONTAINER}; echo env=$EXEC_SEES; id -u; exit 3", cwd=d,
-                      env=ssh_lab.env(), timeout=120)
-            if "SLURM_NODEID=1" in got.stdout:
-                break
-            time.sleep(1)
-        assert got is not None and got.returncode == 3, got
+        deadline = time.monotonic() + 120   # until the step's containers run its processes
+        while len(job_processes(job, "python3 train_ddp.py")) < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        got = fab("-H", "gpu1", "exec", run_id, "--node", "1", "--cmd",
+                  f"{_SAME_CONTAINER}; echo env=$EXEC_SEES; id -u; exit 3", cwd=d,
+                  env=ssh_lab.env(), timeout=120)
+        assert got.returncode == 3, got
         assert got.stdout.splitlines() == ["SLURM_NODEID=1", "env=login-pyxis", str(uid)], got
+        p = subprocess.Popen([*exec_, "--cmd", _stubborn(277)], cwd=d, env=ssh_lab.env(),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        try:
+            assert p.stdout is not None and p.stdout.readline() == b"started\n"
+            p.send_signal(signal.SIGINT)
+            _, err = p.communicate(timeout=90)
+            assert p.returncode == 130, err
+            deadline = time.monotonic() + 30   # SIGINT is ignored: SIGKILL after 2 s
+            while job_processes(job, "sleep 277") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert job_processes(job, "sleep 277") == []
+            assert _processes(f"srun --jobid={job} ") == []              # nor srun there
+            assert len(job_processes(job, "python3 train_ddp.py")) == 2  # the run goes on
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     finally:
         r = fab("-H", "gpu1", "stop", run_id, cwd=d, env=ssh_lab.env(), timeout=120)
     assert r.returncode == 0, r.stderr
     deadline = time.monotonic() + 60
-    while enroot_containers(uid) and time.monotonic() < deadline:
+    while job_containers(job, uid) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert enroot_containers(uid) == []
+    assert job_containers(job, uid) == []
 
 
 def test_a_project_whose_path_has_a_space_and_a_percent_runs(torch_image: str, tmp_path: Path,

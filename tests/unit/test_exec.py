@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from dltasks.engine.execute import DEFAULT_SHELL, MARKER, MARKER_KILL, Demux, exec_config
+from dltasks.engine.execute import DEFAULT_SHELL, MARKER, Demux, exec_config
 from dltasks.errors import DltError
 from dltasks.runs.execute import (
     SlurmSpot,
@@ -126,18 +126,17 @@ def test_srun_lines_per_runtime() -> None:
 
 def test_pyxis_joins_the_steps_own_container_with_the_runs_variables_from_its_file() -> None:
     """pyxis: ``--container-name=JOB.STEP:exec`` (pyxis's name of the step's unnamed
-    container), the run's folder, srun started by a shell that sources the run's 0600 file of
-    variables (no value on a command line) and adds the marker."""
+    container), the run's folder, a step of its own named by the marker (to end it), srun
+    started by a shell that sources the run's 0600 file of variables (no value on a command
+    line)."""
     at = SlurmSpot("n2", 1, step="42.1", workdir="/workspace", env_file="/p/runs/x/container.env")
-    argv = srun_exec_argv(_slurm("pyxis", "dlt-run"), at, ["ls"], tty=True, marker="ab12")
+    argv = srun_exec_argv(_slurm("pyxis", "dlt-proj-x"), at, ["ls"], tty=True, marker="ab12")
     assert argv[:5] == ["sh", "-c", argv[2], "dlt-exec", "/p/runs/x/container.env"]
-    assert argv[5:] == ["env", f"{MARKER}=ab12", "srun", "--jobid=42", "--overlap",
-                        "--quit-on-interrupt", "--nodes=1", "--ntasks=1", "--nodelist=n2",
-                        "--pty", "--container-name=42.1:exec", "--container-workdir=/workspace",
-                        "ls"]
-    end = srun_end_argv(_slurm("pyxis", "dlt-run"), at, "ab12", "INT", 1)
-    assert end[7:10] == ["--container-name=42.1:exec", "sh", "-c"]
-    assert "env" not in end[:7] and end[11:] == [MARKER_KILL, "ab12", "1", "INT"]
+    assert argv[5:] == ["srun", "--jobid=42", "--overlap", "--quit-on-interrupt", "--nodes=1",
+                        "--ntasks=1", "--nodelist=n2", "--pty", "--job-name=dlt-exec-ab12",
+                        "--container-name=42.1:exec", "--container-workdir=/workspace", "ls"]
+    end = srun_end_argv(_slurm("pyxis", "dlt-proj-x"), at, "ab12", "INT", 1.5)
+    assert end[:2] == ["sh", "-c"] and end[3:] == ["dlt-end", "42", "dlt-exec-ab12", "INT", "2"]
     # a record from before the step was named: what is possible, in one line
     with pytest.raises(DltError, match="pyxis.*older dltasks.*`srun --jobid 42 --overlap "
                                        "--nodelist=n1 --container-image=") as e:
@@ -145,11 +144,13 @@ def test_pyxis_joins_the_steps_own_container_with_the_runs_variables_from_its_fi
     assert e.value.code == 2 and "\n" not in str(e.value)
 
 
-def test_the_steps_id_is_found_by_its_name() -> None:
-    lines = "42.batch batch\n42.0 hostname\n42.1 dlt-run\n42.2 dlt-run\n"
-    assert step_id(lines, "dlt-run") == "42.1"
-    assert step_id("42.batch batch\n", "dlt-run") == ""
-    assert step_id("", "dlt-run") == ""
+def test_the_main_step_is_the_first_running_step_of_its_name() -> None:
+    """The head-address step (ended by then) and any later `srun --overlap` take the job's
+    name too: the main step is the first of that name still listed."""
+    lines = "42.batch batch\n42.3 my job\n42.1 my job\n42.2 dlt-exec-ab\n"
+    assert step_id(lines, "my job") == "42.1"
+    assert step_id("42.batch batch\n42.extern extern\n", "batch") == ""
+    assert step_id("", "dlt-proj-x") == ""
     assert steps_command("42") == "squeue -h -s -j 42 -o '%i %j'"
 
 

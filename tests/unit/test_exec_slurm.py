@@ -140,9 +140,9 @@ def test_the_shell_starting_srun_sources_the_file_and_runs_the_rest(tmp_path: Pa
     (tmp_path / "container.env").write_text("export 'SECRET=s p a c e'\n")
     argv = srun_exec_argv(_rec("pyxis"), at, [], tty=False, marker="m1")
     shell = argv[:argv.index("srun")]
-    r = subprocess.run([*shell, "sh", "-c", 'echo "$SECRET/$DLT_EXEC_ID"'],
+    r = subprocess.run([*shell, "sh", "-c", 'echo "$SECRET"'],
                        capture_output=True, text=True, timeout=10)
-    assert r.returncode == 0 and r.stdout == "s p a c e/m1\n", r.stderr
+    assert r.returncode == 0 and r.stdout == "s p a c e\n", r.stderr
     (tmp_path / "container.env").unlink()
     r = subprocess.run([*shell, "sh", "-c", 'echo "${SECRET-unset}"'],
                        capture_output=True, text=True, timeout=10)
@@ -150,3 +150,30 @@ def test_the_shell_starting_srun_sources_the_file_and_runs_the_rest(tmp_path: Pa
     (tmp_path / "container.env").write_text("export 'A=1\n")
     r = subprocess.run([*shell, "echo", "ran"], capture_output=True, text=True, timeout=10)
     assert r.returncode != 0 and r.stdout == ""
+
+
+def test_an_interrupted_pyxis_exec_ends_its_own_step_signal_then_kill(tmp_path: Path) -> None:
+    """pyxis: the exec's step (found by its marker's name among the job's steps) gets the
+    signal now and SIGKILL after the grace, from the background; no such step (srun's Ctrl-C
+    ended it): nothing, exit 0. The seam: stand-in squeue and scancel on PATH."""
+    log = tmp_path / "scancel.log"
+    (tmp_path / "squeue").write_text("#!/bin/sh\nprintf '%s' \"$SQUEUE_SAYS\"\n")
+    (tmp_path / "scancel").write_text(f"#!/bin/sh\necho \"$*\" >> {log}\n")
+    for f in ("squeue", "scancel"):
+        (tmp_path / f).chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    at = SlurmSpot("n", 0, step="42.1")
+    argv = srun_end_argv(_rec("pyxis"), at, "ab12", "INT", 1)
+    said = "42.batch batch\n42.1 dlt-run\n42.7 dlt-exec-ab12\n42.8 dlt-exec-other\n"
+    r = subprocess.run(argv, env={**env, "SQUEUE_SAYS": said}, capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "--signal=INT 42.7\n"       # now; KILL after the grace
+    deadline = time.monotonic() + 10
+    while log.read_text().count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.read_text() == "--signal=INT 42.7\n--signal=KILL 42.7\n"
+    log.unlink()
+    r = subprocess.run(argv, env={**env, "SQUEUE_SAYS": "42.1 dlt-run\n"}, capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0 and not log.exists()

@@ -151,13 +151,16 @@ def node_of_rank(hostnames: Sequence[str], rank: int, job_id: str) -> str:
 
 
 def step_id(squeue_steps: str, name: str) -> str:
-    """The id (``JOB.STEP``) of the step named ``name`` among ``squeue -s -o '%i %j'``'s
-    lines; "" when it has not started (or has ended)."""
+    """The id (``JOB.STEP``) of the job's running step named ``name`` among ``squeue -s -o
+    '%i %j'``'s lines: the first such step (the batch script's head-address step has ended
+    by then; a later one of that name is someone's ``srun --overlap``); "" when none runs."""
+    found = []
     for line in squeue_steps.splitlines():
-        words = line.split()
-        if len(words) == 2 and words[1] == name:
-            return words[0]
-    return ""
+        sid, _, sname = line.strip().partition(" ")
+        number = sid.rpartition(".")[2]
+        if sname == name and number.isdigit():
+            found.append((int(number), sid))
+    return min(found)[1] if found else ""
 
 
 def steps_command(job_id: str) -> str:
@@ -188,9 +191,23 @@ _END = ('sh -c "$0" sh "$3" "$1"; '
         '(sleep "$2"; sh -c "$0" sh KILL "$1") </dev/null >/dev/null 2>&1 &')
 
 #: ``sh -c`` program on the login host that starts srun (``$2...``) with the run's variables
-#: (``$1``, the run's 0600 file of ``export`` lines, as the batch script sourced it), so that
-#: no value is on a command line; no file (a run without variables): srun as it is.
+#: (``$1``, the run's 0600 file of ``export`` lines, as the batch script sourced it: pyxis
+#: hands the task srun's environment, with the image's own on top), so that no value is on a
+#: command line; no file (a run without variables): srun as it is.
 _WITH_ENV = 'f=$1; shift; if [ -f "$f" ]; then . "$f" || exit 125; fi; exec "$@"'
+
+#: ``sh -c`` program on the login host that ends an interrupted exec's step under pyxis
+#: (``$1``: the job, ``$2``: the step's name, ``$3``: the signal, ``$4``: the grace): the
+#: signal to every process of the step now, SIGKILL after the grace, from the background;
+#: nothing when the step has ended (srun's Ctrl-C ended it).
+_SCANCEL = ('s=$(squeue -h -s -j "$1" -o "%i %j" | awk -v n="$2" \'$2 == n {print $1}\'); '
+            '[ -n "$s" ] || exit 0; scancel --signal="$3" "$s" 2>/dev/null; '
+            '(sleep "$4"; scancel --signal=KILL "$s" 2>/dev/null) </dev/null >/dev/null 2>&1 &')
+
+
+def exec_step_name(marker: str) -> str:
+    """The name of an exec's own ``srun --overlap`` step under pyxis: how it is found to end."""
+    return f"dlt-exec-{marker}"
 
 
 def _step(slurm: SlurmInfo, node: str) -> list[str]:
@@ -206,23 +223,27 @@ def cannot_enter(record: RunRecord, node: str) -> DltError:
     slurm = record.slurm
     beside = f"`srun --jobid {slurm.job_id} --overlap --nodelist={node}"
     if (slurm.runtime or "docker") == "pyxis":
-        return DltError(f"run {record.run_id} runs under pyxis on Slurm in a step that dltasks "
-                        "did not name yet (it was submitted by an older dltasks), so its "
-                        f"container cannot be found; a shell beside it on its node in the same "
-                        f"image: {beside} --container-image={record.image or 'IMAGE'} --pty "
-                        f"bash` (its mounts: the --container-mounts of "
-                        f"runs/{record.run_id}/job.sbatch)", code=NOTHING)
+        return DltError(f"run {record.run_id} runs under pyxis on Slurm in a step that an older "
+                        "dltasks did not name, so its container cannot be found; a shell "
+                        f"beside it on its node in the same image: {beside} --container-image="
+                        f"{record.image or 'IMAGE'} --pty bash` (its mounts: the "
+                        f"--container-mounts of runs/{record.run_id}/job.sbatch)", code=NOTHING)
     return DltError(f"run {record.run_id} runs under apptainer on Slurm: dltasks names no "
                     f"apptainer instance to enter; a shell beside it on its node: {beside} "
                     "--pty bash` (add `apptainer shell IMAGE` for a fresh container of its "
                     "image)", code=NOTHING)
 
 
+def _pyxis_into(spot: SlurmSpot) -> list[str]:
+    return [f"--container-name={spot.step}:exec",
+            *([f"--container-workdir={spot.workdir}"] if spot.workdir else [])]
+
+
 def srun_exec_argv(record: RunRecord, spot: SlurmSpot, argv: Sequence[str], *, tty: bool,
                    marker: str = "") -> list[str]:
     """The line that runs ``argv`` in the run's container at ``spot`` through ``srun
-    --overlap``, its processes marked ``marker`` (:data:`MARKER`) so that they can be
-    ended."""
+    --overlap``, findable by ``marker``: docker: its processes carry :data:`MARKER`; pyxis:
+    its step is named :func:`exec_step_name`."""
     assert record.slurm is not None
     slurm = record.slurm
     cmd = list(argv) or list(DEFAULT_SHELL)
@@ -233,25 +254,26 @@ def srun_exec_argv(record: RunRecord, spot: SlurmSpot, argv: Sequence[str], *, t
         return [*step, "docker", "exec", "-i", *(["-t"] if tty else []), *env,
                 f"{spot.container}-n{spot.rank}", *cmd]
     if runtime == "pyxis" and spot.step:
-        # srun hands its environment to the task; pyxis lays the container's own on top
-        env = ["env", f"{MARKER}={marker}"] if marker else []
-        return ["sh", "-c", _WITH_ENV, "dlt-exec", spot.env_file, *env, *step,
-                f"--container-name={spot.step}:exec",
-                *([f"--container-workdir={spot.workdir}"] if spot.workdir else []), *cmd]
+        name = [f"--job-name={exec_step_name(marker)}"] if marker else []
+        return ["sh", "-c", _WITH_ENV, "dlt-exec", spot.env_file, *step, *name,
+                *_pyxis_into(spot), *cmd]
     raise cannot_enter(record, spot.node)
 
 
 def srun_end_argv(record: RunRecord, spot: SlurmSpot, marker: str, sig: str,
                   grace_s: float) -> list[str]:
-    """The ``srun --overlap`` line that ends the processes an interrupted exec left in the
-    run's container at ``spot`` (srun ends its own step, not what ``docker exec`` started, nor
-    what pyxis started in the container's namespaces): ``sig`` now, SIGKILL after ``grace_s``
-    to what is left."""
+    """What ends an interrupted exec's processes at ``spot``: ``sig`` now, SIGKILL after
+    ``grace_s`` to what is left. docker: a second ``srun --overlap`` signals the processes
+    marked ``marker`` in the container (srun ends its own step, the docker CLI, not what
+    ``docker exec`` started there). pyxis: the command's processes are its step's, but that
+    step outlives a lost srun (an SSH channel closed under it): ``scancel`` signals it."""
     assert record.slurm is not None
-    into = ([f"--container-name={spot.step}:exec"] if spot.step
-            else ["docker", "exec", f"{spot.container}-n{spot.rank}"])
-    return [*_step(record.slurm, spot.node), *into, "sh", "-c", _END, MARKER_KILL, marker,
-            str(max(1, math.ceil(grace_s))), sig]
+    grace = str(max(1, math.ceil(grace_s)))
+    if spot.step:
+        return ["sh", "-c", _SCANCEL, "dlt-end", record.slurm.job_id, exec_step_name(marker),
+                sig, grace]
+    return [*_step(record.slurm, spot.node), "docker", "exec", f"{spot.container}-n{spot.rank}",
+            "sh", "-c", _END, MARKER_KILL, marker, grace, sig]
 
 
 def hostnames_command(job_id: str) -> str:
@@ -263,25 +285,40 @@ def hostnames_command(job_id: str) -> str:
 
 
 def _spot(target: Target, record: RunRecord, rank: int) -> SlurmSpot:
-    """Where rank ``rank``'s container of the running Slurm run ``record`` is now."""
+    """Where rank ``rank``'s container of the running Slurm run ``record`` is now; pyxis:
+    one ``true`` in it first, so that a container not running yet is one line."""
     slurm = record.slurm
     assert slurm is not None
     r = target.shell.run(hostnames_command(slurm.job_id))
     node = node_of_rank(r.stdout.split() if r.ok else [], rank, slurm.job_id)
     if (slurm.runtime or "docker") == "docker":
         return SlurmSpot(node, rank, container=slurm_container(record, target.settings.project))
-    assert slurm.container  # pyxis, named step (cannot_enter said the rest)
+    assert slurm.container  # pyxis with a named step (cannot_enter said the rest)
     r = target.shell.run(steps_command(slurm.job_id))
-    step = step_id(r.stdout if r.ok else "", slurm.container)
+    if not r.ok:
+        raise DltError(f"squeue{target.on_host} could not list the steps of Slurm job "
+                       f"{slurm.job_id}: {r.tail(1)}")
+    step = step_id(r.stdout, slurm.container)
+    later = (f"nothing to exec into now; `{target.task_command('logs')} {record.run_id} "
+             "--follow` shows where it is")
     if not step:
-        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} has not started its "
-                       f"step {slurm.container!r} (it does once the head node's address is "
-                       "known), or it has ended: nothing to exec into now; `inv logs "
-                       f"{record.run_id} --follow` shows where it is", code=NOTHING)
-    row = record.settings.get("DLT_WORKDIR") or {}
-    return SlurmSpot(node, rank, step=step,
-                     workdir=row.get("value") or target.settings.workdir,
+        raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} runs no step "
+                       f"{slurm.container!r} now (it starts once the head node's address is "
+                       f"known): {later}", code=NOTHING)
+    spot = SlurmSpot(node, rank, step=step, workdir=slurm.workdir or "",
                      env_file=posixpath.join(slurm.run_dir, ENV_FILE) if slurm.run_dir else "")
+    check = target.shell.run([*_step(slurm, node), "--job-name=dlt-exec-check",
+                              *_pyxis_into(spot), "true"])
+    if not check.ok:
+        said = " ".join(check.stderr.split())
+        if "is not running" in said:
+            raise DltError(f"node {rank}'s container of run {record.run_id} ({node}, step "
+                           f"{step}) is not running (pyxis is still making it, or the site "
+                           f"runs pyxis with squashfuse, whose containers cannot be joined): "
+                           f"{later}", code=NOTHING)
+        raise DltError(f"pyxis could not join node {rank}'s container of run {record.run_id} "
+                       f"({node}, step {step}): {check.tail(1)}")
+    return spot
 
 
 def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Sequence[str],
@@ -300,7 +337,8 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
     if record.status != "running":
         state = f"{record.status}, not running" if record.status else "not running"
         raise DltError(f"Slurm job {slurm.job_id} of run {record.run_id} is {state}: nothing "
-                       f"to exec into yet; `inv logs {record.run_id} --follow` waits for it",
+                       f"to exec into yet; `{target.task_command('logs')} {record.run_id} "
+                       "--follow` waits for it",
                        code=NOTHING)
     runtime = slurm.runtime or "docker"
     if runtime == "apptainer" or (runtime == "pyxis" and not slurm.container):
@@ -315,15 +353,17 @@ def exec_slurm_run(target: Target, record: RunRecord, node: int | None, argv: Se
         return target.run_attached(srun_exec_argv(record, spot, argv, tty=tty, marker=marker),
                                    tty=tty, use_stdin=use_stdin)
     except CutShort as e:
-        # srun ended its step (the docker CLI on the node, pyxis's task), not the processes
-        # the command started in the container: end those by their marker
+        # what the command started in the container may outlive srun: end it by its marker
         sig = "INT" if e.signum == signal.SIGINT else "TERM"
         end = target.shell.run(srun_end_argv(record, spot, marker, sig, s.stop_timeout))
         if not end.ok:
-            where = (f"{spot.container}-n{spot.rank}" if spot.container
-                     else f"step {spot.step}'s container")
-            find = (f"{target.task_command('exec')} {record.run_id} --node {rank} -- sh -c "
-                    f"'grep -l {MARKER}={marker} /proc/[0-9]*/environ'")
-            print(f"dlt: could not end the command in {where} on {spot.node} "
+            if spot.step:
+                what = f"step {exec_step_name(marker)} of job {slurm.job_id}"
+                find = f"squeue -s -j {slurm.job_id}` lists it, `scancel JOB.STEP"
+            else:
+                what = f"{spot.container}-n{spot.rank}"
+                find = (f"{target.task_command('exec')} {record.run_id} --node {rank} -- sh "
+                        f"-c 'grep -l {MARKER}={marker} /proc/[0-9]*/environ'")
+            print(f"dlt: could not end the command in {what} on {spot.node} "
                   f"({end.tail(1)}); its processes: `{find}`", file=sys.stderr, flush=True)
         return 128 + e.signum

@@ -353,6 +353,7 @@ class SlurmInfo:
     #: K's: NAME-nK), pyxis's step name (its containers are the step's own, unnamed); None
     #: for apptainer and in records made before it was kept.
     container: str | None = None
+    workdir: str | None = None       # the container's folder (pyxis: where exec starts)
     extra: Mapping[str, Any] = field(default_factory=dict, hash=False, metadata=OWN)
     source_keys: tuple[str, ...] | None = field(default=None, compare=False, repr=False,
                                                 metadata=OWN)

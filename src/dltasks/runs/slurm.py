@@ -112,7 +112,8 @@ def submit(target: Target, local: Settings, req: RunRequest, job: SlurmJob, *,
         job_id = _sbatch(target, posixpath.join(host_dir, "job.sbatch"), job)
     slurm = SlurmInfo(job_id, job.runtime, job.nodes, job.gpus_per_node, procs(job), script,
                       posixpath.join(host_dir, f"slurm-{job_id}.out"), host_dir, **made,
-                      container=exec_key(job.runtime, name))
+                      container=exec_key(job.runtime, name),
+                      workdir=spec.workdir if job.runtime == "pyxis" else None)
     record = RunRecord(run_id, kind=req.kind, host=target.name, image=image,
                        command=spec.command, started=started, git=git(),
                        settings=settings_rows(local), slurm=slurm, detached=detach,

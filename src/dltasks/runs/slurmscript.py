@@ -8,10 +8,11 @@ run record; ``--dry-run`` prints it): ``#SBATCH`` lines, the head node's address
 ends the job. The container runtime (``DLT_SLURM_RUNTIME``):
 
 - ``pyxis``: ``srun --container-image --container-mounts --container-workdir`` (an enroot
-  squashfs file, or a registry reference), the step named :data:`STEP_NAME`: its containers
-  stay unnamed, so pyxis removes them when the step ends (a named one would outlive the job
-  in enroot's store), and ``exec`` finds the step by that name and joins its container with
-  ``--container-name=JOB.STEP:exec``, pyxis's own name for an unnamed step's container;
+  squashfs file, or a registry reference), the step named as the job (``--job-name``, so
+  its tasks see the same SLURM_JOB_NAME): its containers stay unnamed, so pyxis removes them
+  when the step ends (a named one would outlive the job in enroot's store), and ``exec``
+  finds the step by that name and joins its container with ``--container-name=JOB.STEP:exec``,
+  pyxis's own name for an unnamed step's container;
 - ``apptainer``: ``apptainer exec --nv --bind`` of a SIF file;
 
   for both, unless ``DLT_SLURM_IMAGE`` gives the image in the runtime's own form, the file is
@@ -49,9 +50,6 @@ from dltasks.errors import DltError
 
 RUNTIMES = ("docker", "pyxis", "apptainer")
 
-#: The name of the job's main step under pyxis (``srun --job-name``): how `exec` finds it.
-STEP_NAME = "dlt-run"
-
 #: How a runtime's image file is made from an image on the login host's engine: the tool, the
 #: file's suffix, and the command (``$1``: the file to write, ``$2``: the image ID, ``$3``: its
 #: name; apptainer's docker-daemon source wants a name).
@@ -62,9 +60,9 @@ IMAGE_MAKERS = {
 
 
 def exec_key(runtime: str, name: str) -> str | None:
-    """What the record keeps for `exec` to find a job's containers by: the docker runtime's
-    container name ``name`` (node K's: ``NAME-nK``), pyxis's main step name; apptainer: none."""
-    return {"docker": name, "pyxis": STEP_NAME}.get(runtime)
+    """What the record keeps for `exec` to find a job's containers by: ``name``, the docker
+    runtime's container name (node K's: ``NAME-nK``) or pyxis's main step's; apptainer: none."""
+    return name if runtime in ("docker", "pyxis") else None
 
 
 def image_file(image_dir: str, project: str, image_id: str, runtime: str) -> str:
@@ -293,7 +291,7 @@ def job_script(spec: RunSpec, job: SlurmJob, *, name: str, run_dir: str, wrapper
         if spec.env:  # the values, from the run's private file: in no script, no argv
             lines.append(f". {shlex.quote(posixpath.join(run_dir, ENV_FILE))}")
         if job.runtime == "pyxis":
-            lines.append(f"{step} --job-name={STEP_NAME} "
+            lines.append(f"{step} --job-name={shlex.quote(name)} "
                          f"--container-image={shlex.quote(spec.image)} "
                          f"--container-mounts={shlex.quote(_mounts(spec))} "
                          f"--container-workdir={shlex.quote(spec.workdir)} bash -c {inner}")
