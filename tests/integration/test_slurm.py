@@ -170,7 +170,9 @@ def test_stop_cancels_the_job_and_the_wrapper_removes_the_containers(
         time.sleep(0.5)
     assert containers_of(engine, run_id) == []       # the wrapper's trap removed them
     assert squeue(slurm_lab, job) == ""
-    assert only_record(project)["status"] == "cancelled"
+    record = only_record(project)
+    assert record["status"] == "cancelled" and record["slurm"]["state"] == "CANCELLED"
+    assert record["exit_code"] == 143      # SIGTERM's, as a stopped container's, never 0
 
 
 def test_one_failing_rank_ends_the_job_and_the_other_container(
@@ -731,7 +733,8 @@ def test_exec_joins_a_pyxis_runs_container_and_nothing_is_left(
         assert job_containers(job) == [] and job_processes(job, "sleep 276") == []
         r = dlt("exec", run_id, "--", "true", cwd=project, env=slurm_lab)
         assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
-        assert f"run {run_id} ended" in r.stderr and "nothing to exec into" in r.stderr
+        assert f"run {run_id} ended (exit 143)" in r.stderr, r.stderr
+        assert "nothing to exec into" in r.stderr
     finally:
         dlt("stop", run_id, cwd=project, env=slurm_lab)
         if late is not None and late.poll() is None:

@@ -187,6 +187,12 @@ def test_how_a_job_ended() -> None:
     assert outcome("", "", "3\n") == (3, "FAILED")         # only the exit file knows
     assert outcome("COMPLETED", "0:0", "0") == (0, "COMPLETED")
     assert outcome("", "", "") == (1, "UNKNOWN")
+    # what sacct says of a job `stop` (scancel) ended: the job's line has no signal
+    assert parse_sacct("CANCELLED by 0|0:0|n[1-2]\n") == ("CANCELLED", "0:0", "n[1-2]")
+    assert outcome("CANCELLED", "0:0", "") == (143, "CANCELLED")
+    assert outcome("TIMEOUT", "0:0", "") == (143, "TIMEOUT")
+    assert outcome("NODE_FAIL", "0:0", "") == (1, "NODE_FAIL")
+    assert outcome("CANCELLED", "2:0", "") == (2, "CANCELLED")   # its own code stands
 
 
 class _Answers:

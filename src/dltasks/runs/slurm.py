@@ -67,6 +67,8 @@ _QUEUE = ('s=$(squeue -h -j "$1" -o "%T|%r|%N" 2>&1); rc=$?; '
 #: $1: job id, $2: output file, $3: bytes of it already shown. Prints what :data:`_QUEUE`
 #: does, a line "--", then the new bytes.
 _POLL = _QUEUE + '; echo --; [ -f "$2" ] && tail -c +"$(($3 + 1))" "$2"; true'
+#: Ends that Slurm brings about with SIGTERM (then SIGKILL).
+_SIGNALLED = frozenset({"CANCELLED", "TIMEOUT", "PREEMPTED", "DEADLINE"})
 #: Job states after which a job does not run again (sacct and scontrol spell them alike).
 ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY",
                    "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"})
@@ -362,9 +364,12 @@ def outcome(state: str, exit_code: str, written: str) -> tuple[int, str]:
             code = int(first)
     if not state:
         state = "COMPLETED" if code == 0 else "FAILED" if code is not None else "UNKNOWN"
-    if code is None:
-        code = 0 if state == "COMPLETED" else 1
-    return code, state
+    if not code and state != "COMPLETED":
+        # a job ended by Slurm's signal (scancel, its time limit) has no code of its own
+        # (sacct: "CANCELLED by 0|0:0", the 15 only on the batch step): SIGTERM's, as a
+        # stopped container's; any other end that is not a success is not 0 either
+        code = 143 if state in _SIGNALLED else 1
+    return code or 0, state
 
 
 def cancel(target: Target, record: RunRecord) -> str:
