@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +86,10 @@ def dlt(*args: str, cwd: Path, env: dict[str, str] | None = None,
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "dltasks", *args], cwd=cwd, env=full_env,
                           text=True, capture_output=True, input=input, timeout=timeout)
+
+
+def project_containers(engine: Any, name: str) -> list[Any]:
+    """Every container of project ``name`` on the engine, running or not."""
+    found: list[Any] = engine.containers.list(
+        ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"})
+    return found

@@ -24,8 +24,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -304,6 +308,32 @@ def fresh_lab() -> Lab:
     the_lab = lab()
     the_lab.reset_known_hosts()
     return the_lab
+
+
+@contextmanager
+def lab_project(base: Path, lab: Lab, env: str, *, prefix: str = "t", engine: Any = None,
+                fabfile: bool = False) -> Iterator[tuple[Path, str]]:
+    """A project for the lab in ``base``/proj and its unique name: a .env with that
+    DLT_PROJECT and DLT_REMOTE_DIR, then the lines ``env`` (and, with ``fabfile``, a fabfile
+    with dltasks' tasks). Afterwards its folders on every lab host go, and, given ``engine``
+    (the lab's hosts share this machine's), its containers."""
+    from tests.conftest import project_containers
+
+    d = base / "proj"
+    d.mkdir()
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n{env}")
+    if fabfile:
+        (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+    try:
+        yield d, name
+    finally:
+        for host in lab.hosts.values():
+            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+            shutil.rmtree(host.home / f"data-{name}", ignore_errors=True)
+        if engine is not None:
+            for c in project_containers(engine, name):
+                c.remove(force=True)
 
 
 def fab(*args: str, cwd: Path, env: dict[str, str],

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import dlt
-from tests.sshd_harness import Lab, fab
+from tests.sshd_harness import Lab, fab, lab_project
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
@@ -50,16 +49,9 @@ def _docker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 @pytest.fixture
 def proj(tmp_path: Path, ssh_lab: Lab, base_image: str,
          engine: Any) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "ctx-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={base_image}\nDLT_GPUS=none\nDLT_TRAIN_CMD=sleep 300\n")
-    yield d, name
-    shutil.rmtree(ssh_lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
-    for c in engine.containers.list(ignore_removed=True, all=True,
-                                    filters={"label": f"dltasks.project={name}"}):
-        c.remove(force=True)
+    with lab_project(tmp_path, ssh_lab, f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
+                     "DLT_TRAIN_CMD=sleep 300\n", prefix="ctx", engine=engine) as made:
+        yield made
 
 
 def test_context_reaches_the_hosts_engine_and_updates_idempotently(

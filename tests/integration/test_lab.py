@@ -26,7 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dlt
+from tests.conftest import dlt, project_containers
+from tests.sshd_harness import lab_project
 from tests.users import User, throwaway_user
 
 pytestmark = [pytest.mark.docker]
@@ -35,14 +36,8 @@ URL = re.compile(r"(http://127\.0\.0\.1:(\d+)(/\S*))")
 
 
 def _cleanup(engine: Any, project: str) -> None:
-    for c in engine.containers.list(
-            ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"}):
+    for c in project_containers(engine, project):
         c.remove(force=True)
-
-
-def _containers(engine: Any, project: str) -> list[Any]:
-    return engine.containers.list(  # type: ignore[no-any-return]
-        ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"})
 
 
 @pytest.fixture
@@ -53,6 +48,16 @@ def lab_proj(project: Path, lab_image: str, engine: Any) -> Iterator[tuple[Path,
                                   "DLT_OUTPUT_DIR=outputs\nDLT_STOP_TIMEOUT=2\n")
     yield project, name
     _cleanup(engine, name)
+
+
+@pytest.fixture
+def fab_lab_proj(tmp_path: Path, ssh_lab: Any, lab_image: str,
+                 engine: Any) -> Iterator[tuple[Path, str]]:
+    """A project on dlt-test-lab for `fab -H gpu1` (the sshd lab); its folders there and its
+    containers removed afterwards."""
+    with lab_project(tmp_path, ssh_lab, f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\n"
+                     "DLT_STOP_TIMEOUT=2\n", prefix="lab", engine=engine, fabfile=True) as made:
+        yield made
 
 
 class Pty:
@@ -272,7 +277,7 @@ def test_notebook_detached_answers_with_its_token_runs_a_kernel_and_stop_ends_it
     assert _get(f"http://127.0.0.1:{host_port}/api/status?token=wrong{token}")[0] == 403
     assert _kernel_computes(host_port, token, "1+1") == "2"
     # published on the host's loopback only; the token in the env alone, masked in the record
-    (c,) = _containers(engine, name)
+    (c,) = project_containers(engine, name)
     binds = c.attrs["HostConfig"]["PortBindings"]["8888/tcp"]
     assert [b["HostIp"] for b in binds] == ["127.0.0.1"]
     assert f"JUPYTER_TOKEN={token}" in c.attrs["Config"]["Env"]
@@ -285,7 +290,7 @@ def test_notebook_detached_answers_with_its_token_runs_a_kernel_and_stop_ends_it
             assert token not in f.read_text(errors="replace"), f
     r = dlt("stop", run_id, cwd=d)
     assert r.returncode == 0, r.stderr
-    assert _containers(engine, name) == []
+    assert project_containers(engine, name) == []
     assert _wait_refused(host_port)
 
 
@@ -301,7 +306,7 @@ def test_notebook_attached_answers_then_ctrl_c_leaves_nothing_and_no_token_in_th
     finally:
         os.killpg(p.proc.pid, signal.SIGINT)
     assert p.finish(timeout=60) == 130, p.text
-    assert _containers(engine, name) == []
+    assert project_containers(engine, name) == []
     assert _wait_refused(port)
     (folder,) = (d / "runs").iterdir()
     log = (folder / "output.log").read_text()
@@ -323,7 +328,7 @@ def test_notebook_on_an_image_without_jupyter_says_the_fix_and_starts_nothing(
         assert "no Jupyter" in lines[0] and "DLT_PIP_PACKAGES=jupyterlab" in lines[0]
         assert "`dlt extend-image`" in lines[0], lines[0]
         assert r.stdout == ""
-        assert _containers(engine, name) == []
+        assert project_containers(engine, name) == []
         assert not (project / "runs").exists()  # no record of a run that never was
         t = dlt("tensorboard", cwd=project)
         assert t.returncode != 0 and "DLT_OUTPUT_DIR" in t.stderr, t.stderr
@@ -434,7 +439,8 @@ def test_tensorboard_serves_a_runs_events_read_only_and_stop_ends_it(
     port = int(m.group(2))
     tb = r.stdout.strip().splitlines()[-1]
     _tags_listed(port, run_id, "loss/train")
-    (c,) = [c for c in _containers(engine, name) if c.labels["dltasks.kind"] == "tensorboard"]
+    (c,) = [c for c in project_containers(engine, name)
+            if c.labels["dltasks.kind"] == "tensorboard"]
     mounts = c.attrs["HostConfig"]["Mounts"]
     assert mounts and all(mt["ReadOnly"] for mt in mounts), mounts
     assert not c.attrs["HostConfig"].get("DeviceRequests")  # no GPU
@@ -445,8 +451,8 @@ def test_tensorboard_serves_a_runs_events_read_only_and_stop_ends_it(
     assert ran.output.decode().strip().endswith("1") and not (d / "outputs" / "x").exists()
     assert dlt("stop", tb, cwd=d).returncode == 0
     assert _wait_refused(port)
-    assert [c for c in _containers(engine, name) if c.labels["dltasks.kind"] == "tensorboard"] \
-        == []
+    assert [c for c in project_containers(engine, name)
+            if c.labels["dltasks.kind"] == "tensorboard"] == []
 
 
 def test_tensorboard_of_named_runs_shows_those_runs_only(
@@ -472,37 +478,28 @@ def test_tensorboard_of_named_runs_shows_those_runs_only(
 
 @pytest.mark.ssh
 def test_fab_tensorboard_answers_on_the_laptop_port(
-        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "lab-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n"
-                            "DLT_OUTPUT_DIR=outputs\nDLT_TRAIN_CMD=python3 write_events.py\n")
+        ssh_lab: Any, fab_lab_proj: tuple[Path, str], engine: Any) -> None:
+    d, name = fab_lab_proj
+    with (d / ".env").open("a") as f:
+        f.write("DLT_OUTPUT_DIR=outputs\nDLT_TRAIN_CMD=python3 write_events.py\n")
     (d / "write_events.py").write_text(WRITER)
-    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
     env = ssh_lab.env()
-    try:
-        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "train"], cwd=d, env=env,
-                           text=True, capture_output=True, timeout=300)
-        assert r.returncode == 0 and "wrote events" in r.stdout, r.stdout + r.stderr
-        (run_id,) = [p.name for p in (d / "runs").iterdir()]
-        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "tensorboard", "--detach"],
-                           cwd=d, env=env, text=True, capture_output=True, timeout=300)
-        assert r.returncode == 0, r.stdout + r.stderr
-        m = URL.search(r.stderr)
-        assert m and "on gpu1" in r.stderr, r.stderr
-        port = int(m.group(2))
-        _tags_listed(port, run_id, "loss/train")   # on the laptop's port, through SSH
-        tb = re.search(r"started (\S+) on gpu1", r.stderr).group(1)  # type: ignore[union-attr]
-        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", tb], cwd=d,
-                           env=env, text=True, capture_output=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-        assert _wait_refused(port)                 # the forward ended with it
-    finally:
-        _cleanup(engine, name)
-        for host in ssh_lab.hosts.values():
-            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+    r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "train"], cwd=d, env=env,
+                       text=True, capture_output=True, timeout=300)
+    assert r.returncode == 0 and "wrote events" in r.stdout, r.stdout + r.stderr
+    (run_id,) = [p.name for p in (d / "runs").iterdir()]
+    r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "tensorboard", "--detach"],
+                       cwd=d, env=env, text=True, capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = URL.search(r.stderr)
+    assert m and "on gpu1" in r.stderr, r.stderr
+    port = int(m.group(2))
+    _tags_listed(port, run_id, "loss/train")   # on the laptop's port, through SSH
+    tb = re.search(r"started (\S+) on gpu1", r.stderr).group(1)  # type: ignore[union-attr]
+    r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", tb], cwd=d,
+                       env=env, text=True, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert _wait_refused(port)                 # the forward ended with it
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,13 +510,8 @@ FAB = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program
 
 @pytest.mark.ssh
 def test_fab_notebook_answers_on_the_laptop_url_and_ctrl_c_ends_it_and_the_forward(
-        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "lab-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n")
-    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
+        ssh_lab: Any, fab_lab_proj: tuple[Path, str], engine: Any) -> None:
+    d, name = fab_lab_proj
     p = Pty([sys.executable, "-c", FAB, "-H", "gpu1", "notebook"], d, ssh_lab.env())
     try:
         m = p.wait_for(URL, timeout=300)
@@ -528,54 +520,39 @@ def test_fab_notebook_answers_on_the_laptop_url_and_ctrl_c_ends_it_and_the_forwa
         assert _answers(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
         assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
         assert _kernel_computes(port, token, "1+1") == "2"
-        (c,) = _containers(engine, name)
+        (c,) = project_containers(engine, name)
         assert c.attrs["Config"]["User"] != "0:0"  # the host login's user, as for train
     finally:
         os.killpg(p.proc.pid, signal.SIGINT)
-    try:
-        assert p.finish(timeout=60) == 130, p.text
-        assert _containers(engine, name) == []
-        assert _wait_refused(port)  # the forward went with the run
-        (folder,) = (d / "runs").iterdir()
-        assert token not in (folder / "output.log").read_text()
-    finally:
-        _cleanup(engine, name)
-        for host in ssh_lab.hosts.values():
-            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+    assert p.finish(timeout=60) == 130, p.text
+    assert project_containers(engine, name) == []
+    assert _wait_refused(port)  # the forward went with the run
+    (folder,) = (d / "runs").iterdir()
+    assert token not in (folder / "output.log").read_text()
 
 
 @pytest.mark.ssh
 def test_fab_notebook_detached_answers_on_the_laptop_and_fab_stop_ends_it_and_the_forward(
-        ssh_lab: Any, lab_image: str, tmp_path: Path, engine: Any) -> None:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "lab-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={lab_image}\nDLT_GPUS=none\nDLT_STOP_TIMEOUT=2\n")
-    (d / "fabfile.py").write_text("from dltasks.tasks import ns  # noqa: F401\n")
-    try:
-        p = Pty([sys.executable, "-c", FAB, "-H", "gpu1", "notebook", "--detach"], d,
-                ssh_lab.env())
-        assert p.finish(timeout=300) == 0, p.text
-        m = URL.search(p.text)
-        assert m, p.text
-        token, port = _token(m.group(3)), int(m.group(2))
-        run_id = re.search(r"started (\S+) on gpu1", p.text).group(1)  # type: ignore[union-attr]
-        # fab has ended: the background forwarder holds the laptop's port, and the URL was
-        # printed once Jupyter answered: the first request finds it up
-        assert _get(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
-        assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
-        assert _kernel_computes(port, token, "1+1") == "2"
-        pid_file = d / "runs" / run_id / "forward.pid"
-        pid = int(pid_file.read_text().split()[0])
-        r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", run_id], cwd=d,
-                           env=ssh_lab.env(), text=True, capture_output=True, timeout=120)
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert _containers(engine, name) == []
-        assert _wait_refused(port)
-        assert not pid_file.exists()  # the forwarder went first, with its pid file
-        assert _process_gone(pid)
-    finally:
-        _cleanup(engine, name)
-        for host in ssh_lab.hosts.values():
-            shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
+        ssh_lab: Any, fab_lab_proj: tuple[Path, str], engine: Any) -> None:
+    d, name = fab_lab_proj
+    p = Pty([sys.executable, "-c", FAB, "-H", "gpu1", "notebook", "--detach"], d,
+            ssh_lab.env())
+    assert p.finish(timeout=300) == 0, p.text
+    m = URL.search(p.text)
+    assert m, p.text
+    token, port = _token(m.group(3)), int(m.group(2))
+    run_id = re.search(r"started (\S+) on gpu1", p.text).group(1)  # type: ignore[union-attr]
+    # fab has ended: the background forwarder holds the laptop's port, and the URL was
+    # printed once Jupyter answered: the first request finds it up
+    assert _get(f"http://127.0.0.1:{port}/api/status?token={token}")[0] == 200
+    assert _get(f"http://127.0.0.1:{port}/api/status")[0] == 403
+    assert _kernel_computes(port, token, "1+1") == "2"
+    pid_file = d / "runs" / run_id / "forward.pid"
+    pid = int(pid_file.read_text().split()[0])
+    r = subprocess.run([sys.executable, "-c", FAB, "-H", "gpu1", "stop", run_id], cwd=d,
+                       env=ssh_lab.env(), text=True, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert project_containers(engine, name) == []
+    assert _wait_refused(port)
+    assert not pid_file.exists()  # the forwarder went first, with its pid file
+    assert _process_gone(pid)

@@ -7,20 +7,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_ports import wait_answer
-from tests.sshd_harness import Lab, fab
+from tests.sshd_harness import Lab, fab, lab_project
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
@@ -30,14 +28,9 @@ URL = re.compile(r"dlt: train (\S+): (http://127\.0\.0\.1:(\d+)\S*) \(port 8000 
 
 @pytest.fixture
 def proj(tmp_path: Path, ssh_lab: Lab, base_image: str) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "t-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
-                            "DLT_TRAIN_CMD=python3 -m http.server 8000\n")
-    yield d, name
-    shutil.rmtree(ssh_lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
+    with lab_project(tmp_path, ssh_lab, f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
+                     "DLT_TRAIN_CMD=python3 -m http.server 8000\n") as made:
+        yield made
 
 
 def _cleanup(engine: object, project: str) -> None:

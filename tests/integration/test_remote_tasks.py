@@ -7,13 +7,12 @@ is the local one reached through the SSH connection.
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab
+from tests.sshd_harness import Lab, fab, lab_project
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
@@ -23,16 +22,10 @@ def proj(tmp_path: Path,
          ssh_lab: Lab,
          base_image: str,
          engine: object) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "rt-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_BASE_IMAGE={base_image}\nDLT_GPUS=none\n")
-    yield d, name
-    shutil.rmtree(ssh_lab.hosts["gpu1"].home / "dltasks" / name, ignore_errors=True)
-    for c in engine.containers.list(  # type: ignore[attr-defined]
-            ignore_removed=True, all=True, filters={"label": f"dltasks.project={name}"}):
-        c.remove(force=True)
+    with lab_project(tmp_path, ssh_lab, f"DLT_BASE_IMAGE={base_image}\nDLT_GPUS=none\n",
+                     prefix="rt", engine=engine) as made:
+        yield made
+    name = made[1]
     for img in engine.images.list(name=name) + engine.images.list(  # type: ignore[attr-defined]
             name=f"{name}-build"):
         for tag in img.tags:

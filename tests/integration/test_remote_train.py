@@ -7,28 +7,20 @@ host's project folder (/home/dltgpu1/dltasks/...) really differs from the local 
 from __future__ import annotations
 
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sshd_harness import Lab, fab
+from tests.sshd_harness import Lab, fab, lab_project
 
 pytestmark = [pytest.mark.ssh, pytest.mark.docker]
 
 
 @pytest.fixture
 def proj(tmp_path: Path, ssh_lab: Lab, base_image: str) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "t-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n")
-    yield d, name
-    for host in ssh_lab.hosts.values():
-        shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
-        shutil.rmtree(host.home / f"data-{name}", ignore_errors=True)
+    with lab_project(tmp_path, ssh_lab, f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n") as made:
+        yield made
 
 
 def _cleanup(engine: object, project: str) -> None:

@@ -9,7 +9,6 @@ the words are the task's: fabric must never run them on the host itself.
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,16 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import dlt
-from tests.sshd_harness import Lab, fab
+from tests.conftest import dlt, project_containers
+from tests.sshd_harness import Lab, fab, lab_project
 
 pytestmark = [pytest.mark.docker]
-
-
-def _leftovers(engine: Any, project: str) -> list[Any]:
-    found: list[Any] = engine.containers.list(
-        ignore_removed=True, all=True, filters={"label": f"dltasks.project={project}"})
-    return found
 
 
 @pytest.fixture
@@ -36,7 +29,7 @@ def proj(project: Path, base_image: str, engine: Any) -> Iterator[tuple[Path, st
                                   "DLT_GPUS=none\nDLT_OUTPUT_DIR=outputs\n")
     (project / "data.txt").write_text("from the project\n")
     yield project, name
-    for c in _leftovers(engine, name):
+    for c in project_containers(engine, name):
         c.remove(force=True)
 
 
@@ -63,7 +56,7 @@ def test_local_run_maps_paths_writes_outputs_and_passes_the_exit_code(
     assert record["command"][:2] == ["python3", "-c"]
     assert f"'{d}/" not in record["command"][2] and "'/workspace/data.txt'" in record["command"][2]
     assert "'/outputs/result.txt'" in record["command"][2]
-    assert _leftovers(engine, name) == []
+    assert project_containers(engine, name) == []
     listed = dlt("runs", cwd=d)
     assert listed.returncode == 0 and f"{record['run_id']}  run " in listed.stdout
 
@@ -90,7 +83,7 @@ def test_detached_run_is_listed_by_ps_and_stopped(proj: tuple[Path, str], engine
     r = dlt("run", "--detach", "--", "sleep", "300", cwd=d)
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[-1]
-    (c,) = _leftovers(engine, name)
+    (c,) = project_containers(engine, name)
     assert c.labels["dltasks.kind"] == "run" and c.labels["dltasks.run"] == run_id
     ps = dlt("ps", cwd=d)
     assert ps.returncode == 0, ps.stderr
@@ -98,7 +91,7 @@ def test_detached_run_is_listed_by_ps_and_stopped(proj: tuple[Path, str], engine
     assert row.split()[1:3] == ["run", "-"] and "running" in row
     s = dlt("stop", run_id, cwd=d)
     assert s.returncode == 0 and f"stopped {run_id}" in s.stdout, s.stderr
-    assert _leftovers(engine, name) == []
+    assert project_containers(engine, name) == []
     assert _record(d)["status"] == "stopped"
 
 
@@ -109,16 +102,9 @@ def test_detached_run_is_listed_by_ps_and_stopped(proj: tuple[Path, str], engine
 @pytest.fixture
 def remote(tmp_path: Path, ssh_lab: Lab, base_image: str,
            engine: Any) -> Iterator[tuple[Path, str]]:
-    d = tmp_path / "proj"
-    d.mkdir()
-    name = "rrun-" + uuid.uuid4().hex[:8]
-    (d / ".env").write_text(f"DLT_PROJECT={name}\nDLT_REMOTE_DIR=~/dltasks/{name}\n"
-                            f"DLT_IMAGE={base_image}\nDLT_GPUS=none\nDLT_OUTPUT_DIR=outputs\n")
-    yield d, name
-    for host in ssh_lab.hosts.values():
-        shutil.rmtree(host.home / "dltasks" / name, ignore_errors=True)
-    for c in _leftovers(engine, name):
-        c.remove(force=True)
+    with lab_project(tmp_path, ssh_lab, f"DLT_IMAGE={base_image}\nDLT_GPUS=none\n"
+                     "DLT_OUTPUT_DIR=outputs\n", prefix="rrun", engine=engine) as made:
+        yield made
 
 
 @pytest.mark.ssh
@@ -137,7 +123,7 @@ def test_fab_run_runs_the_command_in_the_container_not_on_the_host(
     record = _record(d)
     assert (record["kind"], record["host"], record["exit_code"]) == ("run", "gpu1", 5)
     assert record["command"] == ["sh", "-c", f"touch {mark} outputs/{mark}; exit 5"]
-    assert _leftovers(engine, name) == []
+    assert project_containers(engine, name) == []
     none = fab("-H", "gpu1", "run", cwd=d, env=ssh_lab.env())
     assert none.returncode == 2
     assert none.stderr.strip().splitlines() == [
