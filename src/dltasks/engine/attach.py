@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from dltasks.signals import handling
+
 _CHUNK = 65536
 #: The signals that end dlt: blocked while the terminal is restored.
 _ENDING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -105,15 +107,8 @@ def following_resizes(resize: Callable[[int, int], None]) -> Iterator[None]:
             resize(size.lines, size.columns)
 
     apply()
-    old = None
-    if signal.getsignal(signal.SIGWINCH) != signal.SIG_IGN:  # ignored stays ignored
-        with contextlib.suppress(ValueError):  # not the main thread: no resizes
-            old = signal.signal(signal.SIGWINCH, apply)
-    try:
+    with handling((signal.SIGWINCH,), apply):   # not the main thread: no resizes
         yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGWINCH, old)
 
 
 def to_stdout(data: bytes) -> None:

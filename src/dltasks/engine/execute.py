@@ -34,6 +34,7 @@ from typing import Any
 from dltasks.engine import attach
 from dltasks.engine.api import Engine, EngineError, Stream
 from dltasks.errors import DltError
+from dltasks.signals import handling
 
 #: The variable naming one exec's processes (value: random hex), so they can be ended.
 MARKER = "DLT_EXEC_ID"
@@ -95,23 +96,14 @@ def _signals_end() -> Iterator[None]:
     cleanup, so a second one cannot cut it short (one that was ignored stays ignored)."""
 
     def raise_(signum: int, frame: Any) -> None:
-        for sig in old:
+        for sig in taken:
             signal.signal(sig, signal.SIG_IGN)
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise _Ended(signum)
 
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) == signal.SIG_IGN:
-            continue
-        with contextlib.suppress(ValueError):  # not the main thread
-            old[sig] = signal.signal(sig, raise_)
-    try:
+    with handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), raise_) as taken:
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -119,15 +111,9 @@ def _hurrying() -> Iterator[threading.Event]:
     """While the command is being ended: Ctrl-C, SIGTERM or SIGHUP again set the event (KILL
     now) instead of raising out of the cleanup."""
     hurry = threading.Event()
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread
-            old[sig] = signal.signal(sig, lambda *_: hurry.set())
-    try:
+    with handling((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), lambda *_: hurry.set(),
+                  keep_ignored=False):  # _signals_end ignored them for the cleanup
         yield hurry
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def exec_config(argv: Sequence[str], *, tty: bool, user: str, workdir: str,

@@ -25,6 +25,7 @@ from dltasks.engine.spec import LABEL_KIND, LABEL_RUN, RunSpec, create_config
 from dltasks.errors import DltError
 from dltasks.hosts.target import Target
 from dltasks.runs.output import Outputs, close_log, open_log, warn
+from dltasks.signals import handling
 
 INTERRUPTED = 130
 
@@ -89,12 +90,6 @@ def _start_message(host: str, text: str, spec: RunSpec) -> str:
     return f"{where} could not start the container: {text.strip().splitlines()[0]}"
 
 
-def ignored(sig: int) -> bool:
-    """Whether ``sig`` is ignored here (SIG_IGN, as ``nohup`` leaves SIGHUP): such a signal
-    gets no handler of ours, so it stays ignored."""
-    return signal.getsignal(sig) == signal.SIG_IGN
-
-
 @contextlib.contextmanager
 def _signals_as_interrupt() -> Iterator[None]:
     """Deliver SIGTERM and SIGHUP as an exception in the main thread while a run is attached.
@@ -103,19 +98,8 @@ def _signals_as_interrupt() -> Iterator[None]:
     def raise_(signum: int, frame: Any) -> None:
         raise _Terminated(signum)
 
-    old = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if ignored(sig):
-            continue
-        try:
-            old[sig] = signal.signal(sig, raise_)
-        except ValueError:  # not the main thread
-            pass
-    try:
+    with handling((signal.SIGTERM, signal.SIGHUP), raise_):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def create(target: Target, spec: RunSpec) -> str:

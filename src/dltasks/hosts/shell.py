@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dltasks.errors import DltError
+from dltasks.signals import handling
 
 
 @dataclass(frozen=True)
@@ -127,17 +128,8 @@ def interrupts_raise() -> Iterator[None]:
     def raise_(signum: int, frame: Any) -> None:
         raise CutShort(signum)
 
-    old = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) == signal.SIG_IGN:
-            continue
-        with contextlib.suppress(ValueError):
-            old[sig] = signal.signal(sig, raise_)
-    try:
+    with handling((signal.SIGTERM, signal.SIGHUP), raise_):
         yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def local_attached(argv: Sequence[str], *, stop_s: float = 10, use_stdin: bool = True) -> int:
