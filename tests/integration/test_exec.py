@@ -109,39 +109,43 @@ def test_ctrl_c_without_a_tty_ends_the_command_and_nothing_else(
     assert "sleep 300" in _processes(engine, run_id)       # the run was not
 
 
-def test_exec_with_a_tty_runs_an_interactive_shell(running: tuple[Path, str]) -> None:
-    d, run_id = running
+def _tty_shell(d: Path, args: list[str], env: dict[str, str]) -> tuple[int, bytes]:
+    """`dlt exec ARGS` (no command: a shell) with a pty as its terminal; once the shell
+    prompts, as a person would (what a tty gets before the process in the container reads it
+    is lost, with the docker CLI too), it is asked for its tty and exits 4. The exit code and
+    all the terminal showed."""
     leader, follower = os.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DLT_")}
-    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id], cwd=d, env=env,
+    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", *args], cwd=d, env=env,
                          stdin=follower, stdout=follower, stderr=follower, close_fds=True)
     os.close(follower)
-    seen = b""
+    seen, typed = b"", False
     deadline = time.monotonic() + 60
-    typed = False
     try:
         while time.monotonic() < deadline:
-            # type once the shell prompts (as a person would: what a tty gets before the
-            # process in the container reads it is lost, with the docker CLI too)
-            if not typed and seen.rstrip().endswith((b"#", b"$")):
+            if not typed and seen.rstrip().endswith((b"#", b"$")):   # the shell prompts
                 os.write(leader, b"echo tty-$((40+2)) $(tty); exit 4\n")
                 typed = True
-            ready, _, _ = select.select([leader], [], [], 1)
-            if ready:
+            if select.select([leader], [], [], 1)[0]:
                 try:
                     data = os.read(leader, 4096)
-                except OSError:  # the far side closed (the program ended)
+                except OSError:  # the program ended and its output is read
                     break
                 if not data:
                     break
                 seen += data
             elif p.poll() is not None:
                 break
-        assert p.wait(timeout=30) == 4, seen
+        return p.wait(timeout=30), seen
     finally:
         os.close(leader)
         with contextlib.suppress(ProcessLookupError):
             p.kill()
+
+
+def test_exec_with_a_tty_runs_an_interactive_shell(running: tuple[Path, str]) -> None:
+    d, run_id = running
+    code, seen = _tty_shell(d, [run_id], _dlt_env())
+    assert code == 4, seen
     assert b"tty-42 /dev/pts/" in seen, seen    # a real tty in the container
 
 
@@ -256,7 +260,7 @@ def test_exec_into_node_1_of_a_job_across_two_hosts(
 @pytest.mark.slow
 def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
         torch_image: str, engine: Any, project: Path, slurm_lab: dict[str, str]) -> None:
-    from tests.integration.test_slurm import containers_of, slurm_project
+    from tests.integration.test_slurm import containers_of, running_containers, slurm_project
 
     slurm_project(project, torch_image,
                   "DDP_SLEEP=300\nEXEC_SEES=slurm-env\nDLT_STOP_TIMEOUT=2\n")
@@ -264,11 +268,7 @@ def test_exec_into_a_slurm_docker_runtime_run_on_its_node(
     assert r.returncode == 0, r.stderr
     run_id = r.stdout.split()[0]
     try:
-        deadline = time.monotonic() + 120
-        while (len(up := [c for c in containers_of(engine, run_id) if c.status == "running"])
-               < 2 and time.monotonic() < deadline):
-            time.sleep(0.5)
-        assert len(up) == 2, f"the job's 2 containers did not start in 120 s: {up}"
+        running_containers(engine, run_id, 2)
         r = dlt("exec", run_id, "--node", "1", "--", "sh", "-c",
                 "tr '\\000' '\\n' < /proc/1/environ | grep ^SLURM_NODEID=; "
                 "echo env=$EXEC_SEES; ls train_ddp.py; exit 6", cwd=project, env=slurm_lab)
@@ -349,34 +349,8 @@ def _slurm_exec_streams_bytes_and_ctrl_c_ends_the_command(
 def _slurm_exec_with_a_tty_runs_a_shell(project: Path, run_id: str,
                                         slurm_lab: dict[str, str]) -> None:
     """With a terminal: `srun --pty` and `docker exec -t`, a shell with a real tty."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DLT_")}, **slurm_lab}
-    leader, follower = os.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "dltasks", "exec", run_id, "--node", "1"],
-                         cwd=project, env=env, stdin=follower, stdout=follower,
-                         stderr=follower, close_fds=True)
-    os.close(follower)
-    seen, typed = b"", False
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            if not typed and seen.rstrip().endswith((b"#", b"$")):   # the shell prompts
-                os.write(leader, b"echo tty-$((40+2)) $(tty); exit 4\n")
-                typed = True
-            if select.select([leader], [], [], 1)[0]:
-                try:
-                    data = os.read(leader, 4096)
-                except OSError:  # the program ended and its output is read
-                    break
-                if not data:
-                    break
-                seen += data
-            elif p.poll() is not None:
-                break
-        assert p.wait(timeout=30) == 4, seen
-    finally:
-        os.close(leader)
-        with contextlib.suppress(ProcessLookupError):
-            p.kill()
+    code, seen = _tty_shell(project, [run_id, "--node", "1"], {**_dlt_env(), **slurm_lab})
+    assert code == 4, seen
     assert b"tty-42 /dev/pts/" in seen, seen
 
 

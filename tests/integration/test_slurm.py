@@ -43,6 +43,16 @@ def containers_of(engine: Any, run_id: str) -> list[Any]:
     return found
 
 
+def running_containers(engine: Any, run_id: str, n: int) -> list[Any]:
+    """The ``n`` running containers of a docker-runtime job, once all are up (120 s at most)."""
+    deadline = time.monotonic() + 120
+    while (len(up := [c for c in containers_of(engine, run_id) if c.status == "running"])
+           < n and time.monotonic() < deadline):
+        time.sleep(0.5)
+    assert len(up) == n, f"the job's {n} containers did not start in 120 s: {up}"
+    return up
+
+
 def squeue(env: dict[str, str], job: str) -> str:
     return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], env={**_env(), **env},
                           capture_output=True, text=True).stdout.strip()
@@ -360,11 +370,7 @@ def test_exec_through_a_login_node_streams_bytes_both_ways(
     program = "import sys; from fabric.main import program; sys.argv[0] = 'fab'; program.run()"
     exec_ = [sys.executable, "-c", program, "-H", "gpu1", "exec", run_id, "--node", "1"]
     try:
-        deadline = time.monotonic() + 120
-        while (len(up := [c for c in containers_of(engine, run_id) if c.status == "running"])
-               < 2 and time.monotonic() < deadline):
-            time.sleep(0.5)
-        assert len(up) == 2, f"the job's 2 containers did not start in 120 s: {up}"
+        up = running_containers(engine, run_id, 2)
         [node1] = [c for c in up if c.labels["dltasks.node"] == "1"]
         got = subprocess.run([*exec_, "--cmd", "head -c 300000 /dev/urandom | tee /tmp/r.bin"],
                              cwd=d, env=ssh_lab.env(), capture_output=True, timeout=120)
