@@ -317,3 +317,69 @@ def test_our_end_of_input_is_ctrl_d_to_a_tty_and_a_half_close_otherwise() -> Non
         assert got == [expected] and b"".join(out) == b"bye"
         os.close(null)
         ours.close()
+
+
+class _Login:
+    """The one seam: a login host whose shell answers the round trips of finding a pyxis
+    run's container in turn (nodes, steps, the joined `true`)."""
+
+    on_host = " on login1"
+
+    def __init__(self, *answers: tuple[int, str, str]) -> None:
+        from dltasks.hosts.shell import CmdResult
+
+        self.results = [CmdResult("sh", code, out, err) for code, out, err in answers]
+        self.commands: list[object] = []
+        self.shell = self
+
+    def run(self, command: object) -> object:
+        self.commands.append(command)
+        return self.results[len(self.commands) - 1]
+
+    def task_command(self, task: str) -> str:
+        return f"fab -H login1 {task}"
+
+
+def _pyxis_run() -> RunRecord:
+    return RunRecord(RID, slurm=SlurmInfo("42", "pyxis", nodes=2, run_dir="/p/runs/" + RID,
+                                          container="dlt-proj-" + RID, workdir="/workspace"))
+
+
+def test_a_pyxis_runs_container_is_found_then_joined_once_with_true() -> None:
+    from dltasks.runs.execute import _spot
+
+    login = _Login((0, "n1\nn2\n", ""), (0, f"42.batch batch\n42.1 dlt-proj-{RID}\n", ""),
+                   (0, "", ""))
+    spot = _spot(login, _pyxis_run(), 1)  # type: ignore[arg-type]
+    assert spot == SlurmSpot("n2", 1, step="42.1", workdir="/workspace",
+                             env_file=f"/p/runs/{RID}/container.env")
+    check = login.commands[2]
+    assert isinstance(check, list) and check[-4:] == [
+        "--job-name=dlt-exec-check", "--container-name=42.1:exec",
+        "--container-workdir=/workspace", "true"] and "--nodelist=n2" in check
+
+
+def test_what_stands_in_the_way_of_a_pyxis_exec_is_one_line() -> None:
+    """No step of the run's name (not started, or ended), a container pyxis has not started
+    (or cannot join: squashfuse), another refusal of pyxis, squeue failing: one line each."""
+    from dltasks.runs.execute import _spot
+
+    nodes, step = (0, "n1\nn2\n", ""), (0, f"42.1 dlt-proj-{RID}\n", "")
+    cases = [
+        ((nodes, (0, "42.batch batch\n42.0 hostname\n", "")), 2,
+         f"runs no step 'dlt-proj-{RID}' now .* `fab -H login1 logs {RID} --follow`"),
+        ((nodes, step, (1, "", 'slurmstepd-n1: error: pyxis: error: "exec" flag was passed to '
+                        "--container-name but the container is not running\nsrun: error: "
+                        "n1: task 0: Exited with exit code 1\n")), 2,
+         r"node 0's container of run .* \(n1, step 42.1\) is not running \(pyxis is still "
+         "making it, or the site runs pyxis with squashfuse"),
+        ((nodes, step, (1, "", "srun: error: Unable to create step for job 42: Invalid "
+                        "generic resource\n")), 1,
+         r"pyxis could not join node 0's container of run .*: srun: error: Unable to create"),
+        ((nodes, (1, "", "squeue: error: Invalid user\n")), 1,
+         "squeue on login1 could not list the steps of Slurm job 42: squeue: error: Invalid"),
+    ]
+    for answers, code, said in cases:
+        with pytest.raises(DltError, match=said) as e:
+            _spot(_Login(*answers), _pyxis_run(), 0)  # type: ignore[arg-type]
+        assert e.value.code == code and "\n" not in str(e.value), str(e.value)
