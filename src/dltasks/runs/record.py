@@ -433,10 +433,6 @@ class RunRecord:
         """This record with ``changes``."""
         return replace(self, **changes)
 
-    @property
-    def ended_known(self) -> bool:
-        return self.exit_code is not None
-
     def to_json(self) -> dict[str, Any]:
         """The record as ``manifest.json`` holds it."""
         out = write_object(self)
